@@ -1,0 +1,1 @@
+"""Data layer: schema, readers with column mappings, built-in datasets, splits, simulator."""

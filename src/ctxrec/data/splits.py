@@ -1,0 +1,168 @@
+"""Deterministic evaluation splits: leave-one-out and global temporal.
+
+An :class:`EvalSet` holds one case per (user, held-out window): the history the model may see (items
+strictly before the target, oldest first), the target item(s), and the context and time of the first
+target event. Evaluation never shows a model anything at or after the target.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from ctxrec.data.dataset import Columns, Dataset
+from ctxrec.errors import DataError
+
+
+@dataclass
+class EvalSet:
+    """Evaluation cases, aligned lists/arrays of length ``n``."""
+
+    users: np.ndarray  # (n,) int64 dense user index
+    histories: list[np.ndarray]  # n x (L_i,) int64 item index, oldest first
+    history_times: list[np.ndarray]  # n x (L_i,) float64 unix seconds (NaN where unknown)
+    targets: list[np.ndarray]  # n x (T_i,) int64, T_i >= 1
+    contexts: list[dict[str, Any]]  # context of the (first) target event
+    timestamps: np.ndarray  # (n,) float64 time of the (first) target event
+
+    def __len__(self) -> int:
+        return len(self.users)
+
+    def take(self, idx: np.ndarray | list[int]) -> EvalSet:
+        idx = np.asarray(idx, dtype=np.int64)
+        return EvalSet(
+            users=self.users[idx],
+            histories=[self.histories[i] for i in idx],
+            history_times=[self.history_times[i] for i in idx],
+            targets=[self.targets[i] for i in idx],
+            contexts=[self.contexts[i] for i in idx],
+            timestamps=self.timestamps[idx],
+        )
+
+
+@dataclass
+class Split:
+    """A train dataset (same vocabularies as the full one) and validation/test cases."""
+
+    name: str
+    train: Dataset
+    valid: EvalSet
+    test: EvalSet
+
+
+def _user_rows(data: Dataset) -> tuple[np.ndarray, np.ndarray]:
+    order = data.row_order()
+    return order, data.user_offsets()
+
+
+def _context_of(data: Dataset, row: int) -> dict[str, Any]:
+    names = data.schema.context_names
+    if not names:
+        return {}
+    rec = data.interactions.iloc[row]
+    return {n: rec[n] for n in names}
+
+
+def leave_one_out(data: Dataset, *, min_events: int = 3) -> Split:
+    """Per user, in event order: last event = test, second-to-last = validation, the rest = train.
+
+    Users with fewer than ``min_events`` events keep all their events in train and get no eval case
+    (the SASRec convention). Deterministic: no randomness is involved.
+    """
+    order, offsets = _user_rows(data)
+    times = data.interactions[Columns.TIME].to_numpy()
+    ctx_cols = data.schema.context_names
+    ctx_frame = data.interactions[list(ctx_cols)] if ctx_cols else None
+    train_mask = np.ones(data.n_events, dtype=bool)
+    v: dict[str, list[Any]] = {k: [] for k in ("u", "h", "ht", "t", "c", "ts")}
+    te: dict[str, list[Any]] = {k: [] for k in ("u", "h", "ht", "t", "c", "ts")}
+    for u in range(data.n_users):
+        rows = order[offsets[u] : offsets[u + 1]]
+        if len(rows) < min_events:
+            continue
+        items = data.item_idx[rows]
+        ts = times[rows]
+        train_mask[rows[-2:]] = False
+        for bucket, pos in ((v, len(rows) - 2), (te, len(rows) - 1)):
+            bucket["u"].append(u)
+            bucket["h"].append(items[:pos].copy())
+            bucket["ht"].append(ts[:pos].copy())
+            bucket["t"].append(items[pos : pos + 1].copy())
+            bucket["c"].append(ctx_frame.iloc[rows[pos]].to_dict() if ctx_frame is not None else {})
+            bucket["ts"].append(ts[pos])
+    if not te["u"]:
+        raise DataError(f"dataset {data.name!r}: no user has {min_events} or more events, so leave-one-out is empty")
+    return Split(
+        name="leave-one-out",
+        train=data.subset(train_mask, name=f"{data.name}/train"),
+        valid=_evalset(v),
+        test=_evalset(te),
+    )
+
+
+def temporal(data: Dataset, *, valid_frac: float = 0.1, test_frac: float = 0.1) -> Split:
+    """Global time split: the last ``test_frac`` of events (by timestamp) are test, the
+    ``valid_frac`` before them validation. Each user with events in a window gets one case whose
+    targets are all their items in that window and whose history is all their events before it."""
+    times = data.interactions[Columns.TIME].to_numpy()
+    if np.isnan(times).any():
+        raise DataError(
+            f"dataset {data.name!r} has {int(np.isnan(times).sum())} events without a timestamp; "
+            "a temporal split needs timestamps on every event (use leave-one-out instead)"
+        )
+    if not (0 < valid_frac < 1 and 0 < test_frac < 1 and valid_frac + test_frac < 1):
+        raise DataError(f"temporal split fractions must be in (0, 1) and sum below 1, got {valid_frac}, {test_frac}")
+    t_valid = float(np.quantile(times, 1 - valid_frac - test_frac))
+    t_test = float(np.quantile(times, 1 - test_frac))
+    order, offsets = _user_rows(data)
+    ctx_cols = data.schema.context_names
+    ctx_frame = data.interactions[list(ctx_cols)] if ctx_cols else None
+    buckets: list[dict[str, list[Any]]] = [{k: [] for k in ("u", "h", "ht", "t", "c", "ts")} for _ in range(2)]
+    for u in range(data.n_users):
+        rows = order[offsets[u] : offsets[u + 1]]
+        ts = times[rows]
+        items = data.item_idx[rows]
+        for bucket, lo, hi in ((buckets[0], t_valid, t_test), (buckets[1], t_test, np.inf)):
+            in_win = (ts >= lo) & (ts < hi)
+            before = ts < lo
+            if not in_win.any() or not before.any():
+                continue
+            first = int(np.flatnonzero(in_win)[0])
+            bucket["u"].append(u)
+            bucket["h"].append(items[before].copy())
+            bucket["ht"].append(ts[before].copy())
+            bucket["t"].append(np.unique(items[in_win]))
+            bucket["c"].append(ctx_frame.iloc[rows[first]].to_dict() if ctx_frame is not None else {})
+            bucket["ts"].append(ts[first])
+    train_mask = times < t_valid
+    return Split(
+        name="temporal",
+        train=data.subset(train_mask, name=f"{data.name}/train"),
+        valid=_evalset(buckets[0]),
+        test=_evalset(buckets[1]),
+    )
+
+
+def _evalset(b: dict[str, list[Any]]) -> EvalSet:
+    return EvalSet(
+        users=np.asarray(b["u"], dtype=np.int64),
+        histories=b["h"],
+        history_times=b["ht"],
+        targets=b["t"],
+        contexts=b["c"],
+        timestamps=np.asarray(b["ts"], dtype=np.float64),
+    )
+
+
+SPLITS = {"leave-one-out": leave_one_out, "temporal": temporal}
+
+
+def make_split(data: Dataset, name: str) -> Split:
+    """Split by name (``leave-one-out`` or ``temporal``)."""
+    try:
+        fn = SPLITS[name]
+    except KeyError:
+        raise DataError(f"unknown split {name!r}; choose one of {sorted(SPLITS)}") from None
+    return fn(data)

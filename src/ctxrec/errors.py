@@ -1,0 +1,30 @@
+"""Exceptions raised by ctxrec. Every message names the bad value and says how to fix it."""
+
+from __future__ import annotations
+
+
+class CtxrecError(Exception):
+    """Base class for all ctxrec errors."""
+
+
+class ConfigError(CtxrecError, ValueError):
+    """A configuration value or key is invalid."""
+
+
+class DataError(CtxrecError, ValueError):
+    """Input data is malformed: the message names the file, row and column."""
+
+
+class DatasetNotFoundError(CtxrecError, FileNotFoundError):
+    """A built-in dataset's files are missing and could not be downloaded."""
+
+
+class NotFittedError(CtxrecError, RuntimeError):
+    """A model was used before ``fit`` (or ``load``)."""
+
+
+class UnknownIdError(CtxrecError, KeyError):
+    """An external user or item id is not in the model's vocabulary."""
+
+    def __str__(self) -> str:  # KeyError quotes its message; keep it readable
+        return str(self.args[0]) if self.args else ""

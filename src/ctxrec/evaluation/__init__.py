@@ -1,0 +1,1 @@
+"""Evaluation: pure ranking/pointwise metrics and an evaluator over any Recommender."""

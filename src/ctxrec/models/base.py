@@ -1,0 +1,311 @@
+"""The Recommender contract: ``fit / recommend(queries, k) / save / load``.
+
+Public methods validate input and map external ids; subclasses implement ``_fit`` and ``_score``
+(template methods, as RecTools does). Inside, everything is dense indices: ``_score`` receives a
+:class:`QueryBatch` and returns a ``(B, n_items)`` score matrix over the whole catalogue.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from abc import ABC, abstractmethod
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar, Self
+
+import numpy as np
+
+from ctxrec.config import from_dict, to_dict
+from ctxrec.data.vocab import Vocab
+from ctxrec.errors import ConfigError, NotFittedError, UnknownIdError
+
+if TYPE_CHECKING:
+    from ctxrec.data.dataset import Dataset, DatasetSchema
+    from ctxrec.data.splits import EvalSet
+
+FORMAT_VERSION = 1
+
+
+@dataclass(frozen=True, kw_only=True)
+class RecQuery:
+    """One recommendation request, in external ids.
+
+    ``history`` (oldest first) overrides the stored history of ``user_id``; with neither, the
+    model recommends from context alone (cold user). ``history_timestamps`` align with ``history``.
+    """
+
+    user_id: str | None = None
+    history: Sequence[str] | None = None
+    history_timestamps: Sequence[float] | None = None
+    context: Mapping[str, str | float] = field(default_factory=dict)
+    timestamp: float | None = None
+
+
+@dataclass(frozen=True)
+class Recommendations:
+    """Top-k result for one query: external item ids and scores, best first."""
+
+    item_ids: list[str]
+    scores: np.ndarray  # (k,) float32
+    explanation: dict[str, Any] | None = None
+
+
+@dataclass
+class QueryBatch:
+    """A batch of queries in dense indices, as models see them."""
+
+    users: np.ndarray  # (B,) int64, -1 for a user the model does not know
+    histories: list[np.ndarray]  # B x (L_i,) int64 item indices, oldest first
+    history_times: list[np.ndarray]  # B x (L_i,) float64 (NaN where unknown)
+    contexts: list[Mapping[str, Any]]
+    timestamps: np.ndarray  # (B,) float64, NaN where unknown
+
+    def __len__(self) -> int:
+        return len(self.users)
+
+    @classmethod
+    def from_evalset(cls, ev: EvalSet, sl: slice | None = None) -> QueryBatch:
+        sl = sl or slice(0, len(ev))
+        return cls(
+            users=ev.users[sl],
+            histories=ev.histories[sl],
+            history_times=ev.history_times[sl],
+            contexts=ev.contexts[sl],
+            timestamps=ev.timestamps[sl],
+        )
+
+
+class Recommender(ABC):
+    """Base class of every model. A model takes one frozen config and nothing else."""
+
+    kind: ClassVar[str]
+    config_class: ClassVar[type]
+
+    def __init__(self, config: Any = None) -> None:
+        self.config = config if config is not None else self.config_class()
+        if not isinstance(self.config, self.config_class):
+            raise ConfigError(
+                f"{type(self).__name__} takes a {self.config_class.__name__}, got {type(self.config).__name__}"
+            )
+        self.item_vocab: Vocab | None = None
+        self.user_vocab: Vocab | None = None
+        self.schema: DatasetSchema | None = None
+        # Known histories (dense items per dense user), used when a query gives a user id only.
+        self._hist_indptr: np.ndarray | None = None
+        self._hist_items: np.ndarray | None = None
+        self.fit_info: dict[str, Any] = {}
+
+    # ------------------------------------------------------------------ public API
+    def fit(self, data: Dataset, *, valid: EvalSet | None = None, run_dir: str | Path | None = None) -> Self:
+        """Train on ``data`` (and early-stop on ``valid`` where the model supports it)."""
+        self.item_vocab = Vocab(data.item_vocab.ids, kind="item")
+        self.user_vocab = Vocab(data.user_vocab.ids, kind="user")
+        self.schema = data.schema
+        seqs = data.sequences()
+        self._hist_indptr = np.concatenate([[0], np.cumsum([len(s) for s in seqs])]).astype(np.int64)
+        self._hist_items = np.concatenate(seqs).astype(np.int64) if seqs else np.zeros(0, np.int64)
+        self._fit(data, valid=valid, run_dir=Path(run_dir) if run_dir else None)
+        return self
+
+    @property
+    def is_fitted(self) -> bool:
+        return self.item_vocab is not None
+
+    @property
+    def n_items(self) -> int:
+        self._check_fitted()
+        assert self.item_vocab is not None
+        return len(self.item_vocab)
+
+    def recommend(
+        self,
+        queries: Sequence[RecQuery],
+        k: int = 10,
+        *,
+        exclude_seen: bool = True,
+        candidates: Sequence[str] | None = None,
+    ) -> list[Recommendations]:
+        """Top-``k`` items for each query. ``exclude_seen`` drops items in the query's history;
+        ``candidates`` restricts the result to those item ids. Unknown users with no history are
+        scored from context alone (popularity-like for context-blind models)."""
+        self._check_fitted()
+        assert self.item_vocab is not None
+        if isinstance(queries, RecQuery):
+            raise TypeError("recommend takes a sequence of RecQuery; wrap a single query in a list")
+        batch = self.encode_queries(queries)
+        cand = None if candidates is None else self.item_vocab.lookup(list(candidates))
+        idx, scores = self.recommend_indices(batch, k, exclude_seen=exclude_seen, candidates=cand)
+        out = []
+        for row_i, row_s in zip(idx, scores, strict=True):
+            keep = np.isfinite(row_s)
+            out.append(Recommendations(self.item_vocab.external(row_i[keep]), row_s[keep].astype(np.float32)))
+        return out
+
+    def recommend_indices(
+        self,
+        batch: QueryBatch,
+        k: int,
+        *,
+        exclude_seen: bool = True,
+        candidates: np.ndarray | None = None,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Dense top-k: ``(B, k)`` item indices and scores (``-inf`` where fewer than k exist)."""
+        if k < 1:
+            raise ValueError(f"k must be a positive integer, got {k}")
+        scores = np.asarray(self._score(batch), dtype=np.float32).copy()  # (B, n_items)
+        if candidates is not None:
+            mask = np.full(scores.shape[1], True)
+            mask[candidates] = False
+            scores[:, mask] = -np.inf
+        if exclude_seen:
+            for b, hist in enumerate(batch.histories):
+                if len(hist):
+                    scores[b, hist] = -np.inf
+        return top_k(scores, k)
+
+    def encode_queries(self, queries: Sequence[RecQuery]) -> QueryBatch:
+        """External-id queries to a dense :class:`QueryBatch` (unknown history items are an error)."""
+        assert self.item_vocab is not None and self.user_vocab is not None
+        users, hists, htimes, ts = [], [], [], []
+        for q in queries:
+            u = self.user_vocab.get(q.user_id) if q.user_id is not None else -1
+            if q.history is not None:
+                h = self.item_vocab.lookup(list(q.history))
+                if q.history_timestamps is not None:
+                    if len(q.history_timestamps) != len(q.history):
+                        raise ValueError(
+                            f"history_timestamps has {len(q.history_timestamps)} values but history has "
+                            f"{len(q.history)} items; give one timestamp per history item"
+                        )
+                    t = np.asarray(q.history_timestamps, dtype=np.float64)
+                else:
+                    t = np.full(len(h), np.nan)
+            elif u >= 0:
+                h = self.known_history(u)
+                t = np.full(len(h), np.nan)
+            else:
+                if q.user_id is not None and not self._allows_unknown_users():
+                    raise UnknownIdError(
+                        f"unknown user id {q.user_id!r} and no history given: pass the user's recent "
+                        "items as `history` to get recommendations for a new user"
+                    )
+                h, t = np.zeros(0, np.int64), np.zeros(0)
+            users.append(u)
+            hists.append(h)
+            htimes.append(t)
+            ts.append(np.nan if q.timestamp is None else float(q.timestamp))
+        return QueryBatch(
+            users=np.asarray(users, dtype=np.int64),
+            histories=hists,
+            history_times=htimes,
+            contexts=[dict(q.context) for q in queries],
+            timestamps=np.asarray(ts, dtype=np.float64),
+        )
+
+    def known_history(self, user: int) -> np.ndarray:
+        assert self._hist_indptr is not None and self._hist_items is not None
+        if user < 0 or user + 1 >= len(self._hist_indptr):
+            return np.zeros(0, np.int64)
+        return self._hist_items[self._hist_indptr[user] : self._hist_indptr[user + 1]]
+
+    def _allows_unknown_users(self) -> bool:
+        """Unknown user ids fall back to the context/no-history path (documented cold-start policy)."""
+        return True
+
+    # ------------------------------------------------------------------ persistence
+    def save(self, path: str | Path) -> None:
+        """Write a self-describing folder: ``config.json``, ``model.safetensors``, ``vocab/*.json``."""
+        from safetensors.numpy import save_file
+
+        self._check_fitted()
+        assert self.item_vocab is not None and self.user_vocab is not None
+        p = Path(path)
+        (p / "vocab").mkdir(parents=True, exist_ok=True)
+        meta = {
+            "format_version": FORMAT_VERSION,
+            "kind": self.kind,
+            "config": to_dict(self.config),
+            "schema": to_dict(self.schema) if self.schema is not None else None,
+            "fit_info": self.fit_info,
+        }
+        (p / "config.json").write_text(json.dumps(meta, indent=2, sort_keys=True, default=_json_default) + "\n")
+        self.item_vocab.save(p / "vocab" / "items.json")
+        self.user_vocab.save(p / "vocab" / "users.json")
+        tensors = {f"state.{k}": np.ascontiguousarray(v) for k, v in self._state().items()}
+        assert self._hist_indptr is not None and self._hist_items is not None
+        tensors["history.indptr"] = self._hist_indptr
+        tensors["history.items"] = self._hist_items
+        save_file(tensors, str(p / "model.safetensors"))
+
+    @classmethod
+    def load(cls, path: str | Path) -> Self:
+        """Rebuild a model from a folder written by :meth:`save` (no pickle involved)."""
+        from safetensors.numpy import load_file
+
+        from ctxrec.data.dataset import ContextField, DatasetSchema
+
+        p = Path(path)
+        if not (p / "config.json").exists():
+            raise FileNotFoundError(f"{str(p)!r} is not a saved ctxrec model: it has no config.json")
+        meta = json.loads((p / "config.json").read_text())
+        if meta.get("kind") != cls.kind:
+            raise ConfigError(f"{str(p)!r} holds a {meta.get('kind')!r} model, not {cls.kind!r}; use ctxrec.load_model")
+        model = cls(from_dict(cls.config_class, meta["config"]))
+        model.item_vocab = Vocab.load(p / "vocab" / "items.json")
+        model.user_vocab = Vocab.load(p / "vocab" / "users.json")
+        if meta.get("schema"):
+            s = dict(meta["schema"])
+            s["context"] = tuple(ContextField(**c) for c in s.get("context", []))
+            model.schema = DatasetSchema(**{k: tuple(v) if isinstance(v, list) else v for k, v in s.items()})
+        model.fit_info = meta.get("fit_info", {})
+        tensors = load_file(str(p / "model.safetensors"))
+        model._hist_indptr = tensors.pop("history.indptr")
+        model._hist_items = tensors.pop("history.items")
+        model._load_state({k[len("state.") :]: v for k, v in tensors.items() if k.startswith("state.")})
+        return model
+
+    # ------------------------------------------------------------------ for subclasses
+    @abstractmethod
+    def _fit(self, data: Dataset, *, valid: EvalSet | None, run_dir: Path | None) -> None:
+        """Learn parameters from ``data`` (vocabularies are already set)."""
+
+    @abstractmethod
+    def _score(self, batch: QueryBatch) -> np.ndarray:
+        """Scores ``(B, n_items)`` for every catalogue item; higher is better."""
+
+    @abstractmethod
+    def _state(self) -> dict[str, np.ndarray]:
+        """Arrays that, with the config, fully determine the fitted model."""
+
+    @abstractmethod
+    def _load_state(self, state: dict[str, np.ndarray]) -> None:
+        """Inverse of :meth:`_state`."""
+
+    def _check_fitted(self) -> None:
+        if not self.is_fitted:
+            raise NotFittedError(f"{type(self).__name__} is not fitted: call fit(data) or load(path) first")
+
+
+def top_k(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Row-wise top-k of a ``(B, N)`` matrix, sorted descending; ties broken by lower index."""
+    n = scores.shape[1]
+    k_eff = min(k, n)
+    part = np.argpartition(-scores, k_eff - 1, axis=1)[:, :k_eff] if k_eff < n else np.tile(np.arange(n), (len(scores), 1))
+    part_scores = np.take_along_axis(scores, part, axis=1)
+    # lexsort: primary key -score, secondary key index (deterministic tie-break)
+    order = np.lexsort((part, -part_scores), axis=1)
+    idx = np.take_along_axis(part, order, axis=1)
+    return idx, np.take_along_axis(scores, idx, axis=1)
+
+
+def _json_default(o: Any) -> Any:
+    if isinstance(o, (np.integer,)):
+        return int(o)
+    if isinstance(o, (np.floating,)):
+        f = float(o)
+        return None if math.isnan(f) else f
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    raise TypeError(f"not JSON serialisable: {type(o).__name__}")
