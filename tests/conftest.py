@@ -1,0 +1,44 @@
+"""Shared fixtures. Real-data tests need CTXREC_DATA (CI sets it to ../shared/data)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    try:
+        import torch
+
+        torch.set_num_threads(1)  # 2-core machine; see notes/stack.md P1
+    except ImportError:  # pragma: no cover
+        pass
+
+
+def _data_dir() -> Path | None:
+    env = os.environ.get("CTXREC_DATA")
+    if env and Path(env).is_dir():
+        return Path(env)
+    return None
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if _data_dir() is not None:
+        return
+    if os.environ.get("CI"):
+        raise pytest.UsageError("CI must set CTXREC_DATA to the shared data directory (../shared/data)")
+    skip = pytest.mark.skip(reason="real datasets not found: set CTXREC_DATA to the data directory")
+    for item in items:
+        if "data" in item.keywords:
+            item.add_marker(skip)
+
+
+@pytest.fixture(scope="session")
+def data_dir() -> Path:
+    d = _data_dir()
+    assert d is not None
+    return d
