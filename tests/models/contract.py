@@ -1,0 +1,346 @@
+"""The contract every Recommender must honour, as a mixin test class (implicit/lkpy/RecTools style).
+
+A model's test module subclasses :class:`RecommenderContract` in a ``Test*`` class and supplies
+``make_model()`` with a tiny config::
+
+    class TestEASEContract(RecommenderContract):
+        exact_checkerboard = True
+
+        def make_model(self):
+            return EASERecommender(EASEConfig(l2=1.0))
+
+The known-answer fixture is a "checkerboard": users and items split in two groups, each user has
+interacted with every item of its own group except one withheld item (a different one per user).
+Models opt into stronger checks with class attributes (see the ClassVars below);
+tests/models/test_registry.py fails if a registered model kind has no such class.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import ClassVar
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from ctxrec.config import from_dict, to_dict
+from ctxrec.data.dataset import Dataset
+from ctxrec.data.splits import leave_one_out
+from ctxrec.errors import ConfigError, NotFittedError, UnknownIdError
+from ctxrec.evaluation.evaluator import EvalConfig, Evaluator
+from ctxrec.models import MODELS, get_model_class, load_model
+from ctxrec.models.base import RecQuery, Recommendations, Recommender
+
+GROUPS = ("a", "b")
+ITEMS_PER_GROUP = 5
+USERS_PER_GROUP = {"a": 10, "b": 15}  # unequal, so popularity ranks group b first
+COLD_ITEM = "cold-item"  # in the catalogue, never interacted with
+DAY = 86_400.0
+PICKLE_SUFFIXES = {".pkl", ".pickle", ".pt", ".pth", ".bin", ".joblib", ".npy", ".npz"}
+
+
+@dataclass(frozen=True)
+class Checkerboard:
+    """The checkerboard dataset and its known answers (all in external ids)."""
+
+    data: Dataset
+    group_of_user: dict[str, str]
+    group_items: dict[str, list[str]]
+    withheld: dict[str, str]  # user -> the one item of its group it never interacted with
+
+    @property
+    def users(self) -> list[str]:
+        return list(self.group_of_user)
+
+    def history(self, user: str) -> list[str]:
+        g = self.group_of_user[user]
+        return [i for i in self.group_items[g] if i != self.withheld[user]]
+
+
+def checkerboard() -> Checkerboard:
+    """Build the checkerboard in code: groups a (10 users) and b (15 users) of 5 items each, plus one
+    cold catalogue item.
+
+    Ids are non-numeric strings so a dense index can never pass for an external id. User ``k`` of a
+    group withholds item ``k mod 5`` of its group, so items of one group have the same train count
+    (a: 8, b: 12, cold: 0) and only the group structure separates a user's candidates. Events are one
+    hour apart within a user, users one day apart.
+    """
+    group_items = {g: [f"{g}-item-{j}" for j in range(ITEMS_PER_GROUP)] for g in GROUPS}
+    group_of_user: dict[str, str] = {}
+    withheld: dict[str, str] = {}
+    rows = []
+    for gi, g in enumerate(GROUPS):
+        for k in range(USERS_PER_GROUP[g]):
+            user = f"{g}-user-{k}"
+            group_of_user[user] = g
+            withheld[user] = group_items[g][k % ITEMS_PER_GROUP]
+            day = gi * 100 + k
+            hist = [i for i in group_items[g] if i != withheld[user]]
+            # rotate so sequence models see every item in every position
+            hist = hist[k % len(hist) :] + hist[: k % len(hist)]
+            for pos, item in enumerate(hist):
+                rows.append({"user_id": user, "item_id": item, "timestamp": 1.7e9 + day * DAY + pos * 3600.0})
+    catalogue = [i for g in GROUPS for i in group_items[g]] + [COLD_ITEM]
+    data = Dataset.from_frames(
+        pd.DataFrame(rows), items=pd.DataFrame({"item_id": catalogue}), name="checkerboard"
+    )
+    return Checkerboard(data=data, group_of_user=group_of_user, group_items=group_items, withheld=withheld)
+
+
+class RecommenderContract:
+    """Mixin of contract tests. Subclasses must define ``make_model()`` (tiny, fast config)."""
+
+    learns_groups: ClassVar[bool] = True
+    """Top-1 (exclude_seen) of every checkerboard user, and of an anonymous history of two group
+    items, is an item of that group. Only non-personalised baselines set this False."""
+    exact_checkerboard: ClassVar[bool] = False
+    """Item-item models: top-1 is exactly the withheld item, for known users and for an anonymous
+    history of "all the group but one"."""
+    cold_start_is_popularity: ClassVar[bool] = False
+    """Queries with no history are ranked exactly like PopularityRecommender ranks them."""
+    batch_rtol: ClassVar[float] = 1e-5
+    """Tolerance of the batch-vs-one-by-one score comparison (0 = bit-identical)."""
+    refit_rtol: ClassVar[float] = 0.0
+    """Tolerance of the fit-twice-from-the-same-config comparison (0 = bit-identical)."""
+
+    def make_model(self) -> Recommender:
+        raise NotImplementedError(
+            f"{type(self).__name__} must define make_model() returning an unfitted model"
+        )
+
+    # ------------------------------------------------------------------ fixtures (fit once per class)
+    @pytest.fixture(scope="class")
+    @classmethod
+    def board(cls) -> Checkerboard:
+        return checkerboard()
+
+    @pytest.fixture(scope="class")
+    @classmethod
+    def fitted(cls, board: Checkerboard) -> Recommender:
+        return cls().make_model().fit(board.data)
+
+    # ------------------------------------------------------------------ helpers
+    @staticmethod
+    def _queries(board: Checkerboard) -> list[RecQuery]:
+        """A mix of every query shape: known users, anonymous histories, a new user, a cold query."""
+        a, b = board.group_items["a"], board.group_items["b"]
+        return [
+            RecQuery(user_id="a-user-0"),
+            RecQuery(user_id="b-user-3"),
+            RecQuery(history=a[:2]),
+            RecQuery(user_id="brand-new-user", history=[b[4], b[1]]),
+            RecQuery(user_id="brand-new-user"),
+            RecQuery(),
+            RecQuery(user_id="a-user-7", history=[b[0]]),  # explicit history overrides the stored one
+        ]
+
+    @staticmethod
+    def _full_scores(model: Recommender, queries: Sequence[RecQuery]) -> list[Recommendations]:
+        return model.recommend(queries, k=model.n_items, exclude_seen=False)
+
+    def _assert_same(self, got: Recommendations, want: Recommendations, rtol: float) -> None:
+        if rtol == 0:
+            assert got.item_ids == want.item_ids
+            np.testing.assert_array_equal(got.scores, want.scores)
+        else:
+            # Compare scores by item so near-ties that swap under float noise do not fail the test.
+            assert sorted(got.item_ids) == sorted(want.item_ids)
+            w = dict(zip(want.item_ids, want.scores, strict=True))
+            np.testing.assert_allclose(got.scores, [w[i] for i in got.item_ids], rtol=rtol, atol=rtol)
+
+    # ------------------------------------------------------------------ registry / config
+    def test_kind_is_registered(self) -> None:
+        model = self.make_model()
+        assert model.kind in MODELS
+        assert get_model_class(model.kind) is type(model)
+
+    def test_config_round_trip(self) -> None:
+        cfg = self.make_model().config
+        assert from_dict(type(cfg), to_dict(cfg)) == cfg
+        assert from_dict(type(cfg), json.loads(json.dumps(to_dict(cfg)))) == cfg
+        with pytest.raises(ConfigError, match="no_such_key"):
+            from_dict(type(cfg), {**to_dict(cfg), "no_such_key": 1})
+
+    # ------------------------------------------------------------------ lifecycle
+    def test_recommend_before_fit_raises(self, tmp_path: Path) -> None:
+        model = self.make_model()
+        assert not model.is_fitted
+        with pytest.raises(NotFittedError):
+            model.recommend([RecQuery(user_id="a-user-0")])
+        with pytest.raises(NotFittedError):
+            model.save(tmp_path / "m")
+
+    def test_fit_returns_self(self, fitted: Recommender, board: Checkerboard) -> None:
+        assert fitted.is_fitted
+        assert fitted.n_items == board.data.n_items
+
+    # ------------------------------------------------------------------ results
+    def test_returns_external_ids(self, fitted: Recommender, board: Checkerboard) -> None:
+        catalogue = set(board.data.item_vocab.ids)
+        for rec in fitted.recommend([RecQuery(user_id=u) for u in board.users], k=3):
+            assert len(rec.item_ids) == 3
+            assert all(isinstance(i, str) and i in catalogue for i in rec.item_ids)
+            assert rec.scores.dtype == np.float32 and rec.scores.shape == (3,)
+            assert np.all(np.isfinite(rec.scores))
+            assert np.all(np.diff(rec.scores) <= 0), "scores must be sorted best first"
+
+    def test_checkerboard_groups(self, fitted: Recommender, board: Checkerboard) -> None:
+        if not self.learns_groups:
+            pytest.skip(f"{type(self).__name__}.learns_groups is False (non-personalised model)")
+        recs = fitted.recommend([RecQuery(user_id=u) for u in board.users], k=1)
+        wrong = {
+            u: r.item_ids[0]
+            for u, r in zip(board.users, recs, strict=True)
+            if r.item_ids[0] not in board.group_items[board.group_of_user[u]]
+        }
+        assert not wrong, f"top-1 outside the user's group: {wrong}"
+        for g, items in board.group_items.items():
+            (rec,) = fitted.recommend([RecQuery(history=items[:2])], k=1)
+            assert rec.item_ids[0] in items[2:], f"anonymous {g}-history got {rec.item_ids}"
+
+    def test_checkerboard_exact(self, fitted: Recommender, board: Checkerboard) -> None:
+        if not self.exact_checkerboard:
+            pytest.skip(f"{type(self).__name__}.exact_checkerboard is False")
+        recs = fitted.recommend([RecQuery(user_id=u) for u in board.users], k=1)
+        got = {u: r.item_ids[0] for u, r in zip(board.users, recs, strict=True)}
+        assert got == board.withheld
+        for items in board.group_items.values():
+            for j, target in enumerate(items):
+                (rec,) = fitted.recommend([RecQuery(history=items[:j] + items[j + 1 :])], k=1)
+                assert rec.item_ids == [target]
+
+    def test_exclude_seen(self, fitted: Recommender, board: Checkerboard) -> None:
+        n = fitted.n_items
+        for u in board.users:
+            (rec,) = fitted.recommend([RecQuery(user_id=u)], k=n)
+            seen = set(board.history(u))
+            assert not seen & set(rec.item_ids)
+            assert len(rec.item_ids) == n - len(seen)
+        hist = [board.group_items["a"][0], board.group_items["b"][0]]
+        (rec,) = fitted.recommend([RecQuery(history=hist)], k=n)
+        assert not set(hist) & set(rec.item_ids) and len(rec.item_ids) == n - 2
+        (rec,) = fitted.recommend([RecQuery(user_id="a-user-0")], k=n, exclude_seen=False)
+        assert sorted(rec.item_ids) == sorted(board.data.item_vocab.ids)
+
+    def test_candidates_restrict_results(self, fitted: Recommender, board: Checkerboard) -> None:
+        user = "a-user-0"
+        seen_item = board.history(user)[0]
+        cands = [seen_item, board.group_items["b"][2], COLD_ITEM]
+        (full,) = self._full_scores(fitted, [RecQuery(user_id=user)])
+        full_score = dict(zip(full.item_ids, full.scores, strict=True))
+        (rec,) = fitted.recommend([RecQuery(user_id=user)], k=10, candidates=cands, exclude_seen=False)
+        assert sorted(rec.item_ids) == sorted(cands)
+        np.testing.assert_array_equal(rec.scores, [full_score[i] for i in rec.item_ids])
+        (rec,) = fitted.recommend([RecQuery(user_id=user)], k=10, candidates=cands)
+        assert sorted(rec.item_ids) == sorted(cands[1:])
+        (rec,) = fitted.recommend([RecQuery(user_id=user)], k=1, candidates=cands[1:])
+        assert len(rec.item_ids) == 1 and rec.item_ids[0] in cands[1:]
+        with pytest.raises(UnknownIdError, match="no-such-item"):
+            fitted.recommend([RecQuery(user_id=user)], candidates=["no-such-item"])
+
+    def test_k_larger_than_catalogue(self, fitted: Recommender, board: Checkerboard) -> None:
+        user = "b-user-2"
+        (rec,) = fitted.recommend([RecQuery(user_id=user)], k=10 * fitted.n_items)
+        expected = set(board.data.item_vocab.ids) - set(board.history(user))
+        assert len(rec.item_ids) == len(expected) and set(rec.item_ids) == expected
+        (rec,) = fitted.recommend([RecQuery(user_id=user)], k=10 * fitted.n_items, exclude_seen=False)
+        assert len(rec.item_ids) == fitted.n_items
+        with pytest.raises(ValueError, match="k must be a positive integer"):
+            fitted.recommend([RecQuery(user_id=user)], k=0)
+
+    def test_top_k_is_a_prefix_of_a_longer_list(self, fitted: Recommender, board: Checkerboard) -> None:
+        queries = self._queries(board)
+        full = fitted.recommend(queries, k=fitted.n_items)
+        for k in (1, 3, 7):
+            for short, long in zip(fitted.recommend(queries, k=k), full, strict=True):
+                assert short.item_ids == long.item_ids[:k]
+                np.testing.assert_array_equal(short.scores, long.scores[:k])
+
+    def test_batch_equals_one_by_one(self, fitted: Recommender, board: Checkerboard) -> None:
+        queries = self._queries(board)
+        for exclude_seen in (True, False):
+            batch = fitted.recommend(queries, k=fitted.n_items, exclude_seen=exclude_seen)
+            assert len(batch) == len(queries)
+            for q, got in zip(queries, batch, strict=True):
+                (single,) = fitted.recommend([q], k=fitted.n_items, exclude_seen=exclude_seen)
+                self._assert_same(got, single, self.batch_rtol)
+
+    def test_unknown_user_without_history_falls_back(self, fitted: Recommender, board: Checkerboard) -> None:
+        """Documented cold-start policy: an unknown user id with no history is not an error; it is
+        ranked like a query with no user at all (context/popularity fallback)."""
+        unknown, empty = fitted.recommend([RecQuery(user_id="never-seen"), RecQuery()], k=5)
+        assert len(unknown.item_ids) == 5 and np.all(np.isfinite(unknown.scores))
+        assert unknown.item_ids == empty.item_ids
+        np.testing.assert_array_equal(unknown.scores, empty.scores)
+        (again,) = fitted.recommend([RecQuery(user_id="never-seen")], k=5)
+        assert again.item_ids == unknown.item_ids
+        if self.cold_start_is_popularity:
+            from ctxrec.models.popularity import PopularityRecommender
+
+            (pop,) = PopularityRecommender().fit(board.data).recommend([RecQuery()], k=5)
+            assert unknown.item_ids == pop.item_ids
+
+    def test_history_query_for_new_user(self, fitted: Recommender, board: Checkerboard) -> None:
+        hist = board.group_items["b"][:3]
+        named, anonymous = fitted.recommend(
+            [RecQuery(user_id="new", history=hist), RecQuery(history=hist)], k=4
+        )
+        assert named.item_ids == anonymous.item_ids and len(named.item_ids) == 4
+        assert not set(hist) & set(named.item_ids)
+        with pytest.raises(UnknownIdError, match="no-such-item"):
+            fitted.recommend([RecQuery(history=["no-such-item"])])
+
+    def test_single_query_must_be_wrapped(self, fitted: Recommender) -> None:
+        with pytest.raises(TypeError, match="wrap a single query"):
+            fitted.recommend(RecQuery(user_id="a-user-0"))  # type: ignore[arg-type]
+
+    def test_evaluator_runs(self, fitted: Recommender, board: Checkerboard) -> None:
+        cases = leave_one_out(board.data).test
+        res = Evaluator(EvalConfig(ks=(1, 5))).evaluate(fitted, cases)
+        assert res["n_cases"] == len(board.users)
+        assert all(0.0 <= v <= 1.0 for k, v in res.items() if k != "n_cases")
+
+    # ------------------------------------------------------------------ persistence / determinism
+    def test_save_load_round_trip(self, fitted: Recommender, board: Checkerboard, tmp_path: Path) -> None:
+        path = tmp_path / "model"
+        fitted.save(path)
+        for rel in ("config.json", "model.safetensors", "vocab/items.json"):
+            assert (path / rel).is_file(), f"saved model lacks {rel}"
+        self._assert_no_pickle(path)
+        queries = self._queries(board)
+        want = self._full_scores(fitted, queries)
+        for loaded in (type(fitted).load(path), load_model(path)):
+            assert type(loaded) is type(fitted)
+            assert loaded.config == fitted.config
+            assert loaded.item_vocab is not None and loaded.item_vocab.ids == board.data.item_vocab.ids
+            for got, exp in zip(self._full_scores(loaded, queries), want, strict=True):
+                self._assert_same(got, exp, 0.0)
+
+    @staticmethod
+    def _assert_no_pickle(path: Path) -> None:
+        from safetensors import safe_open
+
+        for f in path.rglob("*"):
+            if not f.is_file():
+                continue
+            assert f.suffix not in PICKLE_SUFFIXES, f"{f} looks like a pickle/torch.save file"
+            if f.suffix == ".safetensors":
+                with safe_open(str(f), framework="numpy") as st:  # parses, so it is a real safetensors file
+                    assert list(st.keys())
+                continue
+            head = f.read_bytes()[:2]
+            assert head[:1] != b"\x80", f"{f} starts with a pickle protocol header"
+            assert head != b"PK", f"{f} is a zip archive (torch.save format)"
+
+    def test_same_config_same_scores(self, board: Checkerboard) -> None:
+        """Two fits from the same config (hence the same seed) give the same scores."""
+        queries = self._queries(board)
+        first = self._full_scores(self.make_model().fit(board.data), queries)
+        second = self._full_scores(self.make_model().fit(board.data), queries)
+        for a, b in zip(first, second, strict=True):
+            self._assert_same(a, b, self.refit_rtol)
