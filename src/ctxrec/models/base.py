@@ -106,7 +106,13 @@ class Recommender(ABC):
         seqs = data.sequences()
         self._hist_indptr = np.concatenate([[0], np.cumsum([len(s) for s in seqs])]).astype(np.int64)
         self._hist_items = np.concatenate(seqs).astype(np.int64) if seqs else np.zeros(0, np.int64)
-        self._fit(data, valid=valid, run_dir=Path(run_dir) if run_dir else None)
+        try:
+            self._fit(data, valid=valid, run_dir=Path(run_dir) if run_dir else None)
+        except BaseException:
+            # The vocabularies are set above, so a failed fit would otherwise report is_fitted and
+            # fail later with an AssertionError instead of NotFittedError.
+            self.item_vocab = self.user_vocab = None
+            raise
         return self
 
     @property
@@ -292,7 +298,22 @@ def top_k(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     """Row-wise top-k of a ``(B, N)`` matrix, sorted descending; ties broken by lower index."""
     n = scores.shape[1]
     k_eff = min(k, n)
-    part = np.argpartition(-scores, k_eff - 1, axis=1)[:, :k_eff] if k_eff < n else np.tile(np.arange(n), (len(scores), 1))
+    if np.isnan(scores).any():  # NaN would break the tie logic below; rank it like -inf (dropped later)
+        scores = np.where(np.isnan(scores), -np.inf, scores)
+    if k_eff < n:
+        part = np.argpartition(-scores, k_eff - 1, axis=1)[:, :k_eff]
+        # argpartition keeps an arbitrary subset of the items tied with the k-th score; swap in the
+        # lowest-index ones so the tie-break above holds and top-k is a prefix of top-(k+1).
+        kth = np.take_along_axis(scores, part, axis=1).min(axis=1, keepdims=True)  # (B, 1)
+        tied = scores == kth  # (B, N)
+        need = k_eff - (scores > kth).sum(axis=1)  # (B,) tied items that fit in the top k
+        rows = np.flatnonzero(tied.sum(axis=1) > need)
+        if len(rows):
+            first_ties = np.cumsum(tied[rows], axis=1, dtype=np.int32) <= need[rows, None]
+            keep = (scores[rows] > kth[rows]) | (tied[rows] & first_ties)  # exactly k_eff per row
+            part[rows] = np.nonzero(keep)[1].reshape(len(rows), k_eff)
+    else:
+        part = np.tile(np.arange(n), (len(scores), 1))
     part_scores = np.take_along_axis(scores, part, axis=1)
     # lexsort: primary key -score, secondary key index (deterministic tie-break)
     order = np.lexsort((part, -part_scores), axis=1)
