@@ -1,0 +1,50 @@
+"""Run one model on one dataset with the standard protocol; write benchmarks/results/<dataset>/<name>.json.
+
+    python benchmarks/run.py --dataset ml-1m --model sasrec --name sasrec \
+        --set train.max_epochs=200 --set max_len=200
+
+Results use the schema of ``metrics.json`` (see ``ctxrec.experiment``); the run folder (model,
+TensorBoard logs, curve) goes to ``runs/bench/<dataset>/<name>`` and is not committed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent
+
+
+def main(argv: list[str] | None = None) -> dict:
+    from ctxrec.config import apply_overrides
+    from ctxrec.experiment import ExperimentConfig, run_experiment
+
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--dataset", required=True)
+    ap.add_argument("--model", required=True)
+    ap.add_argument("--name", help="result file name (default: the model kind)")
+    ap.add_argument("--split", default="leave-one-out")
+    ap.add_argument("--data-dir", default=None)
+    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="model config override")
+    args = ap.parse_args(argv)
+    name = args.name or args.model
+    cfg = ExperimentConfig(
+        dataset=args.dataset, data_dir=args.data_dir, split=args.split, model=args.model,
+        model_config=apply_overrides({}, args.set),
+    )
+    command = "python benchmarks/run.py " + " ".join(shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:]))
+    result = run_experiment(cfg, ROOT.parent / "runs" / "bench" / args.dataset / name, command=command)
+    result["name"] = name
+    out = ROOT / "results" / args.dataset / f"{name}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2) + "\n")
+    m = result["metrics"]
+    print(f"{args.dataset} {name}: ndcg@10 {m['ndcg@10']:.4f} hr@10 {m['hr@10']:.4f} -> {out}")
+    return result
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,3 @@
+from ctxrec.cli import main
+
+main()

@@ -1,0 +1,205 @@
+"""The ``ctxrec`` command line: data info, train, evaluate, recommend, quickstart.
+
+Every command is a thin wrapper over the library; heavy imports happen inside the commands so
+``ctxrec --help`` is instant.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Any, Optional
+
+import typer
+
+app = typer.Typer(help="ctxrec: context-aware recommendation with pretrained language models.", no_args_is_help=True,
+                  pretty_exceptions_enable=False, add_completion=False)
+data_app = typer.Typer(help="Inspect datasets.", no_args_is_help=True)
+app.add_typer(data_app, name="data")
+
+DataDir = Annotated[Optional[str], typer.Option("--data-dir", help="Data directory (default: $CTXREC_DATA).")]
+
+
+def _fail(msg: str) -> None:
+    typer.secho(f"error: {msg}", fg=typer.colors.RED, err=True)
+    raise typer.Exit(code=2)
+
+
+def _parse_kv(pairs: list[str], what: str) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for p in pairs:
+        if "=" not in p:
+            _fail(f"{what} {p!r} must look like key=value (e.g. device=mobile)")
+        k, v = p.split("=", 1)
+        try:
+            out[k] = float(v) if v.replace(".", "", 1).lstrip("-").isdigit() else v
+        except ValueError:
+            out[k] = v
+    return out
+
+
+@data_app.command("info")
+def data_info(name: Annotated[str, typer.Argument(help="Built-in dataset name, e.g. ml-1m.")], data_dir: DataDir = None) -> None:
+    """Print users/items/events, context fields and text fields of a dataset."""
+    from ctxrec.data.datasets import load_dataset
+    from ctxrec.errors import CtxrecError
+
+    try:
+        summary = load_dataset(name, data_dir).summary()
+    except CtxrecError as exc:
+        _fail(str(exc))
+        return
+    width = max(len(k) for k in summary)
+    for k, v in summary.items():
+        if isinstance(v, int):
+            v = f"{v:,}"
+        elif isinstance(v, list):
+            v = ", ".join(map(str, v)) or "-"
+        typer.echo(f"{k:<{width}}  {v}")
+
+
+@app.command()
+def train(
+    config: Annotated[Optional[Path], typer.Argument(help="Experiment TOML/JSON (see configs/).")] = None,
+    dataset: Annotated[Optional[str], typer.Option(help="Dataset name (overrides the config).")] = None,
+    model: Annotated[Optional[str], typer.Option(help="Model kind: popularity, ease, sasrec.")] = None,
+    split: Annotated[Optional[str], typer.Option(help="leave-one-out or temporal.")] = None,
+    set_: Annotated[list[str], typer.Option("--set", help="Model config override key=value (repeatable).")] = [],  # noqa: B006
+    out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Run folder (default runs/<dataset>-<model>).")] = None,
+    data_dir: DataDir = None,
+) -> None:
+    """Train a model and write a run folder: config, model, metrics.json, report.png, TensorBoard logs."""
+    from ctxrec.config import apply_overrides, load_file
+    from ctxrec.errors import CtxrecError
+    from ctxrec.experiment import experiment_from_dict, run_experiment
+
+    try:
+        raw = load_file(config) if config else {}
+        for key, val in (("dataset", dataset), ("model", model), ("split", split), ("data_dir", data_dir)):
+            if val is not None:
+                raw[key] = val
+        if set_:
+            raw["model_config"] = apply_overrides(raw.get("model_config", {}), set_)
+        cfg = experiment_from_dict(raw)
+        run_dir = out or Path("runs") / f"{cfg.dataset}-{cfg.model}"
+        result = run_experiment(cfg, run_dir, command="ctxrec " + " ".join(sys.argv[1:]))
+    except CtxrecError as exc:
+        _fail(str(exc))
+        return
+    _print_metrics({cfg.model: result["metrics"]})
+    typer.echo(f"run folder: {run_dir}")
+
+
+@app.command()
+def evaluate(
+    run: Annotated[Path, typer.Argument(help="Run folder written by `ctxrec train` (or a model folder).")],
+    dataset: Annotated[Optional[str], typer.Option(help="Dataset (default: the run's).")] = None,
+    split: Annotated[Optional[str], typer.Option(help="Split (default: the run's).")] = None,
+    include_seen: Annotated[bool, typer.Option(help="Rank already-seen items too.")] = False,
+    data_dir: DataDir = None,
+) -> None:
+    """Evaluate a saved model on the test cases of a split, with full ranking."""
+    from ctxrec.data.datasets import load_dataset
+    from ctxrec.data.splits import make_split
+    from ctxrec.errors import CtxrecError
+    from ctxrec.evaluation.evaluator import EvalConfig, Evaluator
+    from ctxrec.models import load_model
+
+    try:
+        run_cfg = json.loads((run / "config.json").read_text()) if (run / "model").exists() else {}
+        name = dataset or run_cfg.get("dataset")
+        if not name:
+            _fail(f"{str(run)!r} does not record its dataset; pass --dataset")
+        m = load_model(run)
+        data = load_dataset(name, data_dir or run_cfg.get("data_dir"))
+        sp = make_split(data, split or run_cfg.get("split", "leave-one-out"))
+        res = Evaluator(EvalConfig(exclude_seen=not include_seen)).evaluate(m, sp.test)
+    except (CtxrecError, FileNotFoundError) as exc:
+        _fail(str(exc))
+        return
+    _print_metrics({m.kind: res})
+
+
+@app.command()
+def recommend(
+    run: Annotated[Path, typer.Argument(help="Run or model folder.")],
+    user: Annotated[Optional[str], typer.Option(help="Known user id.")] = None,
+    history: Annotated[Optional[str], typer.Option(help="Comma-separated item ids, oldest first (new user).")] = None,
+    context: Annotated[list[str], typer.Option("--context", "-c", help="Request context key=value (repeatable).")] = [],  # noqa: B006
+    k: Annotated[int, typer.Option(help="How many items.")] = 10,
+    explain: Annotated[bool, typer.Option(help="Show what drove each recommendation.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Recommend for a user id or a given history, with request context."""
+    from ctxrec.errors import CtxrecError
+    from ctxrec.models import load_model
+    from ctxrec.models.base import RecQuery
+
+    if user is None and history is None and not context:
+        _fail("give --user, --history or at least one --context key=value")
+    try:
+        m = load_model(run)
+        q = RecQuery(user_id=user, history=history.split(",") if history else None,
+                     context=_parse_kv(context, "context"))
+        recs = m.recommend([q], k=k)[0]
+    except (CtxrecError, FileNotFoundError, ValueError) as exc:
+        _fail(str(exc))
+        return
+    titles = _titles(m, recs.item_ids)
+    if as_json:
+        typer.echo(json.dumps({"items": recs.item_ids, "scores": [float(s) for s in recs.scores],
+                               "titles": titles, "explanation": recs.explanation}))
+        return
+    for rank, (item, score, title) in enumerate(zip(recs.item_ids, recs.scores, titles, strict=True), 1):
+        typer.echo(f"{rank:>3}. {item:<12} {score:8.4f}  {title}")
+    if explain:
+        if recs.explanation:
+            typer.echo(json.dumps(recs.explanation, indent=2))
+        else:
+            typer.echo(f"({m.kind} models give no per-recommendation explanation)")
+
+
+def _titles(model: Any, item_ids: list[str]) -> list[str]:
+    """Titles from the model folder's item table when one was saved, else empty strings."""
+    table = getattr(model, "item_titles", None)
+    if not table:
+        return ["" for _ in item_ids]
+    return [table.get(i, "") for i in item_ids]
+
+
+@app.command()
+def quickstart(
+    data_dir: DataDir = None,
+    out: Annotated[Path, typer.Option("--out", "-o", help="Where run folders go.")] = Path("runs/quickstart"),
+    budget_seconds: Annotated[float, typer.Option(help="Training time budget for the neural model.")] = 300.0,
+) -> None:
+    """Train the baselines and the best ctxrec model on ml-100k, print metrics and example recommendations.
+
+    With no data directory and no network, runs on a seeded synthetic dataset instead (and says so).
+    """
+    from ctxrec.quickstart import run_quickstart
+
+    run_quickstart(data_dir=data_dir, out=out, budget_seconds=budget_seconds, echo=typer.echo)
+
+
+def _print_metrics(rows: dict[str, dict[str, float]]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    cols = ["ndcg@10", "hr@10", "recall@10", "mrr@10", "map@10", "precision@10", "coverage@10"]
+    table = Table(title="test metrics (full ranking)")
+    table.add_column("model")
+    for c in cols:
+        table.add_column(c, justify="right")
+    for name, m in rows.items():
+        table.add_row(name, *[f"{m[c]:.4f}" if c in m else "-" for c in cols])
+    Console().print(table)
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,200 @@
+"""SASRec trained with full softmax cross-entropy ("SASRec+", Klenitskiy & Vasilev 2023).
+
+A causal Transformer over the item sequence; the hidden state at position t scores the whole
+catalogue through the (tied) item embedding table to predict item t+1. ID-only and context-blind:
+the baseline every ctxrec model is measured against.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Literal
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ctxrec.models.base import QueryBatch, Recommender
+from ctxrec.models.losses import full_ce, sampled_ce
+from ctxrec.training.loop import TrainConfig, pick_device
+
+if TYPE_CHECKING:
+    from ctxrec.data.dataset import Dataset
+    from ctxrec.data.splits import EvalSet
+
+
+@dataclass(frozen=True, kw_only=True)
+class SASRecConfig:
+    d_model: int = 64
+    n_layers: int = 2
+    n_heads: int = 1
+    d_ff: int | None = None
+    """Feed-forward width; defaults to ``d_model`` as in the original SASRec."""
+    max_len: int = 200
+    """Only the last ``max_len`` events of a history are read."""
+    dropout: float = 0.2
+    loss: Literal["ce", "sampled"] = "ce"
+    n_negatives: int = 1024
+    """Negatives per step when ``loss="sampled"``."""
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+
+class CausalBlock(nn.Module):
+    """Pre-norm Transformer block with causal self-attention."""
+
+    def __init__(self, d: int, n_heads: int, d_ff: int, dropout: float) -> None:
+        super().__init__()
+        self.n_heads = n_heads
+        self.ln1 = nn.LayerNorm(d)
+        self.qkv = nn.Linear(d, 3 * d)
+        self.proj = nn.Linear(d, d)
+        self.ln2 = nn.LayerNorm(d)
+        self.ff = nn.Sequential(nn.Linear(d, d_ff), nn.GELU(), nn.Dropout(dropout), nn.Linear(d_ff, d))
+        self.drop = nn.Dropout(dropout)
+        self.attn_dropout = dropout
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # x (B, T, D)
+        B, T, D = x.shape
+        q, k, v = self.qkv(self.ln1(x)).split(D, dim=-1)
+        q, k, v = (t.view(B, T, self.n_heads, D // self.n_heads).transpose(1, 2) for t in (q, k, v))  # (B, H, T, d)
+        # Right padding + causal mask: real positions never attend to padding (pads come after).
+        a = F.scaled_dot_product_attention(q, k, v, is_causal=True, dropout_p=self.attn_dropout if self.training else 0.0)
+        x = x + self.drop(self.proj(a.transpose(1, 2).reshape(B, T, D)))
+        return x + self.drop(self.ff(self.ln2(x)))
+
+
+class SASRecNet(nn.Module):
+    """Item embedding (row 0 = padding) + learned positions + causal blocks -> hidden states."""
+
+    def __init__(self, n_items: int, cfg: SASRecConfig) -> None:
+        super().__init__()
+        d = cfg.d_model
+        self.item_emb = nn.Embedding(n_items + 1, d, padding_idx=0)
+        self.pos_emb = nn.Embedding(cfg.max_len, d)
+        self.drop = nn.Dropout(cfg.dropout)
+        self.blocks = nn.ModuleList(CausalBlock(d, cfg.n_heads, cfg.d_ff or d, cfg.dropout) for _ in range(cfg.n_layers))
+        self.ln_f = nn.LayerNorm(d)
+        nn.init.normal_(self.item_emb.weight, std=0.02)
+        nn.init.normal_(self.pos_emb.weight, std=0.02)
+
+    def forward(self, seq: torch.Tensor) -> torch.Tensor:  # seq (B, T) right-padded with 0
+        T = seq.shape[1]
+        x = self.item_emb(seq) * math.sqrt(self.item_emb.embedding_dim) + self.pos_emb.weight[:T]
+        x = self.drop(x) * (seq > 0).unsqueeze(-1)
+        for block in self.blocks:
+            x = block(x)
+        return self.ln_f(x)  # (B, T, D)
+
+
+def right_pad(seqs: list[np.ndarray], max_len: int) -> tuple[np.ndarray, np.ndarray]:
+    """Last ``max_len`` items of each sequence, left-aligned and right-padded with 0.
+    Returns the (B, T) array (T = longest kept length) and the lengths (B,)."""
+    kept = [s[-max_len:] for s in seqs]
+    lens = np.fromiter((len(s) for s in kept), dtype=np.int64, count=len(kept))
+    out = np.zeros((len(kept), max(1, int(lens.max()) if len(kept) else 1)), dtype=np.int64)
+    for i, s in enumerate(kept):
+        out[i, : len(s)] = s
+    return out, lens
+
+
+class SASRecRecommender(Recommender):
+    """ID-only sequential baseline. Users with no history get train popularity (documented fallback)."""
+
+    kind = "sasrec"
+    config_class = SASRecConfig
+
+    def __init__(self, config: SASRecConfig | None = None) -> None:
+        super().__init__(config)
+        self.net: SASRecNet | None = None
+        self.popularity: np.ndarray | None = None
+        self.device = torch.device("cpu")
+
+    # -------------------------------------------------------------------------------- training
+    def _fit(self, data: Dataset, *, valid: EvalSet | None, run_dir: Path | None) -> None:
+        from ctxrec.evaluation.evaluator import EvalConfig, Evaluator
+        from ctxrec.training.loop import train_loop
+
+        cfg, tc = self.config, self.config.train
+        torch.manual_seed(tc.seed)
+        self.device = pick_device(tc.device)
+        self.popularity = np.bincount(data.item_idx, minlength=data.n_items).astype(np.float32)
+        self.net = SASRecNet(data.n_items, cfg).to(self.device)
+        seqs = [s + 1 for s in data.sequences() if len(s) >= 2]  # shift: 0 is padding
+        counts = np.bincount(data.item_idx + 1, minlength=data.n_items + 1).astype(np.float64) + 1.0
+        counts[0] = 0.0
+        with np.errstate(divide="ignore"):  # log 0 = -inf for padding: never sampled
+            log_q = torch.tensor(np.log(counts / counts.sum()), dtype=torch.float32, device=self.device)
+        gen = torch.Generator(device=self.device).manual_seed(tc.seed)
+        net = self.net
+
+        def batches(rng: np.random.Generator) -> Iterator[dict[str, torch.Tensor]]:
+            order = rng.permutation(len(seqs))
+            for start in range(0, len(order), tc.batch_size):
+                chunk = [seqs[i][-(cfg.max_len + 1) :] for i in order[start : start + tc.batch_size]]
+                inp, _ = right_pad([c[:-1] for c in chunk], cfg.max_len)
+                tgt, _ = right_pad([c[1:] for c in chunk], cfg.max_len)
+                yield {"inp": torch.from_numpy(inp).to(self.device), "tgt": torch.from_numpy(tgt).to(self.device)}
+
+        def loss_fn(batch: dict[str, torch.Tensor]) -> torch.Tensor:
+            h = net(batch["inp"])  # (B, T, D)
+            mask = batch["tgt"] > 0
+            hidden, targets = h[mask], batch["tgt"][mask]  # (N, D), (N,)
+            if cfg.loss == "ce":
+                return full_ce(hidden, net.item_emb.weight, targets)
+            return sampled_ce(hidden, net.item_emb.weight, targets, n_negatives=cfg.n_negatives, log_q=log_q, generator=gen)
+
+        evaluate = None
+        if valid is not None and len(valid):
+            evaluator = Evaluator(EvalConfig(ks=(10,), metrics=("ndcg", "hr")))
+
+            def evaluate() -> dict[str, float]:
+                res = evaluator.evaluate(self, valid)
+                return {k: v for k, v in res.items() if "@" in k and not k.startswith("coverage")}
+
+        n_batches = math.ceil(len(seqs) / tc.batch_size)
+        result = train_loop(net, batches=batches, loss_fn=loss_fn, evaluate=evaluate, cfg=tc, run_dir=run_dir,
+                            n_batches=n_batches)
+        net.eval()
+        self.fit_info = {"best_epoch": result.best_epoch, "best_valid": result.best_score,
+                         "epochs_run": result.epochs_run, "train_seconds": result.seconds,
+                         "stopped_by": result.stopped_by, "history": result.history}
+
+    # -------------------------------------------------------------------------------- inference
+    @torch.no_grad()
+    def user_vectors(self, histories: list[np.ndarray]) -> torch.Tensor:
+        """(B, D) hidden state after the last history item (zeros for an empty history)."""
+        assert self.net is not None
+        self.net.eval()
+        seqs = [h + 1 for h in histories]
+        inp, lens = right_pad(seqs, self.config.max_len)
+        h = self.net(torch.from_numpy(inp).to(self.device))  # (B, T, D)
+        last = torch.from_numpy(np.maximum(lens - 1, 0)).to(self.device)
+        out = h[torch.arange(len(seqs), device=self.device), last]
+        return out * torch.from_numpy(lens > 0).to(self.device).unsqueeze(-1)
+
+    @torch.no_grad()
+    def _score(self, batch: QueryBatch) -> np.ndarray:
+        assert self.net is not None and self.popularity is not None
+        vec = self.user_vectors(batch.histories)
+        scores = (vec @ self.net.item_emb.weight[1:].T).float().cpu().numpy()  # (B, n_items)
+        empty = np.array([len(h) == 0 for h in batch.histories])
+        if empty.any():
+            scores[empty] = self.popularity / max(1.0, float(self.popularity.max()))
+        return scores
+
+    # -------------------------------------------------------------------------------- persistence
+    def _state(self) -> dict[str, np.ndarray]:
+        assert self.net is not None and self.popularity is not None
+        state = {f"net.{k}": v.detach().cpu().numpy() for k, v in self.net.state_dict().items()}
+        state["popularity"] = self.popularity
+        return state
+
+    def _load_state(self, state: dict[str, np.ndarray]) -> None:
+        self.popularity = state.pop("popularity")
+        self.net = SASRecNet(len(self.popularity), self.config)
+        self.net.load_state_dict({k[4:]: torch.from_numpy(v) for k, v in state.items()})
+        self.net.eval()

@@ -1,0 +1,1 @@
+"""Training: one readable loop (``loop.py``) and checkpoint helpers (``checkpoint.py``)."""
