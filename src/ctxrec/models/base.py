@@ -96,10 +96,24 @@ class Recommender(ABC):
         self._hist_indptr: np.ndarray | None = None
         self._hist_items: np.ndarray | None = None
         self.fit_info: dict[str, Any] = {}
+        self._monitor: EvalSet | None = None
 
     # ------------------------------------------------------------------ public API
-    def fit(self, data: Dataset, *, valid: EvalSet | None = None, run_dir: str | Path | None = None) -> Self:
-        """Train on ``data`` (and early-stop on ``valid`` where the model supports it)."""
+    def fit(
+        self,
+        data: Dataset,
+        *,
+        valid: EvalSet | None = None,
+        run_dir: str | Path | None = None,
+        monitor: EvalSet | None = None,
+    ) -> Self:
+        """Train on ``data`` (and early-stop on ``valid`` where the model supports it).
+
+        ``monitor`` (e.g. the test cases, for benchmark curves such as time-to-quality) is evaluated
+        after each epoch by iterative models and logged as ``monitor_*``; it never influences model
+        selection, which uses ``valid`` only.
+        """
+        self._monitor = monitor
         self.item_vocab = Vocab(data.item_vocab.ids, kind="item")
         self.user_vocab = Vocab(data.user_vocab.ids, kind="user")
         self.schema = data.schema

@@ -151,9 +151,15 @@ class SASRecRecommender(Recommender):
         if valid is not None and len(valid):
             evaluator = Evaluator(EvalConfig(ks=(10,), metrics=("ndcg", "hr")))
 
+            monitor = self._monitor
+
             def evaluate() -> dict[str, float]:
                 res = evaluator.evaluate(self, valid)
-                return {k: v for k, v in res.items() if "@" in k and not k.startswith("coverage")}
+                out = {k: v for k, v in res.items() if "@" in k and not k.startswith("coverage")}
+                if monitor is not None:  # logged for curves only; selection uses `valid`
+                    mon = evaluator.evaluate(self, monitor)
+                    out.update({f"monitor_{k}": v for k, v in mon.items() if "@" in k and not k.startswith("coverage")})
+                return out
 
         n_batches = math.ceil(len(seqs) / tc.batch_size)
         result = train_loop(net, batches=batches, loss_fn=loss_fn, evaluate=evaluate, cfg=tc, run_dir=run_dir,

@@ -126,7 +126,7 @@ def train_loop(
             if evaluate is not None:
                 module.eval()
                 with torch.no_grad(), amp:
-                    record.update({f"valid_{k}": v for k, v in evaluate().items()})
+                    record.update({k if k.startswith("monitor_") else f"valid_{k}": v for k, v in evaluate().items()})
             record["elapsed"] = time.perf_counter() - t0
             history.append(record)
             score = record.get(f"valid_{cfg.valid_metric}", -record["loss"])
