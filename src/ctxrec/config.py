@@ -44,9 +44,34 @@ def _check_unknown(cls: type, data: Any, path: str) -> None:
             raise ConfigError(f"unknown config key {path}{key!r} for {cls.__name__}; known keys: {known}")
     hints = _type_hints(cls)
     for key, value in data.items():
-        sub = hints.get(key)
-        if dataclasses.is_dataclass(sub):
-            _check_unknown(sub, value, f"{path}{key}.")
+        _check_nested(hints.get(key), value, f"{path}{key}.")
+
+
+def _check_nested(tp: Any, value: Any, path: str) -> None:
+    """Find dataclasses inside ``X | None``, ``tuple[X, ...]``, ``list[X]`` and ``dict[str, X]``
+    hints too: pydantic silently drops unknown keys of stdlib dataclasses wherever they sit."""
+    import types
+    import typing
+
+    if dataclasses.is_dataclass(tp):
+        _check_unknown(tp, value, path)
+        return
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
+    if origin is typing.Annotated:
+        _check_nested(args[0], value, path)
+    elif origin in (typing.Union, types.UnionType):
+        n_dc = sum(dataclasses.is_dataclass(a) for a in args)
+        for arm in args:  # with several dataclass arms the key set picks one; leave that to pydantic
+            if n_dc == 1 or not dataclasses.is_dataclass(arm):
+                _check_nested(arm, value, path)
+    elif origin in (tuple, list) and isinstance(value, (list, tuple)):
+        for i, v in enumerate(value):
+            homogeneous = origin is list or (len(args) == 2 and args[1] is Ellipsis)
+            elem = args[0] if homogeneous else (args[i] if i < len(args) else None)
+            _check_nested(elem, v, f"{path}{i}.")
+    elif origin is dict and isinstance(value, dict) and len(args) == 2:
+        for k, v in value.items():
+            _check_nested(args[1], v, f"{path}{k}.")
 
 
 def _type_hints(cls: type) -> dict[str, Any]:

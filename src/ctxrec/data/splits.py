@@ -71,6 +71,8 @@ def leave_one_out(data: Dataset, *, min_events: int = 3) -> Split:
     Users with fewer than ``min_events`` events keep all their events in train and get no eval case
     (the SASRec convention). Deterministic: no randomness is involved.
     """
+    if min_events < 2:  # one event cannot be both the validation and the test target
+        raise DataError(f"leave-one-out needs min_events >= 2 (a validation and a test event), got {min_events}")
     order, offsets = _user_rows(data)
     times = data.interactions[Columns.TIME].to_numpy()
     ctx_cols = data.schema.context_names

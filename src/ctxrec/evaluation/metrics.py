@@ -105,6 +105,8 @@ def auc(labels: np.ndarray, scores: np.ndarray) -> float:
     """ROC AUC via the rank-sum (Mann-Whitney U) statistic; ties count one half."""
     y = np.asarray(labels).astype(bool)
     s = np.asarray(scores, dtype=np.float64)
+    if y.shape != s.shape:
+        raise ValueError(f"AUC got {y.size} labels but {s.size} scores; pass one score per label")
     n_pos, n_neg = int(y.sum()), int((~y).sum())
     if n_pos == 0 or n_neg == 0:
         raise ValueError(f"AUC needs both classes; got {n_pos} positives and {n_neg} negatives")
@@ -122,6 +124,10 @@ def log_loss(labels: np.ndarray, probs: np.ndarray, eps: float = 1e-7) -> float:
     """Mean binary cross-entropy; probabilities are clipped to ``[eps, 1-eps]``."""
     y = np.asarray(labels, dtype=np.float64)
     p = np.clip(np.asarray(probs, dtype=np.float64), eps, 1 - eps)
+    if y.shape != p.shape:  # a silent broadcast would average the wrong pairs
+        raise ValueError(f"log_loss got {y.size} labels but {p.size} probabilities; pass one per label")
+    if y.size == 0:
+        raise ValueError("log_loss needs at least one label (got none)")
     return float(-np.mean(y * np.log(p) + (1 - y) * np.log(1 - p)))
 
 
