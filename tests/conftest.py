@@ -33,7 +33,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         raise pytest.UsageError("CI must set CTXREC_DATA to the shared data directory (../shared/data)")
     skip = pytest.mark.skip(reason="real datasets not found: set CTXREC_DATA to the data directory")
     for item in items:
-        if "data" in item.keywords:
+        if item.get_closest_marker("data") is not None:
             item.add_marker(skip)
 
 
