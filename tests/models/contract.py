@@ -191,7 +191,7 @@ class RecommenderContract:
 
     def test_checkerboard_groups(self, fitted: Recommender, board: Checkerboard) -> None:
         if not self.learns_groups:
-            pytest.skip(f"{type(self).__name__}.learns_groups is False (non-personalised model)")
+            pytest.skip(f"{type(self).__name__}.learns_groups is False (see that class for why)")
         recs = fitted.recommend([RecQuery(user_id=u) for u in board.users], k=1)
         wrong = {
             u: r.item_ids[0]
