@@ -194,7 +194,7 @@ def _print_metrics(rows: dict[str, dict[str, float]]) -> None:
         table.add_column(c, justify="right")
     for name, m in rows.items():
         table.add_row(name, *[f"{m[c]:.4f}" if c in m else "-" for c in cols])
-    Console().print(table)
+    Console(width=max(Console().width, 120)).print(table)
 
 
 def main() -> None:
