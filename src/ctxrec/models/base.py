@@ -97,6 +97,8 @@ class Recommender(ABC):
         self._hist_items: np.ndarray | None = None
         self.fit_info: dict[str, Any] = {}
         self._monitor: EvalSet | None = None
+        self.item_titles: dict[str, str] = {}
+        """Display titles (external id -> title) for CLI and service output; saved as items.json."""
 
     # ------------------------------------------------------------------ public API
     def fit(
@@ -117,6 +119,9 @@ class Recommender(ABC):
         self.item_vocab = Vocab(data.item_vocab.ids, kind="item")
         self.user_vocab = Vocab(data.user_vocab.ids, kind="user")
         self.schema = data.schema
+        if "title" in data.items.columns:
+            titles = data.items["title"].dropna().astype(str)
+            self.item_titles = dict(zip(titles.index.astype(str), titles.tolist(), strict=True))
         seqs = data.sequences()
         self._hist_indptr = np.concatenate([[0], np.cumsum([len(s) for s in seqs])]).astype(np.int64)
         self._hist_items = np.concatenate(seqs).astype(np.int64) if seqs else np.zeros(0, np.int64)
@@ -253,6 +258,7 @@ class Recommender(ABC):
         (p / "config.json").write_text(json.dumps(meta, indent=2, sort_keys=True, default=_json_default) + "\n")
         self.item_vocab.save(p / "vocab" / "items.json")
         self.user_vocab.save(p / "vocab" / "users.json")
+        (p / "items.json").write_text(json.dumps({"titles": self.item_titles}))
         tensors = {f"state.{k}": np.ascontiguousarray(v) for k, v in self._state().items()}
         assert self._hist_indptr is not None and self._hist_items is not None
         tensors["history.indptr"] = self._hist_indptr
@@ -280,6 +286,8 @@ class Recommender(ABC):
             s["context"] = tuple(ContextField(**c) for c in s.get("context", []))
             model.schema = DatasetSchema(**{k: tuple(v) if isinstance(v, list) else v for k, v in s.items()})
         model.fit_info = meta.get("fit_info", {})
+        if (p / "items.json").exists():
+            model.item_titles = json.loads((p / "items.json").read_text()).get("titles", {})
         tensors = load_file(str(p / "model.safetensors"))
         model._hist_indptr = tensors.pop("history.indptr")
         model._hist_items = tensors.pop("history.items")
