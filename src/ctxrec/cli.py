@@ -127,7 +127,7 @@ def recommend(
     user: Annotated[Optional[str], typer.Option(help="Known user id.")] = None,
     history: Annotated[Optional[str], typer.Option(help="Comma-separated item ids, oldest first (new user).")] = None,
     context: Annotated[list[str], typer.Option("--context", "-c", help="Request context key=value (repeatable).")] = [],  # noqa: B006
-    k: Annotated[int, typer.Option(help="How many items.")] = 10,
+    k: Annotated[int, typer.Option("-k", "--k", help="How many items.")] = 10,
     explain: Annotated[bool, typer.Option(help="Show what drove each recommendation.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:

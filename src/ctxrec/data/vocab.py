@@ -36,9 +36,13 @@ class Vocab:
         try:
             return self._index[str(ext)]
         except KeyError:
+            fix = (
+                "pass the user's recent items as `history` instead of the id"
+                if self.kind == "user"
+                else "check the id, or add the item to the catalogue and retrain"
+            )
             raise UnknownIdError(
-                f"unknown {self.kind} id {ext!r}: it is not in the model's vocabulary of {len(self)} "
-                f"{self.kind}s (add it with its data and retrain, or pass it as an anonymous history)"
+                f"unknown {self.kind} id {ext!r}: it is not among the {len(self)} {self.kind}s the model knows ({fix})"
             ) from None
 
     def get(self, ext: object, default: int = -1) -> int:
