@@ -7,7 +7,7 @@ Every command is a thin wrapper over the library; heavy imports happen inside th
 from __future__ import annotations
 
 import json
-import sys
+import shlex
 from pathlib import Path
 from typing import Annotated, Any, Optional
 
@@ -83,7 +83,12 @@ def train(
             raw["model_config"] = apply_overrides(raw.get("model_config", {}), set_)
         cfg = experiment_from_dict(raw)
         run_dir = out or Path("runs") / f"{cfg.dataset}-{cfg.model}"
-        result = run_experiment(cfg, run_dir, command="ctxrec " + " ".join(sys.argv[1:]))
+        parts = ["ctxrec", "train"] + ([str(config)] if config else [])
+        for flag, val in (("--dataset", dataset), ("--model", model), ("--split", split), ("--data-dir", data_dir)):
+            if val is not None:
+                parts += [flag, val]
+        parts += [x for kv in set_ for x in ("--set", kv)] + ["-o", str(run_dir)]
+        result = run_experiment(cfg, run_dir, command=" ".join(shlex.quote(p) for p in parts))
     except CtxrecError as exc:
         _fail(str(exc))
         return

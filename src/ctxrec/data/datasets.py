@@ -509,7 +509,16 @@ def _lists(s: pd.Series, sep: str) -> pd.Series:
 
 
 # -------------------------------------------------------------------------------------- registry
+def load_synthetic(root: Path) -> Dataset:
+    """The seeded simulator with default settings (no files; known context, sequence and text effects)."""
+    from ctxrec.data.synthetic import SimulatorConfig, simulate
+
+    del root  # generated, nothing to read
+    return simulate(SimulatorConfig())
+
+
 DATASETS: dict[str, Callable[[Path], Dataset]] = {
+    "synthetic": load_synthetic,
     "ml-100k": load_ml_100k,
     "ml-1m": load_ml_1m,
     "ml-latest-small": load_ml_latest_small,

@@ -1,0 +1,88 @@
+"""The CLI end to end on the offline synthetic dataset: train -> evaluate -> recommend, and errors."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from ctxrec.cli import app
+
+runner = CliRunner()
+
+
+def invoke(*args: str) -> tuple[int, str]:
+    res = runner.invoke(app, list(args))
+    return res.exit_code, res.output
+
+
+def test_data_info_synthetic() -> None:
+    code, out = invoke("data", "info", "synthetic")
+    assert code == 0, out
+    assert "users" in out and "daypart (categorical)" in out and "title" in out
+
+
+def test_data_info_unknown_dataset_names_it() -> None:
+    code, out = invoke("data", "info", "no-such-set")
+    assert code == 2
+    assert "no-such-set" in out and "ml-1m" in out
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("runs") / "syn-sasrec"
+    code, text = invoke(
+        "train", "--dataset", "synthetic", "--model", "sasrec", "-o", str(out),
+        "--set", "d_model=16", "--set", "n_layers=1", "--set", "max_len=20",
+        "--set", "train.max_epochs=2", "--set", "train.progress=false",
+    )
+    assert code == 0, text
+    return out
+
+
+def test_train_writes_a_complete_run_folder(run_dir: Path) -> None:
+    for name in ("config.json", "metrics.json", "history.json", "report.png", "model/config.json",
+                 "model/model.safetensors", "model/vocab/items.json"):
+        assert (run_dir / name).exists(), name
+    assert any((run_dir / "tensorboard").iterdir())
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    for key in ("dataset", "model", "split", "metrics", "command", "seconds", "machine"):
+        assert key in metrics
+    assert metrics["dataset"] == "synthetic" and metrics["model"] == "sasrec"
+    assert 0.0 <= metrics["metrics"]["ndcg@10"] <= 1.0
+    assert metrics["command"].startswith("ctxrec train")
+
+
+def test_evaluate_reproduces_the_run_metrics(run_dir: Path) -> None:
+    code, out = invoke("evaluate", str(run_dir))
+    assert code == 0, out
+    ndcg = json.loads((run_dir / "metrics.json").read_text())["metrics"]["ndcg@10"]
+    assert f"{ndcg:.4f}" in out
+
+
+def test_recommend_for_user_and_history(run_dir: Path) -> None:
+    code, out = invoke("recommend", str(run_dir), "--user", "u0001", "-k", "3", "--json")
+    assert code == 0, out
+    payload = json.loads(out)
+    assert len(payload["items"]) == 3 and len(payload["titles"]) == 3 and all(payload["titles"])
+    code, out = invoke("recommend", str(run_dir), "--history", "i001,i002", "--context", "device=tv", "-k", "2")
+    assert code == 0, out
+    assert out.count("\n") >= 2
+
+
+def test_recommend_errors_are_clear(run_dir: Path) -> None:
+    code, out = invoke("recommend", str(run_dir), "--history", "not-an-item")
+    assert code == 2 and "not-an-item" in out
+    code, out = invoke("recommend", str(run_dir), "--user", "u0001", "--context", "novalue")
+    assert code == 2 and "key=value" in out
+    code, out = invoke("recommend", str(run_dir))
+    assert code == 2 and "--user" in out
+
+
+def test_train_rejects_unknown_config_key(tmp_path: Path) -> None:
+    code, out = invoke("train", "--dataset", "synthetic", "--model", "sasrec", "-o", str(tmp_path / "x"),
+                       "--set", "not_a_field=3")
+    assert code == 2
+    assert "not_a_field" in out
