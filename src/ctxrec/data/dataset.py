@@ -207,16 +207,15 @@ class Dataset:
         )
 
     def item_text(self, template: str | None = None) -> list[str]:
-        """One text per catalogue item, from ``template`` or ``"field: value; ..."`` over text fields."""
-        fields = self.schema.item_text_fields
+        """One text per catalogue item, from ``template`` or ``"field: value; ..."`` over text fields.
+
+        Rendered column-wise by :func:`ctxrec.text.templates.render_item_texts`; schema text fields that the
+        items table lacks are skipped, template placeholders must name a column.
+        """
+        from ctxrec.text.templates import render_item_texts
+
         items = self.items.reindex(self.item_vocab.ids)
-        out = []
-        for _, row in items.iterrows():
-            if template is not None:
-                out.append(template.format(**{k: _fmt(v) for k, v in row.items()}))
-            else:
-                out.append("; ".join(f"{f}: {_fmt(row[f])}" for f in fields if f in row and _fmt(row[f])))
-        return out
+        return render_item_texts(items, self.schema.item_text_fields, template, missing="skip")
 
     def summary(self) -> dict[str, object]:
         """Counts and fields, as printed by ``ctxrec data info``."""
@@ -235,16 +234,6 @@ class Dataset:
             "user_fields": list(self.schema.user_text_fields + self.schema.user_attribute_fields),
             "notes": list(self.notes),
         }
-
-
-def _fmt(v: object) -> str:
-    if v is None:
-        return ""
-    if isinstance(v, float) and np.isnan(v):
-        return ""
-    if isinstance(v, (list, tuple, np.ndarray)):
-        return ", ".join(str(x) for x in v)
-    return str(v)
 
 
 def _natural_key(s: str) -> tuple[int, int | str]:
