@@ -53,7 +53,12 @@ def loaded(data_dir: Path) -> Callable[[str], Dataset]:
 
 
 def test_registry_lists_every_dataset() -> None:
-    assert sorted(DATASETS) == sorted(COUNTS)
+    assert sorted(DATASETS) == sorted([*COUNTS, "synthetic"])  # synthetic is generated, not counted
+
+
+def test_synthetic_needs_no_files(tmp_path) -> None:
+    data = load_dataset("synthetic", tmp_path / "empty")
+    assert data.n_events > 0 and "daypart" in data.schema.context_names
 
 
 @pytest.mark.data

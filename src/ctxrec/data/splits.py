@@ -8,11 +8,14 @@ target event. Evaluation never shows a model anything at or after the target.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from ctxrec.data.dataset import Columns, Dataset
+
+if TYPE_CHECKING:
+    import pandas as pd
 from ctxrec.errors import DataError
 
 
@@ -26,6 +29,8 @@ class EvalSet:
     targets: list[np.ndarray]  # n x (T_i,) int64, T_i >= 1
     contexts: list[dict[str, Any]]  # context of the (first) target event
     timestamps: np.ndarray  # (n,) float64 time of the (first) target event
+    history_rows: list[np.ndarray] | None = None  # n x (L_i,) rows of `frame` behind each history item
+    frame: pd.DataFrame | None = None  # the source interactions (for per-event context of histories)
 
     def __len__(self) -> int:
         return len(self.users)
@@ -39,6 +44,8 @@ class EvalSet:
             targets=[self.targets[i] for i in idx],
             contexts=[self.contexts[i] for i in idx],
             timestamps=self.timestamps[idx],
+            history_rows=None if self.history_rows is None else [self.history_rows[i] for i in idx],
+            frame=self.frame,
         )
 
 
@@ -78,8 +85,8 @@ def leave_one_out(data: Dataset, *, min_events: int = 3) -> Split:
     ctx_cols = data.schema.context_names
     ctx_frame = data.interactions[list(ctx_cols)] if ctx_cols else None
     train_mask = np.ones(data.n_events, dtype=bool)
-    v: dict[str, list[Any]] = {k: [] for k in ("u", "h", "ht", "t", "c", "ts")}
-    te: dict[str, list[Any]] = {k: [] for k in ("u", "h", "ht", "t", "c", "ts")}
+    v: dict[str, list[Any]] = {k: [] for k in ("u", "h", "ht", "t", "c", "ts", "hr")}
+    te: dict[str, list[Any]] = {k: [] for k in ("u", "h", "ht", "t", "c", "ts", "hr")}
     for u in range(data.n_users):
         rows = order[offsets[u] : offsets[u + 1]]
         if len(rows) < min_events:
@@ -91,6 +98,7 @@ def leave_one_out(data: Dataset, *, min_events: int = 3) -> Split:
             bucket["u"].append(u)
             bucket["h"].append(items[:pos].copy())
             bucket["ht"].append(ts[:pos].copy())
+            bucket["hr"].append(rows[:pos].copy())
             bucket["t"].append(items[pos : pos + 1].copy())
             bucket["c"].append(ctx_frame.iloc[rows[pos]].to_dict() if ctx_frame is not None else {})
             bucket["ts"].append(ts[pos])
@@ -99,8 +107,8 @@ def leave_one_out(data: Dataset, *, min_events: int = 3) -> Split:
     return Split(
         name="leave-one-out",
         train=data.subset(train_mask, name=f"{data.name}/train"),
-        valid=_evalset(v),
-        test=_evalset(te),
+        valid=_evalset(v, data.interactions),
+        test=_evalset(te, data.interactions),
     )
 
 
@@ -121,7 +129,7 @@ def temporal(data: Dataset, *, valid_frac: float = 0.1, test_frac: float = 0.1) 
     order, offsets = _user_rows(data)
     ctx_cols = data.schema.context_names
     ctx_frame = data.interactions[list(ctx_cols)] if ctx_cols else None
-    buckets: list[dict[str, list[Any]]] = [{k: [] for k in ("u", "h", "ht", "t", "c", "ts")} for _ in range(2)]
+    buckets: list[dict[str, list[Any]]] = [{k: [] for k in ("u", "h", "ht", "t", "c", "ts", "hr")} for _ in range(2)]
     for u in range(data.n_users):
         rows = order[offsets[u] : offsets[u + 1]]
         ts = times[rows]
@@ -135,6 +143,7 @@ def temporal(data: Dataset, *, valid_frac: float = 0.1, test_frac: float = 0.1) 
             bucket["u"].append(u)
             bucket["h"].append(items[before].copy())
             bucket["ht"].append(ts[before].copy())
+            bucket["hr"].append(rows[before].copy())
             bucket["t"].append(np.unique(items[in_win]))
             bucket["c"].append(ctx_frame.iloc[rows[first]].to_dict() if ctx_frame is not None else {})
             bucket["ts"].append(ts[first])
@@ -142,12 +151,12 @@ def temporal(data: Dataset, *, valid_frac: float = 0.1, test_frac: float = 0.1) 
     return Split(
         name="temporal",
         train=data.subset(train_mask, name=f"{data.name}/train"),
-        valid=_evalset(buckets[0]),
-        test=_evalset(buckets[1]),
+        valid=_evalset(buckets[0], data.interactions),
+        test=_evalset(buckets[1], data.interactions),
     )
 
 
-def _evalset(b: dict[str, list[Any]]) -> EvalSet:
+def _evalset(b: dict[str, list[Any]], frame: pd.DataFrame) -> EvalSet:
     return EvalSet(
         users=np.asarray(b["u"], dtype=np.int64),
         histories=b["h"],
@@ -155,6 +164,8 @@ def _evalset(b: dict[str, list[Any]]) -> EvalSet:
         targets=b["t"],
         contexts=b["c"],
         timestamps=np.asarray(b["ts"], dtype=np.float64),
+        history_rows=b["hr"],
+        frame=frame,
     )
 
 

@@ -39,6 +39,8 @@ class RecQuery:
     user_id: str | None = None
     history: Sequence[str] | None = None
     history_timestamps: Sequence[float] | None = None
+    history_contexts: Sequence[Mapping[str, str | float]] | None = None
+    """Context of each history event (aligned with ``history``), for context-aware models."""
     context: Mapping[str, str | float] = field(default_factory=dict)
     timestamp: float | None = None
 
@@ -61,6 +63,9 @@ class QueryBatch:
     history_times: list[np.ndarray]  # B x (L_i,) float64 (NaN where unknown)
     contexts: list[Mapping[str, Any]]
     timestamps: np.ndarray  # (B,) float64, NaN where unknown
+    history_contexts: list[Sequence[Mapping[str, Any]] | None] | None = None  # per-event context dicts
+    history_rows: list[np.ndarray] | None = None  # or: rows of `frame` behind each history (eval path)
+    frame: Any = None  # pandas DataFrame holding those rows
 
     def __len__(self) -> int:
         return len(self.users)
@@ -74,6 +79,8 @@ class QueryBatch:
             history_times=ev.history_times[sl],
             contexts=ev.contexts[sl],
             timestamps=ev.timestamps[sl],
+            history_rows=None if ev.history_rows is None else ev.history_rows[sl],
+            frame=ev.frame,
         )
 
 
@@ -193,8 +200,14 @@ class Recommender(ABC):
     def encode_queries(self, queries: Sequence[RecQuery]) -> QueryBatch:
         """External-id queries to a dense :class:`QueryBatch` (unknown history items are an error)."""
         assert self.item_vocab is not None and self.user_vocab is not None
-        users, hists, htimes, ts = [], [], [], []
+        users, hists, htimes, ts, hctx = [], [], [], [], []
         for q in queries:
+            if q.history_contexts is not None and (q.history is None or len(q.history_contexts) != len(q.history)):
+                raise ValueError(
+                    "history_contexts must have one context per history item; got "
+                    f"{len(q.history_contexts)} contexts for {0 if q.history is None else len(q.history)} items"
+                )
+            hctx.append(q.history_contexts)
             u = self.user_vocab.get(q.user_id) if q.user_id is not None else -1
             if q.history is not None:
                 h = self.item_vocab.lookup(list(q.history))
@@ -227,6 +240,7 @@ class Recommender(ABC):
             history_times=htimes,
             contexts=[dict(q.context) for q in queries],
             timestamps=np.asarray(ts, dtype=np.float64),
+            history_contexts=hctx,
         )
 
     def known_history(self, user: int) -> np.ndarray:
