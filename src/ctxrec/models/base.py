@@ -43,6 +43,8 @@ class RecQuery:
     """Context of each history event (aligned with ``history``), for context-aware models."""
     context: Mapping[str, str | float] = field(default_factory=dict)
     timestamp: float | None = None
+    text: str | None = None
+    """Optional free-text query ("cozy winter mystery"), used by text-aware models."""
 
 
 @dataclass(frozen=True)
@@ -66,6 +68,7 @@ class QueryBatch:
     history_contexts: list[Sequence[Mapping[str, Any]] | None] | None = None  # per-event context dicts
     history_rows: list[np.ndarray] | None = None  # or: rows of `frame` behind each history (eval path)
     frame: Any = None  # pandas DataFrame holding those rows
+    texts: list[str | None] | None = None  # free-text queries
 
     def __len__(self) -> int:
         return len(self.users)
@@ -158,10 +161,12 @@ class Recommender(ABC):
         *,
         exclude_seen: bool = True,
         candidates: Sequence[str] | None = None,
+        explain: bool = False,
     ) -> list[Recommendations]:
         """Top-``k`` items for each query. ``exclude_seen`` drops items in the query's history;
         ``candidates`` restricts the result to those item ids. Unknown users with no history are
-        scored from context alone (popularity-like for context-blind models)."""
+        scored from context alone (popularity-like for context-blind models). ``explain`` asks the
+        model for an explanation of each result (models without one return ``None``)."""
         self._check_fitted()
         assert self.item_vocab is not None
         if isinstance(queries, RecQuery):
@@ -169,10 +174,11 @@ class Recommender(ABC):
         batch = self.encode_queries(queries)
         cand = None if candidates is None else self.item_vocab.lookup(list(candidates))
         idx, scores = self.recommend_indices(batch, k, exclude_seen=exclude_seen, candidates=cand)
+        explanations = self._explain(batch, idx) if explain else [None] * len(idx)
         out = []
-        for row_i, row_s in zip(idx, scores, strict=True):
+        for row_i, row_s, expl in zip(idx, scores, explanations, strict=True):
             keep = np.isfinite(row_s)
-            out.append(Recommendations(self.item_vocab.external(row_i[keep]), row_s[keep].astype(np.float32)))
+            out.append(Recommendations(self.item_vocab.external(row_i[keep]), row_s[keep].astype(np.float32), expl))
         return out
 
     def recommend_indices(
@@ -241,6 +247,7 @@ class Recommender(ABC):
             contexts=[dict(q.context) for q in queries],
             timestamps=np.asarray(ts, dtype=np.float64),
             history_contexts=hctx,
+            texts=[q.text for q in queries],
         )
 
     def known_history(self, user: int) -> np.ndarray:
@@ -273,6 +280,7 @@ class Recommender(ABC):
         self.item_vocab.save(p / "vocab" / "items.json")
         self.user_vocab.save(p / "vocab" / "users.json")
         (p / "items.json").write_text(json.dumps({"titles": self.item_titles}))
+        (p / "state.json").write_text(json.dumps(self._meta(), indent=1, default=_json_default) + "\n")
         tensors = {f"state.{k}": np.ascontiguousarray(v) for k, v in self._state().items()}
         assert self._hist_indptr is not None and self._hist_items is not None
         tensors["history.indptr"] = self._hist_indptr
@@ -302,6 +310,8 @@ class Recommender(ABC):
         model.fit_info = meta.get("fit_info", {})
         if (p / "items.json").exists():
             model.item_titles = json.loads((p / "items.json").read_text()).get("titles", {})
+        if (p / "state.json").exists():
+            model._load_meta(json.loads((p / "state.json").read_text()))
         tensors = load_file(str(p / "model.safetensors"))
         model._hist_indptr = tensors.pop("history.indptr")
         model._hist_items = tensors.pop("history.items")
@@ -324,6 +334,17 @@ class Recommender(ABC):
     @abstractmethod
     def _load_state(self, state: dict[str, np.ndarray]) -> None:
         """Inverse of :meth:`_state`."""
+
+    def _meta(self) -> dict[str, Any]:
+        """JSON-able fitted state that is not an array (vocabularies of features, shapes)."""
+        return {}
+
+    def _load_meta(self, meta: dict[str, Any]) -> None:
+        """Inverse of :meth:`_meta`; called before :meth:`_load_state`."""
+
+    def _explain(self, batch: QueryBatch, top: np.ndarray) -> list[dict[str, Any] | None]:
+        """Per query, what drove its top items ``top`` (B, k); ``None`` when the model cannot say."""
+        return [None] * len(top)
 
     def _check_fitted(self) -> None:
         if not self.is_fitted:
