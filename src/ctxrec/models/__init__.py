@@ -20,6 +20,7 @@ MODELS: dict[str, tuple[str, str]] = {
     "popularity": ("ctxrec.models.popularity", "PopularityRecommender"),
     "ease": ("ctxrec.models.ease", "EASERecommender"),
     "sasrec": ("ctxrec.models.sasrec", "SASRecRecommender"),
+    "fusion": ("ctxrec.models.fusion", "FusionRecommender"),
 }
 
 

@@ -1,0 +1,613 @@
+"""The ctxrec fusion recommender: text + behaviour + context in one Transformer, with attention over views.
+
+Per event, a token is the item's representation (a learned projection of its frozen language-model
+text embedding + its attribute embeddings + an ID embedding when it has one) plus the event's context
+(categorical/numeric fields and cyclic time features) and its position. A causal Transformer reads the
+sequence, which starts with a learned BOS token so that an empty history (a new user) still has a state.
+
+At the position that predicts the next item, several *views* of the user each score the whole catalogue
+through the same item table ``E`` (g(H) = H E^T):
+
+* ``sequence``: the Transformer state H_t;
+* ``context``: H_t fused with the request-time context c (context and time of the request);
+* ``profile``: the user's profile fields (demographics, user text) when the data has them;
+* ``query``: a free-text query embedded by the same language model, when a request gives one.
+
+An attention gate conditioned on the request-time context (and H_t) gives weights w_j, and the model is
+the mixture ``P(y | x, c) = sum_j w_j softmax(H_j E^T)``, trained with cross-entropy (full softmax, or a
+sampled softmax with log-Q correction above ``sampled_above`` items). The weights w_j and each view's
+share of an item's probability are returned as explanations. Every part has an ablation switch.
+
+Items never seen in training are recommendable from their text and attributes alone: ID embeddings are
+dropped at random in training (``id_dropout``) so the text/attribute part of an item vector carries the
+signal on its own.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ctxrec.context import ContextConfig, ContextEncoder
+from ctxrec.models.base import QueryBatch, Recommender
+from ctxrec.models.sasrec import CausalBlock
+from ctxrec.text.encoders import TextEncoderConfig
+from ctxrec.text.templates import TextTemplateConfig
+from ctxrec.training.loop import TrainConfig, pick_device
+
+if TYPE_CHECKING:
+    from ctxrec.data.dataset import Dataset
+    from ctxrec.data.splits import EvalSet
+
+VIEWS = ("sequence", "context", "profile", "query")
+
+
+@dataclass(frozen=True, kw_only=True)
+class FusionConfig:
+    """The fusion model. Every ``use_*`` flag is an ablation switch."""
+
+    d_model: int = 64
+    n_layers: int = 2
+    n_heads: int = 1
+    max_len: int = 200
+    dropout: float = 0.2
+    use_id: bool = True
+    """Learned ID embedding per item (items without one rely on text and attributes)."""
+    use_text: bool = True
+    """Frozen language-model embedding of the item text, through a learned projection."""
+    use_attributes: bool = True
+    use_context: bool = True
+    """Per-event and request-time context (fields and time features) and the context view."""
+    use_profile: bool = True
+    """The profile view from user fields / user text, where the dataset has them."""
+    mixture: bool = True
+    """Mixture of per-view softmaxes; False = one softmax over the gate-weighted sum of views."""
+    id_dropout: float = 0.1
+    """Probability, per training step and item, of hiding the item's ID embedding (cold-start robustness)."""
+    text: TextEncoderConfig = field(default_factory=TextEncoderConfig)
+    item_text: TextTemplateConfig = field(default_factory=TextTemplateConfig)
+    user_text: TextTemplateConfig = field(default_factory=TextTemplateConfig)
+    context: ContextConfig = field(default_factory=ContextConfig)
+    query_weight: float = 0.5
+    """Mixture weight of the text-query view when a request has a text query."""
+    loss: Literal["auto", "ce", "sampled"] = "auto"
+    sampled_above: int = 50_000
+    """With ``loss="auto"``: full softmax up to this catalogue size, sampled softmax above it."""
+    n_negatives: int = 2048
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+
+@dataclass
+class NetSpec:
+    """Shapes the network is built from (saved in state.json, so ``load`` rebuilds it)."""
+
+    n_items: int
+    text_dim: int
+    n_attr_ids: int
+    attr_width: int
+    ctx_cardinalities: list[int]
+    n_dense: int
+    profile_cardinalities: list[int]
+    user_text_dim: int
+    n_event_types: int
+
+
+class FusionNet(nn.Module):
+    """Item table, token encoder, causal Transformer, views and gate. Index 0 = padding everywhere."""
+
+    def __init__(self, spec: NetSpec, cfg: FusionConfig) -> None:
+        super().__init__()
+        d = cfg.d_model
+        self.cfg, self.spec = cfg, spec
+        n = spec.n_items + 1  # + padding row 0
+        self.id_emb = nn.Embedding(n, d, padding_idx=0) if cfg.use_id else None
+        if self.id_emb is not None:
+            nn.init.normal_(self.id_emb.weight, std=0.02)
+        self.text_proj = nn.Linear(spec.text_dim, d) if spec.text_dim else None
+        self.register_buffer("text_vectors", torch.zeros(n, max(spec.text_dim, 1)), persistent=True)
+        self.attr_emb = nn.EmbeddingBag(spec.n_attr_ids + 1, d, mode="mean", padding_idx=0) if spec.n_attr_ids else None
+        self.register_buffer("attr_ids", torch.zeros(n, max(spec.attr_width, 1), dtype=torch.long), persistent=True)
+        self.bos = nn.Parameter(torch.randn(d) * 0.02)
+        self.pos_emb = nn.Embedding(cfg.max_len, d)
+        nn.init.normal_(self.pos_emb.weight, std=0.02)
+        self.event_emb = nn.Embedding(spec.n_event_types + 1, d)
+        nn.init.zeros_(self.event_emb.weight)
+        # Context: one table per field (id 0 = unknown) + dense features, shared by events and requests.
+        self.ctx_emb = nn.ModuleList(nn.Embedding(c, d) for c in spec.ctx_cardinalities) if cfg.use_context else nn.ModuleList()
+        for emb in self.ctx_emb:
+            nn.init.normal_(emb.weight, std=0.02)
+        self.ctx_dense = nn.Linear(spec.n_dense, d) if (cfg.use_context and spec.n_dense) else None
+        self.drop = nn.Dropout(cfg.dropout)
+        self.blocks = nn.ModuleList(CausalBlock(d, cfg.n_heads, d, cfg.dropout) for _ in range(cfg.n_layers))
+        self.ln_f = nn.LayerNorm(d)
+        # Views.
+        self.has_context_view = cfg.use_context and bool(spec.ctx_cardinalities or spec.n_dense)
+        self.context_view = nn.Sequential(nn.Linear(2 * d, d), nn.GELU(), nn.Linear(d, d)) if self.has_context_view else None
+        self.profile_emb = nn.ModuleList(nn.Embedding(c, d) for c in spec.profile_cardinalities) if cfg.use_profile else nn.ModuleList()
+        self.user_text_proj = nn.Linear(spec.user_text_dim, d) if (cfg.use_profile and spec.user_text_dim) else None
+        self.has_profile_view = bool(len(self.profile_emb) or self.user_text_proj is not None)
+        self.profile_view = nn.Sequential(nn.Linear(2 * d, d), nn.GELU(), nn.Linear(d, d)) if self.has_profile_view else None
+        self.view_names = ["sequence"] + (["context"] if self.has_context_view else []) + (["profile"] if self.has_profile_view else [])
+        self.gate = nn.Sequential(nn.Linear(2 * d, d), nn.GELU(), nn.Linear(d, len(self.view_names)))
+
+    # ------------------------------------------------------------------------------ pieces
+    def item_table(self) -> torch.Tensor:
+        """(n_items + 1, D) item representations; row 0 (padding) is zero."""
+        parts = []
+        if self.id_emb is not None:
+            ids = self.id_emb.weight
+            if self.training and self.cfg.id_dropout > 0 and (self.text_proj is not None or self.attr_emb is not None):
+                keep = (torch.rand(ids.shape[0], 1, device=ids.device) >= self.cfg.id_dropout).to(ids.dtype)
+                ids = ids * keep
+            parts.append(ids)
+        if self.text_proj is not None:
+            parts.append(self.text_proj(self.text_vectors))
+        if self.attr_emb is not None:
+            parts.append(self.attr_emb(self.attr_ids))
+        table = torch.stack(parts).sum(0)
+        return table * (torch.arange(table.shape[0], device=table.device) > 0).unsqueeze(-1).to(table.dtype)
+
+    def context_vector(self, ids: torch.Tensor, dense: torch.Tensor) -> torch.Tensor:
+        """ids (..., F) and dense (..., Dd) -> (..., D); zeros when context is off."""
+        out = torch.zeros(*ids.shape[:-1], self.cfg.d_model, device=ids.device)
+        for f, emb in enumerate(self.ctx_emb):
+            out = out + emb(ids[..., f])
+        if self.ctx_dense is not None:
+            out = out + self.ctx_dense(dense)
+        return out
+
+    def encode(self, items: torch.Tensor, events: torch.Tensor, ctx_ids: torch.Tensor, ctx_dense: torch.Tensor,
+               table: torch.Tensor) -> torch.Tensor:
+        """Token sequence -> hidden states. items (B, T) with -1 = BOS, 0 = padding; returns (B, T, D)."""
+        T = items.shape[1]
+        bos = items < 0
+        x = table[items.clamp(min=0)]  # (B, T, D)
+        x = torch.where(bos.unsqueeze(-1), self.bos.expand_as(x), x)
+        x = x * math.sqrt(self.cfg.d_model) + self.pos_emb.weight[:T] + self.event_emb(events)
+        if self.cfg.use_context:
+            x = x + self.context_vector(ctx_ids, ctx_dense)
+        x = self.drop(x) * (items != 0).unsqueeze(-1)
+        for block in self.blocks:
+            x = block(x)
+        return self.ln_f(x)
+
+    def views(self, h: torch.Tensor, req_ids: torch.Tensor, req_dense: torch.Tensor,
+              profile: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Per-view user vectors (..., J, D) and log gate weights (..., J) at each predicting position.
+
+        h (..., D) states; req_* the request-time context of the position; profile (..., D) or None."""
+        c = self.context_vector(req_ids, req_dense) if self.has_context_view else torch.zeros_like(h)
+        vs = [h]
+        if self.context_view is not None:
+            vs.append(h + self.context_view(torch.cat([h, c], -1)))
+        if self.profile_view is not None:
+            p = profile if profile is not None else torch.zeros_like(h)
+            vs.append(h + self.profile_view(torch.cat([h, p], -1)))
+        log_w = F.log_softmax(self.gate(torch.cat([h, c], -1)).float(), -1)
+        return torch.stack(vs, -2), log_w
+
+    def profile_vector(self, prof_ids: torch.Tensor, user_text: torch.Tensor | None) -> torch.Tensor | None:
+        """prof_ids (B, Fu), user_text (B, Dt) -> (B, D), or None without a profile view."""
+        if not self.has_profile_view:
+            return None
+        out = torch.zeros(prof_ids.shape[0], self.cfg.d_model, device=prof_ids.device)
+        for f, emb in enumerate(self.profile_emb):
+            out = out + emb(prof_ids[:, f])
+        if self.user_text_proj is not None and user_text is not None:
+            out = out + self.user_text_proj(user_text)
+        return out
+
+
+def mixture_log_probs(view_vecs: torch.Tensor, log_w: torch.Tensor, table: torch.Tensor, *, mixture: bool) -> torch.Tensor:
+    """log P(i) over the catalogue. view_vecs (N, J, D), log_w (N, J), table (V, D) -> (N, V); column 0 = -inf."""
+    if mixture:
+        logits = torch.einsum("njd,vd->njv", view_vecs, table).float()  # (N, J, V)
+        logits[..., 0] = float("-inf")
+        return torch.logsumexp(log_w.unsqueeze(-1) + F.log_softmax(logits, -1), dim=1)
+    h = (log_w.exp().unsqueeze(-1) * view_vecs).sum(1)  # (N, D)
+    logits = (h @ table.T).float()
+    logits[:, 0] = float("-inf")
+    return F.log_softmax(logits, -1)
+
+
+def mixture_nll(view_vecs: torch.Tensor, log_w: torch.Tensor, table: torch.Tensor, targets: torch.Tensor,
+                *, mixture: bool) -> torch.Tensor:
+    """Full-softmax NLL of the mixture. The target column is gathered *before* the logsumexp over views:
+    the padding column is -inf in every view, and logsumexp's gradient at an all -inf input is NaN."""
+    if not mixture:
+        h = (log_w.exp().unsqueeze(-1) * view_vecs).sum(1)  # (N, D)
+        logits = (h @ table.T).float()
+        logits[:, 0] = float("-inf")
+        return F.cross_entropy(logits, targets)
+    logits = torch.einsum("njd,vd->njv", view_vecs, table).float()  # (N, J, V)
+    logits[..., 0] = float("-inf")
+    idx = targets.view(-1, 1, 1).expand(-1, logits.shape[1], 1)
+    log_p = logits.gather(-1, idx).squeeze(-1) - torch.logsumexp(logits, -1)  # (N, J)
+    return -torch.logsumexp(log_w + log_p, dim=1).mean()
+
+
+def sampled_mixture_nll(view_vecs: torch.Tensor, log_w: torch.Tensor, table: torch.Tensor, targets: torch.Tensor,
+                        *, n_negatives: int, log_q: torch.Tensor, mixture: bool,
+                        generator: torch.Generator | None = None) -> torch.Tensor:
+    """Sampled-softmax estimate of the mixture NLL with log-Q correction (shared negatives per step)."""
+    neg = torch.multinomial(log_q.exp(), n_negatives, replacement=True, generator=generator)  # (K,)
+    log_k = math.log(n_negatives)
+    if not mixture:
+        view_vecs = (log_w.exp().unsqueeze(-1) * view_vecs).sum(1, keepdim=True)
+        log_w = torch.zeros_like(log_w[:, :1])
+    pos = (view_vecs * table[targets].unsqueeze(1)).sum(-1) - (log_q[targets] + log_k).unsqueeze(1)  # (N, J)
+    negs = torch.einsum("njd,kd->njk", view_vecs, table[neg]) - (log_q[neg] + log_k)  # (N, J, K)
+    negs = negs.masked_fill((neg[None, :] == targets[:, None]).unsqueeze(1), float("-inf"))
+    logits = torch.cat([pos.unsqueeze(-1), negs], -1).float()
+    log_p = F.log_softmax(logits, -1)[..., 0]  # (N, J)
+    return -torch.logsumexp(log_w + log_p, dim=1).mean()
+
+
+class FusionRecommender(Recommender):
+    """The ctxrec model. See the module docstring; ``recommend(..., explain=True)`` returns view weights."""
+
+    kind = "fusion"
+    config_class = FusionConfig
+
+    def __init__(self, config: FusionConfig | None = None) -> None:
+        super().__init__(config)
+        self.net: FusionNet | None = None
+        self.spec: NetSpec | None = None
+        self.ctx_encoder: ContextEncoder | None = None
+        self.event_types: dict[str, int] = {}
+        self.profile_vocabs: dict[str, dict[str, int]] = {}
+        self.popularity: np.ndarray | None = None
+        self.device = torch.device("cpu")
+        # Per known user: profile ids, user-text vectors, and encoded context of the stored history.
+        self.user_profile: np.ndarray | None = None  # (n_users, Fu) int64
+        self.user_text_vectors: np.ndarray | None = None  # (n_users, Dt) float32
+        self.hist_ctx_ids: np.ndarray | None = None  # (n_hist, F) aligned with the base history store
+        self.hist_ctx_dense: np.ndarray | None = None
+        self.hist_events: np.ndarray | None = None
+        self._text_encoder: Any = None
+
+    # ================================================================================ features
+    def _item_text_vectors(self, data: Dataset) -> np.ndarray:
+        from ctxrec.text.cache import EmbeddingCache
+        from ctxrec.text.encoders import build_encoder
+        from ctxrec.text.templates import item_texts
+
+        texts = item_texts(data, self.config.item_text)
+        enc = build_encoder(self.config.text)
+        return EmbeddingCache.from_config(self.config.text).encode_cached(enc, texts, progress=self.config.train.progress)
+
+    def _user_text_vectors(self, data: Dataset) -> np.ndarray | None:
+        if not (self.config.use_profile and data.schema.user_text_fields):
+            return None
+        from ctxrec.text.cache import EmbeddingCache
+        from ctxrec.text.encoders import build_encoder
+        from ctxrec.text.templates import user_texts
+
+        texts = user_texts(data, self.config.user_text)
+        enc = build_encoder(self.config.text)
+        return EmbeddingCache.from_config(self.config.text).encode_cached(enc, texts, progress=self.config.train.progress)
+
+    @staticmethod
+    def _attribute_matrix(data: Dataset) -> tuple[np.ndarray, int]:
+        """(n_items + 1, A) attribute ids (0 = padding) over all list/scalar attribute fields."""
+        vocab: dict[str, int] = {}
+        rows: list[list[int]] = [[] for _ in range(data.n_items)]
+        items = data.items.reindex(data.item_vocab.ids)
+        for f in data.schema.item_attribute_fields:
+            if f not in items.columns:
+                continue
+            for i, v in enumerate(items[f].tolist()):
+                values = v if isinstance(v, (list, tuple, np.ndarray)) else ([] if v is None or (isinstance(v, float) and np.isnan(v)) else [v])
+                for x in values:
+                    rows[i].append(vocab.setdefault(f"{f}={x}", len(vocab) + 1))
+        width = max((len(r) for r in rows), default=0)
+        mat = np.zeros((data.n_items + 1, max(width, 1)), dtype=np.int64)
+        for i, r in enumerate(rows):
+            mat[i + 1, : len(r)] = r
+        return mat, len(vocab)
+
+    def _profile_matrix(self, data: Dataset) -> np.ndarray:
+        fields = [f for f in data.schema.user_attribute_fields if data.users is not None and f in data.users.columns]
+        if not self.config.use_profile:
+            fields = []
+        users = data.users.reindex(data.user_vocab.ids) if data.users is not None else None
+        mat = np.zeros((data.n_users, len(fields)), dtype=np.int64)
+        for j, f in enumerate(fields):
+            assert users is not None
+            col = users[f].astype("string").fillna("").astype(str)
+            values = sorted(v for v in col.unique() if v)
+            self.profile_vocabs[f] = {v: k + 1 for k, v in enumerate(values)}
+            mat[:, j] = col.map(lambda v, f=f: self.profile_vocabs[f].get(v, 0)).to_numpy()
+        return mat
+
+    # ================================================================================ training
+    def _fit(self, data: Dataset, *, valid: EvalSet | None, run_dir: Path | None) -> None:
+        from ctxrec.evaluation.evaluator import EvalConfig, Evaluator
+        from ctxrec.training.loop import train_loop
+
+        cfg, tc = self.config, self.config.train
+        torch.manual_seed(tc.seed)
+        self.device = pick_device(tc.device)
+        self.popularity = np.bincount(data.item_idx, minlength=data.n_items).astype(np.float32)
+
+        text = self._item_text_vectors(data) if cfg.use_text else None
+        attrs, n_attr = self._attribute_matrix(data) if cfg.use_attributes else (np.zeros((data.n_items + 1, 1), np.int64), 0)
+        self.ctx_encoder = ContextEncoder(cfg.context).fit(data)
+        self.user_profile = self._profile_matrix(data)
+        self.user_text_vectors = self._user_text_vectors(data)
+        types = sorted(data.interactions["event_type"].astype(str).unique())
+        self.event_types = {t: i + 1 for i, t in enumerate(types)} if len(types) > 1 else {}
+        self.spec = NetSpec(
+            n_items=data.n_items, text_dim=0 if text is None else text.shape[1], n_attr_ids=n_attr,
+            attr_width=attrs.shape[1], ctx_cardinalities=self.ctx_encoder.cardinalities if cfg.use_context else [],
+            n_dense=self.ctx_encoder.n_dense if cfg.use_context else 0,
+            profile_cardinalities=[len(v) + 1 for v in self.profile_vocabs.values()],
+            user_text_dim=0 if self.user_text_vectors is None else self.user_text_vectors.shape[1],
+            n_event_types=len(self.event_types),
+        )
+        self.net = FusionNet(self.spec, cfg).to(self.device)
+        with torch.no_grad():
+            if text is not None:
+                self.net.text_vectors[1:] = torch.from_numpy(text)
+            self.net.attr_ids.copy_(torch.from_numpy(attrs))
+
+        # Encode every training event once: rows in per-user order, context ids/dense, event types.
+        order, offsets = data.row_order(), data.user_offsets()
+        frame = data.interactions
+        ts = frame["timestamp"].to_numpy(dtype=np.float64)[order]
+        prev = np.concatenate([[np.nan], ts[:-1]])
+        starts = np.zeros(len(order), dtype=bool)
+        starts[offsets[:-1][offsets[:-1] < len(order)]] = True
+        prev[starts] = np.nan  # no previous event across users
+        ctx_ids, ctx_dense = self.ctx_encoder.encode_columns(frame, order, prev)
+        events = self._event_ids(frame["event_type"].to_numpy()[order])
+        items = data.item_idx[order] + 1
+        self.hist_ctx_ids, self.hist_ctx_dense, self.hist_events = ctx_ids, ctx_dense, events
+        users_with_data = [u for u in range(data.n_users) if offsets[u + 1] > offsets[u]]
+        use_sampled = cfg.loss == "sampled" or (cfg.loss == "auto" and data.n_items > cfg.sampled_above)
+        counts = np.bincount(items, minlength=data.n_items + 1).astype(np.float64) + 1.0
+        counts[0] = 0.0
+        with np.errstate(divide="ignore"):
+            log_q = torch.tensor(np.log(counts / counts.sum()), dtype=torch.float32, device=self.device)
+        gen = torch.Generator(device=self.device).manual_seed(tc.seed)
+        net, dev, L = self.net, self.device, cfg.max_len
+
+        def batches(rng: np.random.Generator) -> Iterator[dict[str, torch.Tensor]]:
+            perm = rng.permutation(len(users_with_data))
+            for start in range(0, len(perm), tc.batch_size):
+                us = [users_with_data[i] for i in perm[start : start + tc.batch_size]]
+                sl = [np.arange(offsets[u], offsets[u + 1])[-L:] for u in us]  # target positions
+                T = max(len(s) for s in sl)
+                B = len(us)
+                tgt = np.zeros((B, T), np.int64)
+                inp = np.zeros((B, T), np.int64)
+                inp_ev = np.zeros((B, T), np.int64)
+                inp_ci = np.zeros((B, T, ctx_ids.shape[1]), np.int64)
+                inp_cd = np.zeros((B, T, ctx_dense.shape[1]), np.float32)
+                req_ci = np.zeros_like(inp_ci)
+                req_cd = np.zeros_like(inp_cd)
+                for b, (u, s) in enumerate(zip(us, sl, strict=True)):
+                    n = len(s)
+                    tgt[b, :n] = items[s]
+                    req_ci[b, :n], req_cd[b, :n] = ctx_ids[s], ctx_dense[s]
+                    prev_rows = s - 1
+                    first_is_bos = s[0] == offsets[u]
+                    inp[b, :n] = items[prev_rows]
+                    inp_ev[b, :n], inp_ci[b, :n], inp_cd[b, :n] = events[prev_rows], ctx_ids[prev_rows], ctx_dense[prev_rows]
+                    if first_is_bos:  # the user's first event is predicted from BOS (cold-start path)
+                        inp[b, 0], inp_ev[b, 0], inp_ci[b, 0], inp_cd[b, 0] = -1, 0, 0, 0.0
+                prof_u = np.asarray(us)
+                yield {
+                    "inp": torch.from_numpy(inp).to(dev), "ev": torch.from_numpy(inp_ev).to(dev),
+                    "ci": torch.from_numpy(inp_ci).to(dev), "cd": torch.from_numpy(inp_cd).to(dev),
+                    "rci": torch.from_numpy(req_ci).to(dev), "rcd": torch.from_numpy(req_cd).to(dev),
+                    "tgt": torch.from_numpy(tgt).to(dev), "users": torch.from_numpy(prof_u).to(dev),
+                }
+
+        prof_t = torch.from_numpy(self.user_profile).to(dev)
+        utext_t = None if self.user_text_vectors is None else torch.from_numpy(self.user_text_vectors).to(dev)
+
+        def loss_fn(batch: dict[str, torch.Tensor]) -> torch.Tensor:
+            table = net.item_table()  # (V, D)
+            h = net.encode(batch["inp"], batch["ev"], batch["ci"], batch["cd"], table)  # (B, T, D)
+            profile = net.profile_vector(prof_t[batch["users"]], None if utext_t is None else utext_t[batch["users"]])
+            mask = batch["tgt"] > 0
+            prof_tok = None if profile is None else profile.unsqueeze(1).expand_as(h)[mask]
+            vecs, log_w = net.views(h[mask], batch["rci"][mask], batch["rcd"][mask], prof_tok)  # (N, J, D), (N, J)
+            targets = batch["tgt"][mask]
+            if use_sampled:
+                return sampled_mixture_nll(vecs, log_w, table, targets, n_negatives=cfg.n_negatives, log_q=log_q,
+                                           mixture=cfg.mixture, generator=gen)
+            return mixture_nll(vecs, log_w, table, targets, mixture=cfg.mixture)
+
+        evaluate = None
+        if valid is not None and len(valid):
+            evaluator = Evaluator(EvalConfig(ks=(10,), metrics=("ndcg", "hr")))
+            monitor = self._monitor
+
+            def evaluate() -> dict[str, float]:
+                out = {k: v for k, v in evaluator.evaluate(self, valid).items() if k in ("ndcg@10", "hr@10")}
+                if monitor is not None:
+                    out.update({f"monitor_{k}": v for k, v in evaluator.evaluate(self, monitor).items() if k in ("ndcg@10", "hr@10")})
+                return out
+
+        n_batches = math.ceil(len(users_with_data) / tc.batch_size)
+        result = train_loop(net, batches=batches, loss_fn=loss_fn, evaluate=evaluate, cfg=tc, run_dir=run_dir, n_batches=n_batches)
+        net.eval()
+        self.fit_info = {"best_epoch": result.best_epoch, "best_valid": result.best_score, "epochs_run": result.epochs_run,
+                         "train_seconds": result.seconds, "stopped_by": result.stopped_by, "history": result.history,
+                         "loss": "sampled" if use_sampled else "full", "views": net.view_names}
+
+    def _event_ids(self, values: np.ndarray) -> np.ndarray:
+        if not self.event_types:
+            return np.zeros(len(values), dtype=np.int64)
+        return np.fromiter((self.event_types.get(str(v), 0) for v in values), dtype=np.int64, count=len(values))
+
+    # ================================================================================ inference
+    def _encode_batch(self, batch: QueryBatch) -> dict[str, torch.Tensor]:
+        """Queries -> padded tensors: [BOS] + last (max_len - 1) history events, request context."""
+        assert self.ctx_encoder is not None and self.user_profile is not None
+        enc, L = self.ctx_encoder, self.config.max_len
+        n_f, n_d = len(enc.field_names), enc.n_dense
+        seqs, evs, cis, cds = [], [], [], []
+        for b, hist in enumerate(batch.histories):
+            hist = np.asarray(hist, dtype=np.int64)
+            times = np.asarray(batch.history_times[b], dtype=np.float64) if len(batch.history_times) > b else np.full(len(hist), np.nan)
+            ci, cd, ev = self._history_context(batch, b, hist, times)
+            keep = slice(max(0, len(hist) - (L - 1)), len(hist))
+            seqs.append(np.concatenate([[-1], hist[keep] + 1]))
+            evs.append(np.concatenate([[0], ev[keep]]))
+            cis.append(np.concatenate([np.zeros((1, n_f), np.int64), ci[keep]]))
+            cds.append(np.concatenate([np.zeros((1, n_d), np.float32), cd[keep]]))
+        B, T = len(seqs), max(len(s) for s in seqs)
+        inp = np.zeros((B, T), np.int64)
+        ev_a = np.zeros((B, T), np.int64)
+        ci_a = np.zeros((B, T, n_f), np.int64)
+        cd_a = np.zeros((B, T, n_d), np.float32)
+        for b in range(B):
+            n = len(seqs[b])
+            inp[b, :n], ev_a[b, :n], ci_a[b, :n], cd_a[b, :n] = seqs[b], evs[b], cis[b], cds[b]
+        last_t = np.array([np.asarray(t, np.float64)[-1] if len(t) else np.nan for t in batch.history_times]) if len(batch.history_times) == B else np.full(B, np.nan)
+        rci, rcd = enc.encode(list(batch.contexts), batch.timestamps, last_t)
+        users = batch.users
+        prof = np.zeros((B, self.user_profile.shape[1]), np.int64)
+        known = users >= 0
+        prof[known] = self.user_profile[users[known]]
+        utext = None
+        if self.user_text_vectors is not None:
+            utext = np.zeros((B, self.user_text_vectors.shape[1]), np.float32)
+            utext[known] = self.user_text_vectors[users[known]]
+        dev = self.device
+        out = {"inp": torch.from_numpy(inp).to(dev), "ev": torch.from_numpy(ev_a).to(dev),
+               "ci": torch.from_numpy(ci_a).to(dev), "cd": torch.from_numpy(cd_a).to(dev),
+               "rci": torch.from_numpy(rci).to(dev), "rcd": torch.from_numpy(rcd).to(dev),
+               "prof": torch.from_numpy(prof).to(dev),
+               "len": torch.from_numpy(np.array([len(s) for s in seqs])).to(dev)}
+        if utext is not None:
+            out["utext"] = torch.from_numpy(utext).to(dev)
+        return out
+
+    def _history_context(self, batch: QueryBatch, b: int, hist: np.ndarray, times: np.ndarray
+                         ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Context ids/dense and event ids of the history events of query ``b``."""
+        assert self.ctx_encoder is not None
+        enc = self.ctx_encoder
+        prev = np.concatenate([[np.nan], times[:-1]]) if len(times) else times
+        if batch.history_rows is not None and batch.frame is not None:
+            rows = batch.history_rows[b]
+            ci, cd = enc.encode_columns(batch.frame, rows, prev)
+            return ci, cd, self._event_ids(batch.frame["event_type"].to_numpy()[rows])
+        hc = batch.history_contexts[b] if batch.history_contexts is not None else None
+        if hc is not None:
+            ci, cd = enc.encode(list(hc), times, prev)
+            return ci, cd, np.zeros(len(hist), np.int64)
+        u = int(batch.users[b])
+        if u >= 0 and self.hist_ctx_ids is not None:
+            stored = self.known_history(u)
+            if len(stored) == len(hist) and np.array_equal(stored, hist):
+                assert self._hist_indptr is not None and self.hist_ctx_dense is not None and self.hist_events is not None
+                sl = slice(self._hist_indptr[u], self._hist_indptr[u + 1])
+                return self.hist_ctx_ids[sl], self.hist_ctx_dense[sl], self.hist_events[sl]
+        ci, cd = enc.encode([{}] * len(hist), times, prev)
+        return ci, cd, np.zeros(len(hist), np.int64)
+
+    @torch.no_grad()
+    def _forward(self, batch: QueryBatch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, list[str]]:
+        """Per query: view vectors (B, J, D), log weights (B, J), item table, view names (query view added)."""
+        assert self.net is not None
+        net = self.net.eval()
+        x = self._encode_batch(batch)
+        table = net.item_table()
+        h = net.encode(x["inp"], x["ev"], x["ci"], x["cd"], table)  # (B, T, D)
+        last = h[torch.arange(h.shape[0]), x["len"] - 1]  # (B, D)
+        profile = net.profile_vector(x["prof"], x.get("utext"))
+        vecs, log_w = net.views(last, x["rci"], x["rcd"], profile)
+        names = list(net.view_names)
+        texts = batch.texts or []
+        if net.text_proj is not None and any(texts):
+            q = self._query_vectors(texts)  # (B, D)
+            has_q = torch.tensor([bool(t) for t in texts], device=q.device)
+            qw = self.config.query_weight
+            vecs = torch.cat([vecs, q.unsqueeze(1)], 1)
+            log_w = torch.where(has_q.unsqueeze(1), log_w + math.log(1 - qw), log_w)
+            q_col = torch.where(has_q, torch.tensor(math.log(qw)), torch.tensor(float("-inf"))).unsqueeze(1)
+            log_w = torch.cat([log_w, q_col.to(log_w.device)], 1)
+            names.append("query")
+        return vecs, log_w, table, names
+
+    def _query_vectors(self, texts: list[str | None]) -> torch.Tensor:
+        assert self.net is not None and self.net.text_proj is not None
+        if self._text_encoder is None:
+            from ctxrec.text.encoders import build_encoder
+
+            self._text_encoder = build_encoder(self.config.text)
+        idx = [i for i, t in enumerate(texts) if t]
+        emb = np.zeros((len(texts), self.spec.text_dim if self.spec else 0), np.float32)
+        emb[idx] = self._text_encoder.encode([texts[i] for i in idx], progress=False)
+        return self.net.text_proj(torch.from_numpy(emb).to(self.device)) * math.sqrt(self.config.d_model)
+
+    def _score(self, batch: QueryBatch) -> np.ndarray:
+        vecs, log_w, table, _ = self._forward(batch)
+        log_p = mixture_log_probs(vecs, log_w, table, mixture=self.config.mixture)  # (B, V)
+        return log_p[:, 1:].cpu().numpy()
+
+    @torch.no_grad()
+    def _explain(self, batch: QueryBatch, top: np.ndarray) -> list[dict[str, Any] | None]:
+        """View weights per query, and each view's share of each top item's probability."""
+        assert self.item_vocab is not None
+        vecs, log_w, table, names = self._forward(batch)
+        logits = torch.einsum("bjd,vd->bjv", vecs, table).float()
+        logits[..., 0] = float("-inf")
+        joint = log_w.unsqueeze(-1) + F.log_softmax(logits, -1)  # (B, J, V): log w_j p_j(i)
+        share = torch.softmax(joint, dim=1)  # (B, J, V): view j's share of P(i)
+        out: list[dict[str, Any] | None] = []
+        for b in range(len(top)):
+            items = [int(i) for i in top[b] if i >= 0]
+            out.append({
+                "view_weights": {n: round(float(w), 4) for n, w in zip(names, log_w[b].exp().tolist(), strict=True)},
+                "items": [{"item_id": self.item_vocab.ids[i],
+                           "view_shares": {n: round(float(share[b, j, i + 1]), 4) for j, n in enumerate(names)}}
+                          for i in items],
+            })
+        return out
+
+    # ================================================================================ persistence
+    def _meta(self) -> dict[str, Any]:
+        assert self.spec is not None and self.ctx_encoder is not None
+        return {"spec": self.spec.__dict__, "context_encoder": self.ctx_encoder.to_dict(),
+                "event_types": self.event_types, "profile_vocabs": self.profile_vocabs}
+
+    def _load_meta(self, meta: dict[str, Any]) -> None:
+        self.spec = NetSpec(**meta["spec"])
+        self.ctx_encoder = ContextEncoder.from_dict(meta["context_encoder"])
+        self.event_types = dict(meta["event_types"])
+        self.profile_vocabs = {k: dict(v) for k, v in meta["profile_vocabs"].items()}
+
+    def _state(self) -> dict[str, np.ndarray]:
+        assert self.net is not None and self.popularity is not None and self.user_profile is not None
+        state = {f"net.{k}": v.detach().cpu().numpy() for k, v in self.net.state_dict().items()}
+        state["popularity"] = self.popularity
+        state["user_profile"] = self.user_profile
+        assert self.hist_ctx_ids is not None and self.hist_ctx_dense is not None and self.hist_events is not None
+        state["hist_ctx_ids"], state["hist_ctx_dense"], state["hist_events"] = self.hist_ctx_ids, self.hist_ctx_dense, self.hist_events
+        if self.user_text_vectors is not None:
+            state["user_text_vectors"] = self.user_text_vectors
+        return state
+
+    def _load_state(self, state: dict[str, np.ndarray]) -> None:
+        assert self.spec is not None
+        self.popularity = state.pop("popularity")
+        self.user_profile = state.pop("user_profile")
+        self.hist_ctx_ids, self.hist_ctx_dense, self.hist_events = state.pop("hist_ctx_ids"), state.pop("hist_ctx_dense"), state.pop("hist_events")
+        self.user_text_vectors = state.pop("user_text_vectors", None)
+        self.net = FusionNet(self.spec, self.config)
+        self.net.load_state_dict({k[4:]: torch.from_numpy(v) for k, v in state.items()})
+        self.net.eval()
