@@ -11,6 +11,10 @@ import pytest
 def pytest_configure(config: pytest.Config) -> None:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    if "CTXREC_CACHE" not in os.environ:  # keep test embeddings out of the user's cache
+        import tempfile
+
+        os.environ["CTXREC_CACHE"] = tempfile.mkdtemp(prefix="ctxrec-test-cache-")
     try:
         import torch
 

@@ -1,0 +1,128 @@
+"""FusionRecommender: the contract, network properties, context sensitivity and cold start."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from contract import RecommenderContract
+
+from ctxrec.data.dataset import ContextField, Dataset, DatasetSchema
+from ctxrec.models.base import RecQuery
+from ctxrec.models.fusion import FusionConfig, FusionRecommender
+from ctxrec.text.encoders import TextEncoderConfig
+from ctxrec.training.loop import TrainConfig
+
+HASH = TextEncoderConfig(model="hashing:32")
+
+
+def tiny(**kw: object) -> FusionConfig:
+    train = kw.pop("train", TrainConfig(max_epochs=5, lr=1e-2, progress=False))
+    base = dict(d_model=16, n_layers=1, max_len=8, dropout=0.0, text=HASH, train=train)
+    base.update(kw)
+    return FusionConfig(**base)  # type: ignore[arg-type]
+
+
+class TestFusionContract(RecommenderContract):
+    # As for SASRec: the checkerboard has no order signal after a user's last history item.
+    learns_groups = False
+    batch_rtol = 1e-4
+
+    def make_model(self) -> FusionRecommender:
+        return FusionRecommender(tiny())
+
+
+def context_dataset(n_users: int = 80, seed: int = 0) -> Dataset:
+    """Two item groups; in context device=tv users pick group A items, on mobile group B items."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for u in range(n_users):
+        for t in range(12):
+            dev = "tv" if rng.random() < 0.5 else "mobile"
+            group = "A" if dev == "tv" else "B"
+            rows.append({"user_id": f"u{u}", "item_id": f"{group}{rng.integers(6)}", "timestamp": float(u * 1000 + t),
+                         "device": dev})
+    items = pd.DataFrame({"item_id": [f"{g}{i}" for g in "AB" for i in range(6)],
+                          "title": [f"{'red' if g == 'A' else 'blue'} thing {i}" for g in "AB" for i in range(6)]})
+    schema = DatasetSchema(context=(ContextField(name="device"),), item_text_fields=("title",))
+    return Dataset.from_frames(pd.DataFrame(rows), items=items, schema=schema, name="ctx")
+
+
+@pytest.fixture(scope="module")
+def ctx_model() -> FusionRecommender:
+    cfg = tiny(train=TrainConfig(max_epochs=25, lr=1e-2, batch_size=16, progress=False))
+    return FusionRecommender(cfg).fit(context_dataset())
+
+
+def test_context_changes_the_ranking_the_right_way(ctx_model: FusionRecommender) -> None:
+    hist = ["A1", "B2", "A3"]
+    tv = ctx_model.recommend([RecQuery(history=hist, context={"device": "tv"})], k=3, exclude_seen=False)[0]
+    mob = ctx_model.recommend([RecQuery(history=hist, context={"device": "mobile"})], k=3, exclude_seen=False)[0]
+    assert all(i.startswith("A") for i in tv.item_ids), tv.item_ids
+    assert all(i.startswith("B") for i in mob.item_ids), mob.item_ids
+
+
+def test_context_blind_model_ignores_context() -> None:
+    cfg = tiny(use_context=False, train=TrainConfig(max_epochs=2, lr=1e-2, batch_size=16, progress=False))
+    model = FusionRecommender(cfg).fit(context_dataset())
+    a = model.recommend([RecQuery(history=["A1"], context={"device": "tv"})], k=12, exclude_seen=False)[0]
+    b = model.recommend([RecQuery(history=["A1"], context={"device": "mobile"})], k=12, exclude_seen=False)[0]
+    assert a.item_ids == b.item_ids
+    np.testing.assert_allclose(a.scores, b.scores, rtol=1e-6)
+
+
+def test_cold_user_gets_context_driven_recommendations(ctx_model: FusionRecommender) -> None:
+    rec = ctx_model.recommend([RecQuery(context={"device": "mobile"})], k=3)[0]
+    assert all(i.startswith("B") for i in rec.item_ids), rec.item_ids
+
+
+def test_explanation_has_view_weights_that_sum_to_one(ctx_model: FusionRecommender) -> None:
+    rec = ctx_model.recommend([RecQuery(history=["A1"], context={"device": "tv"})], k=2, explain=True)[0]
+    assert rec.explanation is not None
+    weights = rec.explanation["view_weights"]
+    assert set(weights) == {"sequence", "context"}
+    assert sum(weights.values()) == pytest.approx(1.0, abs=1e-3)
+    for item in rec.explanation["items"]:
+        assert sum(item["view_shares"].values()) == pytest.approx(1.0, abs=1e-3)
+
+
+def test_causal_masking_and_bos() -> None:
+    model = FusionRecommender(tiny()).fit(context_dataset(n_users=10))
+    net = model.net
+    assert net is not None
+    table = net.item_table()
+    seq = torch.tensor([[-1, 3, 5, 7]])
+    other = torch.tensor([[-1, 3, 9, 7]])
+    z = torch.zeros(1, 4, dtype=torch.long)
+    ci = torch.zeros(1, 4, len(model.ctx_encoder.field_names), dtype=torch.long)
+    cd = torch.zeros(1, 4, model.ctx_encoder.n_dense)
+    with torch.no_grad():
+        a, b = net.encode(seq, z, ci, cd, table), net.encode(other, z, ci, cd, table)
+    torch.testing.assert_close(a[:, :2], b[:, :2])
+    assert not torch.allclose(a[:, 2:], b[:, 2:])
+
+
+@pytest.mark.parametrize("switch", ["use_id", "use_text", "mixture", "use_attributes"])
+def test_ablation_switches_train_and_score(switch: str) -> None:
+    model = FusionRecommender(tiny(**{switch: False}, train=TrainConfig(max_epochs=1, progress=False)))
+    model.fit(context_dataset(n_users=10))
+    recs = model.recommend([RecQuery(history=["A1"], context={"device": "tv"})], k=5)
+    assert len(recs[0].item_ids) == 5 and np.isfinite(recs[0].scores).all()
+
+
+def test_sampled_loss_matches_the_full_loss_setting() -> None:
+    model = FusionRecommender(tiny(loss="sampled", n_negatives=8,
+                                   train=TrainConfig(max_epochs=25, lr=1e-2, batch_size=16, progress=False)))
+    model.fit(context_dataset())
+    rec = model.recommend([RecQuery(history=["A1"], context={"device": "tv"})], k=3, exclude_seen=False)[0]
+    assert sum(i.startswith("A") for i in rec.item_ids) >= 2, rec.item_ids
+
+
+def test_text_only_item_vectors_exist_for_items_without_id() -> None:
+    """With IDs off, two items with the same text get the same vector: text alone represents items."""
+    cfg = tiny(use_id=False, use_attributes=False, train=TrainConfig(max_epochs=1, progress=False))
+    model = FusionRecommender(cfg).fit(context_dataset(n_users=10))
+    assert model.net is not None
+    table = model.net.item_table()
+    assert torch.count_nonzero(table[1:].abs().sum(-1)) == table.shape[0] - 1
