@@ -115,6 +115,9 @@ class FusionNet(nn.Module):
         self.register_buffer("text_vectors", torch.zeros(n, max(spec.text_dim, 1)), persistent=True)
         self.attr_emb = nn.EmbeddingBag(spec.n_attr_ids + 1, d, mode="mean", padding_idx=0) if spec.n_attr_ids else None
         self.register_buffer("attr_ids", torch.zeros(n, max(spec.attr_width, 1), dtype=torch.long), persistent=True)
+        # 1 for items with training events. Items without (cold, or added after training) use text and
+        # attributes only: an untrained ID row would otherwise carry the "never a target" push-down.
+        self.register_buffer("has_id", torch.zeros(n, 1), persistent=True)
         self.bos = nn.Parameter(torch.randn(d) * 0.02)
         self.pos_emb = nn.Embedding(cfg.max_len, d)
         nn.init.normal_(self.pos_emb.weight, std=0.02)
@@ -143,7 +146,7 @@ class FusionNet(nn.Module):
         """(n_items + 1, D) item representations; row 0 (padding) is zero."""
         parts = []
         if self.id_emb is not None:
-            ids = self.id_emb.weight
+            ids = self.id_emb.weight * self.has_id if (self.text_proj is not None or self.attr_emb is not None) else self.id_emb.weight
             if self.training and self.cfg.id_dropout > 0 and (self.text_proj is not None or self.attr_emb is not None):
                 keep = (torch.rand(ids.shape[0], 1, device=ids.device) >= self.cfg.id_dropout).to(ids.dtype)
                 ids = ids * keep
@@ -358,6 +361,7 @@ class FusionRecommender(Recommender):
             if text is not None:
                 self.net.text_vectors[1:] = torch.from_numpy(text)
             self.net.attr_ids.copy_(torch.from_numpy(attrs))
+            self.net.has_id[1:, 0] = torch.from_numpy(self.popularity > 0).float()
 
         # Encode every training event once: rows in per-user order, context ids/dense, event types.
         order, offsets = data.row_order(), data.user_offsets()
