@@ -66,6 +66,10 @@ class FusionConfig:
     use_attributes: bool = True
     use_context: bool = True
     """Per-event and request-time context (fields and time features) and the context view."""
+    event_context: bool = True
+    """Add each history event's context to its token (else context enters only at request time)."""
+    context_dropout: float = 0.3
+    """Training-time probability of hiding a position's whole context vector (robustness to noise)."""
     use_profile: bool = True
     """The profile view from user fields / user text, where the dataset has them."""
     mixture: bool = True
@@ -175,19 +179,25 @@ class FusionNet(nn.Module):
         x = table[items.clamp(min=0)]  # (B, T, D)
         x = torch.where(bos.unsqueeze(-1), self.bos.expand_as(x), x)
         x = x * math.sqrt(self.cfg.d_model) + self.pos_emb.weight[:T] + self.event_emb(events)
-        if self.cfg.use_context:
-            x = x + self.context_vector(ctx_ids, ctx_dense)
+        if self.cfg.use_context and self.cfg.event_context:
+            x = x + self._ctx_dropout(self.context_vector(ctx_ids, ctx_dense))
         x = self.drop(x) * (items != 0).unsqueeze(-1)
         for block in self.blocks:
             x = block(x)
         return self.ln_f(x)
+
+    def _ctx_dropout(self, c: torch.Tensor) -> torch.Tensor:
+        if not self.training or self.cfg.context_dropout <= 0:
+            return c
+        keep = (torch.rand(*c.shape[:-1], 1, device=c.device) >= self.cfg.context_dropout).to(c.dtype)
+        return c * keep
 
     def views(self, h: torch.Tensor, req_ids: torch.Tensor, req_dense: torch.Tensor,
               profile: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
         """Per-view user vectors (..., J, D) and log gate weights (..., J) at each predicting position.
 
         h (..., D) states; req_* the request-time context of the position; profile (..., D) or None."""
-        c = self.context_vector(req_ids, req_dense) if self.has_context_view else torch.zeros_like(h)
+        c = self._ctx_dropout(self.context_vector(req_ids, req_dense)) if self.has_context_view else torch.zeros_like(h)
         vs = [h]
         if self.context_view is not None:
             vs.append(h + self.context_view(torch.cat([h, c], -1)))
