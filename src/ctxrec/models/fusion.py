@@ -288,25 +288,25 @@ class FusionRecommender(Recommender):
         self._text_encoder: Any = None
 
     # ================================================================================ features
-    def _item_text_vectors(self, data: Dataset) -> np.ndarray:
+    def _encode_texts(self, texts: list[str]) -> np.ndarray:
+        """Language-model vectors through the on-disk cache (a second run encodes nothing)."""
         from ctxrec.text.cache import EmbeddingCache
         from ctxrec.text.encoders import build_encoder
-        from ctxrec.text.templates import item_texts
 
-        texts = item_texts(data, self.config.item_text)
         enc = build_encoder(self.config.text)
         return EmbeddingCache.from_config(self.config.text).encode_cached(enc, texts, progress=self.config.train.progress)
+
+    def _item_text_vectors(self, data: Dataset) -> np.ndarray:
+        from ctxrec.text.templates import item_texts
+
+        return self._encode_texts(item_texts(data, self.config.item_text))
 
     def _user_text_vectors(self, data: Dataset) -> np.ndarray | None:
         if not (self.config.use_profile and data.schema.user_text_fields):
             return None
-        from ctxrec.text.cache import EmbeddingCache
-        from ctxrec.text.encoders import build_encoder
         from ctxrec.text.templates import user_texts
 
-        texts = user_texts(data, self.config.user_text)
-        enc = build_encoder(self.config.text)
-        return EmbeddingCache.from_config(self.config.text).encode_cached(enc, texts, progress=self.config.train.progress)
+        return self._encode_texts(user_texts(data, self.config.user_text))
 
     @staticmethod
     def _attribute_matrix(data: Dataset) -> tuple[np.ndarray, int]:
