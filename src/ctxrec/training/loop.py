@@ -158,7 +158,8 @@ def train_loop(
                 break
     except KeyboardInterrupt:
         stopped_by = "interrupted"
-        print(f"\ninterrupted after epoch {epoch}; resume with resume=true (checkpoint in {ckpt_dir})", flush=True)
+        print(f"\ninterrupted during epoch {epoch} ({len(history)} epochs completed); the best weights are kept; "
+              f"continue with train.resume=true (checkpoint in {ckpt_dir})", flush=True)
     finally:
         if writer is not None:
             writer.close()
