@@ -411,6 +411,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                          "RECBOLE.md is regenerated beside it")
     ap.add_argument("--workdir", type=Path, default=None,
                     help="where the export, logs and RecBole's checkpoint go (default a new /tmp/ctxrec-peer-*)")
+    ap.add_argument("--reuse-recbole", type=Path, default=None, metavar="RESULT_JSON",
+                    help="reuse the RecBole half of an earlier result JSON for this dataset (RecBole's run is "
+                         "seeded and deterministic) and rerun only ctxrec; the reuse is recorded in the output")
     args = ap.parse_args(argv)
     command = "python benchmarks/peer_recbole.py " + " ".join(shlex.quote(a) for a in argv)
     out = args.out or ROOT / "results" / "peer" / f"recbole_vs_ctxrec_{args.dataset}.json"
@@ -439,17 +442,26 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
           f"({pre_check['valid']['cases']} valid, {pre_check['test']['cases']} test)", flush=True)
 
     # RecBole
+    prev = json.loads(args.reuse_recbole.read_text()) if args.reuse_recbole else None
+    if prev is not None and prev["dataset"] != args.dataset:
+        raise SystemExit(f"--reuse-recbole {args.reuse_recbole} is for {prev['dataset']!r}, not {args.dataset!r}")
     spec = {"dataset": rb_name, "data_path": str(work / "data"), "cap_seconds": args.recbole_cap_seconds,
             "config": {**RECBOLE_CONFIG, "checkpoint_dir": str(work / "saved")}}
     (work / "recbole_spec.json").write_text(json.dumps(spec, indent=1))
     rb_cwd = work / "recbole"
     rb_cwd.mkdir(exist_ok=True)
-    print(f"RecBole SASRec (cap {args.recbole_cap_seconds:.0f}s) ...", flush=True)
-    rb_cmd = [str(python), str(DRIVER), str(work / "recbole_spec.json"), str(work / "recbole_result.json")]
-    rb_proc = run_measured(rb_cmd, log=work / "recbole.log", cwd=rb_cwd, tag="driver")
-    rb = json.loads((work / "recbole_result.json").read_text())
-    theirs = {part: dict(map(tuple, rb.pop(f"{part}_targets"))) for part in ("valid", "test")}
-    post_check = compare_targets(ours, theirs)
+    if prev is not None:
+        print(f"RecBole: reusing the run recorded in {args.reuse_recbole} ({prev['finished']})", flush=True)
+        rb = {k: v for k, v in prev["recbole"].items() if k not in ("process", "venv", "requirements")}
+        rb_proc = prev["recbole"]["process"]
+        post_check = prev["split_check"]["from_recbole"]
+    else:
+        print(f"RecBole SASRec (cap {args.recbole_cap_seconds:.0f}s) ...", flush=True)
+        rb_cmd = [str(python), str(DRIVER), str(work / "recbole_spec.json"), str(work / "recbole_result.json")]
+        rb_proc = run_measured(rb_cmd, log=work / "recbole.log", cwd=rb_cwd, tag="driver")
+        rb = json.loads((work / "recbole_result.json").read_text())
+        theirs = {part: dict(map(tuple, rb.pop(f"{part}_targets"))) for part in ("valid", "test")}
+        post_check = compare_targets(ours, theirs)
 
     # ctxrec
     cap = args.ctxrec_cap_seconds if args.ctxrec_cap_seconds is not None else args.recbole_cap_seconds
@@ -471,6 +483,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "recbole": {**rb, "process": rb_proc, "venv": str(args.venv), "requirements": REQUIREMENTS.name},
         "ctxrec": {**cx, "process": cx_proc},
         "workdir": str(work),
+        "recbole_reused_from": None if prev is None else {"command": prev["command"], "finished": prev["finished"]},
         "finished": time.strftime("%Y-%m-%d %H:%M:%S"),
     }
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -15,7 +15,7 @@ from typing import Any
 QUICKSTART_MODELS: list[tuple[str, dict[str, Any]]] = [
     ("popularity", {}),
     ("ease", {"l2": 500.0}),
-    ("sasrec", {"max_len": 200, "dropout": 0.2, "train": {"batch_size": 32, "lr": 0.002, "patience": 6, "max_epochs": 60}}),
+    ("sasrec", {"max_len": 200, "dropout": 0.2, "train": {"batch_size": 32, "lr": 0.002, "patience": 10, "max_epochs": 80}}),
 ]
 
 
