@@ -81,7 +81,7 @@ CTXREC_ML1M_CONFIG: dict[str, Any] = {
 }
 
 
-def ctxrec_config(dataset: str, *, max_epochs: int | None, cap_seconds: float) -> dict[str, Any]:
+def ctxrec_config(dataset: str, *, max_epochs: int | None, cap_seconds: float, overrides: list[str] = ()) -> dict[str, Any]:
     if dataset == "ml-100k":
         from ctxrec.quickstart import QUICKSTART_MODELS
 
@@ -92,6 +92,10 @@ def ctxrec_config(dataset: str, *, max_epochs: int | None, cap_seconds: float) -
     cfg["train"].update(device="cpu", progress=False, max_seconds=cap_seconds)
     if max_epochs is not None:
         cfg["train"]["max_epochs"] = max_epochs
+    if overrides:
+        from ctxrec.config import apply_overrides
+
+        cfg = apply_overrides(cfg, list(overrides))
     return cfg
 
 
@@ -411,6 +415,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                          "RECBOLE.md is regenerated beside it")
     ap.add_argument("--workdir", type=Path, default=None,
                     help="where the export, logs and RecBole's checkpoint go (default a new /tmp/ctxrec-peer-*)")
+    ap.add_argument("--ctxrec-set", action="append", default=[], metavar="KEY=VALUE",
+                    help="override ctxrec's SASRec config (e.g. train.batch_size=32); recorded in the output")
     ap.add_argument("--reuse-recbole", type=Path, default=None, metavar="RESULT_JSON",
                     help="reuse the RecBole half of an earlier result JSON for this dataset (RecBole's run is "
                          "seeded and deterministic) and rerun only ctxrec; the reuse is recorded in the output")
@@ -466,7 +472,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     # ctxrec
     cap = args.ctxrec_cap_seconds if args.ctxrec_cap_seconds is not None else args.recbole_cap_seconds
     cx_spec = {"dataset": args.dataset, "data_dir": args.data_dir,
-               "config": ctxrec_config(args.dataset, max_epochs=args.ctxrec_max_epochs, cap_seconds=cap)}
+               "config": ctxrec_config(args.dataset, max_epochs=args.ctxrec_max_epochs, cap_seconds=cap,
+                                      overrides=args.ctxrec_set)}
     (work / "ctxrec_spec.json").write_text(json.dumps(cx_spec, indent=1))
     print(f"ctxrec SASRec (cap {cap:.0f}s) ...", flush=True)
     cx_cmd = [sys.executable, str(Path(__file__).resolve()), "--child-ctxrec",
