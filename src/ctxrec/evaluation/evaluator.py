@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -57,3 +58,21 @@ class Evaluator:
             res[f"coverage@{k}"] = coverage_at_k(ranked, n_items, k)
         res["n_cases"] = float(len(targets))
         return res
+
+
+def validation_fn(model: Recommender, valid: EvalSet | None, monitor: EvalSet | None = None
+                  ) -> Callable[[], dict[str, float]] | None:
+    """Per-epoch validation for training loops: NDCG@10 and HR@10 on ``valid`` (used for model
+    selection), plus the same on ``monitor`` logged as ``monitor_*`` for curves only."""
+    if valid is None or not len(valid):
+        return None
+    evaluator = Evaluator(EvalConfig(ks=(10,), metrics=("ndcg", "hr")))
+    keys = ("ndcg@10", "hr@10")
+
+    def evaluate() -> dict[str, float]:
+        out = {k: v for k, v in evaluator.evaluate(model, valid).items() if k in keys}
+        if monitor is not None:
+            out.update({f"monitor_{k}": v for k, v in evaluator.evaluate(model, monitor).items() if k in keys})
+        return out
+
+    return evaluate

@@ -343,7 +343,7 @@ class FusionRecommender(Recommender):
 
     # ================================================================================ training
     def _fit(self, data: Dataset, *, valid: EvalSet | None, run_dir: Path | None) -> None:
-        from ctxrec.evaluation.evaluator import EvalConfig, Evaluator
+        from ctxrec.evaluation.evaluator import validation_fn
         from ctxrec.training.loop import train_loop
 
         cfg, tc = self.config, self.config.train
@@ -442,16 +442,7 @@ class FusionRecommender(Recommender):
                                            mixture=cfg.mixture, generator=gen)
             return mixture_nll(vecs, log_w, table, targets, mixture=cfg.mixture)
 
-        evaluate = None
-        if valid is not None and len(valid):
-            evaluator = Evaluator(EvalConfig(ks=(10,), metrics=("ndcg", "hr")))
-            monitor = self._monitor
-
-            def evaluate() -> dict[str, float]:
-                out = {k: v for k, v in evaluator.evaluate(self, valid).items() if k in ("ndcg@10", "hr@10")}
-                if monitor is not None:
-                    out.update({f"monitor_{k}": v for k, v in evaluator.evaluate(self, monitor).items() if k in ("ndcg@10", "hr@10")})
-                return out
+        evaluate = validation_fn(self, valid, self._monitor)
 
         n_batches = math.ceil(len(users_with_data) / tc.batch_size)
         result = train_loop(net, batches=batches, loss_fn=loss_fn, evaluate=evaluate, cfg=tc, run_dir=run_dir, n_batches=n_batches)

@@ -115,7 +115,7 @@ class SASRecRecommender(Recommender):
 
     # -------------------------------------------------------------------------------- training
     def _fit(self, data: Dataset, *, valid: EvalSet | None, run_dir: Path | None) -> None:
-        from ctxrec.evaluation.evaluator import EvalConfig, Evaluator
+        from ctxrec.evaluation.evaluator import validation_fn
         from ctxrec.training.loop import train_loop
 
         cfg, tc = self.config, self.config.train
@@ -147,19 +147,7 @@ class SASRecRecommender(Recommender):
                 return full_ce(hidden, net.item_emb.weight, targets)
             return sampled_ce(hidden, net.item_emb.weight, targets, n_negatives=cfg.n_negatives, log_q=log_q, generator=gen)
 
-        evaluate = None
-        if valid is not None and len(valid):
-            evaluator = Evaluator(EvalConfig(ks=(10,), metrics=("ndcg", "hr")))
-
-            monitor = self._monitor
-
-            def evaluate() -> dict[str, float]:
-                res = evaluator.evaluate(self, valid)
-                out = {k: v for k, v in res.items() if "@" in k and not k.startswith("coverage")}
-                if monitor is not None:  # logged for curves only; selection uses `valid`
-                    mon = evaluator.evaluate(self, monitor)
-                    out.update({f"monitor_{k}": v for k, v in mon.items() if "@" in k and not k.startswith("coverage")})
-                return out
+        evaluate = validation_fn(self, valid, self._monitor)
 
         n_batches = math.ceil(len(seqs) / tc.batch_size)
         result = train_loop(net, batches=batches, loss_fn=loss_fn, evaluate=evaluate, cfg=tc, run_dir=run_dir,
