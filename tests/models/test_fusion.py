@@ -126,3 +126,62 @@ def test_text_only_item_vectors_exist_for_items_without_id() -> None:
     assert model.net is not None
     table = model.net.item_table()
     assert torch.count_nonzero(table[1:].abs().sum(-1)) == table.shape[0] - 1
+
+
+@pytest.mark.parametrize("variant", [{"text_adapter": "mlp"}, {"text_adapter": "moe", "n_experts": 3}, {"temperature": 0.1}])
+def test_adapter_and_cosine_variants_learn_and_round_trip(variant: dict, tmp_path) -> None:
+    cfg = tiny(**variant, train=TrainConfig(max_epochs=25, lr=1e-2, batch_size=16, progress=False))
+    model = FusionRecommender(cfg).fit(context_dataset())
+    q = [RecQuery(history=["A1", "A2"], context={"device": "tv"})]
+    rec = model.recommend(q, k=3, exclude_seen=False)[0]
+    assert sum(i.startswith("A") for i in rec.item_ids) >= 2, rec.item_ids
+    model.save(tmp_path / "m")
+    again = FusionRecommender.load(tmp_path / "m").recommend(q, k=3, exclude_seen=False)[0]
+    assert again.item_ids == rec.item_ids
+    np.testing.assert_allclose(again.scores, rec.scores, rtol=1e-5)
+
+
+def _vectors_dataset(seed: int = 0) -> tuple[Dataset, dict[str, np.ndarray]]:
+    """Users stay within one of two groups; only the precomputed vectors say which group an item is in
+    (items have no text and IDs are off), so only the extra modality can tell the groups apart."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for u in range(60):
+        g = "AB"[u % 2]
+        for t in range(10):
+            rows.append({"user_id": f"u{u}", "item_id": f"{g}{rng.integers(6)}", "timestamp": float(u * 100 + t)})
+    ids = [f"{g}{i}" for g in "AB" for i in range(6)]
+    vecs = {i: (np.array([1.0, 0.0]) if i[0] == "A" else np.array([0.0, 1.0])) + rng.normal(0, 0.05, 2) for i in ids}
+    items = pd.DataFrame({"item_id": ids})
+    return Dataset.from_frames(pd.DataFrame(rows), items=items, schema=DatasetSchema(), name="vec"), vecs
+
+
+@pytest.mark.parametrize("fmt", ["parquet", "npz"])
+def test_precomputed_item_vectors_are_a_modality(fmt: str, tmp_path) -> None:
+    data, vecs = _vectors_dataset()
+    ids = list(vecs)
+    if fmt == "parquet":
+        path = tmp_path / "v.parquet"
+        pd.DataFrame({"item_id": ids, "vector": [v.astype(np.float32) for v in vecs.values()]}).to_parquet(path)
+    else:
+        path = tmp_path / "v.npz"
+        np.savez(path, ids=np.array(ids), vectors=np.stack(list(vecs.values())))
+    cfg = tiny(use_id=False, use_text=False, item_vectors=str(path),
+               train=TrainConfig(max_epochs=30, lr=1e-2, batch_size=16, progress=False))
+    model = FusionRecommender(cfg).fit(data)
+    for g in "AB":
+        rec = model.recommend([RecQuery(history=[f"{g}0", f"{g}1", f"{g}2"])], k=3)[0]
+        assert all(i.startswith(g) for i in rec.item_ids), (g, rec.item_ids)
+    model.save(tmp_path / "m")  # the vectors travel with the model: the file is not needed to load it
+    path.unlink()
+    assert FusionRecommender.load(tmp_path / "m").recommend([RecQuery(history=["A0"])], k=3)[0].item_ids[0].startswith("A")
+
+
+def test_item_vectors_file_errors_name_the_problem(tmp_path) -> None:
+    data, _ = _vectors_dataset()
+    bad = tmp_path / "v.parquet"
+    pd.DataFrame({"item": ["A0"], "vector": [np.zeros(2, np.float32)]}).to_parquet(bad)
+    with pytest.raises(ValueError, match="item_id"):
+        FusionRecommender(tiny(item_vectors=str(bad))).fit(data)
+    with pytest.raises(FileNotFoundError, match="nope.parquet"):
+        FusionRecommender(tiny(item_vectors=str(tmp_path / "nope.parquet"))).fit(data)

@@ -80,6 +80,17 @@ class FusionConfig:
     item_text: TextTemplateConfig = field(default_factory=TextTemplateConfig)
     user_text: TextTemplateConfig = field(default_factory=TextTemplateConfig)
     context: ContextConfig = field(default_factory=ContextConfig)
+    text_adapter: Literal["linear", "mlp", "moe"] = "linear"
+    """How frozen LM vectors become item vectors: a linear projection; plus a residual MLP adapter; or a
+    gated mixture of whitened linear experts (UniSRec's MoE adaptor). The adapters adapt the language
+    model's space to the domain while its weights (and the embedding cache) stay fixed."""
+    n_experts: int = 4
+    """Experts of the ``moe`` text adapter."""
+    item_vectors: str | None = None
+    """Precomputed item vectors (image embeddings, for instance) joining as one more modality: a Parquet
+    file with ``item_id`` and ``vector`` (list) columns, or an ``.npz`` with ``ids`` and ``vectors``."""
+    temperature: float | None = None
+    """Score items by cosine similarity / temperature (e.g. 0.07) instead of raw dot products."""
     query_weight: float = 0.5
     """Mixture weight of the text-query view when a request has a text query."""
     loss: Literal["auto", "ce", "sampled"] = "auto"
@@ -102,6 +113,37 @@ class NetSpec:
     profile_cardinalities: list[int]
     user_text_dim: int
     n_event_types: int
+    extra_dim: int = 0
+    """Width of the precomputed item vectors (``FusionConfig.item_vectors``); 0 = none."""
+
+
+class TextAdapter(nn.Module):
+    """Frozen LM vector (..., Dt) -> item space (..., D): linear, linear + residual MLP, or MoE of
+    whitened linear experts (x - b_k) W_k mixed by a softmax gate over x (as UniSRec's adaptor)."""
+
+    def __init__(self, text_dim: int, d: int, kind: str, n_experts: int, dropout: float) -> None:
+        super().__init__()
+        self.kind = kind
+        self.drop = nn.Dropout(dropout)
+        if kind == "moe":
+            self.bias = nn.Parameter(torch.zeros(n_experts, text_dim))
+            self.experts = nn.Parameter(torch.randn(n_experts, text_dim, d) / math.sqrt(text_dim))
+            self.gate = nn.Linear(text_dim, n_experts, bias=False)
+            nn.init.zeros_(self.gate.weight)  # starts as the mean of the experts
+        else:
+            self.lin = nn.Linear(text_dim, d)
+        if kind == "mlp":
+            self.ff = nn.Sequential(nn.LayerNorm(d), nn.Linear(d, 2 * d), nn.GELU(), nn.Linear(2 * d, d))
+            nn.init.zeros_(self.ff[-1].weight)  # starts as the linear projection
+            nn.init.zeros_(self.ff[-1].bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.kind == "moe":
+            xe = self.drop(x).unsqueeze(-2) - self.bias  # (..., K, Dt)
+            experts = torch.einsum("...kt,ktd->...kd", xe, self.experts)  # (..., K, D)
+            return (torch.softmax(self.gate(x), -1).unsqueeze(-1) * experts).sum(-2)
+        y = self.lin(self.drop(x))
+        return y + self.ff(y) if self.kind == "mlp" else y
 
 
 class FusionNet(nn.Module):
@@ -115,8 +157,10 @@ class FusionNet(nn.Module):
         self.id_emb = nn.Embedding(n, d, padding_idx=0) if cfg.use_id else None
         if self.id_emb is not None:
             nn.init.normal_(self.id_emb.weight, std=0.02)
-        self.text_proj = nn.Linear(spec.text_dim, d) if spec.text_dim else None
+        self.text_proj = TextAdapter(spec.text_dim, d, cfg.text_adapter, cfg.n_experts, cfg.dropout) if spec.text_dim else None
         self.register_buffer("text_vectors", torch.zeros(n, max(spec.text_dim, 1)), persistent=True)
+        self.extra_proj = nn.Linear(spec.extra_dim, d) if spec.extra_dim else None
+        self.register_buffer("extra_vectors", torch.zeros(n, max(spec.extra_dim, 1)), persistent=spec.extra_dim > 0)
         self.attr_emb = nn.EmbeddingBag(spec.n_attr_ids + 1, d, mode="mean", padding_idx=0) if spec.n_attr_ids else None
         self.register_buffer("attr_ids", torch.zeros(n, max(spec.attr_width, 1), dtype=torch.long), persistent=True)
         # 1 for items with training events. Items without (cold, or added after training) use text and
@@ -149,9 +193,10 @@ class FusionNet(nn.Module):
     def item_table(self) -> torch.Tensor:
         """(n_items + 1, D) item representations; row 0 (padding) is zero."""
         parts = []
+        has_content = self.text_proj is not None or self.attr_emb is not None or self.extra_proj is not None
         if self.id_emb is not None:
-            ids = self.id_emb.weight * self.has_id if (self.text_proj is not None or self.attr_emb is not None) else self.id_emb.weight
-            if self.training and self.cfg.id_dropout > 0 and (self.text_proj is not None or self.attr_emb is not None):
+            ids = self.id_emb.weight * self.has_id if has_content else self.id_emb.weight
+            if self.training and self.cfg.id_dropout > 0 and has_content:
                 keep = (torch.rand(ids.shape[0], 1, device=ids.device) >= self.cfg.id_dropout).to(ids.dtype)
                 ids = ids * keep
             parts.append(ids)
@@ -159,8 +204,17 @@ class FusionNet(nn.Module):
             parts.append(self.text_proj(self.text_vectors))
         if self.attr_emb is not None:
             parts.append(self.attr_emb(self.attr_ids))
+        if self.extra_proj is not None:
+            parts.append(self.extra_proj(self.extra_vectors))
         table = torch.stack(parts).sum(0)
         return table * (torch.arange(table.shape[0], device=table.device) > 0).unsqueeze(-1).to(table.dtype)
+
+    def scoring_inputs(self, view_vecs: torch.Tensor, table: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """What g(H) = H E^T multiplies: raw vectors, or unit vectors / temperature (cosine scoring)."""
+        t = self.cfg.temperature
+        if t is None:
+            return view_vecs, table
+        return F.normalize(view_vecs, dim=-1) / t, F.normalize(table, dim=-1)
 
     def context_vector(self, ids: torch.Tensor, dense: torch.Tensor) -> torch.Tensor:
         """ids (..., F) and dense (..., Dd) -> (..., D); zeros when context is off."""
@@ -264,6 +318,37 @@ def sampled_mixture_nll(view_vecs: torch.Tensor, log_w: torch.Tensor, table: tor
     return -torch.logsumexp(log_w + log_p, dim=1).mean()
 
 
+def load_item_vectors(path: str, item_ids: list[str]) -> np.ndarray:
+    """Precomputed vectors aligned to ``item_ids`` (n_items, D); items the file lacks get zeros."""
+    import pandas as pd
+
+    p = Path(path).expanduser()
+    if not p.exists():
+        raise FileNotFoundError(f"item_vectors file {str(p)!r} does not exist; give a Parquet file with item_id and "
+                                "vector columns, or an .npz with ids and vectors")
+    if p.suffix == ".npz":
+        with np.load(p, allow_pickle=False) as z:
+            if not {"ids", "vectors"} <= set(z.files):
+                raise ValueError(f"{str(p)!r} must hold arrays 'ids' and 'vectors'; it has {sorted(z.files)}")
+            ids, vecs = [str(i) for i in z["ids"]], np.asarray(z["vectors"], np.float32)
+    else:
+        df = pd.read_parquet(p)
+        missing = {"item_id", "vector"} - set(df.columns)
+        if missing:
+            raise ValueError(f"{str(p)!r} lacks column(s) {sorted(missing)}; it needs item_id and vector")
+        ids, vecs = df["item_id"].astype(str).tolist(), np.stack(df["vector"].to_numpy()).astype(np.float32)
+    if vecs.ndim != 2 or len(vecs) != len(ids):
+        raise ValueError(f"{str(p)!r}: expected one vector per id, got {len(ids)} ids and vectors of shape {vecs.shape}")
+    pos = {i: k for k, i in enumerate(ids)}
+    out = np.zeros((len(item_ids), vecs.shape[1]), np.float32)
+    found = [(n, pos[i]) for n, i in enumerate(item_ids) if i in pos]
+    if not found:
+        raise ValueError(f"none of the ids in {str(p)!r} is a catalogue item (first ids: {ids[:3]}); check the id column")
+    rows, src = np.array(found).T
+    out[rows] = vecs[src]
+    return out
+
+
 class FusionRecommender(Recommender):
     """The ctxrec model. See the module docstring; ``recommend(..., explain=True)`` returns view weights."""
 
@@ -286,6 +371,7 @@ class FusionRecommender(Recommender):
         self.hist_ctx_dense: np.ndarray | None = None
         self.hist_events: np.ndarray | None = None
         self._text_encoder: Any = None
+        self.attr_vocab: dict[str, int] = {}  # "field=value" -> attribute id, for items added at serving time
 
     # ================================================================================ features
     def _encode_texts(self, texts: list[str]) -> np.ndarray:
@@ -309,9 +395,9 @@ class FusionRecommender(Recommender):
         return self._encode_texts(user_texts(data, self.config.user_text))
 
     @staticmethod
-    def _attribute_matrix(data: Dataset) -> tuple[np.ndarray, int]:
-        """(n_items + 1, A) attribute ids (0 = padding) over all list/scalar attribute fields."""
-        vocab: dict[str, int] = {}
+    def _attribute_matrix(data: Dataset, vocab: dict[str, int] | None = None) -> tuple[np.ndarray, int]:
+        """(n_items + 1, A) attribute ids (0 = padding) over all list/scalar attribute fields; fills ``vocab``."""
+        vocab = {} if vocab is None else vocab
         rows: list[list[int]] = [[] for _ in range(data.n_items)]
         items = data.items.reindex(data.item_vocab.ids)
         for f in data.schema.item_attribute_fields:
@@ -352,7 +438,8 @@ class FusionRecommender(Recommender):
         self.popularity = np.bincount(data.item_idx, minlength=data.n_items).astype(np.float32)
 
         text = self._item_text_vectors(data) if cfg.use_text else None
-        attrs, n_attr = self._attribute_matrix(data) if cfg.use_attributes else (np.zeros((data.n_items + 1, 1), np.int64), 0)
+        attrs, n_attr = self._attribute_matrix(data, self.attr_vocab) if cfg.use_attributes else (np.zeros((data.n_items + 1, 1), np.int64), 0)
+        extra = load_item_vectors(cfg.item_vectors, data.item_vocab.ids) if cfg.item_vectors else None
         self.ctx_encoder = ContextEncoder(cfg.context).fit(data)
         self.user_profile = self._profile_matrix(data)
         self.user_text_vectors = self._user_text_vectors(data)
@@ -364,12 +451,14 @@ class FusionRecommender(Recommender):
             n_dense=self.ctx_encoder.n_dense if cfg.use_context else 0,
             profile_cardinalities=[len(v) + 1 for v in self.profile_vocabs.values()],
             user_text_dim=0 if self.user_text_vectors is None else self.user_text_vectors.shape[1],
-            n_event_types=len(self.event_types),
+            n_event_types=len(self.event_types), extra_dim=0 if extra is None else extra.shape[1],
         )
         self.net = FusionNet(self.spec, cfg).to(self.device)
         with torch.no_grad():
             if text is not None:
                 self.net.text_vectors[1:] = torch.from_numpy(text)
+            if extra is not None:
+                self.net.extra_vectors[1:] = torch.from_numpy(extra)
             self.net.attr_ids.copy_(torch.from_numpy(attrs))
             self.net.has_id[1:, 0] = torch.from_numpy(self.popularity > 0).float()
 
@@ -437,6 +526,7 @@ class FusionRecommender(Recommender):
             prof_tok = None if profile is None else profile.unsqueeze(1).expand_as(h)[mask]
             vecs, log_w = net.views(h[mask], batch["rci"][mask], batch["rcd"][mask], prof_tok)  # (N, J, D), (N, J)
             targets = batch["tgt"][mask]
+            vecs, table = net.scoring_inputs(vecs, table)
             if use_sampled:
                 return sampled_mixture_nll(vecs, log_w, table, targets, n_negatives=cfg.n_negatives, log_q=log_q,
                                            mixture=cfg.mixture, generator=gen)
@@ -561,6 +651,8 @@ class FusionRecommender(Recommender):
 
     def _score(self, batch: QueryBatch) -> np.ndarray:
         vecs, log_w, table, _ = self._forward(batch)
+        assert self.net is not None
+        vecs, table = self.net.scoring_inputs(vecs, table)
         log_p = mixture_log_probs(vecs, log_w, table, mixture=self.config.mixture)  # (B, V)
         return log_p[:, 1:].cpu().numpy()
 
@@ -569,6 +661,8 @@ class FusionRecommender(Recommender):
         """View weights per query, and each view's share of each top item's probability."""
         assert self.item_vocab is not None
         vecs, log_w, table, names = self._forward(batch)
+        assert self.net is not None
+        vecs, table = self.net.scoring_inputs(vecs, table)
         logits = torch.einsum("bjd,vd->bjv", vecs, table).float()
         logits[..., 0] = float("-inf")
         joint = log_w.unsqueeze(-1) + F.log_softmax(logits, -1)  # (B, J, V): log w_j p_j(i)
@@ -584,17 +678,68 @@ class FusionRecommender(Recommender):
             })
         return out
 
+    # ================================================================================ serving
+    def add_items(self, items: Any) -> np.ndarray:
+        """Make items recommendable without retraining: their text is encoded with the model's text
+        encoder and template, attributes map into the training attribute vocabulary (unknown values
+        -> padding), and they get no ID embedding (``has_id`` = 0), exactly like cold items in
+        training. A known id is updated in place. Returns the items' dense indices."""
+        from ctxrec.text.templates import _fields, render_texts
+
+        assert self.net is not None and self.item_vocab is not None and self.spec is not None
+        frame = items.set_index("item_id") if "item_id" in items.columns else items.copy()
+        frame.index = frame.index.astype(str)
+        if frame.index.has_duplicates:
+            raise ValueError(f"duplicate item ids in added items: {sorted(frame.index[frame.index.duplicated()])[:5]}")
+        net, n_old = self.net, len(self.item_vocab)
+        idx = self.item_vocab.extend(frame.index.tolist())
+        grow = len(self.item_vocab) - n_old
+        with torch.no_grad():
+            if grow:  # append rows (row 0 stays padding); new items have no trained ID
+                def _grow(t: torch.Tensor) -> torch.Tensor:
+                    return torch.cat([t, t.new_zeros(grow, *t.shape[1:])])
+
+                net.text_vectors, net.attr_ids, net.has_id = _grow(net.text_vectors), _grow(net.attr_ids), _grow(net.has_id)
+                if net.id_emb is not None:
+                    net.id_emb.weight = nn.Parameter(_grow(net.id_emb.weight.data))
+                    net.id_emb.num_embeddings = net.id_emb.weight.shape[0]
+                self.spec.n_items = len(self.item_vocab)
+                if self.popularity is not None:
+                    self.popularity = np.concatenate([self.popularity, np.zeros(grow, self.popularity.dtype)])
+            rows = torch.from_numpy(idx + 1)
+            if net.text_proj is not None and self.spec.text_dim:
+                tc = self.config.item_text
+                fields, missing = _fields(tc, self.schema.item_text_fields if self.schema else ())
+                texts = render_texts(frame, fields, tc.template, sep=tc.sep, list_sep=tc.list_sep, missing=missing, kind="item")
+                net.text_vectors[rows] = torch.from_numpy(np.asarray(self._encode_texts(texts), np.float32)).to(net.text_vectors.device)
+            width = net.attr_ids.shape[1]
+            attrs = np.zeros((len(frame), width), np.int64)
+            for f in (self.schema.item_attribute_fields if self.schema else ()):
+                if f not in frame.columns:
+                    continue
+                for r, v in enumerate(frame[f].tolist()):
+                    vals = v if isinstance(v, (list, tuple, np.ndarray)) else ([] if v is None or (isinstance(v, float) and np.isnan(v)) else [v])
+                    known = [self.attr_vocab[f"{f}={x}"] for x in vals if f"{f}={x}" in self.attr_vocab]
+                    free = [c for c in range(width) if attrs[r, c] == 0][: len(known)]
+                    attrs[r, free] = known[: len(free)]
+            net.attr_ids[rows] = torch.from_numpy(attrs).to(net.attr_ids.device)
+            net.has_id[rows] = 0.0
+        if "title" in frame.columns:
+            self.item_titles.update({i: str(t) for i, t in zip(frame.index, frame["title"].tolist(), strict=True) if isinstance(t, str)})
+        return idx
+
     # ================================================================================ persistence
     def _meta(self) -> dict[str, Any]:
         assert self.spec is not None and self.ctx_encoder is not None
         return {"spec": self.spec.__dict__, "context_encoder": self.ctx_encoder.to_dict(),
-                "event_types": self.event_types, "profile_vocabs": self.profile_vocabs}
+                "event_types": self.event_types, "profile_vocabs": self.profile_vocabs, "attr_vocab": self.attr_vocab}
 
     def _load_meta(self, meta: dict[str, Any]) -> None:
         self.spec = NetSpec(**meta["spec"])
         self.ctx_encoder = ContextEncoder.from_dict(meta["context_encoder"])
         self.event_types = dict(meta["event_types"])
         self.profile_vocabs = {k: dict(v) for k, v in meta["profile_vocabs"].items()}
+        self.attr_vocab = dict(meta.get("attr_vocab", {}))
 
     def _state(self) -> dict[str, np.ndarray]:
         assert self.net is not None and self.popularity is not None and self.user_profile is not None
@@ -614,5 +759,9 @@ class FusionRecommender(Recommender):
         self.hist_ctx_ids, self.hist_ctx_dense, self.hist_events = state.pop("hist_ctx_ids"), state.pop("hist_ctx_dense"), state.pop("hist_events")
         self.user_text_vectors = state.pop("user_text_vectors", None)
         self.net = FusionNet(self.spec, self.config)
-        self.net.load_state_dict({k[4:]: torch.from_numpy(v) for k, v in state.items()})
+        weights = {k[4:]: torch.from_numpy(v) for k, v in state.items()}
+        if "text_proj.weight" in weights:  # saved before TextAdapter, when text_proj was a bare Linear
+            for name in ("weight", "bias"):
+                weights[f"text_proj.lin.{name}"] = weights.pop(f"text_proj.{name}")
+        self.net.load_state_dict(weights)
         self.net.eval()
