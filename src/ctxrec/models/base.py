@@ -260,6 +260,30 @@ class Recommender(ABC):
         """Unknown user ids fall back to the context/no-history path (documented cold-start policy)."""
         return True
 
+    # ------------------------------------------------------------------ serving hooks
+    def add_items(self, items: Any) -> np.ndarray:
+        """Add catalogue items after training, from a pandas DataFrame indexed by (or with a column)
+        ``item_id`` holding the schema's text/attribute fields; returns their dense indices.
+
+        Only models that can score an item they never saw in training (from its text or attributes)
+        override this; ID-only models cannot, and say so."""
+        raise NotImplementedError(
+            f"{type(self).__name__} ({self.kind!r}) scores items by their trained IDs only and cannot "
+            "recommend items added after training; retrain with the new items, or serve a text-aware "
+            "model such as 'fusion'"
+        )
+
+    def user_embeddings(self, batch: QueryBatch) -> np.ndarray:
+        """``(B, D)`` user vectors such that ``user_embeddings(b) @ item_embeddings().T`` ranks items
+        as ``_score`` does, for models whose score is such a dot product (used by approximate
+        nearest-neighbour retrieval). Queries with an empty history may be scored differently
+        (e.g. popularity): callers score those exactly."""
+        raise NotImplementedError(f"{type(self).__name__} has no dot-product form; score it exactly")
+
+    def item_embeddings(self) -> np.ndarray:
+        """``(n_items, D)`` item vectors matching :meth:`user_embeddings`."""
+        raise NotImplementedError(f"{type(self).__name__} has no dot-product form; score it exactly")
+
     # ------------------------------------------------------------------ persistence
     def save(self, path: str | Path) -> None:
         """Write a self-describing folder: ``config.json``, ``model.safetensors``, ``vocab/*.json``."""

@@ -699,7 +699,9 @@ class FusionRecommender(Recommender):
                 def _grow(t: torch.Tensor) -> torch.Tensor:
                     return torch.cat([t, t.new_zeros(grow, *t.shape[1:])])
 
-                net.text_vectors, net.attr_ids, net.has_id = _grow(net.text_vectors), _grow(net.attr_ids), _grow(net.has_id)
+                for name, buf in list(net.named_buffers(recurse=False)):  # every per-item buffer
+                    if buf.shape[0] == n_old + 1:
+                        setattr(net, name, _grow(buf))
                 if net.id_emb is not None:
                     net.id_emb.weight = nn.Parameter(_grow(net.id_emb.weight.data))
                     net.id_emb.num_embeddings = net.id_emb.weight.shape[0]

@@ -180,6 +180,14 @@ class SASRecRecommender(Recommender):
             scores[empty] = self.popularity / max(1.0, float(self.popularity.max()))
         return scores
 
+    def user_embeddings(self, batch: QueryBatch) -> np.ndarray:
+        """Dot-product form of ``_score`` for approximate retrieval (non-empty histories)."""
+        return self.user_vectors(batch.histories).float().cpu().numpy()
+
+    def item_embeddings(self) -> np.ndarray:
+        assert self.net is not None
+        return self.net.item_emb.weight[1:].detach().float().cpu().numpy()
+
     # -------------------------------------------------------------------------------- persistence
     def _state(self) -> dict[str, np.ndarray]:
         assert self.net is not None and self.popularity is not None
