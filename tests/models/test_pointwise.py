@@ -1,0 +1,124 @@
+"""PointwiseRecommender and the FM / DeepFM baselines: the contract, context sensitivity, pair scoring."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from contract import RecommenderContract
+
+from ctxrec.context import ContextConfig
+from ctxrec.data.dataset import ContextField, Dataset, DatasetSchema
+from ctxrec.errors import ConfigError
+from ctxrec.evaluation.metrics import auc
+from ctxrec.models.base import RecQuery
+from ctxrec.models.fm import FMConfig, FMRecommender
+from ctxrec.models.pointwise import PointwiseConfig, PointwiseRecommender
+from ctxrec.text.encoders import TextEncoderConfig
+from ctxrec.training.loop import TrainConfig
+
+HASH = TextEncoderConfig(model="hashing:32")
+TRAIN = TrainConfig(max_epochs=15, lr=1e-2, batch_size=64, progress=False)
+
+
+def tiny(**kw: object) -> PointwiseConfig:
+    base: dict[str, object] = dict(d_field=8, mlp=(16,), dropout=0.0, text=HASH, train=TRAIN)
+    base.update(kw)
+    return PointwiseConfig(**base)  # type: ignore[arg-type]
+
+
+class TestPointwiseContract(RecommenderContract):
+    batch_rtol = 1e-4
+
+    def make_model(self) -> PointwiseRecommender:
+        return PointwiseRecommender(tiny())
+
+
+class TestPointwiseDCNContract(RecommenderContract):
+    batch_rtol = 1e-4
+
+    def make_model(self) -> PointwiseRecommender:
+        return PointwiseRecommender(tiny(head="dcn", n_cross=1))
+
+
+class TestFMContract(RecommenderContract):
+    batch_rtol = 1e-4
+
+    def make_model(self) -> FMRecommender:
+        return FMRecommender(FMConfig(d_field=8, train=TRAIN))
+
+
+class TestDeepFMContract(RecommenderContract):
+    batch_rtol = 1e-4
+
+    def make_model(self) -> FMRecommender:
+        return FMRecommender(FMConfig(variant="deepfm", d_field=8, mlp=(16,), dropout=0.0, train=TRAIN))
+
+
+def context_dataset(n_users: int = 60, seed: int = 0) -> Dataset:
+    """On device=tv users pick group A items, on mobile group B items; ``noise`` is an unrelated field."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for u in range(n_users):
+        for t in range(10):
+            dev = "tv" if rng.random() < 0.5 else "mobile"
+            group = "A" if dev == "tv" else "B"
+            rows.append({"user_id": f"u{u}", "item_id": f"{group}{rng.integers(6)}", "timestamp": float(u * 1000 + t),
+                         "device": dev, "noise": f"n{rng.integers(3)}"})
+    items = pd.DataFrame({"item_id": [f"{g}{i}" for g in "AB" for i in range(6)],
+                          "title": [f"{'red' if g == 'A' else 'blue'} thing {i}" for g in "AB" for i in range(6)]})
+    schema = DatasetSchema(context=(ContextField(name="device"), ContextField(name="noise")), item_text_fields=("title",))
+    return Dataset.from_frames(pd.DataFrame(rows), items=items, schema=schema, name="ctx")
+
+
+@pytest.fixture(scope="module")
+def ctx_model() -> PointwiseRecommender:
+    return PointwiseRecommender(tiny(context=ContextConfig(time_features=False))).fit(context_dataset())
+
+
+def test_context_changes_the_ranking_the_right_way(ctx_model: PointwiseRecommender) -> None:
+    hist = ["A1", "B2", "A3"]
+    tv, mobile = ctx_model.recommend([RecQuery(history=hist, context={"device": "tv"}),
+                                      RecQuery(history=hist, context={"device": "mobile"})], k=4, exclude_seen=False)
+    assert all(i.startswith("A") for i in tv.item_ids), tv.item_ids
+    assert all(i.startswith("B") for i in mobile.item_ids), mobile.item_ids
+
+
+def test_predict_proba_matches_context(ctx_model: PointwiseRecommender) -> None:
+    qs = [RecQuery(user_id="u1", context={"device": "tv"}), RecQuery(user_id="u1", context={"device": "mobile"})] * 2
+    p = ctx_model.predict_proba(qs, ["A2", "A2", "B4", "B4"])
+    assert p.shape == (4,) and np.all((p >= 0) & (p <= 1))
+    assert p[0] > p[1] and p[3] > p[2], p
+    with pytest.raises(ValueError, match="one item per query"):
+        ctx_model.predict_proba(qs, ["A2"])
+
+
+def test_context_blind_switch_ignores_context() -> None:
+    model = PointwiseRecommender(tiny(use_context=False, train=TrainConfig(max_epochs=2, progress=False)))
+    model.fit(context_dataset(n_users=10))
+    tv, mobile = model.recommend([RecQuery(user_id="u1", context={"device": "tv"}),
+                                  RecQuery(user_id="u1", context={"device": "mobile"})], k=12, exclude_seen=False)
+    assert tv.item_ids == mobile.item_ids
+    np.testing.assert_array_equal(tv.scores, mobile.scores)
+
+
+def test_fit_labelled_learns_and_stops_on_auc() -> None:
+    data = context_dataset(n_users=40)
+    rng = np.random.default_rng(0)
+    pos = data.interactions[["user_id", "item_id", "device", "noise"]].assign(label=1.0)
+    neg = pos.assign(item_id=[f"{'B' if d == 'tv' else 'A'}{rng.integers(6)}" for d in pos["device"]], label=0.0)
+    table = pd.concat([pos, neg], ignore_index=True).sample(frac=1.0, random_state=0).reset_index(drop=True)
+    train, valid = table.iloc[: len(table) * 8 // 10], table.iloc[len(table) * 8 // 10 :]
+    cfg = tiny(use_history=False, train=TrainConfig(max_epochs=8, lr=1e-2, batch_size=128, patience=3,
+                                                     valid_metric="auc", progress=False))
+    model = PointwiseRecommender(cfg).fit_labelled(data, train, valid)
+    assert model.fit_info["best_valid"] > 0.95
+    p = model.predict_table(valid)
+    assert auc(valid["label"].to_numpy(), p) == pytest.approx(model.fit_info["best_valid"])
+
+
+def test_bad_head_is_a_config_error() -> None:
+    with pytest.raises(ConfigError, match="head"):
+        PointwiseConfig(head="xgboost")  # type: ignore[arg-type]
+    with pytest.raises(ConfigError, match="variant"):
+        FMConfig(variant="ffm")  # type: ignore[arg-type]
