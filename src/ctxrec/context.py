@@ -42,6 +42,9 @@ class ContextConfig:
     numeric_buckets: int = 8
     min_count: int = 1
     """Categorical values seen fewer times in training map to the unknown id."""
+    as_text: bool = False
+    """Also render each context as text ("Location: Berlin; Weather: rainy") for the language model, so
+    values never seen in training (a new city, a free-text note) still get a meaningful vector."""
 
 
 def _is_missing(v: Any) -> bool:
@@ -166,6 +169,22 @@ class ContextEncoder:
         bucket = np.where(missing, 0, 1 + np.searchsorted(np.asarray(st["edges"]), np.nan_to_num(vals)))
         z = np.where(missing, 0.0, (np.nan_to_num(vals) - st["mean"]) / st["std"]).astype(np.float32)
         return bucket, z
+
+    def render(self, contexts: Sequence[Mapping[str, Any]]) -> list[str]:
+        """The encoder's fields of each context as text (see :meth:`render_text`)."""
+        fields = self.field_names
+        return [self.render_text({f: c.get(f) for f in fields}) for c in contexts]
+
+    def render_columns(self, frame: Any, rows: np.ndarray) -> list[str]:
+        """Vectorised :meth:`render` over rows of an interactions frame."""
+        out = np.full(len(rows), "", dtype=object)
+        for f in self.field_names:
+            col = frame[f].to_numpy()[rows]
+            keep = np.array([not _is_missing(v) for v in col], dtype=bool)
+            part = np.array([f"{f}: {v}" for v in col], dtype=object)
+            sep = np.where((out != "") & keep, "; ", "")
+            out = np.where(keep, out + sep + part, out)
+        return out.tolist()
 
     @staticmethod
     def render_text(context: Mapping[str, Any]) -> str:

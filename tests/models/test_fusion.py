@@ -185,3 +185,27 @@ def test_item_vectors_file_errors_name_the_problem(tmp_path) -> None:
         FusionRecommender(tiny(item_vectors=str(bad))).fit(data)
     with pytest.raises(FileNotFoundError, match="nope.parquet"):
         FusionRecommender(tiny(item_vectors=str(tmp_path / "nope.parquet"))).fit(data)
+
+
+def test_context_as_text_gives_unseen_values_a_meaningful_vector(tmp_path) -> None:
+    """Trained on device in {tv, mobile}; a request from "smart tv" (never seen) leans to the tv items,
+    one from "mobile phone" to the mobile items: the rendered context's text vector carries the value."""
+    from ctxrec.context import ContextConfig
+
+    cfg = tiny(context=ContextConfig(as_text=True), context_dropout=0.0,
+               train=TrainConfig(max_epochs=25, lr=1e-2, batch_size=16, progress=False))
+    model = FusionRecommender(cfg).fit(context_dataset())
+    n_known = len(model.ctx_texts)
+
+    def share_a(device: str) -> float:
+        recs = model.recommend([RecQuery(history=h, context={"device": device})
+                                for h in (["A1", "B2"], ["B1", "A2"], ["A3"])], k=6, exclude_seen=False)
+        return float(np.mean([i.startswith("A") for r in recs for i in r.item_ids]))
+
+    assert share_a("smart tv") > share_a("mobile phone") + 0.3
+    assert len(model.ctx_texts) == n_known + 2  # the two new renderings were encoded and kept
+    model.save(tmp_path / "m")
+    again = FusionRecommender.load(tmp_path / "m")
+    assert again.ctx_texts == model.ctx_texts
+    q = [RecQuery(history=["A1"], context={"device": "smart tv"})]
+    np.testing.assert_allclose(again.recommend(q, k=3)[0].scores, model.recommend(q, k=3)[0].scores, rtol=1e-5)

@@ -115,6 +115,10 @@ class NetSpec:
     n_event_types: int
     extra_dim: int = 0
     """Width of the precomputed item vectors (``FusionConfig.item_vectors``); 0 = none."""
+    ctx_text_dim: int = 0
+    """Width of the language-model vectors of rendered contexts (``context.as_text``); 0 = off."""
+    n_ctx_texts: int = 0
+    """Distinct rendered contexts with a vector (grows when requests bring new ones)."""
 
 
 class TextAdapter(nn.Module):
@@ -176,11 +180,15 @@ class FusionNet(nn.Module):
         for emb in self.ctx_emb:
             nn.init.normal_(emb.weight, std=0.02)
         self.ctx_dense = nn.Linear(spec.n_dense, d) if (cfg.use_context and spec.n_dense) else None
+        # Context as text: the last column of the context ids indexes rows of ctx_text_vectors (0 = none).
+        self.ctx_text_proj = nn.Linear(spec.ctx_text_dim, d) if (cfg.use_context and spec.ctx_text_dim) else None
+        self.register_buffer("ctx_text_vectors", torch.zeros(spec.n_ctx_texts + 1, max(spec.ctx_text_dim, 1)),
+                             persistent=self.ctx_text_proj is not None)
         self.drop = nn.Dropout(cfg.dropout)
         self.blocks = nn.ModuleList(CausalBlock(d, cfg.n_heads, d, cfg.dropout) for _ in range(cfg.n_layers))
         self.ln_f = nn.LayerNorm(d)
         # Views.
-        self.has_context_view = cfg.use_context and bool(spec.ctx_cardinalities or spec.n_dense)
+        self.has_context_view = cfg.use_context and bool(spec.ctx_cardinalities or spec.n_dense or spec.ctx_text_dim)
         self.context_view = nn.Sequential(nn.Linear(2 * d, d), nn.GELU(), nn.Linear(d, d)) if self.has_context_view else None
         self.profile_emb = nn.ModuleList(nn.Embedding(c, d) for c in spec.profile_cardinalities) if cfg.use_profile else nn.ModuleList()
         self.user_text_proj = nn.Linear(spec.user_text_dim, d) if (cfg.use_profile and spec.user_text_dim) else None
@@ -217,10 +225,12 @@ class FusionNet(nn.Module):
         return F.normalize(view_vecs, dim=-1) / t, F.normalize(table, dim=-1)
 
     def context_vector(self, ids: torch.Tensor, dense: torch.Tensor) -> torch.Tensor:
-        """ids (..., F) and dense (..., Dd) -> (..., D); zeros when context is off."""
+        """ids (..., F [+1 text id]) and dense (..., Dd) -> (..., D); zeros when context is off."""
         out = torch.zeros(*ids.shape[:-1], self.cfg.d_model, device=ids.device)
         for f, emb in enumerate(self.ctx_emb):
             out = out + emb(ids[..., f])
+        if self.ctx_text_proj is not None:
+            out = out + self.ctx_text_proj(self.ctx_text_vectors[ids[..., -1]])
         if self.ctx_dense is not None:
             out = out + self.ctx_dense(dense)
         return out
@@ -371,6 +381,8 @@ class FusionRecommender(Recommender):
         self.hist_ctx_dense: np.ndarray | None = None
         self.hist_events: np.ndarray | None = None
         self._text_encoder: Any = None
+        self.ctx_texts: dict[str, int] = {}  # rendered context -> row of net.ctx_text_vectors (0 = none)
+        self._pending_ctx_vectors: torch.Tensor | None = None  # encoded in _fit before the net exists
         self.attr_vocab: dict[str, int] = {}  # "field=value" -> attribute id, for items added at serving time
 
     # ================================================================================ features
@@ -379,8 +391,35 @@ class FusionRecommender(Recommender):
         from ctxrec.text.cache import EmbeddingCache
         from ctxrec.text.encoders import build_encoder
 
-        enc = build_encoder(self.config.text)
-        return EmbeddingCache.from_config(self.config.text).encode_cached(enc, texts, progress=self.config.train.progress)
+        if self._text_encoder is None:
+            self._text_encoder = build_encoder(self.config.text)
+        return EmbeddingCache.from_config(self.config.text).encode_cached(
+            self._text_encoder, texts, progress=self.config.train.progress and len(texts) > 1000)
+
+    def _with_ctx_text(self, ids: np.ndarray, texts: list[str]) -> np.ndarray:
+        """Append the context-text id column to context ids (n, F) when ``context.as_text`` is on."""
+        if not self._ctx_as_text:
+            return ids
+        return np.concatenate([ids, self._ctx_text_ids(texts)[:, None]], 1)
+
+    @property
+    def _ctx_as_text(self) -> bool:
+        return self.config.use_context and self.config.context.as_text and bool(self.ctx_encoder and self.ctx_encoder.field_names)
+
+    def _ctx_text_ids(self, texts: list[str]) -> np.ndarray:
+        """Ids of rendered contexts; texts never seen are encoded now and appended (cold context values)."""
+        new = sorted({t for t in texts if t and t not in self.ctx_texts})
+        if new:
+            vecs = torch.from_numpy(self._encode_texts(new))
+            start = len(self.ctx_texts) + 1
+            self.ctx_texts.update({t: start + i for i, t in enumerate(new)})
+            if self.net is not None and self.spec is not None and self.net.ctx_text_proj is not None:
+                buf = self.net.ctx_text_vectors
+                self.net.ctx_text_vectors = torch.cat([buf, vecs.to(buf.device, buf.dtype)])
+                self.spec.n_ctx_texts = len(self.ctx_texts)
+            else:
+                self._pending_ctx_vectors = vecs if self._pending_ctx_vectors is None else torch.cat([self._pending_ctx_vectors, vecs])
+        return np.array([self.ctx_texts.get(t, 0) for t in texts], dtype=np.int64)
 
     def _item_text_vectors(self, data: Dataset) -> np.ndarray:
         from ctxrec.text.templates import item_texts
@@ -453,24 +492,33 @@ class FusionRecommender(Recommender):
             user_text_dim=0 if self.user_text_vectors is None else self.user_text_vectors.shape[1],
             n_event_types=len(self.event_types), extra_dim=0 if extra is None else extra.shape[1],
         )
+        order, offsets = data.row_order(), data.user_offsets()
+        frame = data.interactions
+        self.ctx_texts, self._pending_ctx_vectors, self.net = {}, None, None
+        ctx_text_ids = self._ctx_text_ids(self.ctx_encoder.render_columns(frame, order)) if self._ctx_as_text else None
+        if self._pending_ctx_vectors is not None:
+            self.spec.ctx_text_dim, self.spec.n_ctx_texts = self._pending_ctx_vectors.shape[1], len(self.ctx_texts)
         self.net = FusionNet(self.spec, cfg).to(self.device)
         with torch.no_grad():
             if text is not None:
                 self.net.text_vectors[1:] = torch.from_numpy(text)
             if extra is not None:
                 self.net.extra_vectors[1:] = torch.from_numpy(extra)
+            if self._pending_ctx_vectors is not None:
+                self.net.ctx_text_vectors[1:] = self._pending_ctx_vectors
+                self._pending_ctx_vectors = None
             self.net.attr_ids.copy_(torch.from_numpy(attrs))
             self.net.has_id[1:, 0] = torch.from_numpy(self.popularity > 0).float()
 
         # Encode every training event once: rows in per-user order, context ids/dense, event types.
-        order, offsets = data.row_order(), data.user_offsets()
-        frame = data.interactions
         ts = frame["timestamp"].to_numpy(dtype=np.float64)[order]
         prev = np.concatenate([[np.nan], ts[:-1]])
         starts = np.zeros(len(order), dtype=bool)
         starts[offsets[:-1][offsets[:-1] < len(order)]] = True
         prev[starts] = np.nan  # no previous event across users
         ctx_ids, ctx_dense = self.ctx_encoder.encode_columns(frame, order, prev)
+        if ctx_text_ids is not None:
+            ctx_ids = np.concatenate([ctx_ids, ctx_text_ids[:, None]], 1)
         events = self._event_ids(frame["event_type"].to_numpy()[order])
         items = data.item_idx[order] + 1
         self.hist_ctx_ids, self.hist_ctx_dense, self.hist_events = ctx_ids, ctx_dense, events
@@ -551,7 +599,7 @@ class FusionRecommender(Recommender):
         """Queries -> padded tensors: [BOS] + last (max_len - 1) history events, request context."""
         assert self.ctx_encoder is not None and self.user_profile is not None
         enc, L = self.ctx_encoder, self.config.max_len
-        n_f, n_d = len(enc.field_names), enc.n_dense
+        n_f, n_d = len(enc.field_names) + int(self._ctx_as_text), enc.n_dense
         seqs, evs, cis, cds = [], [], [], []
         for b, hist in enumerate(batch.histories):
             hist = np.asarray(hist, dtype=np.int64)
@@ -572,6 +620,7 @@ class FusionRecommender(Recommender):
             inp[b, :n], ev_a[b, :n], ci_a[b, :n], cd_a[b, :n] = seqs[b], evs[b], cis[b], cds[b]
         last_t = np.array([np.asarray(t, np.float64)[-1] if len(t) else np.nan for t in batch.history_times]) if len(batch.history_times) == B else np.full(B, np.nan)
         rci, rcd = enc.encode(list(batch.contexts), batch.timestamps, last_t)
+        rci = self._with_ctx_text(rci, enc.render(list(batch.contexts)) if self._ctx_as_text else [])
         users = batch.users
         prof = np.zeros((B, self.user_profile.shape[1]), np.int64)
         known = users >= 0
@@ -599,10 +648,12 @@ class FusionRecommender(Recommender):
         if batch.history_rows is not None and batch.frame is not None:
             rows = batch.history_rows[b]
             ci, cd = enc.encode_columns(batch.frame, rows, prev)
+            ci = self._with_ctx_text(ci, enc.render_columns(batch.frame, rows) if self._ctx_as_text else [])
             return ci, cd, self._event_ids(batch.frame["event_type"].to_numpy()[rows])
         hc = batch.history_contexts[b] if batch.history_contexts is not None else None
         if hc is not None:
             ci, cd = enc.encode(list(hc), times, prev)
+            ci = self._with_ctx_text(ci, enc.render(list(hc)) if self._ctx_as_text else [])
             return ci, cd, np.zeros(len(hist), np.int64)
         u = int(batch.users[b])
         if u >= 0 and self.hist_ctx_ids is not None:
@@ -612,6 +663,7 @@ class FusionRecommender(Recommender):
                 sl = slice(self._hist_indptr[u], self._hist_indptr[u + 1])
                 return self.hist_ctx_ids[sl], self.hist_ctx_dense[sl], self.hist_events[sl]
         ci, cd = enc.encode([{}] * len(hist), times, prev)
+        ci = self._with_ctx_text(ci, [""] * len(hist))
         return ci, cd, np.zeros(len(hist), np.int64)
 
     @torch.no_grad()
@@ -700,7 +752,7 @@ class FusionRecommender(Recommender):
                     return torch.cat([t, t.new_zeros(grow, *t.shape[1:])])
 
                 for name, buf in list(net.named_buffers(recurse=False)):  # every per-item buffer
-                    if buf.shape[0] == n_old + 1:
+                    if buf.shape[0] == n_old + 1 and name != "ctx_text_vectors":
                         setattr(net, name, _grow(buf))
                 if net.id_emb is not None:
                     net.id_emb.weight = nn.Parameter(_grow(net.id_emb.weight.data))
@@ -734,13 +786,15 @@ class FusionRecommender(Recommender):
     def _meta(self) -> dict[str, Any]:
         assert self.spec is not None and self.ctx_encoder is not None
         return {"spec": self.spec.__dict__, "context_encoder": self.ctx_encoder.to_dict(),
-                "event_types": self.event_types, "profile_vocabs": self.profile_vocabs, "attr_vocab": self.attr_vocab}
+                "event_types": self.event_types, "profile_vocabs": self.profile_vocabs, "attr_vocab": self.attr_vocab,
+                "ctx_texts": self.ctx_texts}
 
     def _load_meta(self, meta: dict[str, Any]) -> None:
         self.spec = NetSpec(**meta["spec"])
         self.ctx_encoder = ContextEncoder.from_dict(meta["context_encoder"])
         self.event_types = dict(meta["event_types"])
         self.profile_vocabs = {k: dict(v) for k, v in meta["profile_vocabs"].items()}
+        self.ctx_texts = {str(k): int(v) for k, v in meta.get("ctx_texts", {}).items()}
         self.attr_vocab = dict(meta.get("attr_vocab", {}))
 
     def _state(self) -> dict[str, np.ndarray]:
