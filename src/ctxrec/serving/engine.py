@@ -1,0 +1,439 @@
+"""The scoring engine behind the routes: one loaded model version (:class:`ModelHandle`), request ->
+dense query, filters, top-k, explanations; and a micro-batcher that scores concurrent requests in one
+forward pass on a single model thread.
+
+Everything that touches a model runs on that one thread (scoring, adding items), so a model is never
+read while it is being changed; a model swap replaces the handle between two batches.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from ctxrec.serving.index import HNSWIndex, topk_row
+
+if TYPE_CHECKING:
+    from ctxrec.models.base import Recommender
+    from ctxrec.serving.settings import ServingSettings
+    from ctxrec.serving.store import EventStore
+
+
+class RequestError(Exception):
+    """A 4xx answer: ``status``, the offending ``field`` (a JSON path) and a message."""
+
+    def __init__(self, status: int, field: str, message: str) -> None:
+        super().__init__(message)
+        self.status, self.field, self.message = status, field, message
+
+
+@dataclass
+class RecRequest:
+    """A validated recommend request (user id already pseudonymised)."""
+
+    user_id: str | None
+    history: list[str] | None
+    history_timestamps: list[float] | None
+    context: dict[str, Any]
+    timestamp: float
+    k: int
+    exclude_seen: bool
+    attributes: dict[str, list[str]]
+    allow: list[str] | None
+    deny: list[str]
+    text: str | None
+    explain: bool
+
+
+@dataclass
+class ModelHandle:
+    """One loaded model version with its serving state."""
+
+    model: Recommender
+    version: str
+    path: Path
+    watermark: int = 0
+    """Last store event id folded into this model (0: none); events after it are 'unfolded'."""
+    retired: np.ndarray = field(default_factory=lambda: np.zeros(0, bool))
+    item_seq: int = 0
+    """Last store item change applied."""
+    attributes: dict[str, dict[str, set[int]]] = field(default_factory=dict)
+    index: HNSWIndex | None = None
+    item_unit: np.ndarray | None = None  # normalised item vectors for /similar (dot-product models)
+
+    @property
+    def n_items(self) -> int:
+        return self.model.n_items
+
+    def grow(self) -> None:
+        n = self.model.n_items
+        if len(self.retired) < n:
+            self.retired = np.concatenate([self.retired, np.zeros(n - len(self.retired), bool)])
+
+    def add_attributes(self, idx: int, fields: dict[str, Any]) -> None:
+        for f, v in fields.items():
+            vals = v if isinstance(v, (list, tuple)) else [v]
+            for x in vals:
+                self.attributes.setdefault(f, {}).setdefault(str(x), set()).add(idx)
+
+
+def load_handle(path: str | Path, settings: ServingSettings, store: EventStore) -> ModelHandle:
+    """Load a run/model folder, re-apply the store's added and retired items, build the index."""
+    import json
+
+    from ctxrec.models import load_model
+
+    p = Path(path)
+    model = load_model(p)
+    model_dir = p / "model" if (p / "model" / "config.json").exists() else p
+    meta_file = p / "serving.json"
+    meta = json.loads(meta_file.read_text()) if meta_file.exists() else {}
+    st = model_dir.stat()
+    version = meta.get("version") or f"{model.kind}-{p.resolve().name}-{int(st.st_mtime)}"
+    h = ModelHandle(model=model, version=str(version), path=p.resolve(), watermark=int(meta.get("event_watermark", 0)))
+    h.grow()
+    if settings.items_file:
+        _load_items_file(h, settings.items_file)
+    apply_store_items(h, store)
+    if settings.index == "hnsw":
+        try:
+            vecs = model.item_embeddings()
+        except NotImplementedError:
+            vecs = None
+        if vecs is not None:
+            h.index = HNSWIndex(vecs, m=settings.hnsw_m, ef_construction=settings.hnsw_ef_construction,
+                                ef_search=settings.hnsw_ef_search, build_threads=2)
+    return h
+
+
+def _load_items_file(h: ModelHandle, path: str) -> None:
+    import pandas as pd
+
+    p = Path(path)
+    if p.suffix == ".parquet":
+        df = pd.read_parquet(p)
+    elif p.suffix in (".jsonl", ".json"):
+        df = pd.read_json(p, lines=p.suffix == ".jsonl")
+    else:
+        df = pd.read_csv(p, sep="\t" if p.suffix == ".tsv" else ",")
+    if "item_id" not in df.columns:
+        raise ValueError(f"items file {path!r} needs an item_id column (columns: {list(df.columns)})")
+    vocab = h.model.item_vocab
+    assert vocab is not None
+    for rec in df.to_dict("records"):
+        i = vocab.get(str(rec.pop("item_id")))
+        if i >= 0:
+            h.add_attributes(i, {k: v for k, v in rec.items() if v is not None and not (isinstance(v, float) and math.isnan(v))})
+
+
+def apply_store_items(h: ModelHandle, store: EventStore) -> list[str]:
+    """Apply item changes made after ``h.item_seq`` (adds through ``model.add_items``, retirements)."""
+    changes = store.items(after_seq=h.item_seq)
+    if not changes:
+        return []
+    added = [(i, p) for i, p, retired, _ in changes if not retired and p]
+    if added:
+        add_items(h, added)
+    vocab = h.model.item_vocab
+    assert vocab is not None
+    for i, _, retired, _ in changes:
+        j = vocab.get(i)
+        if j >= 0:
+            h.retired[j] = retired
+    h.item_seq = changes[-1][3]
+    return [i for i, _ in added]
+
+
+def add_items(h: ModelHandle, items: Sequence[tuple[str, dict[str, Any]]]) -> np.ndarray:
+    """Add/refresh items in the live model (raises NotImplementedError for ID-only models)."""
+    import pandas as pd
+
+    frame = pd.DataFrame([{**p, "item_id": i} for i, p in items])
+    idx = h.model.add_items(frame)
+    h.grow()
+    for (_, p), j in zip(items, idx, strict=True):
+        h.retired[j] = False
+        h.add_attributes(int(j), p)
+    if h.index is not None:  # dot-product models that can add items append their vectors
+        h.index = None  # rebuilt lazily would be costly; fall back to exact until the next model load
+    h.item_unit = None
+    return idx
+
+
+# ------------------------------------------------------------------------------------- scoring
+def build_queries(h: ModelHandle, reqs: Sequence[RecRequest], store: EventStore, max_history: int) -> Any:
+    """Requests -> QueryBatch: the model's stored history of the user + the store's events for them."""
+    from ctxrec.models.base import QueryBatch
+
+    model = h.model
+    vocab, users_v = model.item_vocab, model.user_vocab
+    assert vocab is not None and users_v is not None
+    users, hists, times, hctx, ctxs, ts, texts = [], [], [], [], [], [], []
+    for r in reqs:
+        u = users_v.get(r.user_id) if r.user_id is not None else -1
+        if r.history is not None:
+            h_idx = vocab.lookup(r.history, strict=False)
+            keep = h_idx >= 0
+            t = (np.asarray(r.history_timestamps, np.float64) if r.history_timestamps is not None
+                 else np.full(len(h_idx), np.nan))
+            hi, ti, ci = h_idx[keep], t[keep], None
+        else:
+            base = model.known_history(u) if u >= 0 else np.zeros(0, np.int64)
+            events = store.user_events(r.user_id, max_history) if r.user_id is not None else []
+            if events:
+                e_idx = vocab.lookup([e.item_id for e in events], strict=False)
+                keep = e_idx >= 0
+                hi = np.concatenate([base, e_idx[keep]])
+                ti = np.concatenate([np.full(len(base), np.nan), np.array([e.timestamp for e in events], np.float64)[keep]])
+                ci = [{}] * len(base) + [e.context for e, k in zip(events, keep, strict=True) if k]
+            else:  # the model's own stored history (and, for fusion, its stored event contexts)
+                hi, ti, ci = base, np.full(len(base), np.nan), None
+        users.append(u)
+        hists.append(hi.astype(np.int64))
+        times.append(ti)
+        hctx.append(ci)
+        ctxs.append(r.context)
+        ts.append(r.timestamp)
+        texts.append(r.text)
+    return QueryBatch(users=np.asarray(users, np.int64), histories=hists, history_times=times, contexts=ctxs,
+                      timestamps=np.asarray(ts, np.float64), history_contexts=hctx, texts=texts)
+
+
+def _candidate_mask(h: ModelHandle, r: RecRequest) -> np.ndarray | None:
+    """Boolean (n_items,) of allowed items from allow list + attribute filters (None = all)."""
+    vocab = h.model.item_vocab
+    assert vocab is not None
+    mask = None
+    if r.allow is not None:
+        mask = np.zeros(h.n_items, bool)
+        a = vocab.lookup(r.allow, strict=False)
+        mask[a[a >= 0]] = True
+    for f, values in r.attributes.items():
+        m = np.zeros(h.n_items, bool)
+        table = h.attributes.get(f, {})
+        for v in values:
+            ids = table.get(str(v))
+            if ids:
+                m[np.fromiter(ids, np.int64, len(ids))] = True
+        mask = m if mask is None else (mask & m)
+    return mask
+
+
+def recommend_batch(h: ModelHandle, reqs: Sequence[RecRequest], store: EventStore, max_history: int
+                    ) -> list[dict[str, Any]]:
+    """Score a batch in one forward pass; per request: items, scores, explanation."""
+    import torch
+
+    model = h.model
+    vocab = model.item_vocab
+    assert vocab is not None
+    with torch.inference_mode():
+        qb = build_queries(h, reqs, store, max_history)
+        ann_rows: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+        exact_rows = list(range(len(reqs)))
+        if h.index is not None:
+            usable = [b for b, r in enumerate(reqs) if len(qb.histories[b]) and r.allow is None and not r.text]
+            if usable:
+                from ctxrec.models.base import QueryBatch
+
+                sub = QueryBatch(users=qb.users[usable], histories=[qb.histories[b] for b in usable],
+                                 history_times=[qb.history_times[b] for b in usable],
+                                 contexts=[qb.contexts[b] for b in usable], timestamps=qb.timestamps[usable],
+                                 history_contexts=[qb.history_contexts[b] for b in usable] if qb.history_contexts else None,
+                                 texts=[qb.texts[b] for b in usable] if qb.texts else None)
+                uv = model.user_embeddings(sub)
+                over = max(reqs[b].k for b in usable) * 4 + 50
+                idx, sc = h.index.search(uv, over)
+                for j, b in enumerate(usable):
+                    ann_rows[b] = (idx[j], sc[j])
+                exact_rows = [b for b in range(len(reqs)) if b not in ann_rows]
+        scores = None
+        if exact_rows:
+            if len(exact_rows) == len(reqs):
+                scores = np.asarray(model._score(qb), dtype=np.float32)
+            else:
+                from ctxrec.models.base import QueryBatch
+
+                sub = QueryBatch(users=qb.users[exact_rows], histories=[qb.histories[b] for b in exact_rows],
+                                 history_times=[qb.history_times[b] for b in exact_rows],
+                                 contexts=[qb.contexts[b] for b in exact_rows], timestamps=qb.timestamps[exact_rows],
+                                 history_contexts=[qb.history_contexts[b] for b in exact_rows] if qb.history_contexts else None,
+                                 texts=[qb.texts[b] for b in exact_rows] if qb.texts else None)
+                part = np.asarray(model._score(sub), dtype=np.float32)
+                scores = np.full((len(reqs), part.shape[1]), -np.inf, np.float32)
+                scores[exact_rows] = part
+        out: list[dict[str, Any]] = []
+        tops: list[np.ndarray] = []
+        for b, r in enumerate(reqs):
+            deny = vocab.lookup(r.deny, strict=False) if r.deny else np.zeros(0, np.int64)
+            cand = _candidate_mask(h, r)
+            if b in ann_rows:
+                idx, sc = ann_rows[b]
+                ok = idx >= 0
+                idx, sc = idx[ok], sc[ok]
+                bad = h.retired[idx]
+                if r.exclude_seen and len(qb.histories[b]):
+                    bad |= np.isin(idx, qb.histories[b])
+                if len(deny):
+                    bad |= np.isin(idx, deny)
+                if cand is not None:
+                    bad |= ~cand[idx]
+                idx, sc = idx[~bad][: r.k], sc[~bad][: r.k]
+                if len(idx) < r.k:  # filters ate the approximate candidates: score this one exactly
+                    sub_scores = np.asarray(model._score(_one(qb, b)), dtype=np.float32)[0]
+                    idx, sc = _filter_top(sub_scores, h, r, qb.histories[b], deny, cand)
+            else:
+                assert scores is not None
+                idx, sc = _filter_top(scores[b], h, r, qb.histories[b], deny, cand)
+            tops.append(idx)
+            out.append({"idx": idx, "scores": sc})
+        want = [b for b, r in enumerate(reqs) if r.explain]
+        if want:
+            k = max(len(tops[b]) for b in want) or 1
+            top = np.full((len(want), k), -1, np.int64)
+            for j, b in enumerate(want):
+                top[j, : len(tops[b])] = tops[b]
+            sub = _one(qb, want[0]) if len(want) == 1 else _subset(qb, want)
+            expl = model._explain(sub, top)
+            for j, b in enumerate(want):
+                out[b]["explanation"] = expl[j]
+    titles = model.item_titles
+    for o in out:
+        ids = vocab.external(o.pop("idx"))
+        o["items"] = [{"item_id": i, "score": float(s), "title": titles.get(i)} for i, s in zip(ids, o.pop("scores"), strict=True)]
+        o.setdefault("explanation", None)
+    return out
+
+
+def _filter_top(row: np.ndarray, h: ModelHandle, r: RecRequest, hist: np.ndarray, deny: np.ndarray,
+                cand: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+    row = row.copy()
+    row[h.retired[: len(row)]] = -np.inf
+    if r.exclude_seen and len(hist):
+        row[hist] = -np.inf
+    if len(deny):
+        row[deny[deny >= 0]] = -np.inf
+    if cand is not None:
+        row[~cand[: len(row)]] = -np.inf
+    return topk_row(row, r.k)
+
+
+def _subset(qb: Any, rows: Sequence[int]) -> Any:
+    from ctxrec.models.base import QueryBatch
+
+    return QueryBatch(users=qb.users[list(rows)], histories=[qb.histories[b] for b in rows],
+                      history_times=[qb.history_times[b] for b in rows], contexts=[qb.contexts[b] for b in rows],
+                      timestamps=qb.timestamps[list(rows)],
+                      history_contexts=[qb.history_contexts[b] for b in rows] if qb.history_contexts else None,
+                      texts=[qb.texts[b] for b in rows] if qb.texts else None)
+
+
+def _one(qb: Any, b: int) -> Any:
+    return _subset(qb, [b])
+
+
+def similar_items(h: ModelHandle, item: int, k: int) -> tuple[np.ndarray, np.ndarray, str]:
+    """Nearest items by cosine of item vectors (dot-product models), else the model's next-item
+    prediction after a one-item history."""
+    import torch
+
+    model = h.model
+    try:
+        if h.item_unit is None:
+            v = model.item_embeddings()
+            h.item_unit = v / np.maximum(np.linalg.norm(v, axis=1, keepdims=True), 1e-12)
+        sims = h.item_unit @ h.item_unit[item]
+        method = "item-vector cosine"
+    except NotImplementedError:
+        from ctxrec.models.base import QueryBatch
+
+        with torch.inference_mode():
+            qb = QueryBatch(users=np.array([-1]), histories=[np.array([item])], history_times=[np.array([np.nan])],
+                            contexts=[{}], timestamps=np.array([np.nan]), texts=[None])
+            sims = np.asarray(model._score(qb), np.float32)[0]
+        method = "next-item after a one-item history"
+    sims = np.asarray(sims, np.float32).copy()
+    sims[item] = -np.inf
+    sims[h.retired[: len(sims)]] = -np.inf
+    idx, sc = topk_row(sims, k)
+    return idx, sc, method
+
+
+# ------------------------------------------------------------------------------------- batching
+class MicroBatcher:
+    """Collects concurrent requests while the model thread is busy and scores them together.
+
+    No artificial wait: a lone request is scored at once (lowest latency for one client); under load,
+    everything that queued during the previous forward pass forms the next batch."""
+
+    def __init__(self, fn: Callable[[list[Any]], list[Any]], executor: ThreadPoolExecutor, max_batch: int,
+                 on_batch: Callable[[int, float], None] | None = None) -> None:
+        self.fn, self.executor, self.max_batch, self.on_batch = fn, executor, max_batch, on_batch
+        self._queue: asyncio.Queue[tuple[Any, asyncio.Future[Any]]] | None = None
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._queue = asyncio.Queue()
+        self._task = asyncio.get_running_loop().create_task(self._run())
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            try:
+                await self._task
+            except asyncio.CancelledError:
+                pass
+
+    async def submit(self, item: Any) -> Any:
+        assert self._queue is not None, "MicroBatcher.start() was not called (app lifespan not running)"
+        fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._queue.put_nowait((item, fut))
+        return await fut
+
+    async def _run(self) -> None:
+        assert self._queue is not None
+        loop = asyncio.get_running_loop()
+        while True:
+            batch = [await self._queue.get()]
+            while len(batch) < self.max_batch and not self._queue.empty():
+                batch.append(self._queue.get_nowait())
+            items = [b[0] for b in batch]
+            t0 = time.perf_counter()
+            try:
+                results = await loop.run_in_executor(self.executor, self._safe, items)
+            except asyncio.CancelledError:
+                raise
+            except BaseException as exc:  # noqa: BLE001 - delivered to each waiting request
+                results = [exc] * len(batch)
+            if self.on_batch:
+                self.on_batch(len(batch), time.perf_counter() - t0)
+            for (_, fut), res in zip(batch, results, strict=True):
+                if fut.done():
+                    continue
+                if isinstance(res, BaseException):
+                    fut.set_exception(res)
+                else:
+                    fut.set_result(res)
+
+    def _safe(self, items: list[Any]) -> list[Any]:
+        """Whole batch at once; if that fails, each request alone so one bad request fails alone."""
+        try:
+            return self.fn(items)
+        except Exception:  # noqa: BLE001
+            if len(items) == 1:
+                raise
+        out: list[Any] = []
+        for it in items:
+            try:
+                out.append(self.fn([it])[0])
+            except Exception as exc:  # noqa: BLE001
+                out.append(exc)
+        return out

@@ -1,0 +1,57 @@
+"""Retrieval over the item table: exact top-k over model scores, or faiss HNSW for dot-product models.
+
+Exact scoring is the default and handles 1M items (one user against 1M x 64 is ~13 ms of memory
+bandwidth on the reference machine). HNSW (``--index hnsw``) needs ``model.item_embeddings()``; its
+recall@10 against exact is measured by benchmarks/serving_catalogue.py.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def topk_row(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Top-k of one score row, best first, dropping ``-inf``; ties go to the lower index."""
+    n = scores.shape[0]
+    k = min(k, n)
+    if k <= 0:
+        return np.zeros(0, np.int64), np.zeros(0, np.float32)
+    part = np.argpartition(-scores, k - 1)[:k] if k < n else np.arange(n)
+    s = scores[part]
+    order = np.lexsort((part, -s))
+    idx, s = part[order], s[order]
+    keep = np.isfinite(s)
+    return idx[keep].astype(np.int64), s[keep].astype(np.float32)
+
+
+class HNSWIndex:
+    """faiss IndexHNSWFlat with inner-product metric over ``(n_items, D)`` item vectors."""
+
+    def __init__(self, vectors: np.ndarray, *, m: int = 32, ef_construction: int = 40, ef_search: int = 128,
+                 build_threads: int | None = None) -> None:
+        import faiss
+
+        if build_threads:
+            faiss.omp_set_num_threads(build_threads)
+        x = np.ascontiguousarray(vectors, dtype=np.float32)
+        self.index = faiss.IndexHNSWFlat(x.shape[1], m, faiss.METRIC_INNER_PRODUCT)
+        self.index.hnsw.efConstruction = ef_construction
+        self.index.add(x)
+        self.index.hnsw.efSearch = ef_search
+        self.n = x.shape[0]
+        faiss.omp_set_num_threads(1)  # per-request search: one thread is faster (stack notes P7)
+
+    def add(self, vectors: np.ndarray) -> None:
+        self.index.add(np.ascontiguousarray(vectors, dtype=np.float32))
+        self.n += len(vectors)
+
+    def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """(B, k) indices (-1 where fewer) and scores."""
+        d, i = self.index.search(np.ascontiguousarray(queries, dtype=np.float32), min(k, self.n))
+        return i.astype(np.int64), d.astype(np.float32)
+
+
+def recall_at_k(approx: np.ndarray, exact: np.ndarray) -> float:
+    """Mean fraction of each exact top-k row found in the approximate row."""
+    hits = [len(set(a[a >= 0].tolist()) & set(e.tolist())) / max(1, len(e)) for a, e in zip(approx, exact, strict=True)]
+    return float(np.mean(hits)) if hits else 0.0

@@ -1,0 +1,43 @@
+"""Service settings: one frozen dataclass, filled by ``ctxrec serve`` flags (or by tests)."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Literal
+
+
+@dataclass(frozen=True, kw_only=True)
+class ServingSettings:
+    model: str
+    """Run folder written by ``ctxrec train`` (its ``model/``) or a model folder."""
+    store: str = "ctxrec-events.sqlite"
+    """Event store: a SQLite file path (WAL mode) or a ``postgresql://`` URL."""
+    keys_file: str | None = None
+    """JSON file of hashed API keys (see security.py). None = no authentication (development only)."""
+    pseudonym_secret: str | None = None
+    """HMAC-SHA256 key for pseudonymising user ids at the edge; default $CTXREC_PSEUDONYM_SECRET."""
+    items_file: str | None = None
+    """Optional CSV/TSV/JSONL/Parquet with ``item_id`` + attribute columns, for attribute filters."""
+    max_k: int = 100
+    max_body_bytes: int = 1_000_000
+    max_events_per_request: int = 1000
+    max_items_per_request: int = 1000
+    max_history: int = 200
+    """Most recent stored events read per user and request."""
+    cors_origins: tuple[str, ...] = ()
+    """CORS is off unless origins are listed."""
+    index: Literal["exact", "hnsw"] = "exact"
+    """``hnsw``: faiss HNSW over item vectors for models with a dot-product form (else exact)."""
+    hnsw_m: int = 32
+    hnsw_ef_construction: int = 40
+    hnsw_ef_search: int = 128
+    max_batch: int = 64
+    """Most concurrent recommend requests scored in one forward pass (micro-batching)."""
+    sqlite_synchronous: Literal["FULL", "NORMAL"] = "FULL"
+    torch_threads: int = 1
+    allowed_model_roots: tuple[str, ...] = ()
+    """Folders that ``POST /v1/admin/model`` may load from; empty = the current model's parent folders' parent."""
+
+    def secret(self) -> str | None:
+        return self.pseudonym_secret or os.environ.get("CTXREC_PSEUDONYM_SECRET") or None
