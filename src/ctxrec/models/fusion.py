@@ -728,6 +728,12 @@ class FusionRecommender(Recommender):
                            "view_shares": {n: round(float(share[b, j, i + 1]), 4) for j, n in enumerate(names)}}
                           for i in items],
             })
+        # Occlusion attribution over the request-context fields and the past events (models/attribution.py).
+        from ctxrec.models.attribution import context_attribution, history_attribution
+
+        for o, ctx, hist in zip(out, context_attribution(self, batch, top), history_attribution(self, batch, top), strict=True):
+            assert o is not None
+            o["context_attribution"], o["history_attribution"] = ctx, hist
         return out
 
     # ================================================================================ serving
