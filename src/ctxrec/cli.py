@@ -68,11 +68,16 @@ def train(
     set_: Annotated[list[str], typer.Option("--set", help="Model config override key=value (repeatable).")] = [],  # noqa: B006
     out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Run folder (default runs/<dataset>-<model>).")] = None,
     data_dir: DataDir = None,
+    nproc: Annotated[int, typer.Option("--nproc", help="Data-parallel processes on this machine (torchrun + DDP; "
+                                       "gloo on CPU, NCCL on GPU). See docs/distributed.md.")] = 1,
 ) -> None:
     """Train a model and write a run folder: config, model, metrics.json, report.png, TensorBoard logs."""
+    import os
+
     from ctxrec.config import apply_overrides, load_file
     from ctxrec.errors import CtxrecError
     from ctxrec.experiment import experiment_from_dict, run_experiment
+    from ctxrec.training import distributed
 
     try:
         raw = load_file(config) if config else {}
@@ -88,9 +93,28 @@ def train(
             if val is not None:
                 parts += [flag, val]
         parts += [x for kv in set_ for x in ("--set", kv)] + ["-o", str(run_dir)]
-        result = run_experiment(cfg, run_dir, command=" ".join(shlex.quote(p) for p in parts))
+        if nproc < 1:
+            _fail(f"--nproc must be >= 1, got {nproc}")
+        if nproc > 1 and not distributed.in_torchrun():
+            launched = parts[:2] + ["--nproc", str(nproc)] + parts[2:]
+            from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
+
+            try:  # rank 0 prints the metrics and the run folder
+                distributed.launch(nproc, parts[1:], command=" ".join(shlex.quote(p) for p in launched))
+            except ChildFailedError as exc:
+                rank, failure = exc.get_first_failure()
+                _fail(f"training process of rank {rank} failed with exit code {failure.exitcode} (its traceback is above)")
+            return
+        distributed.setup()  # joins the process group under torchrun; no-op otherwise
+        try:
+            command = os.environ.get("CTXREC_LAUNCH_COMMAND") or " ".join(shlex.quote(p) for p in parts)
+            result = run_experiment(cfg, run_dir, command=command)
+        finally:
+            distributed.teardown()
     except CtxrecError as exc:
         _fail(str(exc))
+        return
+    if not result:  # a non-zero rank: rank 0 reports
         return
     _print_metrics({cfg.model: result["metrics"]})
     typer.echo(f"run folder: {run_dir}")

@@ -86,9 +86,14 @@ def run_experiment(
     from ctxrec.evaluation.evaluator import EvalConfig, Evaluator
     from ctxrec.models import build_model
 
+    from ctxrec.training.distributed import context
+
+    dist = context()  # under torchrun every rank trains; rank 0 alone evaluates and writes the run folder
+    main = dist is None or dist.is_main
     out = Path(run_dir)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "config.json").write_text(json.dumps(to_dict(cfg), indent=2) + "\n")
+    if main:
+        (out / "config.json").write_text(json.dumps(to_dict(cfg), indent=2) + "\n")
     t0 = time.perf_counter()
     if data is None:
         data = load_dataset(cfg.dataset, cfg.data_dir)
@@ -97,6 +102,8 @@ def run_experiment(
     t_fit = time.perf_counter()
     model.fit(split.train, valid=split.valid, run_dir=out)
     fit_seconds = time.perf_counter() - t_fit
+    if not main:
+        return {}
     evaluator = Evaluator(EvalConfig(ks=cfg.ks, exclude_seen=cfg.exclude_seen))
     metrics = evaluator.evaluate(model, split.test)
     model.save(out / "model")
@@ -119,6 +126,8 @@ def run_experiment(
         "fit_info": info,
         "machine": machine_description(),
     }
+    if dist is not None:
+        result["distributed"] = {"world_size": dist.world_size, "backend": dist.backend}
     (out / "metrics.json").write_text(json.dumps(result, indent=2) + "\n")
     if history:
         from ctxrec.reports import plot_training_curve

@@ -137,7 +137,7 @@ class SASRecRecommender(Recommender):
                 chunk = [seqs[i][-(cfg.max_len + 1) :] for i in order[start : start + tc.batch_size]]
                 inp, _ = right_pad([c[:-1] for c in chunk], cfg.max_len)
                 tgt, _ = right_pad([c[1:] for c in chunk], cfg.max_len)
-                yield {"inp": torch.from_numpy(inp).to(self.device), "tgt": torch.from_numpy(tgt).to(self.device)}
+                yield {"inp": torch.from_numpy(inp), "tgt": torch.from_numpy(tgt)}  # CPU; train_loop moves (pinned on CUDA)
 
         def loss_fn(batch: dict[str, torch.Tensor]) -> torch.Tensor:
             h = net(batch["inp"])  # (B, T, D)

@@ -4,12 +4,19 @@ AdamW, gradient clipping, optional bf16 autocast, evaluation on the validation s
 epoch, early stopping on ``valid_metric`` (NDCG@10 by default), best weights kept, a resumable
 checkpoint after every epoch, progress bars and TensorBoard logs. Ctrl-C stops cleanly: the last
 checkpoint is saved and the best weights are restored, so ``--resume`` continues the run.
+
+Distributed (under torchrun, see ``ctxrec.training.distributed``): the same loop, with the model and its
+loss under DDP, each rank training on its shard of every global batch, and rank 0 evaluating, writing
+files and broadcasting each epoch's record so that every rank takes the same stopping decision.
+On CUDA, batches are built on the CPU in a background thread, pinned and copied with ``non_blocking``.
 """
 
 from __future__ import annotations
 
 import json
 import math
+import queue
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import nullcontext
@@ -20,6 +27,7 @@ from typing import Any, Literal
 import numpy as np
 import torch
 
+from ctxrec.training import distributed as dist_
 from ctxrec.training.checkpoint import load_checkpoint, save_checkpoint
 
 
@@ -77,31 +85,53 @@ def train_loop(
 ) -> TrainResult:
     """Train ``module`` in place and leave it holding the best weights seen on validation.
 
-    ``batches(rng)`` yields one epoch of tensor dicts (already on the right device);
-    ``loss_fn(batch)`` returns a scalar loss; ``evaluate()`` returns validation metrics.
+    ``batches(rng)`` yields one epoch of tensor dicts whose tensors have the batch dimension first (on
+    the CPU, or already on the module's device; CPU tensors are moved here); ``loss_fn(batch)`` returns a
+    scalar loss (mean over the batch); ``evaluate()`` returns validation metrics. Under torchrun every
+    rank calls this with the same arguments (see ``ctxrec.training.distributed``).
     """
     if cfg.num_threads:
         torch.set_num_threads(cfg.num_threads)
+    ctx = dist_.context()
+    rank, world = (ctx.rank, ctx.world_size) if ctx else (0, 1)
+    main = rank == 0
     device = next(module.parameters()).device
     rng = np.random.default_rng(cfg.seed)
     optimizer = torch.optim.AdamW(module.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     amp = torch.autocast(device.type, dtype=torch.bfloat16) if cfg.bf16 else nullcontext()
 
     ckpt_dir = run_dir / "checkpoints" if run_dir else None
-    writer = _tensorboard(run_dir)
+    writer = _tensorboard(run_dir) if main else None
     history: list[dict[str, float]] = []
     best_score, best_epoch, start_epoch, bad_evals = -math.inf, -1, 0, 0
     best_state = {k: v.detach().clone() for k, v in module.state_dict().items()}
-    if cfg.resume and ckpt_dir and (ckpt_dir / "last").exists():
+    resumed = False
+    if main and cfg.resume and ckpt_dir and (ckpt_dir / "last").exists():
         meta = load_checkpoint(ckpt_dir / "last", module, optimizer)
         start_epoch, best_score, best_epoch = meta["epoch"] + 1, meta["best_score"], meta["best_epoch"]
-        bad_evals, history = meta["bad_evals"], meta["history"]
-        rng = np.random.default_rng([cfg.seed, start_epoch])
+        bad_evals, history, resumed = meta["bad_evals"], meta["history"], True
         if (ckpt_dir / "best").exists():
             tmp = {k: v.clone() for k, v in module.state_dict().items()}
             load_checkpoint(ckpt_dir / "best", module, None)
             best_state = {k: v.detach().clone() for k, v in module.state_dict().items()}
             module.load_state_dict(tmp)
+    step_loss: Callable[[dict[str, torch.Tensor]], torch.Tensor] = loss_fn
+    if ctx is not None:
+        # Rank 0 read the checkpoint (run folders need not be shared): hand its state to the others.
+        # Parameters travel with DDP's initial broadcast; optimizer state and bookkeeping go here.
+        if main:
+            state = dist_.to_cpu([resumed, optimizer.state_dict() if resumed else None, best_state if resumed else None,
+                                  [start_epoch, best_score, best_epoch, bad_evals, history]])
+        else:
+            state = None
+        resumed, opt_state, best_cpu, (start_epoch, best_score, best_epoch, bad_evals, history) = dist_.broadcast_object(state, ctx)
+        if resumed and not main:
+            best_state = {k: v.to(device) for k, v in best_cpu.items()}
+            optimizer.load_state_dict(opt_state)
+        step_loss = dist_.wrap(module, loss_fn, ctx)
+        torch.manual_seed(cfg.seed + 1 + rank)  # distinct dropout noise per rank
+    if resumed:
+        rng = np.random.default_rng([cfg.seed, start_epoch])
     t0 = time.perf_counter() - (history[-1]["elapsed"] if history else 0.0)
     stopped_by = "max_epochs"
     epoch = start_epoch - 1
@@ -109,25 +139,31 @@ def train_loop(
         for epoch in range(start_epoch, cfg.max_epochs):
             module.train()
             t_epoch, losses = time.perf_counter(), []
-            bar = _progress(batches(rng), total=n_batches, desc=f"epoch {epoch}", enabled=cfg.progress)
-            for batch in bar:
+            shown_progress = cfg.progress and main
+            bar = _progress(_device_batches(batches(rng), device, rank, world), total=n_batches,
+                            desc=f"epoch {epoch}", enabled=shown_progress)
+            for batch, weight in bar:
                 with amp:
-                    loss = loss_fn(batch)
+                    loss = step_loss(batch)
+                    if weight != 1.0:
+                        loss = loss * weight
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 if cfg.grad_clip:
                     torch.nn.utils.clip_grad_norm_(module.parameters(), cfg.grad_clip)
                 optimizer.step()
                 losses.append(loss.item())
-                if cfg.progress and len(losses) % 20 == 0:
+                if shown_progress and len(losses) % 20 == 0:
                     bar.set_postfix(loss=f"{np.mean(losses[-20:]):.4f}")
-            record: dict[str, float] = {"epoch": epoch, "loss": float(np.mean(losses)) if losses else float("nan"),
-                                        "train_seconds": time.perf_counter() - t_epoch}
-            if evaluate is not None:
+            mean_loss = dist_.mean_across_ranks(losses, ctx) if ctx else (float(np.mean(losses)) if losses else float("nan"))
+            record: dict[str, float] = {"epoch": epoch, "loss": mean_loss, "train_seconds": time.perf_counter() - t_epoch}
+            if evaluate is not None and main:
                 module.eval()
                 with torch.no_grad(), amp:
                     record.update({k if k.startswith("monitor_") else f"valid_{k}": v for k, v in evaluate().items()})
             record["elapsed"] = time.perf_counter() - t0
+            if ctx is not None:  # rank 0's record (validation, clock) drives every rank's decisions
+                record = dist_.broadcast_object(record, ctx)
             history.append(record)
             score = record.get(f"valid_{cfg.valid_metric}", -record["loss"])
             if writer is not None:
@@ -138,22 +174,22 @@ def train_loop(
             if score > best_score:
                 best_score, best_epoch, bad_evals = score, epoch, 0
                 best_state = {k: v.detach().clone() for k, v in module.state_dict().items()}
-                if ckpt_dir:
+                if ckpt_dir and main:
                     save_checkpoint(ckpt_dir / "best", module, None, {"epoch": epoch, "score": score})
             else:
                 bad_evals += 1
-            if cfg.progress:
+            if cfg.progress and main:
                 shown = {k: round(v, 4) for k, v in record.items() if k.startswith("valid_") and "@10" in k}
                 print(f"epoch {epoch}: loss {record['loss']:.4f} {shown} best {best_score:.4f}@{best_epoch} "
                       f"({record['train_seconds']:.1f}s)", flush=True)
-            if ckpt_dir:
+            if ckpt_dir and main:
                 save_checkpoint(ckpt_dir / "last", module, optimizer, {
                     "epoch": epoch, "best_score": best_score, "best_epoch": best_epoch,
                     "bad_evals": bad_evals, "history": history})
             if evaluate is not None and bad_evals >= cfg.patience:
                 stopped_by = "early_stopping"
                 break
-            if cfg.max_seconds is not None and time.perf_counter() - t0 > cfg.max_seconds:
+            if cfg.max_seconds is not None and record["elapsed"] > cfg.max_seconds:
                 stopped_by = "time_budget"
                 break
     except KeyboardInterrupt:
@@ -166,10 +202,71 @@ def train_loop(
     module.load_state_dict(best_state)
     result = TrainResult(best_epoch=best_epoch, best_score=best_score, epochs_run=len(history),
                          seconds=time.perf_counter() - t0, history=history, stopped_by=stopped_by)
-    if run_dir:
+    if run_dir and main:
         run_dir.mkdir(parents=True, exist_ok=True)
         (run_dir / "history.json").write_text(json.dumps(history, indent=1))
     return result
+
+
+def _device_batches(it: Iterator[dict[str, Any]], device: torch.device, rank: int, world: int
+                    ) -> Iterator[tuple[dict[str, Any], float]]:
+    """This rank's shard of each batch (with its loss weight), on ``device``.
+
+    On CUDA a background thread builds and pins the next batches while the GPU works on the current
+    one, and the copies are ``non_blocking``; on the CPU batches pass through unchanged."""
+    def shards() -> Iterator[tuple[dict[str, Any], float]]:
+        for batch in it:
+            if world == 1:
+                yield batch, 1.0
+                continue
+            got = dist_.shard_batch(batch, rank, world)
+            if got is not None:
+                yield got
+
+    if device.type != "cuda":
+        yield from shards()
+        return
+    for batch, weight in _prefetch(shards(), depth=2, pin=True):
+        yield {k: v.to(device, non_blocking=True) if torch.is_tensor(v) else v for k, v in batch.items()}, weight
+
+
+def _pin(batch: dict[str, Any]) -> dict[str, Any]:
+    return {k: v.pin_memory() if torch.is_tensor(v) and v.device.type == "cpu" else v for k, v in batch.items()}
+
+
+def _prefetch(it: Iterator[tuple[dict[str, Any], float]], *, depth: int, pin: bool
+              ) -> Iterator[tuple[dict[str, Any], float]]:
+    """Run ``it`` (batch building, and pinning when ``pin``) in a daemon thread, ``depth`` batches ahead."""
+    q: queue.Queue[Any] = queue.Queue(maxsize=depth)
+    done, stop = object(), threading.Event()
+
+    def work() -> None:
+        try:
+            for batch, weight in it:
+                item = (_pin(batch) if pin else batch, weight)
+                while not stop.is_set():
+                    try:
+                        q.put(item, timeout=0.1)
+                        break
+                    except queue.Full:
+                        continue
+                if stop.is_set():
+                    return
+            q.put(done)
+        except BaseException as exc:  # re-raised in the training thread
+            q.put(exc)
+
+    threading.Thread(target=work, daemon=True, name="ctxrec-batches").start()
+    try:
+        while True:
+            item = q.get()
+            if item is done:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()
 
 
 def _tensorboard(run_dir: Path | None) -> Any:
