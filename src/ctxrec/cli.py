@@ -158,6 +158,8 @@ def recommend(
     context: Annotated[list[str], typer.Option("--context", "-c", help="Request context key=value (repeatable).")] = [],  # noqa: B006
     k: Annotated[int, typer.Option("-k", "--k", help="How many items.")] = 10,
     explain: Annotated[bool, typer.Option(help="Show what drove each recommendation.")] = False,
+    explain_plot: Annotated[Optional[Path], typer.Option("--explain-plot", help="Save bar charts of the explanation "
+                                                         "(view weights, context fields, past events) to this PNG.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """Recommend for a user id or a given history, with request context."""
@@ -171,7 +173,7 @@ def recommend(
         m = load_model(run)
         q = RecQuery(user_id=user, history=history.split(",") if history else None,
                      context=_parse_kv(context, "context"))
-        recs = m.recommend([q], k=k)[0]
+        recs = m.recommend([q], k=k, explain=explain or explain_plot is not None)[0]
     except (CtxrecError, FileNotFoundError, ValueError) as exc:
         _fail(str(exc))
         return
@@ -182,11 +184,15 @@ def recommend(
         return
     for rank, (item, score, title) in enumerate(zip(recs.item_ids, recs.scores, titles, strict=True), 1):
         typer.echo(f"{rank:>3}. {item:<12} {score:8.4f}  {title}")
-    if explain:
-        if recs.explanation:
-            typer.echo(json.dumps(recs.explanation, indent=2))
-        else:
-            typer.echo(f"({m.kind} models give no per-recommendation explanation)")
+    if (explain or explain_plot is not None) and not recs.explanation:
+        typer.echo(f"({m.kind} models give no per-recommendation explanation)")
+    elif explain or explain_plot is not None:
+        from ctxrec.models.attribution import format_explanation, plot_explanation
+
+        if explain:
+            typer.echo(format_explanation(recs.explanation, getattr(m, "item_titles", None)))
+        if explain_plot is not None:
+            typer.echo(f"explanation plot: {plot_explanation(recs.explanation, explain_plot, titles=getattr(m, 'item_titles', None))}")
 
 
 def _titles(model: Any, item_ids: list[str]) -> list[str]:
