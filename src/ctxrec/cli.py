@@ -218,6 +218,94 @@ def quickstart(
     run_quickstart(data_dir=data_dir, out=out, budget_seconds=budget_seconds, echo=typer.echo)
 
 
+@app.command()
+def serve(
+    model: Annotated[Path, typer.Option("--model", help="Run folder (or model folder) to serve.")],
+    store: Annotated[str, typer.Option(help="Event store: SQLite file path or postgresql:// URL.")] = "ctxrec-events.sqlite",
+    host: Annotated[str, typer.Option(help="Interface to bind.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="TCP port.")] = 8000,
+    keys: Annotated[Optional[Path], typer.Option(help="API keys file (hashed keys with scopes).")] = None,
+    no_auth: Annotated[bool, typer.Option("--no-auth", help="Serve without API keys (local development only).")] = False,
+    new_key: Annotated[Optional[str], typer.Option(help="Create a key with this name in --keys, print it, exit.")] = None,
+    scopes: Annotated[str, typer.Option(help="Scopes of --new-key: read, write, admin (comma-separated).")] = "read",
+    items: Annotated[Optional[Path], typer.Option(help="Item attributes (CSV/TSV/JSONL/Parquet with item_id) for filters.")] = None,
+    index: Annotated[str, typer.Option(help="exact, or hnsw (faiss) for dot-product models.")] = "exact",
+    cors: Annotated[list[str], typer.Option("--cors", help="Allowed CORS origin (repeatable; off by default).")] = [],  # noqa: B006
+    model_root: Annotated[list[str], typer.Option("--model-root", help="Folder POST /v1/admin/model may load from (repeatable).")] = [],  # noqa: B006
+    max_k: Annotated[int, typer.Option(help="Largest k a request may ask for.")] = 100,
+    synchronous: Annotated[str, typer.Option(help="SQLite synchronous mode: FULL (survives power loss) or NORMAL.")] = "FULL",
+    threads: Annotated[int, typer.Option(help="torch threads of the model thread.")] = 1,
+    log_level: Annotated[str, typer.Option(help="uvicorn log level.")] = "warning",
+) -> None:
+    """Serve a model over HTTP (FastAPI + uvicorn; OpenAPI docs at /docs). See docs/serving.md."""
+    if new_key is not None:
+        from ctxrec.serving.security import add_key_to_file
+
+        if keys is None:
+            _fail("--new-key needs --keys FILE (where the key's hash is stored)")
+        try:
+            key = add_key_to_file(keys, new_key, [s.strip() for s in scopes.split(",") if s.strip()])
+        except ValueError as exc:
+            _fail(str(exc))
+            return
+        typer.echo(key)
+        return
+    if keys is None and not no_auth:
+        _fail("give --keys FILE (create keys with --new-key NAME --scopes read,write --keys FILE) or --no-auth")
+    if index not in ("exact", "hnsw") or synchronous not in ("FULL", "NORMAL"):
+        _fail(f"--index must be exact or hnsw (got {index!r}); --synchronous FULL or NORMAL (got {synchronous!r})")
+    import os
+
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    import uvicorn
+
+    from ctxrec.serving import ServingSettings, create_app
+
+    settings = ServingSettings(model=str(model), store=store, keys_file=str(keys) if keys else None,
+                               items_file=str(items) if items else None, index=index,  # type: ignore[arg-type]
+                               cors_origins=tuple(cors), allowed_model_roots=tuple(model_root), max_k=max_k,
+                               sqlite_synchronous=synchronous, torch_threads=threads)  # type: ignore[arg-type]
+    try:
+        application = create_app(settings)
+    except (FileNotFoundError, ValueError) as exc:
+        _fail(str(exc))
+        return
+    typer.echo(f"serving {model} on http://{host}:{port} (docs: /docs)", err=True)
+    uvicorn.run(application, host=host, port=port, log_level=log_level, access_log=False)
+
+
+@app.command()
+def retrain(
+    model: Annotated[Path, typer.Option("--model", help="Run folder being served.")],
+    store: Annotated[str, typer.Option(help="Event store the service writes (path or postgresql:// URL).")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="New run folder (the next model version).")],
+    epochs: Annotated[int, typer.Option(help="Extra epochs from the current weights.")] = 3,
+    tolerance: Annotated[float, typer.Option(help="Promote if new NDCG@10 >= current - tolerance.")] = 0.0,
+    promote: Annotated[Optional[str], typer.Option(help="Service URL: switch it to the new version if promoted.")] = None,
+    api_key: Annotated[Optional[str], typer.Option(envvar="CTXREC_API_KEY", help="Admin key for --promote.")] = None,
+    data_dir: DataDir = None,
+) -> None:
+    """Fold stored events into a new model version (warm start), evaluate on held-out new events, promote."""
+    from ctxrec.errors import CtxrecError
+    from ctxrec.serving.lifecycle import retrain as do_retrain
+
+    try:
+        report = do_retrain(model, store, out, epochs=epochs, data_dir=data_dir, tolerance=tolerance)
+    except (CtxrecError, FileNotFoundError, ValueError) as exc:
+        _fail(str(exc))
+        return
+    typer.echo(json.dumps(report, indent=2))
+    if promote and report["promoted"]:
+        import httpx
+
+        r = httpx.post(f"{promote.rstrip('/')}/v1/admin/model", json={"run_dir": str(out.resolve())},
+                       headers={"X-API-Key": api_key} if api_key else {}, timeout=600)
+        if r.status_code != 200:
+            _fail(f"promotion failed ({r.status_code}): {r.text}")
+        typer.echo(f"service now serves {r.json()['version']}")
+
+
 def _print_metrics(rows: dict[str, dict[str, float]]) -> None:
     from rich.console import Console
     from rich.table import Table

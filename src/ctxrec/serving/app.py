@@ -5,7 +5,6 @@ Routes (all JSON; see docs/serving.md): ``POST /v1/recommend``, ``POST /v1/event
 ``GET|POST /v1/admin/model``, ``GET /healthz``, ``GET /readyz``, ``GET /metrics``.
 """
 
-from __future__ import annotations
 
 import asyncio
 import contextlib
@@ -131,6 +130,9 @@ def create_app(settings: ServingSettings) -> FastAPI:
     app.add_middleware(_EdgeMiddleware, state=state)
     _exception_handlers(app, state)
     _routes(app, state)
+    from ctxrec.serving.web import add_web_routes  # the demo page (GET /ui/) and the read-only endpoints it uses
+
+    add_web_routes(app, state)
     return app
 
 
@@ -183,7 +185,7 @@ def _routes(app: FastAPI, state: ServiceState) -> None:
     s = state.settings
 
     @app.post("/v1/recommend", response_model=RecommendResponse, tags=["recommend"])
-    async def recommend(body: RecommendRequest, _: Read) -> Any:
+    async def recommend(body: RecommendRequest, who: Read) -> Any:
         """Top-k items for a user (stored history + stored events) or an anonymous history, in context."""
         _check_k(body.k, s, "body.k")
         h = state.handle
@@ -209,7 +211,7 @@ def _routes(app: FastAPI, state: ServiceState) -> None:
         return res
 
     @app.post("/v1/events", response_model=EventsResponse, tags=["events"])
-    def events(body: EventBatch | EventIn, _: Write) -> Any:
+    def events(body: EventBatch | EventIn, who: Write) -> Any:
         """Store one event or a batch durably (committed before the answer); the user's next
         recommendation reflects them without retraining."""
         evs = body.events if isinstance(body, EventBatch) else [body]
@@ -228,7 +230,7 @@ def _routes(app: FastAPI, state: ServiceState) -> None:
         return {"stored": state.store.add_events(rows)}
 
     @app.post("/v1/items", response_model=ItemsResponse, tags=["items"])
-    async def add_items(body: ItemBatch | ItemIn, _: Write) -> Any:
+    async def add_items(body: ItemBatch | ItemIn, who: Write) -> Any:
         """Add or update items (text + attributes); they are encoded and recommendable on return."""
         from ctxrec.models.base import Recommender
 
@@ -248,7 +250,7 @@ def _routes(app: FastAPI, state: ServiceState) -> None:
         return {"added": ids, "catalogue_size": state.handle.n_items}
 
     @app.delete("/v1/items/{item_id}", tags=["items"])
-    async def retire_item(item_id: str, _: Write) -> Any:
+    async def retire_item(item_id: str, who: Write) -> Any:
         """Retire an item: it is never recommended again (its past events stay)."""
         h = state.handle
         vocab = h.model.item_vocab
@@ -261,7 +263,7 @@ def _routes(app: FastAPI, state: ServiceState) -> None:
         return {"retired": item_id}
 
     @app.get("/v1/items/{item_id}/similar", response_model=SimilarResponse, tags=["items"])
-    async def similar(item_id: str, _: Read, k: Annotated[int, Query(ge=1)] = 10) -> Any:
+    async def similar(item_id: str, who: Read, k: Annotated[int, Query(ge=1)] = 10) -> Any:
         """Items similar to one item."""
         _check_k(k, s, "query.k")
         h = state.handle
@@ -277,12 +279,12 @@ def _routes(app: FastAPI, state: ServiceState) -> None:
                           for x, v in zip(vocab.external(idx), sc, strict=True)]}
 
     @app.get("/v1/admin/model", response_model=ModelInfo, tags=["admin"])
-    async def model_info(_: Read) -> Any:
+    async def model_info(who: Read) -> Any:
         """The model version being served."""
         return state.info()
 
     @app.post("/v1/admin/model", response_model=ModelInfo, tags=["admin"])
-    async def swap_model(body: ModelSwapRequest, _: Admin) -> Any:
+    async def swap_model(body: ModelSwapRequest, who: Admin) -> Any:
         """Load a run folder and switch to it atomically: requests in flight finish on the old version,
         later ones use the new one; no request fails during the swap."""
         p = Path(body.run_dir).expanduser().resolve()

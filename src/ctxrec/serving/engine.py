@@ -393,7 +393,9 @@ class MicroBatcher:
                 pass
 
     async def submit(self, item: Any) -> Any:
-        assert self._queue is not None, "MicroBatcher.start() was not called (app lifespan not running)"
+        if self._queue is None:  # an ASGI host that skipped the lifespan: start on first use
+            self.start()
+        assert self._queue is not None
         fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self._queue.put_nowait((item, fut))
         return await fut

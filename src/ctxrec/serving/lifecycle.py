@@ -1,0 +1,174 @@
+"""Model lifecycle: fold the stored events into a new model version, evaluate it, decide promotion.
+
+Policy (``ctxrec retrain``; docs/serving.md):
+
+1. Data = the run's training dataset + every event in the store (events of unknown items are
+   dropped and counted; items added through the API are part of the catalogue), with each user's
+   *last stored event held out* for evaluation.
+2. Warm start: the new model starts from the current weights (a ``checkpoints/last`` seeded with
+   them) and trains ``epochs`` more epochs; models without a warm start (non-neural, or a catalogue
+   whose shapes changed) are refit from scratch. The report says which happened.
+3. Evaluation: leave-one-out on the held-out new events (HR@10 / NDCG@10, full ranking, history =
+   everything before the held-out event), for the current and the new model on the same cases.
+4. Promotion: the new version is promoted when its NDCG@10 is at least the current one's minus
+   ``tolerance`` (default 0); ``serving.json`` in the new run folder records the decision, the
+   version name and the event watermark (events folded in), which the service reports as event lag.
+   A promoted run is switched to with ``POST /v1/admin/model`` (``--promote URL`` does it).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+
+def _cases(events: list[Any], known_history: Any) -> tuple[list[Any], list[str]]:
+    """Per user with stored events: the query before their last event, and that event's item."""
+    from ctxrec.models.base import RecQuery
+
+    by_user: dict[str, list[Any]] = {}
+    for e in events:
+        by_user.setdefault(e.user_id, []).append(e)
+    queries, targets = [], []
+    for user, evs in by_user.items():
+        evs.sort(key=lambda e: (e.timestamp, e.id))
+        *before, last = evs
+        base = known_history(user)
+        hist = base + [e.item_id for e in before]
+        ctxs = [{}] * len(base) + [e.context for e in before]
+        times = [math.nan] * len(base) + [e.timestamp for e in before]
+        queries.append(RecQuery(history=hist, history_timestamps=times, history_contexts=ctxs, context=last.context,
+                                timestamp=last.timestamp))
+        targets.append(last.item_id)
+    return queries, targets
+
+
+def evaluate_cases(model: Any, queries: list[Any], targets: list[str], k: int = 10) -> dict[str, float]:
+    """HR@k and NDCG@k of ``model`` on the held-out events (full ranking, seen items excluded)."""
+    if not queries:
+        return {"hr@10": float("nan"), "ndcg@10": float("nan"), "cases": 0}
+    vocab = model.item_vocab
+    hits, gains = [], []
+    for s in range(0, len(queries), 256):
+        qs = [q for q in queries[s : s + 256]]
+        # items the model does not know (added after it was trained) cannot be in its history
+        qs = [_known(q, vocab) for q in qs]
+        for rec, t in zip(model.recommend(qs, k=k), targets[s : s + 256], strict=True):
+            rank = rec.item_ids.index(t) if t in rec.item_ids else -1
+            hits.append(rank >= 0)
+            gains.append(1.0 / math.log2(rank + 2) if rank >= 0 else 0.0)
+    return {"hr@10": float(np.mean(hits)), "ndcg@10": float(np.mean(gains)), "cases": len(queries)}
+
+
+def _known(q: Any, vocab: Any) -> Any:
+    from dataclasses import replace
+
+    keep = [i for i, x in enumerate(q.history) if x in vocab]
+    if len(keep) == len(q.history):
+        return q
+    return replace(q, history=[q.history[i] for i in keep], history_timestamps=[q.history_timestamps[i] for i in keep],
+                   history_contexts=[q.history_contexts[i] for i in keep])
+
+
+def retrain(run_dir: str | Path, store_url: str, out: str | Path, *, epochs: int = 3, data_dir: str | None = None,
+            tolerance: float = 0.0, data: Any = None) -> dict[str, Any]:
+    """Fold the store's events into a new model version at ``out``; returns (and writes) the report."""
+    import pandas as pd
+
+    from ctxrec.config import from_dict, to_dict
+    from ctxrec.data.dataset import Dataset
+    from ctxrec.data.datasets import load_dataset
+    from ctxrec.data.vocab import Vocab
+    from ctxrec.models import build_model, load_model
+    from ctxrec.serving.store import EventStore
+    from ctxrec.training.checkpoint import save_checkpoint
+
+    t0 = time.perf_counter()
+    run, out = Path(run_dir), Path(out)
+    run_cfg = json.loads((run / "config.json").read_text()) if (run / "config.json").exists() and (run / "model").exists() else {}
+    current = load_model(run)
+    assert current.item_vocab is not None and current.user_vocab is not None
+    if data is None:
+        name = run_cfg.get("dataset")
+        if not name:
+            raise ValueError(f"{str(run)!r} does not record its dataset (config.json 'dataset'); retrain needs a run folder")
+        data = load_dataset(name, data_dir or run_cfg.get("data_dir"))
+    store = EventStore(store_url)
+    try:
+        events = list(store.events_after(0))
+        added = {i: p for i, p, retired, _ in store.items() if p}
+        watermark = max((e.id for e in events), default=0)
+    finally:
+        store.close()
+    # Items: the model's catalogue (training items + items added through the API), same order.
+    items = data.items.copy()
+    extra = pd.DataFrame([{**p, "item_id": i} for i, p in added.items() if i not in items.index])
+    if len(extra):
+        items = pd.concat([items, extra.set_index("item_id")])
+    vocab_ids = list(current.item_vocab.ids)
+    items = items.reindex(vocab_ids)
+    known = set(vocab_ids)
+    usable = [e for e in events if e.item_id in known]
+    queries, targets = _cases(usable, lambda u: current.item_vocab.external(current.known_history(current.user_vocab.get(u)))
+                              if current.user_vocab.get(u) >= 0 else [])
+    held = {}
+    for e in usable:  # each user's last stored event is held out
+        if e.user_id not in held or (e.timestamp, e.id) > (held[e.user_id].timestamp, held[e.user_id].id):
+            held[e.user_id] = e
+    held_ids = {e.id for e in held.values()}
+    ctx_names = list(data.schema.context_names)
+    new_rows = pd.DataFrame([{"user_id": e.user_id, "item_id": e.item_id, "timestamp": e.timestamp, "event_type": e.event_type,
+                              **{c: e.context.get(c) for c in ctx_names}} for e in usable if e.id not in held_ids])
+    cols = ["user_id", "item_id", "timestamp", "event_type", *ctx_names]
+    inter = data.interactions[[c for c in cols if c in data.interactions.columns]]
+    if len(new_rows):
+        new_rows = new_rows[[c for c in inter.columns]]
+        inter = pd.concat([inter, new_rows], ignore_index=True)
+    combined = Dataset.from_frames(inter, items=items, users=data.users, schema=data.schema, name=data.name,
+                                   item_vocab=Vocab(vocab_ids, kind="item"))
+
+    out.mkdir(parents=True, exist_ok=True)
+    cfg_dict = to_dict(current.config)
+    model_kind = current.kind
+    warm = "refit"
+    model = None
+    if hasattr(current, "net") and getattr(current, "net", None) is not None and "train" in cfg_dict:
+        ckpt = out / "checkpoints"
+        shutil.rmtree(ckpt, ignore_errors=True)
+        save_checkpoint(ckpt / "last", current.net, None, {"epoch": -1, "best_score": -math.inf, "best_epoch": -1,
+                                                           "bad_evals": 0, "history": []})
+        cfg_w = json.loads(json.dumps(cfg_dict))
+        cfg_w["train"].update({"resume": True, "max_epochs": epochs})
+        try:
+            model = build_model(model_kind, cfg_w).fit(combined, run_dir=out)
+            warm = "warm-start"
+        except RuntimeError as exc:  # shapes changed (e.g. new attribute values): refit below
+            warm = f"refit (warm start impossible: {str(exc).splitlines()[0][:200]})"
+            model = None
+        shutil.rmtree(ckpt, ignore_errors=True)
+    if model is None:
+        cfg_r = json.loads(json.dumps(cfg_dict))
+        if "train" in cfg_r:
+            cfg_r["train"]["resume"] = False
+        model = build_model(model_kind, cfg_r).fit(combined, run_dir=out)
+    # the new version keeps the training config (no resume flag) for later retrains
+    model.config = from_dict(type(model.config), cfg_dict)
+    before = evaluate_cases(current, queries, targets)
+    after = evaluate_cases(model, queries, targets)
+    promote = bool(after["cases"] == 0 or (after["ndcg@10"] >= before["ndcg@10"] - tolerance))
+    model.save(out / "model")
+    version = f"{model_kind}-{out.resolve().name}-{int(time.time())}"
+    report = {"version": version, "parent": str(run.resolve()), "event_watermark": watermark, "events_used": len(usable),
+              "events_dropped_unknown_item": len(events) - len(usable), "held_out": len(held_ids), "training": warm,
+              "epochs": epochs, "current": before, "candidate": after, "tolerance": tolerance, "promoted": promote,
+              "seconds": round(time.perf_counter() - t0, 2)}
+    (out / "serving.json").write_text(json.dumps(report, indent=2) + "\n")
+    if run_cfg:
+        (out / "config.json").write_text(json.dumps(run_cfg, indent=2) + "\n")
+    return report

@@ -1,0 +1,114 @@
+"""The demo web page (``GET /ui/``) and the small read-only endpoints it needs.
+
+The page is plain HTML + vanilla JS + CSS shipped inside the package (``serving/web/``), served from
+the service's own origin under a strict Content-Security-Policy: no CDN, no inline script, and it
+talks only to this service's JSON API with the API key the user types (kept in sessionStorage).
+
+Endpoints added here (``read`` scope, like recommend):
+
+* ``GET /v1/users?limit=&offset=`` -- user ids the loaded model was trained with (a picker for demos);
+* ``GET /v1/users/{user_id}/history?limit=`` -- the history the service scores that user with (the
+  model's stored training history followed by the store's events), newest first, with titles;
+* ``GET /v1/model/context-fields`` -- the context fields the model encodes and their known values.
+"""
+
+import math
+from importlib import resources
+from typing import TYPE_CHECKING, Annotated, Any
+
+from fastapi import FastAPI, Query
+from fastapi.responses import RedirectResponse, Response
+
+if TYPE_CHECKING:
+    from ctxrec.serving.app import ServiceState
+
+_ASSETS = {"index.html": "text/html; charset=utf-8", "app.js": "text/javascript; charset=utf-8",
+           "style.css": "text/css; charset=utf-8"}
+# Same-origin only: the page loads nothing from elsewhere and can send its key nowhere else.
+_CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; "
+        "base-uri 'none'; form-action 'none'; frame-ancestors 'none'")
+_PAGE_HEADERS = {"Content-Security-Policy": _CSP, "X-Content-Type-Options": "nosniff", "Referrer-Policy": "no-referrer",
+                 "Cache-Control": "no-cache"}
+
+
+def asset(name: str) -> bytes:
+    """One file of the page, read from the installed package (works from a wheel as well)."""
+    return resources.files("ctxrec.serving").joinpath("web", name).read_bytes()
+
+
+def add_web_routes(app: FastAPI, state: "ServiceState") -> None:
+    """Register the page and its endpoints on ``app`` (called by ``create_app``).
+
+    No ``from __future__ import annotations`` in this module: FastAPI must see the ``Read`` dependency
+    (imported here, not at module level) as a real annotation, not a string."""
+    from ctxrec.serving.app import Read
+    from ctxrec.serving.engine import RequestError
+    from ctxrec.serving.security import pseudonymise
+
+    @app.get("/ui", include_in_schema=False)
+    async def ui_redirect() -> RedirectResponse:
+        return RedirectResponse("/ui/", status_code=307)
+
+    @app.get("/ui/", include_in_schema=False)
+    async def ui_index() -> Response:
+        return Response(asset("index.html"), media_type=_ASSETS["index.html"], headers=_PAGE_HEADERS)
+
+    @app.get("/ui/{name}", include_in_schema=False)
+    async def ui_asset(name: str) -> Response:
+        if name not in _ASSETS:
+            raise RequestError(404, "path.name", f"no such page asset {name!r}")
+        return Response(asset(name), media_type=_ASSETS[name], headers=_PAGE_HEADERS)
+
+    @app.get("/v1/users", tags=["users"])
+    async def users(_: Read, limit: Annotated[int, Query(ge=1, le=1000)] = 50,
+                    offset: Annotated[int, Query(ge=0)] = 0) -> Any:
+        """User ids the loaded model was trained with (``total`` of them), each with the length of its
+        stored training history. Users seen only through ``POST /v1/events`` are not listed (the store
+        may hold them pseudonymised)."""
+        model = state.handle.model
+        vocab = model.user_vocab
+        ids = list(vocab.ids) if vocab is not None else []
+        page = ids[offset: offset + limit]
+        return {"total": len(ids), "offset": offset,
+                "users": [{"user_id": u, "history_length": int(len(model.known_history(offset + n)))}
+                          for n, u in enumerate(page)]}
+
+    @app.get("/v1/users/{user_id}/history", tags=["users"])
+    def user_history(user_id: str, _: Read, limit: Annotated[int, Query(ge=1, le=1000)] = 50) -> Any:
+        """What the service scores this user with, newest first: the model's training history
+        (``source: "model"``) followed by the events stored since (``source: "event"``)."""
+        h = state.handle
+        model = h.model
+        vocab, users_v = model.item_vocab, model.user_vocab
+        assert vocab is not None and users_v is not None
+        uid = pseudonymise(user_id, state.secret)
+        u = users_v.get(uid)
+        base = [str(x) for x in vocab.external(model.known_history(u))] if u >= 0 else []
+        events = state.store.user_events(uid, state.settings.max_history)
+        titles = model.item_titles
+        rows = [{"item_id": i, "title": titles.get(i), "source": "model", "type": None, "timestamp": None,
+                 "context": {}} for i in base]
+        rows += [{"item_id": e.item_id, "title": titles.get(e.item_id), "source": "event", "type": e.event_type,
+                  "timestamp": e.timestamp, "context": e.context} for e in events]
+        rows.reverse()
+        return {"user_id": user_id, "known_user": u >= 0, "total": len(rows), "items": rows[:limit]}
+
+    @app.get("/v1/model/context-fields", tags=["recommend"])
+    async def context_fields(_: Read) -> Any:
+        """The context fields the loaded model encodes: categorical fields with their known values
+        (an unseen value is treated as unknown), numeric fields with their training mean, and whether
+        the request time feeds time features. Models without context answer an empty list."""
+        h = state.handle
+        enc = getattr(h.model, "ctx_encoder", None)
+        fields: list[dict[str, Any]] = []
+        if enc is not None:
+            vocabs = getattr(enc, "vocabs", {}) or {}
+            for f in getattr(enc, "categorical", []):
+                fields.append({"name": f, "kind": "categorical", "values": sorted(vocabs.get(f, {}))})
+            stats = getattr(enc, "num_stats", {}) or {}
+            for f in getattr(enc, "numeric", []):
+                mean = stats.get(f, {}).get("mean")
+                fields.append({"name": f, "kind": "numeric",
+                               "mean": float(mean) if mean is not None and math.isfinite(mean) else None})
+        return {"model_version": h.version, "kind": h.model.kind, "fields": fields,
+                "time_features": bool(getattr(enc, "use_time", False))}
