@@ -203,6 +203,32 @@ def _titles(model: Any, item_ids: list[str]) -> list[str]:
     return [table.get(i, "") for i in item_ids]
 
 
+@app.command("export")
+def export_cmd(
+    model: Annotated[Path, typer.Option("--model", help="Run or model folder of a sasrec or fusion model.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Export folder to write.")],
+    format_: Annotated[str, typer.Option("--format", help="Export format: onnx.")] = "onnx",
+    quantize: Annotated[str, typer.Option(help="none, or int8 (int8 tables + dynamically quantized MatMuls).")] = "none",
+    prune: Annotated[float, typer.Option(help="Fraction of weights zeroed by global magnitude pruning first.")] = 0.0,
+    text_encoder: Annotated[bool, typer.Option(help="Also export the model's text encoder (text-aware models).")] = True,
+) -> None:
+    """Export a trained model (and its text encoder) to ONNX for the ONNX Runtime backend; see docs/deploy.md."""
+    from ctxrec.errors import CtxrecError
+
+    if format_ != "onnx":
+        _fail(f"unknown export format {format_!r}; supported: onnx")
+    try:
+        from ctxrec.deploy.export import ExportConfig, export_model
+
+        cfg = ExportConfig(quantize=quantize, prune=prune, text_encoder=text_encoder)  # type: ignore[arg-type]
+        info = export_model(model, out, cfg, log=typer.echo)
+    except (CtxrecError, FileNotFoundError, ValueError) as exc:
+        _fail(str(exc))
+        return
+    sizes = ", ".join(f"{k} {v / 2**20:.2f} MB" for k, v in info["files"].items())
+    typer.echo(f"export folder: {out} ({sizes})")
+
+
 @app.command()
 def quickstart(
     data_dir: DataDir = None,

@@ -1,0 +1,166 @@
+"""ONNX export + ONNX Runtime backend: outputs match PyTorch, recommend() answers the same, int8 and pruning."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from ctxrec.data.dataset import Dataset
+from ctxrec.deploy.onnx_runtime import OnnxRecommender, is_export_dir, load_recommender
+from ctxrec.errors import ConfigError
+from ctxrec.models.base import RecQuery, Recommender
+
+
+def _queries(model: Recommender, with_text: bool = False) -> list[RecQuery]:
+    assert model.item_vocab is not None and model.user_vocab is not None
+    items, users = model.item_vocab.ids, model.user_vocab.ids
+    t0 = 1_580_000_000.0
+    qs = [
+        RecQuery(user_id=users[0]),  # stored history (and, for fusion, its stored per-event context)
+        RecQuery(user_id=users[5], context={"device": "tv", "daypart": "evening"}, timestamp=t0),
+        RecQuery(history=[items[3]]),  # T = 1
+        RecQuery(history=items[:20], history_timestamps=[t0 + 60 * i for i in range(20)], timestamp=t0 + 7200,
+                 context={"device": "mobile"}),  # longer than max_len: truncated like PyTorch
+        RecQuery(history=items[7:10], history_contexts=[{"device": "desktop", "weather": "rainy"}] * 3),
+        RecQuery(history=[]),  # empty history: popularity (sasrec) / BOS + context (fusion)
+        RecQuery(user_id="never-seen", context={"daypart": "night"}),
+    ]
+    if with_text:
+        qs.append(RecQuery(history=items[1:4], text="genre words that the hashing encoder can see"))
+        qs.append(RecQuery(text="a free text query and nothing else"))
+    return qs
+
+
+@pytest.mark.parametrize("name", ["sasrec", "fusion"])
+def test_fp32_export_matches_pytorch(name: str, exports: dict[str, Path], request: pytest.FixtureRequest) -> None:
+    model: Recommender = request.getfixturevalue(name)
+    onnx_model = OnnxRecommender.load(exports[f"{name}-none"])
+    queries = _queries(model, with_text=name == "fusion")
+    batch = model.encode_queries(queries)
+    ref = np.asarray(model._score(batch), np.float32)
+    got = onnx_model._score(onnx_model.encode_queries(queries))
+    assert got.shape == ref.shape == (len(queries), model.n_items)
+    np.testing.assert_allclose(got, ref, atol=1e-4, rtol=1e-5)
+    # One query at a time (batch 1) gives the same scores as the batch (dynamic batch axis).
+    for q, row in zip(queries[:3], ref[:3], strict=True):
+        np.testing.assert_allclose(onnx_model._score(onnx_model.encode_queries([q]))[0], row, atol=1e-4, rtol=1e-5)
+    # recommend() answers like the PyTorch model (external ids, exclude_seen, candidates).
+    for a, b in zip(model.recommend(queries, k=5), onnx_model.recommend(queries, k=5), strict=True):
+        assert a.item_ids == b.item_ids
+        np.testing.assert_allclose(a.scores, b.scores, atol=1e-4, rtol=1e-5)
+    cands = model.item_vocab.ids[:10]  # type: ignore[union-attr]
+    assert (model.recommend(queries[:2], k=3, candidates=cands)[0].item_ids
+            == onnx_model.recommend(queries[:2], k=3, candidates=cands)[0].item_ids)
+
+
+@pytest.mark.parametrize("name", ["sasrec", "fusion"])
+def test_evaluator_gives_the_same_metrics_on_onnx(name: str, exports: dict[str, Path], synth: Dataset,
+                                                  request: pytest.FixtureRequest) -> None:
+    from ctxrec.data.splits import leave_one_out
+    from ctxrec.evaluation.evaluator import EvalConfig, Evaluator
+
+    model: Recommender = request.getfixturevalue(name)
+    test = leave_one_out(synth).test
+    ev = Evaluator(EvalConfig(ks=(10,), metrics=("ndcg", "hr")))
+    ref = ev.evaluate(model, test)
+    got = ev.evaluate(load_recommender(exports[f"{name}-none"], "onnx"), test)
+    assert got["ndcg@10"] == pytest.approx(ref["ndcg@10"], abs=1e-6)
+    assert got["hr@10"] == pytest.approx(ref["hr@10"], abs=1e-6)
+
+
+def _weight_bytes(path: Path) -> int:
+    import onnx
+    from onnx import numpy_helper
+
+    return sum(numpy_helper.to_array(t).nbytes for t in onnx.load(str(path)).graph.initializer)
+
+
+@pytest.mark.parametrize("name", ["sasrec", "fusion"])
+def test_int8_export_is_smaller_and_ranks_nearly_the_same(name: str, exports: dict[str, Path],
+                                                          request: pytest.FixtureRequest) -> None:
+    model: Recommender = request.getfixturevalue(name)
+    fp32, int8 = exports[f"{name}-none"], exports[f"{name}-int8"]
+    # Weights, not file size: in a model this tiny the graph itself outweighs the weights.
+    size32, size8 = _weight_bytes(fp32 / "recommender.onnx"), _weight_bytes(int8 / "recommender.onnx")
+    assert size8 < size32 / 2, (size8, size32)
+    info = json.loads((int8 / "export.json").read_text())
+    assert info["quantize"] == "int8"
+    q = OnnxRecommender.load(int8)
+    queries = _queries(model)
+    ref = np.asarray(model._score(model.encode_queries(queries)), np.float32)
+    got = q._score(q.encode_queries(queries))
+    # Same ranking up to small swaps: Spearman-like check through top-10 overlap and score correlation.
+    overlap = np.mean([len(set(np.argsort(-a)[:10]) & set(np.argsort(-b)[:10])) / 10 for a, b in zip(ref, got, strict=True)])
+    assert overlap >= 0.7
+    assert min(np.corrcoef(a, b)[0, 1] for a, b in zip(ref, got, strict=True)) > 0.95
+
+
+def test_export_folder_is_self_contained(exports: dict[str, Path], sasrec: Recommender) -> None:
+    d = exports["sasrec-none"]
+    for f in ("export.json", "config.json", "vocab/items.json", "vocab/users.json", "runtime.safetensors",
+              "recommender.onnx"):
+        assert (d / f).exists(), f
+    assert not list(d.glob("*.onnx.data"))  # one file per graph
+    assert not (d / "model.safetensors").exists()  # the network lives in the ONNX file only
+    assert is_export_dir(d)
+    info = json.loads((d / "export.json").read_text())
+    assert info["inputs"] == ["items", "lengths"]
+    assert info["verification"]["max_abs_diff"] < 1e-3
+    m = load_recommender(d)  # auto: an export folder -> ONNX Runtime
+    assert isinstance(m, OnnxRecommender) and m.model_kind == "sasrec" and m.n_items == sasrec.n_items
+    with pytest.raises(ConfigError, match="export folder"):
+        load_recommender(d, "torch")
+    with pytest.raises(FileNotFoundError, match="ctxrec export"):
+        OnnxRecommender.load(d / "vocab")
+    with pytest.raises(NotImplementedError, match="export"):
+        m.save(d / "again")
+
+
+def test_unsupported_models_say_why(synth: Dataset, tmp_path: Path) -> None:
+    from ctxrec.deploy.export import export_model
+    from ctxrec.models.popularity import PopularityRecommender
+
+    with pytest.raises(ConfigError, match="'sasrec' and 'fusion'"):
+        export_model(PopularityRecommender().fit(synth), tmp_path / "pop")
+
+
+def test_magnitude_pruning_is_global_and_permanent(sasrec: Recommender) -> None:
+    import copy
+
+    import torch
+
+    from ctxrec.deploy.prune import magnitude_prune, prunable_weights
+
+    net = copy.deepcopy(sasrec.net)  # type: ignore[attr-defined]
+    info = magnitude_prune(net, 0.5)
+    assert info["sparsity"] == pytest.approx(0.5, abs=0.01)
+    weights = torch.cat([m.weight.detach().flatten() for m, _ in prunable_weights(net)])
+    kept = weights[weights != 0].abs()
+    assert kept.min() >= 0  # permanent: plain tensors, no masks or hooks left behind
+    assert not any(n.endswith("_orig") or n.endswith("_mask") for n, _ in net.named_parameters())
+    assert not any(n.endswith("_mask") for n, _ in net.named_buffers())
+    # Global, not per tensor: the per-tensor sparsities differ.
+    assert len(set(info["per_tensor"].values())) > 1
+    with pytest.raises(ValueError, match="amount"):
+        magnitude_prune(net, 1.0)
+
+
+def test_cli_export_pruned_model(sasrec: Recommender, tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from ctxrec.cli import app
+
+    sasrec.save(tmp_path / "model")
+    out = tmp_path / "export"
+    res = CliRunner().invoke(app, ["export", "--model", str(tmp_path / "model"), "--format", "onnx",
+                                   "--out", str(out), "--prune", "0.3"])
+    assert res.exit_code == 0, res.output
+    info = json.loads((out / "export.json").read_text())
+    assert info["prune"]["sparsity"] == pytest.approx(0.3, abs=0.01)
+    assert info["verification"]["max_abs_diff"] < 1e-3  # against the pruned PyTorch network
+    res = CliRunner().invoke(app, ["export", "--model", str(tmp_path / "model"), "--format", "tflite",
+                                   "--out", str(out)])
+    assert res.exit_code == 2 and "onnx" in res.output
