@@ -267,9 +267,11 @@ class Browser:
         assert ok, f"{selector} has no option {value!r}"
 
     def screenshot(self, path: Path) -> None:
-        h = self.js("Math.ceil(document.documentElement.scrollHeight)")
-        self.send("Emulation.setDeviceMetricsOverride", width=1280, height=min(int(h), 1600), deviceScaleFactor=1, mobile=False)
-        data = self.send("Page.captureScreenshot", format="png", captureBeyondViewport=True)["data"]
+        self.send("Emulation.setDeviceMetricsOverride", width=1280, height=800, deviceScaleFactor=1, mobile=False)
+        h = min(int(self.js("Math.ceil(document.querySelector('main').getBoundingClientRect().bottom + scrollY)")), 2000)
+        self.send("Emulation.setDeviceMetricsOverride", width=1280, height=h, deviceScaleFactor=1, mobile=False)
+        self.js("window.scrollTo(0, 0)")
+        data = self.send("Page.captureScreenshot", format="png")["data"]
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(base64.b64decode(data))
 

@@ -167,11 +167,14 @@ function renderBars(name, dict) {
   const box = el("div", "bars");
   box.dataset.group = name;
   box.append(el("div", "bars-name", name.replaceAll("_", " ")));
-  const vals = Object.values(dict);
+  const entries = Object.entries(dict);
+  // Long groups (e.g. one bar per past event) show the largest magnitudes; short ones keep their order.
+  const shownEntries = entries.length > MAX_BARS
+    ? [...entries].sort((a, b) => Math.abs(b[1]) - Math.abs(a[1])).slice(0, MAX_BARS) : entries;
+  const vals = shownEntries.map(([, x]) => x);
   const unit = vals.every((x) => x >= 0 && x <= 1);
   const scale = unit ? 1 : Math.max(...vals.map(Math.abs)) || 1;
-  const entries = Object.entries(dict);
-  for (const [label, value] of entries.slice(0, MAX_BARS)) {
+  for (const [label, value] of shownEntries) {
     const row = el("div", "bar");
     row.dataset.label = label;
     row.dataset.value = String(value);
