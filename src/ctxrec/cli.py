@@ -256,11 +256,13 @@ def serve(
     scopes: Annotated[str, typer.Option(help="Scopes of --new-key: read, write, admin (comma-separated).")] = "read",
     items: Annotated[Optional[Path], typer.Option(help="Item attributes (CSV/TSV/JSONL/Parquet with item_id) for filters.")] = None,
     index: Annotated[str, typer.Option(help="exact, or hnsw (faiss) for dot-product models.")] = "exact",
+    hnsw_ef_search: Annotated[int, typer.Option(help="HNSW efSearch (recall vs speed).")] = 256,
     cors: Annotated[list[str], typer.Option("--cors", help="Allowed CORS origin (repeatable; off by default).")] = [],  # noqa: B006
     model_root: Annotated[list[str], typer.Option("--model-root", help="Folder POST /v1/admin/model may load from (repeatable).")] = [],  # noqa: B006
     max_k: Annotated[int, typer.Option(help="Largest k a request may ask for.")] = 100,
     synchronous: Annotated[str, typer.Option(help="SQLite synchronous mode: FULL (survives power loss) or NORMAL.")] = "FULL",
     threads: Annotated[int, typer.Option(help="torch threads of the model thread.")] = 1,
+    user_cache: Annotated[int, typer.Option(help="Users whose state is cached (context-blind models; 0 = off).")] = 100_000,
     log_level: Annotated[str, typer.Option(help="uvicorn log level.")] = "warning",
 ) -> None:
     """Serve a model over HTTP (FastAPI + uvicorn; OpenAPI docs at /docs). See docs/serving.md."""
@@ -289,9 +291,9 @@ def serve(
     from ctxrec.serving import ServingSettings, create_app
 
     settings = ServingSettings(model=str(model), store=store, keys_file=str(keys) if keys else None,
-                               items_file=str(items) if items else None, index=index,  # type: ignore[arg-type]
+                               items_file=str(items) if items else None, index=index, hnsw_ef_search=hnsw_ef_search,  # type: ignore[arg-type]
                                cors_origins=tuple(cors), allowed_model_roots=tuple(model_root), max_k=max_k,
-                               sqlite_synchronous=synchronous, torch_threads=threads)  # type: ignore[arg-type]
+                               sqlite_synchronous=synchronous, torch_threads=threads, user_cache=user_cache)  # type: ignore[arg-type]
     try:
         application = create_app(settings)
     except (FileNotFoundError, ValueError) as exc:

@@ -92,6 +92,9 @@ class Recommender(ABC):
 
     kind: ClassVar[str]
     config_class: ClassVar[type]
+    context_blind: ClassVar[bool] = False
+    """True when scores depend only on the user's history (not on request context, time or text), so
+    a service may keep a user's state between requests."""
 
     def __init__(self, config: Any = None) -> None:
         self.config = config if config is not None else self.config_class()

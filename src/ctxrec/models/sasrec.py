@@ -106,6 +106,7 @@ class SASRecRecommender(Recommender):
 
     kind = "sasrec"
     config_class = SASRecConfig
+    context_blind = True
 
     def __init__(self, config: SASRecConfig | None = None) -> None:
         super().__init__(config)

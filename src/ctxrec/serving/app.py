@@ -101,6 +101,8 @@ class _Metrics:
         self.unfolded = Gauge("ctxrec_events_unfolded", "Stored events not yet folded into the model", registry=r)
         self.lag = Gauge("ctxrec_event_lag_seconds", "Age of the oldest stored event not yet folded into the model",
                          registry=r)
+        self.cache = Gauge("ctxrec_user_cache", "User-state cache lookups of the current model version", ["result"],
+                           registry=r)
 
     def observe_batch(self, size: int, seconds: float) -> None:
         self.batch.observe(size)
@@ -336,6 +338,8 @@ def _routes(app: FastAPI, state: ServiceState) -> None:
         m.events.set(total)
         m.unfolded.set(pending)
         m.lag.set(0.0 if oldest is None else max(0.0, time.time() - oldest))
+        m.cache.labels(result="hit").set(h.cache_hits)
+        m.cache.labels(result="miss").set(h.cache_misses)
         return Response(generate_latest(m.registry), media_type=CONTENT_TYPE_LATEST)
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import math
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -68,6 +69,14 @@ class ModelHandle:
     attributes: dict[str, dict[str, set[int]]] = field(default_factory=dict)
     index: HNSWIndex | None = None
     item_unit: np.ndarray | None = None  # normalised item vectors for /similar (dot-product models)
+    item_matrix: Any = None
+    """(n_items, D) torch item vectors of a context-blind dot-product model: scores = user vector @ this."""
+    user_cache: OrderedDict[Any, Any] = field(default_factory=OrderedDict)
+    """LRU of user vectors keyed by (user, last stored event id, events read): a user's state is
+    recomputed only when new events arrive (context-blind dot-product models only)."""
+    cache_size: int = 0
+    cache_hits: int = 0
+    cache_misses: int = 0
 
     @property
     def n_items(self) -> int:
@@ -103,6 +112,8 @@ def load_handle(path: str | Path, settings: ServingSettings, store: EventStore) 
     if settings.items_file:
         _load_items_file(h, settings.items_file)
     apply_store_items(h, store)
+    h.cache_size = settings.user_cache
+    _set_item_matrix(h)
     if settings.index == "hnsw":
         try:
             vecs = model.item_embeddings()
@@ -112,6 +123,17 @@ def load_handle(path: str | Path, settings: ServingSettings, store: EventStore) 
             h.index = HNSWIndex(vecs, m=settings.hnsw_m, ef_construction=settings.hnsw_ef_construction,
                                 ef_search=settings.hnsw_ef_search, build_threads=2)
     return h
+
+
+def _set_item_matrix(h: ModelHandle) -> None:
+    import torch
+
+    h.item_matrix, h.user_cache = None, OrderedDict()
+    if getattr(h.model, "context_blind", False):
+        try:
+            h.item_matrix = torch.from_numpy(np.ascontiguousarray(h.model.item_embeddings(), dtype=np.float32))
+        except NotImplementedError:
+            pass
 
 
 def _load_items_file(h: ModelHandle, path: str) -> None:
@@ -165,6 +187,7 @@ def add_items(h: ModelHandle, items: Sequence[tuple[str, dict[str, Any]]]) -> np
     if h.index is not None:  # dot-product models that can add items append their vectors
         h.index = None  # rebuilt lazily would be costly; fall back to exact until the next model load
     h.item_unit = None
+    _set_item_matrix(h)
     return idx
 
 
@@ -177,6 +200,7 @@ def build_queries(h: ModelHandle, reqs: Sequence[RecRequest], store: EventStore,
     vocab, users_v = model.item_vocab, model.user_vocab
     assert vocab is not None and users_v is not None
     users, hists, times, hctx, ctxs, ts, texts = [], [], [], [], [], [], []
+    keys: list[Any] = []
     for r in reqs:
         u = users_v.get(r.user_id) if r.user_id is not None else -1
         if r.history is not None:
@@ -185,6 +209,7 @@ def build_queries(h: ModelHandle, reqs: Sequence[RecRequest], store: EventStore,
             t = (np.asarray(r.history_timestamps, np.float64) if r.history_timestamps is not None
                  else np.full(len(h_idx), np.nan))
             hi, ti, ci = h_idx[keep], t[keep], None
+            keys.append(None)
         else:
             base = model.known_history(u) if u >= 0 else np.zeros(0, np.int64)
             events = store.user_events(r.user_id, max_history) if r.user_id is not None else []
@@ -196,6 +221,7 @@ def build_queries(h: ModelHandle, reqs: Sequence[RecRequest], store: EventStore,
                 ci = [{}] * len(base) + [e.context for e, k in zip(events, keep, strict=True) if k]
             else:  # the model's own stored history (and, for fusion, its stored event contexts)
                 hi, ti, ci = base, np.full(len(base), np.nan), None
+            keys.append((r.user_id, events[-1].id if events else 0, len(events)))
         users.append(u)
         hists.append(hi.astype(np.int64))
         times.append(ti)
@@ -203,8 +229,55 @@ def build_queries(h: ModelHandle, reqs: Sequence[RecRequest], store: EventStore,
         ctxs.append(r.context)
         ts.append(r.timestamp)
         texts.append(r.text)
-    return QueryBatch(users=np.asarray(users, np.int64), histories=hists, history_times=times, contexts=ctxs,
-                      timestamps=np.asarray(ts, np.float64), history_contexts=hctx, texts=texts)
+    qb = QueryBatch(users=np.asarray(users, np.int64), histories=hists, history_times=times, contexts=ctxs,
+                    timestamps=np.asarray(ts, np.float64), history_contexts=hctx, texts=texts)
+    return qb, keys
+
+
+def user_vectors(h: ModelHandle, qb: Any, rows: Sequence[int], keys: Sequence[Any]) -> np.ndarray:
+    """(len(rows), D) user vectors of a dot-product model, from the LRU where the key is cached."""
+    out: list[Any] = [None] * len(rows)
+    missing = []
+    for j, b in enumerate(rows):
+        key = keys[b]
+        if key is not None and h.cache_size and key in h.user_cache:
+            h.user_cache.move_to_end(key)
+            out[j] = h.user_cache[key]
+            h.cache_hits += 1
+        else:
+            missing.append(j)
+    if missing:
+        vecs = h.model.user_embeddings(_subset(qb, [rows[j] for j in missing]))
+        h.cache_misses += len(missing)
+        for j, v in zip(missing, vecs, strict=True):
+            out[j] = v
+            key = keys[rows[j]]
+            if key is not None and h.cache_size:
+                h.user_cache[key] = v
+                if len(h.user_cache) > h.cache_size:
+                    h.user_cache.popitem(last=False)
+    return np.stack(out).astype(np.float32)
+
+
+def score_rows(h: ModelHandle, qb: Any, rows: Sequence[int], keys: Sequence[Any]) -> np.ndarray:
+    """(len(rows), n_items) scores: user vector @ item table for context-blind dot-product models with
+    a history (cached user state), the model's own ``_score`` otherwise."""
+    import torch
+
+    model = h.model
+    if h.item_matrix is None:
+        return np.asarray(model._score(_subset(qb, rows)), dtype=np.float32)
+    fast = [j for j, b in enumerate(rows) if len(qb.histories[b])]
+    if len(fast) == len(rows):
+        uv = torch.from_numpy(user_vectors(h, qb, rows, keys))
+        return (uv @ h.item_matrix.T).numpy()
+    out = np.empty((len(rows), h.n_items), np.float32)
+    if fast:
+        uv = torch.from_numpy(user_vectors(h, qb, [rows[j] for j in fast], keys))
+        out[fast] = (uv @ h.item_matrix.T).numpy()
+    slow = [j for j in range(len(rows)) if j not in set(fast)]
+    out[slow] = np.asarray(model._score(_subset(qb, [rows[j] for j in slow])), dtype=np.float32)
+    return out
 
 
 def _candidate_mask(h: ModelHandle, r: RecRequest) -> np.ndarray | None:
@@ -236,20 +309,13 @@ def recommend_batch(h: ModelHandle, reqs: Sequence[RecRequest], store: EventStor
     vocab = model.item_vocab
     assert vocab is not None
     with torch.inference_mode():
-        qb = build_queries(h, reqs, store, max_history)
+        qb, keys = build_queries(h, reqs, store, max_history)
         ann_rows: dict[int, tuple[np.ndarray, np.ndarray]] = {}
         exact_rows = list(range(len(reqs)))
         if h.index is not None:
             usable = [b for b, r in enumerate(reqs) if len(qb.histories[b]) and r.allow is None and not r.text]
             if usable:
-                from ctxrec.models.base import QueryBatch
-
-                sub = QueryBatch(users=qb.users[usable], histories=[qb.histories[b] for b in usable],
-                                 history_times=[qb.history_times[b] for b in usable],
-                                 contexts=[qb.contexts[b] for b in usable], timestamps=qb.timestamps[usable],
-                                 history_contexts=[qb.history_contexts[b] for b in usable] if qb.history_contexts else None,
-                                 texts=[qb.texts[b] for b in usable] if qb.texts else None)
-                uv = model.user_embeddings(sub)
+                uv = user_vectors(h, qb, usable, keys)
                 over = max(reqs[b].k for b in usable) * 4 + 50
                 idx, sc = h.index.search(uv, over)
                 for j, b in enumerate(usable):
@@ -258,16 +324,9 @@ def recommend_batch(h: ModelHandle, reqs: Sequence[RecRequest], store: EventStor
         scores = None
         if exact_rows:
             if len(exact_rows) == len(reqs):
-                scores = np.asarray(model._score(qb), dtype=np.float32)
+                scores = score_rows(h, qb, exact_rows, keys)
             else:
-                from ctxrec.models.base import QueryBatch
-
-                sub = QueryBatch(users=qb.users[exact_rows], histories=[qb.histories[b] for b in exact_rows],
-                                 history_times=[qb.history_times[b] for b in exact_rows],
-                                 contexts=[qb.contexts[b] for b in exact_rows], timestamps=qb.timestamps[exact_rows],
-                                 history_contexts=[qb.history_contexts[b] for b in exact_rows] if qb.history_contexts else None,
-                                 texts=[qb.texts[b] for b in exact_rows] if qb.texts else None)
-                part = np.asarray(model._score(sub), dtype=np.float32)
+                part = score_rows(h, qb, exact_rows, keys)
                 scores = np.full((len(reqs), part.shape[1]), -np.inf, np.float32)
                 scores[exact_rows] = part
         out: list[dict[str, Any]] = []
@@ -288,7 +347,7 @@ def recommend_batch(h: ModelHandle, reqs: Sequence[RecRequest], store: EventStor
                     bad |= ~cand[idx]
                 idx, sc = idx[~bad][: r.k], sc[~bad][: r.k]
                 if len(idx) < r.k:  # filters ate the approximate candidates: score this one exactly
-                    sub_scores = np.asarray(model._score(_one(qb, b)), dtype=np.float32)[0]
+                    sub_scores = score_rows(h, qb, [b], keys)[0]
                     idx, sc = _filter_top(sub_scores, h, r, qb.histories[b], deny, cand)
             else:
                 assert scores is not None

@@ -30,8 +30,10 @@ class ServingSettings:
     index: Literal["exact", "hnsw"] = "exact"
     """``hnsw``: faiss HNSW over item vectors for models with a dot-product form (else exact)."""
     hnsw_m: int = 32
-    hnsw_ef_construction: int = 40
-    hnsw_ef_search: int = 128
+    hnsw_ef_construction: int = 100
+    hnsw_ef_search: int = 256
+    user_cache: int = 100_000
+    """Users whose state (vector) is kept between requests, for context-blind dot-product models (0 = off)."""
     max_batch: int = 64
     """Most concurrent recommend requests scored in one forward pass (micro-batching)."""
     sqlite_synchronous: Literal["FULL", "NORMAL"] = "FULL"
