@@ -41,6 +41,13 @@ class TestPointwiseDCNContract(RecommenderContract):
         return PointwiseRecommender(tiny(head="dcn", n_cross=1))
 
 
+class TestPointwiseTargetAttentionContract(RecommenderContract):
+    batch_rtol = 1e-4
+
+    def make_model(self) -> PointwiseRecommender:
+        return PointwiseRecommender(tiny(history_pooling="target"))
+
+
 class TestFMContract(RecommenderContract):
     batch_rtol = 1e-4
 
@@ -108,8 +115,10 @@ def test_fit_labelled_learns_and_stops_on_auc() -> None:
     pos = data.interactions[["user_id", "item_id", "device", "noise"]].assign(label=1.0)
     neg = pos.assign(item_id=[f"{'B' if d == 'tv' else 'A'}{rng.integers(6)}" for d in pos["device"]], label=0.0)
     table = pd.concat([pos, neg], ignore_index=True).sample(frac=1.0, random_state=0).reset_index(drop=True)
-    train, valid = table.iloc[: len(table) * 8 // 10], table.iloc[len(table) * 8 // 10 :]
-    cfg = tiny(use_history=False, train=TrainConfig(max_epochs=8, lr=1e-2, batch_size=128, patience=3,
+    table["exclude_item"] = table["item_id"]  # exercises the leave-own-row-out path
+    cut = len(table) * 8 // 10
+    train, valid = table.iloc[:cut], table.iloc[cut:].drop(columns="exclude_item")
+    cfg = tiny(history_pooling="target", train=TrainConfig(max_epochs=8, lr=1e-2, batch_size=128, patience=3,
                                                      valid_metric="auc", progress=False))
     model = PointwiseRecommender(cfg).fit_labelled(data, train, valid)
     assert model.fit_info["best_valid"] > 0.95

@@ -2,8 +2,9 @@
 
 Each (user, item, context) instance is a set of *fields*, every one a ``d_field`` vector:
 
-* query side: the user ID embedding, the user's history (mean of the history items' vectors, last
-  ``max_history`` events), the user's profile fields (demographics), one embedding per categorical
+* query side: the user ID embedding, the user's history (the history items' vectors pooled by their
+  mean, or by attention to the candidate item as in DIN: ``history_pooling``; last ``max_history``
+  events), the user's profile fields (demographics), one embedding per categorical
   context field and one projection of the dense context (numeric fields, cyclic time features);
 * item side: the item ID embedding, a learned projection of the item's frozen language-model text
   embedding (MiniLM by default, cached on disk) and the mean of its attribute embeddings -- the same
@@ -63,6 +64,8 @@ class PointwiseConfig:
     use_user: bool = True
     use_history: bool = True
     max_history: int = 50
+    history_pooling: Literal["mean", "target"] = "mean"
+    """``target``: attention of the candidate item over the history items (DIN-style), else their mean."""
     use_profile: bool = True
     """User attribute fields (demographics) as query fields, where the dataset has them."""
     use_context: bool = True
@@ -82,6 +85,8 @@ class PointwiseConfig:
     def __post_init__(self) -> None:
         if self.head not in ("fm", "deepfm", "dcn"):
             raise ConfigError(f"PointwiseConfig.head must be 'fm', 'deepfm' or 'dcn', got {self.head!r}")
+        if self.history_pooling not in ("mean", "target"):
+            raise ConfigError(f"PointwiseConfig.history_pooling must be 'mean' or 'target', got {self.history_pooling!r}")
         if self.n_negatives < 1:
             raise ConfigError(f"PointwiseConfig.n_negatives must be >= 1, got {self.n_negatives}")
 
@@ -159,17 +164,11 @@ class PointwiseNet(nn.Module):
         return torch.stack(parts, -2)
 
     def query_fields(self, q: dict[str, torch.Tensor]) -> torch.Tensor:
-        """Query tensors -> (B, Fq, d): user, history, profile, context fields, dense context."""
+        """Query tensors -> (B, Fq', d): user, profile, context fields, dense context (history apart)."""
         B = q["users"].shape[0]
         parts = []
         if self.user_emb is not None:
             parts.append(self.user_emb(q["users"]))
-        if self.hist_proj is not None:
-            hist = q["hist"]  # (B, L), 0 = padding
-            vec = self.item_fields(hist).sum(-2)  # (B, L, d): the item's summed representation
-            mask = (hist > 0).unsqueeze(-1).to(vec.dtype)
-            mean = (vec * mask).sum(1) / mask.sum(1).clamp(min=1.0)
-            parts.append(self.hist_proj(mean))
         for f, e in enumerate(self.profile_emb):
             parts.append(e(q["prof"][:, f]))
         for f, e in enumerate(self.ctx_emb):
@@ -179,6 +178,24 @@ class PointwiseNet(nn.Module):
         if not parts:
             return torch.zeros(B, 0, self.cfg.d_field, device=q["users"].device)
         return torch.stack(parts, 1)
+
+    def history_field(self, hist: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """hist (B, L) item indices (0 = padding); target (B, d) or (B, V, d) candidate item vectors ->
+        the pooled, projected history field (B, d) or (B, V, d)."""
+        assert self.hist_proj is not None
+        vec = self.item_fields(hist).sum(-2)  # (B, L, d): each history item's summed representation
+        mask = hist > 0  # (B, L)
+        if self.cfg.history_pooling == "mean":
+            m = mask.unsqueeze(-1).to(vec.dtype)
+            pooled = (vec * m).sum(1) / m.sum(1).clamp(min=1.0)  # (B, d)
+            return self.hist_proj(pooled if target.dim() == 2 else pooled.unsqueeze(1).expand_as(target))
+        t = target if target.dim() == 3 else target.unsqueeze(1)  # (B, V, d)
+        att = torch.einsum("bvd,bld->bvl", t, vec) / math.sqrt(vec.shape[-1])
+        att = att.masked_fill(~mask.unsqueeze(1), float("-inf"))
+        w = torch.nan_to_num(torch.softmax(att, -1), nan=0.0)  # empty history -> all-zero weights
+        pooled = torch.einsum("bvl,bld->bvd", w, vec)
+        out = self.hist_proj(pooled)
+        return out if target.dim() == 3 else out.squeeze(1)
 
     # ------------------------------------------------------------------------------ head
     def head(self, fields: torch.Tensor) -> torch.Tensor:
@@ -194,20 +211,34 @@ class PointwiseNet(nn.Module):
             out = out + self.mlp(x).squeeze(-1)
         return out
 
-    def pair_logits(self, qf: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
-        """qf (N, Fq, d) query fields, items (N,) -> logits (N,)."""
-        return self.head(torch.cat([qf, self.item_fields(items)], 1))
+    def pair_fields(self, q: dict[str, torch.Tensor], items: torch.Tensor) -> torch.Tensor:
+        """Query tensors (N rows) and items (N,) -> all fields (N, F, d)."""
+        itf = self.item_fields(items)  # (N, Fi, d)
+        parts = [self.query_fields(q)]
+        if self.hist_proj is not None:
+            parts.append(self.history_field(q["hist"], itf.sum(1)).unsqueeze(1))
+        return torch.cat([*parts, itf], 1)
 
-    def all_logits(self, qf: torch.Tensor) -> torch.Tensor:
-        """qf (B, Fq, d) -> (B, n_items) logits for every catalogue item (chunked over queries)."""
+    def pair_logits(self, q: dict[str, torch.Tensor], items: torch.Tensor) -> torch.Tensor:
+        """Query tensors (N rows), items (N,) -> logits (N,)."""
+        return self.head(self.pair_fields(q, items))
+
+    def all_logits(self, q: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Query tensors (B rows) -> (B, n_items) logits for every catalogue item (chunked over queries)."""
+        qf = self.query_fields(q)
         B, V = qf.shape[0], self.spec.n_items
         itf = self.item_fields(torch.arange(1, V + 1, device=qf.device))  # (V, Fi, d)
         rows = max(1, SCORE_CHUNK // max(V, 1))
         out = []
         for s in range(0, B, rows):
-            q = qf[s : s + rows]
-            b = q.shape[0]
-            fields = torch.cat([q.unsqueeze(1).expand(b, V, *q.shape[1:]), itf.unsqueeze(0).expand(b, *itf.shape)], 2)
+            qs = qf[s : s + rows]
+            b = qs.shape[0]
+            parts = [qs.unsqueeze(1).expand(b, V, *qs.shape[1:])]
+            if self.hist_proj is not None:
+                target = itf.sum(1).unsqueeze(0).expand(b, V, -1)  # (b, V, d)
+                parts.append(self.history_field(q["hist"][s : s + rows], target).unsqueeze(2))
+            parts.append(itf.unsqueeze(0).expand(b, *itf.shape))
+            fields = torch.cat(parts, 2)  # (b, V, F, d)
             out.append(self.head(fields.reshape(b * V, *fields.shape[2:])).reshape(b, V))
         return torch.cat(out) if out else torch.zeros(0, V, device=qf.device)
 
@@ -291,7 +322,8 @@ class PointwiseRecommender(Recommender):
     def fit_labelled(self, data: Dataset, train: pd.DataFrame, valid: pd.DataFrame | None = None,
                      *, run_dir: str | Path | None = None) -> PointwiseRecommender:
         """Train on an explicit labelled table (CTR protocols): columns ``user_id``, ``item_id``, ``label``
-        (0/1) and the dataset's context fields. ``data`` gives the catalogue, item text, users and the
+        (0/1), the dataset's context fields and optionally ``exclude_item`` (leave this item's one event
+        out of the user's history: the training row the instance came from). ``data`` gives the catalogue, item text, users and the
         context vocabulary (fit it on the training positives). Early stopping on ``valid`` AUC (set
         ``train.valid_metric="auc"``); histories are the users' events in ``data``."""
         self._labelled = (train, valid)
@@ -316,8 +348,7 @@ class PointwiseRecommender(Recommender):
 
             evaluate = validation_fn(self, valid, self._monitor)
         def loss_fn(batch: dict[str, torch.Tensor]) -> torch.Tensor:
-            qf = net.query_fields(batch)
-            fields = torch.cat([qf, net.item_fields(batch["items"])], 1)
+            fields = net.pair_fields(batch, batch["items"])
             logits = net.head(fields)
             loss = F.binary_cross_entropy_with_logits(logits, batch["label"])
             if o.emb_l2 > 0:
@@ -387,11 +418,25 @@ class PointwiseRecommender(Recommender):
         prof[u >= 0] = self.user_profile[u[u >= 0]]
         hist = np.zeros((len(table), o.max_history if o.use_history else 1), np.int64)
         if o.use_history:
-            per_user = {int(x): self.known_history(int(x))[-o.max_history:] + 1 for x in np.unique(u[u >= 0])}
+            # The user's distinct items, most frequent first; an instance's own event is left out of it
+            # (``exclude_item``: the item of the log row behind a training instance) so the feature
+            # is the same at training and test time.
+            per_user: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+            for x in np.unique(u[u >= 0]):
+                its, cnt = np.unique(self.known_history(int(x)), return_counts=True)
+                order = np.lexsort((its, -cnt))[: o.max_history]
+                per_user[int(x)] = (its[order] + 1, cnt[order])
+            excl = (self.item_vocab.lookup(table["exclude_item"].astype(str).tolist()) + 1
+                    if "exclude_item" in table.columns else np.zeros(len(table), np.int64))
             for j, x in enumerate(u):
-                h = per_user.get(int(x))
-                if h is not None and len(h):
-                    hist[j, -len(h):] = h
+                got = per_user.get(int(x))
+                if got is None:
+                    continue
+                h, cnt = got
+                if excl[j]:
+                    h = h[~((h == excl[j]) & (cnt == 1))]
+                if len(h):
+                    hist[j, : len(h)] = h
         return {"users": np.where(u >= 0, u + 1, 0), "items": it, "ci": ci, "cd": cd, "prof": prof, "hist": hist,
                 "label": table["label"].to_numpy(dtype=np.float32)}
 
@@ -427,7 +472,7 @@ class PointwiseRecommender(Recommender):
         n = len(arr["items"])
         for s in range(0, n, chunk):
             q = {k: torch.from_numpy(v[s : s + chunk]).to(self.device) for k, v in arr.items() if k != "label"}
-            out.append(torch.sigmoid(net.pair_logits(net.query_fields(q), q["items"])).cpu().numpy())
+            out.append(torch.sigmoid(net.pair_logits(q, q["items"])).cpu().numpy())
         return np.concatenate(out) if out else np.zeros(0, np.float32)
 
     def predict_proba(self, queries: Sequence[RecQuery], item_ids: Sequence[str]) -> np.ndarray:
@@ -471,7 +516,7 @@ class PointwiseRecommender(Recommender):
         assert self.net is not None
         net = self.net.eval()
         q = {k: torch.from_numpy(v).to(self.device) for k, v in self._query_arrays(batch).items()}
-        return net.all_logits(net.query_fields(q)).cpu().numpy()
+        return net.all_logits(q).cpu().numpy()
 
     # ================================================================================ persistence
     def _meta(self) -> dict[str, Any]:
