@@ -259,9 +259,10 @@ class Browser:
         self.send("Input.insertText", text=text)
 
     def choose(self, selector: str, value: str) -> None:
-        """Pick an option of a <select> the way its change event reports it (native popups are not drawable headless)."""
+        """Set a <select> (or date-time input) and fire its change event, as picking a value does
+        (native pickers are not drawn headless)."""
         ok = self.js(f"(() => {{ const e = document.querySelector({json.dumps(selector)});"
-                     f" if (![...e.options].some(o => o.value === {json.dumps(value)})) return false;"
+                     f" if (e.options && ![...e.options].some(o => o.value === {json.dumps(value)})) return false;"
                      f" e.focus(); e.value = {json.dumps(value)}; e.dispatchEvent(new Event('change', {{bubbles: true}}));"
                      " return true; })()")
         assert ok, f"{selector} has no option {value!r}"
@@ -378,18 +379,44 @@ def test_page_end_to_end_in_headless_chromium(fusion_run: Path, tmp_path: Path) 
         assert [x["item_id"] for x in hist["items"][:2]] == [typed, top]
         assert hist["items"][1]["context"] == {"device": "mobile", "daypart": "evening", "location": "home"}
 
-        # The key survives a reload of the tab (sessionStorage), and nothing threw in the page.
+        # The key survives a reload of the tab (sessionStorage), the page comes back as it was.
         b.goto(f"{srv.url}/ui/")
         b.wait("document.body.dataset.ready === '1'", "the reloaded page")
         assert b.js("document.getElementById('api-key').value") == key
+        b.choose("#user-select", "u05")
+        b.choose("#ctx-device", "mobile")
+        b.choose("#ctx-daypart", "evening")
+        b.type("#extra-context", "location=home")
+        n = b.renders()
+        b.click("#recommend")
+        b.settle(n, "the list after the reload")
+        assert _last_request(b) == req2
+        server = api.post("/v1/recommend", json=req2, headers={"X-API-Key": key}).json()
+        assert [x["id"] for x in _page_list(b)] == [x["item_id"] for x in server["items"]]
+        assert not {typed, top} & {x["id"] for x in _page_list(b)}
+        hist_ids = b.js("[...document.querySelectorAll('#history li')].map(li => li.dataset.itemId)")
+        assert hist_ids[:2] == [typed, top]
         shot = os.environ.get("CTXREC_WEB_SCREENSHOT")
         if shot:  # the README figure: u05 after the two events, in context
-            b.choose("#user-select", "u05")
-            b.choose("#ctx-device", "mobile")
-            b.choose("#ctx-daypart", "evening")
-            b.type("#extra-context", "location=home")
-            n = b.renders()
-            b.click("#recommend")
-            b.settle(n, "the final list")
             b.screenshot(Path(shot))
+
+        # Text from the catalogue is shown as text, never parsed as HTML.
+        evil = "<img src=x onerror=\"window.__pwned = 1\">Bold <b>title</b>"
+        r = api.post("/v1/items", json={"item_id": "x-html", "fields": {"title": evil}}, headers={"X-API-Key": key})
+        assert r.status_code == 200, r.text
+        b.type("#event-item", "x-html")
+        n = b.renders()
+        b.click("#add-event")
+        b.settle(n, "the list after the HTML-titled event")
+        assert b.js("document.querySelector('#history li').textContent").startswith(evil)
+        assert b.js("document.querySelectorAll('#history img, #history b, #recs img').length") == 0
+        assert b.js("window.__pwned === undefined")
+
+        # A chosen time goes out as the request timestamp (the browser's local time).
+        n = b.renders()
+        b.choose("#ctx-time", "2026-11-28T20:30")
+        b.settle(n, "the list at the chosen time")
+        assert _last_request(b)["timestamp"] == b.js("new Date('2026-11-28T20:30').getTime() / 1000")
+
+        # Nothing threw in the page.
         assert not b.exceptions, b.exceptions
