@@ -33,6 +33,14 @@ PUBLISHED: dict[str, list[tuple[str, dict[str, float], str]]] = {
 
 COLS = ["ndcg@10", "hr@10", "recall@10", "mrr@10", "coverage@10"]
 
+# Pointwise (CTR) results: frappe with the BARS protocol (benchmarks/frappe_bars.py), AUC / log loss on the test part.
+CTR_COLS = ["auc", "logloss"]
+PUBLISHED_CTR: dict[str, list[tuple[str, dict[str, float], str]]] = {
+    "frappe": [(n, {"auc": a, "logloss": ll}, "BARS Frappe_x1 leaderboard (FuxiCTR), random 7:2:1, 2 negatives per positive")
+               for n, a, ll in (("FM", 0.9671, 0.2065), ("DeepFM", 0.9842, 0.1482), ("DCN-V2", 0.9845, 0.1491),
+                                ("FinalNet", 0.9857, 0.1311), ("FinalMLP", 0.9861, 0.1484))],
+}
+
 
 def fmt(v: float | None) -> str:
     return "-" if v is None else f"{v:.4f}"
@@ -67,6 +75,16 @@ def main() -> str:
         lines += [f"Machine: {machine.get('cpu')}, {machine.get('cores')} cores, {machine.get('memory_gib')} GiB, "
                   f"GPU: {machine.get('gpu') or 'none'}, torch {machine.get('torch')}.", ""]
     for ds in sorted(set(results) | set(PUBLISHED)):
+        if ds in PUBLISHED_CTR:
+            lines += [f"## {ds} (pointwise, BARS protocol)", "", "| model | AUC | log loss | fit s | s/epoch | stop (best/epochs) | source / command |",
+                      "|---|---|---|---|---|---|---|"]
+            for r in sorted(results.get(ds, []), key=lambda r: r["metrics"].get("auc", 0)):
+                lines.append(f"| **ctxrec {r['name']}** | " + " | ".join(fmt(r["metrics"].get(c)) for c in CTR_COLS)
+                             + f" | {r.get('fit_seconds', '-')} | {r.get('seconds_per_epoch') or '-'} | {_stop(r)} | `{r['command']}` |")
+            for name, m, src in PUBLISHED_CTR[ds]:
+                lines.append(f"| {name} (published) | " + " | ".join(fmt(m.get(c)) for c in CTR_COLS) + f" | | | | {src} |")
+            lines.append("")
+            continue
         lines += [f"## {ds}", "", "| model | " + " | ".join(COLS) + " | fit s | s/epoch | stop (best/epochs) | peak RSS MiB | source / command |",
                   "|---|" + "---|" * (len(COLS) + 5)]
         for r in sorted(results.get(ds, []), key=lambda r: r["metrics"].get("ndcg@10", 0)):
