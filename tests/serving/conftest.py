@@ -14,20 +14,7 @@ if _HERE not in sys.path:
     sys.path.insert(0, _HERE)
 
 from pg import PostgresCluster, find_pg_bin  # noqa: E402
-
-
-def tiny_fusion_run(out: Path, *, seed: int = 1, epochs: int = 3) -> Path:
-    from ctxrec.data.synthetic import SimulatorConfig, simulate
-    from ctxrec.models.fusion import FusionConfig, FusionRecommender
-    from ctxrec.text.encoders import TextEncoderConfig
-    from ctxrec.training.loop import TrainConfig
-
-    data = simulate(SimulatorConfig(n_users=60, n_items=40, n_genres=4, events_per_user=10, seed=seed))
-    cfg = FusionConfig(d_model=16, n_layers=1, max_len=16, dropout=0.0, text=TextEncoderConfig(model="hashing:32"),
-                       train=TrainConfig(max_epochs=epochs, lr=1e-2, progress=False, seed=seed))
-    model = FusionRecommender(cfg).fit(data)
-    model.save(out / "model")
-    return out
+from serving_helpers import tiny_fusion_run  # noqa: E402
 
 
 @pytest.fixture(scope="session")

@@ -185,7 +185,7 @@ def test_similar_health_ready_metrics_openapi(client: TestClient) -> None:
 
 
 def test_model_swap_under_load_fails_no_request(fusion_run: Path, tmp_path: Path) -> None:
-    from conftest import tiny_fusion_run
+    from serving_helpers import tiny_fusion_run
 
     v2 = tiny_fusion_run(fusion_run.parent / "fusion-v2", seed=2, epochs=1)
     errors: list[str] = []

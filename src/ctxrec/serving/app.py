@@ -5,6 +5,7 @@ Routes (all JSON; see docs/serving.md): ``POST /v1/recommend``, ``POST /v1/event
 ``GET|POST /v1/admin/model``, ``GET /healthz``, ``GET /readyz``, ``GET /metrics``.
 """
 
+from __future__ import annotations
 
 import asyncio
 import contextlib
