@@ -82,7 +82,8 @@ def test_users_history_and_context_fields_endpoints(fusion_run: Path,
     f = c.get("/v1/model/context-fields", headers=read).json()
     by_name = {x["name"]: x for x in f["fields"]}
     assert set(by_name) == set(model.ctx_encoder.field_names)
-    assert by_name["device"] == {"name": "device", "kind": "categorical", "values": sorted(model.ctx_encoder.vocabs["device"])}
+    devices = sorted(model.ctx_encoder.vocabs["device"])
+    assert by_name["device"] == {"name": "device", "kind": "categorical", "values": devices}
     assert f["time_features"] is True and f["kind"] == "fusion"
 
     h = c.get("/v1/users/u03/history", headers=read).json()
@@ -97,6 +98,23 @@ def test_users_history_and_context_fields_endpoints(fusion_run: Path,
                              "timestamp": 1.8e9, "context": {"device": "tv"}}
     new = c.get("/v1/users/somebody%20new/history", headers=read).json()
     assert new == {"user_id": "somebody new", "known_user": False, "total": 0, "items": []}
+
+
+def test_page_files_are_package_data() -> None:
+    """Every file of the page matches a package-data pattern, so a wheel ships it (not only the editable install)."""
+    import fnmatch
+    import tomllib
+
+    import ctxrec
+
+    root = Path(ctxrec.__file__).parent
+    pyproject = root.parents[1] / "pyproject.toml"
+    if not pyproject.exists():
+        pytest.skip("ctxrec is installed from a wheel here (no pyproject.toml beside it)")
+    patterns = tomllib.loads(pyproject.read_text())["tool"]["setuptools"]["package-data"]["ctxrec"]
+    files = [f.relative_to(root).as_posix() for f in (root / "serving" / "web").iterdir() if f.is_file()]
+    assert {"serving/web/index.html", "serving/web/app.js", "serving/web/style.css"} <= set(files)
+    assert [f for f in files if not any(fnmatch.fnmatch(f, p) for p in patterns)] == []
 
 
 # ----------------------------------------------------------------------------------------- browser
@@ -174,7 +192,8 @@ class Browser:
         deadline = time.monotonic() + 60
         while not (port_file.exists() and port_file.read_text().strip()):
             if proc.poll() is not None or time.monotonic() > deadline:
-                err = proc.stderr.read().decode(errors="replace")[-2000:] if proc.poll() is not None and proc.stderr else ""
+                dead = proc.poll() is not None and proc.stderr is not None
+                err = proc.stderr.read().decode(errors="replace")[-2000:] if dead and proc.stderr else ""
                 raise RuntimeError(f"chromium did not open its DevTools port: {err}")
             time.sleep(0.05)
         port = int(port_file.read_text().split()[0])
@@ -269,7 +288,8 @@ class Browser:
 
     def screenshot(self, path: Path) -> None:
         self.send("Emulation.setDeviceMetricsOverride", width=1280, height=800, deviceScaleFactor=1, mobile=False)
-        h = min(int(self.js("Math.ceil(document.querySelector('main').getBoundingClientRect().bottom + scrollY)")), 2000)
+        bottom = self.js("Math.ceil(document.querySelector('main').getBoundingClientRect().bottom + scrollY)")
+        h = min(int(bottom), 2000)
         self.send("Emulation.setDeviceMetricsOverride", width=1280, height=h, deviceScaleFactor=1, mobile=False)
         self.js("window.scrollTo(0, 0)")
         data = self.send("Page.captureScreenshot", format="png")["data"]
@@ -331,13 +351,15 @@ def test_page_end_to_end_in_headless_chromium(fusion_run: Path, tmp_path: Path) 
         b.settle(n, "the list in context")
         first = _page_list(b)
         req1 = _last_request(b)
-        assert req1["user_id"] == "u05" and req1["context"] == {"device": "tv", "daypart": "evening", "location": "home"}
+        assert req1["user_id"] == "u05"
+        assert req1["context"] == {"device": "tv", "daypart": "evening", "location": "home"}
         assert len(first) == 10 and all(x["title"] == (titles.get(x["id"]) or x["id"]) and x["title"] for x in first)
         assert all(x["bars"] > 0 for x in first)  # per-item view shares
         groups = b.js("[...document.querySelectorAll('#view-weights .bars')].map(g => g.dataset.group)")
         assert "view_weights" in groups
         server = api.post("/v1/recommend", json=req1, headers={"X-API-Key": key}).json()
-        assert [x["id"] for x in first] == [x["item_id"] for x in server["items"]]  # the page shows what the API answers
+        # The page shows what the API answers for the request it shows.
+        assert [x["id"] for x in first] == [x["item_id"] for x in server["items"]]
         history0 = b.js("[...document.querySelectorAll('#history li')].map(li => li.dataset.itemId)")
         stored = list(model.item_vocab.external(model.known_history(model.user_vocab.index("u05"))))
         assert history0 == stored[::-1]
