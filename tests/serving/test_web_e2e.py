@@ -151,10 +151,13 @@ class Server:
             time.sleep(0.05)
         return self
 
-    def __exit__(self, *exc: Any) -> None:
+    def stop(self) -> None:
         self.server.should_exit = True
         self.thread.join(timeout=30)
         self.sock.close()
+
+    def __exit__(self, *exc: Any) -> None:
+        self.stop()
 
 
 class Browser:
@@ -439,6 +442,11 @@ def test_page_end_to_end_in_headless_chromium(fusion_run: Path, tmp_path: Path) 
         b.choose("#ctx-time", "2026-11-28T20:30")
         b.settle(n, "the list at the chosen time")
         assert _last_request(b)["timestamp"] == b.js("new Date('2026-11-28T20:30').getTime() / 1000")
+
+        # A service that went away is reported as such.
+        srv.stop()
+        b.click("#recommend")
+        b.wait("document.getElementById('status').textContent.includes('did not answer')", "the no-answer message")
 
         # Nothing threw in the page.
         assert not b.exceptions, b.exceptions

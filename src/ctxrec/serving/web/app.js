@@ -32,7 +32,11 @@ async function api(method, path, body) {
   busy(+1);
   let r, data = null;
   try {
-    r = await fetch(path, { method, headers, body: body === undefined ? undefined : JSON.stringify(body) });
+    try {
+      r = await fetch(path, { method, headers, body: body === undefined ? undefined : JSON.stringify(body) });
+    } catch (err) {
+      throw new ApiError(0, `The service did not answer ${method} ${path} (${err.message}); is it running?`);
+    }
     try { data = await r.json(); } catch (_) { data = null; }
   } finally {
     busy(-1);
