@@ -113,6 +113,7 @@ def load_handle(path: str | Path, settings: ServingSettings, store: EventStore) 
         _load_items_file(h, settings.items_file)
     apply_store_items(h, store)
     h.cache_size = settings.user_cache
+    _warm_up(h)
     _set_item_matrix(h)
     if settings.index == "hnsw":
         try:
@@ -123,6 +124,17 @@ def load_handle(path: str | Path, settings: ServingSettings, store: EventStore) 
             h.index = HNSWIndex(vecs, m=settings.hnsw_m, ef_construction=settings.hnsw_ef_construction,
                                 ef_search=settings.hnsw_ef_search, build_threads=2)
     return h
+
+
+def _warm_up(h: ModelHandle) -> None:
+    """Load what the first item addition would (text encoder, imports) now, so that a new item is
+    recommendable within a second of its POST rather than after a multi-second cold start."""
+    import pandas as pd
+
+    from ctxrec.models.base import Recommender
+
+    if type(h.model).add_items is not Recommender.add_items:
+        h.model.add_items(pd.DataFrame({"item_id": pd.Series([], dtype=str)}))
 
 
 def _set_item_matrix(h: ModelHandle) -> None:
