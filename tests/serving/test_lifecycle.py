@@ -20,6 +20,7 @@ def test_retrain_folds_events_warm_start_and_records_the_decision(fusion_run: Pa
     rows = [(f"u{u:02d}", f"i{(u + j) % 40:02d}", "view", 1.9e9 + u * 100 + j, {"device": "tv"}) for u in range(20) for j in range(3)]
     rows.append(("brand-new", "i05", "view", 1.9e9, {}))
     rows.append(("brand-new", "zz-unknown", "view", 1.9e9 + 1, {}))
+    rows.append(("u00", "added-1", "view", 1.9e9 - 1, {}))  # an item added through the API is in the catalogue
     store.add_events(rows)
     store.put_items([("added-1", {"title": "Koutain Deluxe", "genre": "genre_1"})])
     store.close()
@@ -27,7 +28,7 @@ def test_retrain_folds_events_warm_start_and_records_the_decision(fusion_run: Pa
     report = retrain(fusion_run, str(tmp_path / "s.sqlite"), out, epochs=1, data=data)
     assert report["training"] == "refit" or report["training"] == "warm-start"
     assert report["events_dropped_unknown_item"] == 1  # zz-unknown is in no catalogue
-    assert report["held_out"] == 21 and report["candidate"]["cases"] == 21
+    assert report["held_out"] == 21 and report["candidate"]["cases"] == 21 and report["events_used"] == 62
     assert isinstance(report["promoted"], bool)
     saved = json.loads((out / "serving.json").read_text())
     assert saved["event_watermark"] == len(rows) and saved["version"] == report["version"]

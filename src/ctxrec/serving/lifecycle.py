@@ -102,10 +102,14 @@ def retrain(run_dir: str | Path, store_url: str, out: str | Path, *, epochs: int
     store = EventStore(store_url)
     try:
         events = list(store.events_after(0))
-        added = {i: p for i, p, retired, _ in store.items() if p}
+        added = {i: p for i, p, retired, _ in store.items() if p and not retired}
         watermark = max((e.id for e in events), default=0)
     finally:
         store.close()
+    from ctxrec.models.base import Recommender
+
+    if added and type(current).add_items is not Recommender.add_items:  # the catalogue as served
+        current.add_items(pd.DataFrame([{**p, "item_id": i} for i, p in added.items()]))
     # Items: the model's catalogue (training items + items added through the API), same order.
     items = data.items.copy()
     extra = pd.DataFrame([{**p, "item_id": i} for i, p in added.items() if i not in items.index])
