@@ -1,0 +1,263 @@
+"""Deployment benchmark: fp32 vs int8 (vs pruned) ONNX exports of a trained model, and the text encoder.
+
+    python benchmarks/deploy.py --dataset ml-1m --model runs/bench/ml-1m/sasrec/model
+    python benchmarks/deploy.py --dataset amazon-scientific --model runs/bench/amazon-scientific/fusion/model \
+        --text-encoder
+
+For each variant (``torch`` = the PyTorch model for reference, ``fp32`` / ``int8`` ONNX exports, ``pruned<P>``
+= global magnitude pruning of P% of the weights then fp32 export) it records
+
+* ``ndcg@10`` (and hr@10) on the test cases of the run's split, full ranking, computed by
+  ``ctxrec.evaluation.Evaluator`` exactly as benchmarks/run.py does (the Recommender protocol is the same);
+* ``size_mb``: the network file (``recommender.onnx``; for ``torch`` the float32 network weights), 10^6 bytes,
+  and ``size_mb_gzip`` (what the zeros of pruning buy once compressed);
+* ``p50_ms`` / ``p90_ms``: single-query latency of the whole ``recommend([RecQuery(user_id=u)], k=10)`` path
+  (query encoding, network, masking of seen items, top-10, external ids) over ``--queries`` known users;
+  the variants are timed interleaved (one query each, in rotating order) so that load from other processes
+  hits them alike.
+
+``--text-encoder`` (text-aware models): sentences/second of the fp32 and int8 ONNX text encoders on the
+item texts, mean/min cosine of int8 to the fp32 item vectors the model was trained with, and NDCG@10 of
+the model with its text vectors replaced by the int8 encoder's.
+
+Writes benchmarks/results/deploy/<dataset>.json and rebuilds benchmarks/results/deploy/DEPLOY.md.
+Exports go to runs/deploy/<dataset>/ (not committed). Run it under the heavy-job lock (see docs/HELPERS.md).
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import json
+import shlex
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent
+RESULTS = ROOT / "results" / "deploy"
+
+
+def _mb(n: float) -> float:
+    return round(n / 1e6, 3)
+
+
+def _gzip_mb(path: Path) -> float:
+    return _mb(len(gzip.compress(path.read_bytes(), compresslevel=6)))
+
+
+def _torch_size(model: Any) -> tuple[float, float]:
+    """float32 network weights of the PyTorch model (what its model.safetensors holds besides histories)."""
+    arrays = [v.detach().cpu().numpy() for v in model.net.state_dict().values()]
+    raw = b"".join(np.ascontiguousarray(a).tobytes() for a in arrays)
+    return _mb(len(raw)), _mb(len(gzip.compress(raw, compresslevel=6)))
+
+
+def latency(models: dict[str, Any], users: list[str], k: int = 10, warmup: int = 20) -> dict[str, dict[str, float]]:
+    """Interleaved single-query latency of ``recommend`` per model (ms)."""
+    from ctxrec.models.base import RecQuery
+
+    names = list(models)
+    for u in users[:warmup]:
+        for n in names:
+            models[n].recommend([RecQuery(user_id=u)], k=k)
+    times: dict[str, list[float]] = {n: [] for n in names}
+    for i, u in enumerate(users):
+        q = [RecQuery(user_id=u)]
+        for j in range(len(names)):
+            n = names[(i + j) % len(names)]
+            t = time.perf_counter()
+            models[n].recommend(q, k=k)
+            times[n].append(time.perf_counter() - t)
+    return {n: {"p50_ms": round(float(np.median(v)) * 1e3, 3), "p90_ms": round(float(np.percentile(v, 90)) * 1e3, 3),
+                "mean_ms": round(float(np.mean(v)) * 1e3, 3)} for n, v in times.items()}
+
+
+def text_encoder_bench(model: Any, data: Any, split: Any, fp32_dir: Path, int8_dir: Path, threads: int,
+                       evaluator: Any, say: Any) -> dict[str, Any]:
+    import copy
+
+    import torch
+
+    from ctxrec.deploy.onnx_runtime import OnnxTextEncoder
+    from ctxrec.text.templates import item_texts
+
+    texts = item_texts(data, model.config.item_text)
+    enc32, enc8 = OnnxTextEncoder(fp32_dir, threads=threads), OnnxTextEncoder(int8_dir, threads=threads)
+    rng = np.random.default_rng(0)
+    sample = [texts[i] for i in rng.choice(len(texts), size=min(512, len(texts)), replace=False)]
+    enc32.encode(sample[:64])
+    enc8.encode(sample[:64])
+    rates: dict[str, list[float]] = {"fp32": [], "int8": []}
+    for _ in range(3):  # alternate so that other load hits both alike; best of 3
+        for name, enc in (("fp32", enc32), ("int8", enc8)):
+            t = time.perf_counter()
+            enc.encode(sample)
+            rates[name].append(len(sample) / (time.perf_counter() - t))
+    say(f"text encoder sentences/s: fp32 {max(rates['fp32']):.1f}, int8 {max(rates['int8']):.1f}")
+    t = time.perf_counter()
+    v8 = enc8.encode(texts)
+    enc_s = time.perf_counter() - t
+    ref = model.net.text_vectors[1:].detach().cpu().numpy()  # the fp32 vectors the model was trained with
+    cos = (v8 * ref).sum(1) / (np.linalg.norm(v8, axis=1) * np.linalg.norm(ref, axis=1) + 1e-12)
+    m8 = copy.deepcopy(model)
+    with torch.no_grad():
+        m8.net.text_vectors[1:] = torch.from_numpy(v8)
+    res8 = evaluator.evaluate(m8, split.test)
+    say(f"int8 item vectors: cos mean {cos.mean():.4f} min {cos.min():.4f}, ndcg@10 {res8['ndcg@10']:.4f}")
+    return {
+        "texts": len(texts), "throughput_texts": len(sample),
+        "fp32": {"sentences_per_s": round(max(rates["fp32"]), 1), "size_mb": _mb((fp32_dir / "model.onnx").stat().st_size)},
+        "int8": {"sentences_per_s": round(max(rates["int8"]), 1), "size_mb": _mb((int8_dir / "model.onnx").stat().st_size),
+                 "cos_mean": round(float(cos.mean()), 5), "cos_min": round(float(cos.min()), 5),
+                 "ndcg@10": res8["ndcg@10"], "hr@10": res8["hr@10"], "encode_all_seconds": round(enc_s, 1)},
+        "speedup": round(max(rates["int8"]) / max(rates["fp32"]), 2),
+    }
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--dataset", required=True)
+    ap.add_argument("--model", required=True, help="model or run folder (sasrec or fusion)")
+    ap.add_argument("--split", default=None, help="default: the split recorded with the benchmark result, else leave-one-out")
+    ap.add_argument("--data-dir", default=None)
+    ap.add_argument("--prune", type=float, action="append", default=None, help="pruning fractions (default 0.3, 0.5)")
+    ap.add_argument("--queries", type=int, default=1000, help="users timed for latency")
+    ap.add_argument("--threads", type=int, default=1, help="ONNX Runtime and torch threads")
+    ap.add_argument("--text-encoder", action="store_true")
+    ap.add_argument("--out", default=None, help="export root (default runs/deploy/<dataset>)")
+    args = ap.parse_args(argv)
+    argv_list = argv if argv is not None else sys.argv[1:]
+    command = "python benchmarks/deploy.py " + " ".join(shlex.quote(a) for a in argv_list)
+
+    import torch
+
+    torch.set_num_threads(args.threads)
+    from ctxrec.data.datasets import load_dataset
+    from ctxrec.data.splits import make_split
+    from ctxrec.deploy.export import ExportConfig, export_model
+    from ctxrec.deploy.onnx_runtime import OnnxRecommender
+    from ctxrec.evaluation.evaluator import EvalConfig, Evaluator
+    from ctxrec.experiment import machine_description
+    from ctxrec.models import load_model
+
+    def say(msg: str) -> None:
+        print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
+
+    prunes = args.prune if args.prune is not None else [0.3, 0.5]
+    out_root = Path(args.out) if args.out else ROOT.parent / "runs" / "deploy" / args.dataset
+    model = load_model(args.model)
+    bench_file = ROOT / "results" / args.dataset / f"{model.kind}.json"
+    split_name = args.split or (json.loads(bench_file.read_text()).get("split") if bench_file.exists() else None) or "leave-one-out"
+    data = load_dataset(args.dataset, args.data_dir)
+    split = make_split(data, split_name)
+    evaluator = Evaluator(EvalConfig(exclude_seen=True))
+
+    variants: dict[str, Path] = {}
+    exports: dict[str, Any] = {}
+    for name, cfg in [("fp32", ExportConfig(text_encoder=args.text_encoder)),
+                      ("int8", ExportConfig(quantize="int8", text_encoder=args.text_encoder)),
+                      *[(f"pruned{int(p * 100)}", ExportConfig(prune=p, text_encoder=False)) for p in prunes]]:
+        t = time.perf_counter()
+        info = export_model(model, out_root / name, cfg, log=say)
+        say(f"{name}: exported in {time.perf_counter() - t:.1f} s")
+        variants[name], exports[name] = out_root / name, info
+
+    models: dict[str, Any] = {"torch": model}
+    models.update({n: OnnxRecommender.load(p, threads=args.threads) for n, p in variants.items()})
+    entries: dict[str, dict[str, Any]] = {}
+    for name, m in models.items():
+        t = time.perf_counter()
+        res = evaluator.evaluate(m, split.test)
+        say(f"{name}: ndcg@10 {res['ndcg@10']:.4f} hr@10 {res['hr@10']:.4f} ({time.perf_counter() - t:.0f} s)")
+        if name == "torch":
+            size, size_gz = _torch_size(model)
+        else:
+            f = variants[name] / "recommender.onnx"
+            size, size_gz = _mb(f.stat().st_size), _gzip_mb(f)
+        entries[name] = {"ndcg@10": res["ndcg@10"], "hr@10": res["hr@10"], "size_mb": size, "size_mb_gzip": size_gz}
+        if name != "torch":
+            entries[name]["verification"] = exports[name]["verification"]
+            if "prune" in exports[name]:
+                entries[name]["sparsity"] = exports[name]["prune"]["sparsity"]
+
+    assert model.user_vocab is not None
+    rng = np.random.default_rng(0)
+    users = [model.user_vocab.ids[i] for i in rng.choice(len(model.user_vocab), size=min(args.queries, len(model.user_vocab)), replace=False)]
+    say(f"timing {len(users)} single queries per variant, interleaved")
+    for name, lat in latency(models, users).items():
+        entries[name].update(lat)
+        say(f"{name}: p50 {lat['p50_ms']:.3f} ms p90 {lat['p90_ms']:.3f} ms")
+
+    fp32, int8 = entries["fp32"], entries["int8"]
+    result: dict[str, Any] = {
+        "dataset": args.dataset, "model": model.kind, "model_dir": args.model, "split": split_name,
+        "n_test_cases": len(split.test), "exclude_seen": True, "threads": args.threads, "latency_queries": len(users),
+        **entries,
+        "int8_vs_fp32": {
+            "ndcg_rel_drop": round((fp32["ndcg@10"] - int8["ndcg@10"]) / fp32["ndcg@10"], 5),
+            "size_ratio": round(fp32["size_mb"] / int8["size_mb"], 2),
+            "latency_ratio_p50": round(fp32["p50_ms"] / int8["p50_ms"], 2),
+        },
+        "command": command, "machine": machine_description(),
+        "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+    }
+    if args.text_encoder:
+        te32, te8 = variants["fp32"] / "text_encoder", variants["int8"] / "text_encoder"
+        if not (te32 / "model.onnx").exists():
+            raise SystemExit(f"{args.model} has no exportable text encoder; drop --text-encoder")
+        result["text_encoder"] = text_encoder_bench(model, data, split, te32, te8, args.threads, evaluator, say)
+        result["text_encoder"]["ndcg_rel_drop"] = round(
+            (fp32["ndcg@10"] - result["text_encoder"]["int8"]["ndcg@10"]) / fp32["ndcg@10"], 5)
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / f"{args.dataset}.json").write_text(json.dumps(result, indent=2) + "\n")
+    write_table()
+    say(f"wrote {RESULTS / (args.dataset + '.json')}: {result['int8_vs_fp32']}")
+    return result
+
+
+def write_table() -> None:
+    """DEPLOY.md from every results/deploy/*.json."""
+    lines = ["# Deployment: ONNX export, int8 quantization, pruning", "",
+             "Generated by `benchmarks/deploy.py` (see its docstring for what each column measures). NDCG@10: test",
+             "cases of the run's split, full ranking, `ctxrec.evaluation.Evaluator`. Size: the network file",
+             "(`recommender.onnx`; for torch the float32 network weights), 10^6 bytes. Latency: one query",
+             "`recommend([RecQuery(user_id=u)], k=10)`, whole path, variants interleaved, ONNX Runtime and torch",
+             "with the thread count shown.", ""]
+    for f in sorted(RESULTS.glob("*.json")):
+        r = json.loads(f.read_text())
+        m = r["machine"]
+        lines += [f"## {r['dataset']} ({r['model']}, {r['split']}, {r['n_test_cases']:,} test cases)", "",
+                  f"`{r['command']}` — {r['date']}; {m['cpu']}, {m['cores']} cores, {m['memory_gib']} GiB, "
+                  f"torch {m['torch']}, {r['threads']} thread(s), {r['latency_queries']} timed queries.", "",
+                  "| variant | NDCG@10 | HR@10 | size MB | size MB (gzip) | p50 ms | p90 ms |",
+                  "|---|---|---|---|---|---|---|"]
+        for name in ["torch", "fp32", "int8", *sorted(k for k in r if k.startswith("pruned"))]:
+            e = r[name]
+            label = {"torch": "PyTorch fp32 (reference)", "fp32": "ONNX fp32", "int8": "ONNX int8"}.get(
+                name, f"ONNX fp32, {name[6:]}% pruned (sparsity {e.get('sparsity', 0):.2f})")
+            lines.append(f"| {label} | {e['ndcg@10']:.4f} | {e['hr@10']:.4f} | {e['size_mb']:.3f} | "
+                         f"{e['size_mb_gzip']:.3f} | {e['p50_ms']:.3f} | {e['p90_ms']:.3f} |")
+        c = r["int8_vs_fp32"]
+        lines += ["", f"int8 vs fp32: NDCG@10 relative drop {c['ndcg_rel_drop']:.2%} (target <= 1%), "
+                      f"{c['size_ratio']:.2f}x smaller (target >= 3x), p50 latency {c['latency_ratio_p50']:.2f}x lower "
+                      "(target >= 1.5x).", ""]
+        if "text_encoder" in r:
+            t = r["text_encoder"]
+            lines += ["Text encoder (ONNX Runtime, item texts):", "",
+                      "| encoder | sentences/s | size MB | cos to fp32 mean / min | NDCG@10 with its item vectors |",
+                      "|---|---|---|---|---|",
+                      f"| fp32 | {t['fp32']['sentences_per_s']:.1f} | {t['fp32']['size_mb']:.1f} | 1 / 1 | "
+                      f"{r['fp32']['ndcg@10']:.4f} |",
+                      f"| int8 | {t['int8']['sentences_per_s']:.1f} | {t['int8']['size_mb']:.1f} | "
+                      f"{t['int8']['cos_mean']:.4f} / {t['int8']['cos_min']:.4f} | {t['int8']['ndcg@10']:.4f} |", "",
+                      f"int8 text encoder: {t['speedup']:.2f}x the fp32 sentences/s (target >= 2x); NDCG@10 relative "
+                      f"drop {t['ndcg_rel_drop']:.2%} (target <= 1%).", ""]
+    (RESULTS / "DEPLOY.md").write_text("\n".join(lines) + "\n")
+
+
+if __name__ == "__main__":
+    main()
