@@ -2,8 +2,8 @@
 
 Data with a strong planted context effect (genre by daypart x device) must give the context model at
 least 1.5x the NDCG@10 of the same model with context off, and the context's preferred genre must rise
-in that context. On data with no context effect, context must cost little (a floor a broken model,
-e.g. one that lets noise dominate, cannot pass). Sequential effects are off to isolate context.
+in that context. On data with no context effect, context must stay within training noise of the
+context-blind model (two standard errors over three seeds; a model that lets noise dominate fails). Sequential effects are off to isolate context.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from ctxrec.training.loop import TrainConfig
 pytestmark = pytest.mark.slow
 
 
-def _fit_pair(context_strength: float):
+def _fit_pair(context_strength: float, seed: int = 42):
     data, truth = simulate_with_truth(SimulatorConfig(n_users=500, n_items=200, events_per_user=20,
                                                       context_strength=context_strength, sequential_strength=0.0, seed=1))
     split = leave_one_out(data)
@@ -30,7 +30,7 @@ def _fit_pair(context_strength: float):
     for use_ctx in (True, False):
         cfg = FusionConfig(d_model=32, n_layers=1, max_len=30, dropout=0.1, use_context=use_ctx,
                            text=TextEncoderConfig(model="hashing:64"),
-                           train=TrainConfig(max_epochs=10, lr=3e-3, batch_size=32, patience=10, progress=False))
+                           train=TrainConfig(max_epochs=10, lr=3e-3, batch_size=32, patience=10, progress=False, seed=seed))
         model = FusionRecommender(cfg).fit(split.train, valid=split.valid)
         ndcg = Evaluator(EvalConfig(ks=(10,), metrics=("ndcg",))).evaluate(model, split.test)["ndcg@10"]
         out[use_ctx] = (model, ndcg)
@@ -68,8 +68,17 @@ def test_preferred_genre_rises_in_its_context(strong) -> None:
     assert lift.mean() >= 0.2, lift
 
 
-def test_no_context_effect_costs_little() -> None:
-    _, _, out = _fit_pair(0.0)
-    with_ctx, without = out[True][1], out[False][1]
-    # Measured 0.92-0.96 across seeds (seed noise of the blind model alone is about +-3%).
-    assert with_ctx >= 0.85 * without, (with_ctx, without)
+def test_no_context_effect_is_within_seed_noise() -> None:
+    """With no planted effect, context must not hurt beyond training noise: over three training seeds,
+    the mean NDCG@10 with context is within two standard errors of the context-blind mean (the standard
+    error estimated from both models' own seed-to-seed spread). Measured: 0.1870 vs 0.1883 (ratio 0.993;
+    per-seed ratios 0.95-1.02); a model that lets noise fields cost 10% fails this."""
+    with_ctx, blind = [], []
+    for seed in (42, 43, 44):
+        _, _, out = _fit_pair(0.0, seed=seed)
+        with_ctx.append(out[True][1])
+        blind.append(out[False][1])
+    a, b = np.array(with_ctx), np.array(blind)
+    se = np.sqrt(a.var(ddof=1) / len(a) + b.var(ddof=1) / len(b))
+    se = max(se, 0.005 * b.mean())  # floor: three seeds can agree by chance
+    assert a.mean() >= b.mean() - 2 * se, (with_ctx, blind, se)
