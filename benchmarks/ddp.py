@@ -81,11 +81,13 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--max-len", type=int, default=200)
     ap.add_argument("--nproc", type=int, default=2)
     ap.add_argument("--no-seed-check", action="store_true", help="skip the second single-process seed")
+    ap.add_argument("--out", default=str(ROOT / "results" / "distributed" / "ddp.json"), help="result JSON (a .md goes next to it)")
+    ap.add_argument("--tag", default="", help="suffix for the run folders under runs/bench/ddp/")
     args = ap.parse_args(argv)
 
-    one = _train(args, 1, 42, "nproc1")
-    many = _train(args, args.nproc, 42, f"nproc{args.nproc}")
-    other = None if args.no_seed_check else _train(args, 1, 43, "nproc1-seed43")
+    one = _train(args, 1, 42, f"nproc1{args.tag}")
+    many = _train(args, args.nproc, 42, f"nproc{args.nproc}{args.tag}")
+    other = None if args.no_seed_check else _train(args, 1, 43, f"nproc1-seed43{args.tag}")
     diff = round(abs(many["ndcg@10"] - one["ndcg@10"]), 4)
     result = {
         "dataset": args.dataset,
@@ -102,7 +104,7 @@ def main(argv: list[str] | None = None) -> dict:
         "speedup_train": round(one["train_seconds"] / many["train_seconds"], 3),
         "machine": machine_description(),
     }
-    out = ROOT / "results" / "distributed" / "ddp.json"
+    out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2) + "\n")
     rows = [("1 process (seed 42)", one), (f"{args.nproc} processes (seed 42)", many)]
@@ -118,8 +120,8 @@ def main(argv: list[str] | None = None) -> dict:
     md += ["", f"|NDCG@10(N) - NDCG@10(1)| = {diff:.4f}; speed-up {result['speedup_wall']:.2f}x wall, "
            f"{result['speedup_train']:.2f}x training.", "",
            f"Machine: {mach['cpu']}, {mach['cores']} cores, {mach['memory_gib']} GiB, GPU {mach['gpu']}, torch {mach['torch']}.",
-           f"Command: `{result['command']}`; per-run commands are in ddp.json.", ""]
-    (out.parent / "ddp.md").write_text("\n".join(md))
+           f"Command: `{result["command"]}`; per-run commands are in {out.name}.", ""]
+    out.with_suffix(".md").write_text("\n".join(md))
     print("\n".join(md))
     return result
 
