@@ -216,16 +216,24 @@ def _dynamic_shapes(names: tuple[str, ...], max_len: int) -> tuple[dict[int, Any
 def _export_onnx(module: nn.Module, args: tuple[torch.Tensor, ...], path: Path, *, input_names: tuple[str, ...],
                  output_name: str, dynamic_shapes: Any) -> None:
     """torch.onnx dynamo export, consolidated into one ``.onnx`` file (no ``.onnx.data`` side file)."""
+    import logging
+
     import onnx
 
-    with tempfile.TemporaryDirectory() as tmp, warnings.catch_warnings():
-        # The exporter's own deprecation/user warnings are about torch internals, not actionable here.
-        warnings.simplefilter("ignore")
-        tmp_path = Path(tmp) / "graph.onnx"
-        torch.onnx.export(module, args, str(tmp_path), dynamo=True, input_names=list(input_names),
-                          output_names=[output_name], dynamic_shapes=dynamic_shapes, verbose=False,
-                          optimize=True)
-        proto = onnx.load(str(tmp_path), load_external_data=True)
+    reg_log = logging.getLogger("torch.onnx._internal.exporter._registration")  # "torchvision is not installed"
+    level = reg_log.level
+    reg_log.setLevel(logging.ERROR)
+    try:
+        with tempfile.TemporaryDirectory() as tmp, warnings.catch_warnings():
+            # The exporter's own deprecation/user warnings are about torch internals, not actionable here.
+            warnings.simplefilter("ignore")
+            tmp_path = Path(tmp) / "graph.onnx"
+            torch.onnx.export(module, args, str(tmp_path), dynamo=True, input_names=list(input_names),
+                              output_names=[output_name], dynamic_shapes=dynamic_shapes, verbose=False,
+                              optimize=True)
+            proto = onnx.load(str(tmp_path), load_external_data=True)
+    finally:
+        reg_log.setLevel(level)
     _strip_debug_info(proto)
     onnx.save_model(proto, str(path), save_as_external_data=False)
 
