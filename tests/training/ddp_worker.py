@@ -1,4 +1,4 @@
-"""Worker for test_distributed.py: SASRec on a tiny simulated log, one process or one torchrun rank.
+"""Worker for test_distributed.py: SASRec, then fusion, on a tiny simulated log, one process or one torchrun rank.
 
     python tests/training/ddp_worker.py OUT.json                                   # one process
     python -m torch.distributed.run --standalone --nproc-per-node=2 tests/training/ddp_worker.py OUT.json
@@ -33,6 +33,11 @@ def main(out: str) -> None:
                                                  "patience": 100}})
         run_dir = Path(out).with_suffix("") / "run"
         model.fit(split.train, valid=split.valid, run_dir=run_dir)
+        # The fusion model through the same loop (ID + context, no text encoder; every dropout off).
+        fusion = build_model("fusion", {"d_model": 16, "n_layers": 1, "max_len": 8, "dropout": 0.0, "use_text": False,
+                                        "id_dropout": 0.0, "context_dropout": 0.0,
+                                        "train": {"max_epochs": 2, "batch_size": 32, "lr": 3e-3, "progress": False}})
+        fusion.fit(split.train, valid=split.valid)
         if ctx is None or ctx.is_main:
             assert model.net is not None
             flat = torch.cat([p.detach().flatten() for p in model.net.parameters()])
@@ -40,6 +45,7 @@ def main(out: str) -> None:
                 "world_size": 1 if ctx is None else ctx.world_size,
                 "history": model.fit_info["history"],
                 "params": flat.tolist(),
+                "fusion_history": fusion.fit_info["history"],
             }))
     finally:
         distributed.teardown()
