@@ -164,3 +164,26 @@ def test_cli_export_pruned_model(sasrec: Recommender, tmp_path: Path) -> None:
     res = CliRunner().invoke(app, ["export", "--model", str(tmp_path / "model"), "--format", "tflite",
                                    "--out", str(out)])
     assert res.exit_code == 2 and "onnx" in res.output
+
+
+def test_per_row_int8_keeps_small_rows_accurate() -> None:
+    from ctxrec.deploy.quantize import quantize_rows
+
+    rng = np.random.default_rng(0)
+    w = rng.normal(size=(50, 16)).astype(np.float32) * np.logspace(-4, 1, 50, dtype=np.float32)[:, None]
+    w[7] = 0.0  # an all-zero row (padding) stays exactly zero
+    q, scale = quantize_rows(w)
+    assert q.dtype == np.int8 and scale.shape == (50,)
+    err = np.abs(q * scale[:, None] - w).max(axis=1)
+    assert np.all(err <= scale / 2 + 1e-12)  # half a step of the row's own scale, however small the row
+    assert np.all(q[7] == 0)
+
+
+def test_load_recommender_torch_backend(sasrec: Recommender, tmp_path: Path) -> None:
+    sasrec.save(tmp_path / "m")
+    assert type(load_recommender(tmp_path / "m")).__name__ == "SASRecRecommender"  # auto -> torch
+    assert type(load_recommender(tmp_path / "m", "torch")).__name__ == "SASRecRecommender"
+    with pytest.raises(FileNotFoundError, match="ctxrec export"):
+        load_recommender(tmp_path / "m", "onnx")
+    with pytest.raises(ConfigError, match="backend"):
+        load_recommender(tmp_path / "m", "tensorrt")  # type: ignore[arg-type]
