@@ -243,7 +243,7 @@ def _device_batches(it: Iterator[dict[str, Any]], device: torch.device, rank: in
     if device.type != "cuda":
         yield from shards()
         return
-    for batch, weight in _prefetch(shards(), depth=2, pin=True):
+    for batch, weight in _prefetch(shards(), depth=2, pin=True, cuda_device=device.index):
         yield {k: v.to(device, non_blocking=True) if torch.is_tensor(v) else v for k, v in batch.items()}, weight
 
 
@@ -251,14 +251,19 @@ def _pin(batch: dict[str, Any]) -> dict[str, Any]:
     return {k: v.pin_memory() if torch.is_tensor(v) and v.device.type == "cpu" else v for k, v in batch.items()}
 
 
-def _prefetch(it: Iterator[tuple[dict[str, Any], float]], *, depth: int, pin: bool
+def _prefetch(it: Iterator[tuple[dict[str, Any], float]], *, depth: int, pin: bool, cuda_device: int | None = None
               ) -> Iterator[tuple[dict[str, Any], float]]:
-    """Run ``it`` (batch building, and pinning when ``pin``) in a daemon thread, ``depth`` batches ahead."""
+    """Run ``it`` (batch building, and pinning when ``pin``) in a daemon thread, ``depth`` batches ahead.
+
+    ``cuda_device``: the training device's index; the current CUDA device is per thread, so a batch
+    builder that moves tensors to ``"cuda"`` itself must land on this rank's GPU, not on cuda:0."""
     q: queue.Queue[Any] = queue.Queue(maxsize=depth)
     done, stop = object(), threading.Event()
 
     def work() -> None:
         try:
+            if cuda_device is not None:
+                torch.cuda.set_device(cuda_device)
             for batch, weight in it:
                 item = (_pin(batch) if pin else batch, weight)
                 while not stop.is_set():
