@@ -163,11 +163,14 @@ def main() -> None:
         except OSError:
             pass
         batch_sum = batch_count = None
+        cache: dict[str, float] = {}
         for line in metrics.splitlines():
             if line.startswith("ctxrec_batch_size_sum"):
                 batch_sum = float(line.split()[-1])
             if line.startswith("ctxrec_batch_size_count"):
                 batch_count = float(line.split()[-1])
+            if line.startswith("ctxrec_user_cache{"):
+                cache['hit' if 'result="hit"' in line else 'miss'] = float(line.split()[-1])
         info = json.loads(_get(port, "/v1/admin/model"))
     finally:
         proc.kill()
@@ -189,6 +192,8 @@ def main() -> None:
         "p99_ms": round(float(np.percentile(a, 99)), 3) if len(a) else None,
         "max_ms": round(float(a.max()), 3) if len(a) else None,
         "mean_batch_size": round(batch_sum / batch_count, 2) if batch_sum and batch_count else None,
+        "user_cache_hit_rate": (round(cache["hit"] / (cache["hit"] + cache["miss"]), 3)
+                                if cache.get("hit", 0) + cache.get("miss", 0) else None),
         "catalogue_size": info["catalogue_size"],
         "model": info,
         "server_rss_mib": rss,
@@ -203,7 +208,7 @@ def main() -> None:
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps({k: result[k] for k in ("name", "clients", "requests", "errors", "rps", "p50_ms", "p99_ms",
-                                              "mean_batch_size", "server_rss_mib")}))
+                                              "mean_batch_size", "user_cache_hit_rate", "server_rss_mib")}))
 
 
 def _get(port: int, path: str) -> str:
