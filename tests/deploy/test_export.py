@@ -117,6 +117,8 @@ def test_export_folder_is_self_contained(exports: dict[str, Path], sasrec: Recom
         OnnxRecommender.load(d / "vocab")
     with pytest.raises(NotImplementedError, match="export"):
         m.save(d / "again")
+    with pytest.raises(NotImplementedError, match="export it again"):
+        m.add_items(None)
 
 
 def test_unsupported_models_say_why(synth: Dataset, tmp_path: Path) -> None:

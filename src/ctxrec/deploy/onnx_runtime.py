@@ -207,6 +207,12 @@ class OnnxRecommender(Recommender):
         return self.host._allows_unknown_users()
 
     # ------------------------------------------------------------------------------------ not supported
+    def add_items(self, items: Any) -> np.ndarray:
+        raise NotImplementedError(
+            "the ONNX backend serves the catalogue it was exported with (the item table is inside the graph); "
+            "add the items to the PyTorch model (model.add_items) and export it again, or serve with backend='torch'"
+        )
+
     def _fit(self, data: Any, *, valid: Any, run_dir: Any) -> None:
         raise NotImplementedError("an ONNX export cannot be trained; train the PyTorch model and export it again")
 
