@@ -103,7 +103,7 @@ def train(
                 distributed.launch(nproc, parts[1:], command=" ".join(shlex.quote(p) for p in launched))
             except ChildFailedError as exc:
                 rank, failure = exc.get_first_failure()
-                _fail(f"training process of rank {rank} failed with exit code {failure.exitcode} (its traceback is above)")
+                _fail(f"training process of rank {rank} failed with exit code {failure.exitcode} (its error is printed above)")
             return
         distributed.setup()  # joins the process group under torchrun; no-op otherwise
         try:
