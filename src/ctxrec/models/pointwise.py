@@ -77,6 +77,8 @@ class PointwiseConfig:
     """Uniformly drawn negatives per positive event (same user, history, context) in ``fit``."""
     emb_l2: float = 0.0
     """L2 penalty on the embedding rows used by each batch (as in CTR libraries)."""
+    init_std: float = 0.01
+    """Std of the normal init of the ID/field embedding tables (larger = pairwise terms start learning sooner)."""
     text: TextEncoderConfig = field(default_factory=TextEncoderConfig)
     item_text: TextTemplateConfig = field(default_factory=TextTemplateConfig)
     context: ContextConfig = field(default_factory=ContextConfig)
@@ -116,7 +118,7 @@ class PointwiseNet(nn.Module):
 
         def emb(rows: int) -> nn.Embedding:
             e = nn.Embedding(rows, d)
-            nn.init.normal_(e.weight, std=0.01)
+            nn.init.normal_(e.weight, std=cfg.init_std)
             return e
 
         # item side
