@@ -53,7 +53,7 @@ def test_batch_smaller_than_world_is_skipped_by_every_rank() -> None:
 
 
 def test_batch_tensors_must_share_the_batch_dimension() -> None:
-    with pytest.raises(ValueError, match="leading"):
+    with pytest.raises(ValueError, match="leading sizes"):
         shard_batch({"a": torch.zeros(4, 2), "b": torch.zeros(3)}, 0, 2)
 
 

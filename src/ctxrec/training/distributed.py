@@ -129,7 +129,9 @@ def shard_batch(batch: dict[str, Any], rank: int, world_size: int) -> tuple[dict
     ranks (every rank sees the same batch, so they all skip it)."""
     sizes = {v.shape[0] for v in batch.values() if torch.is_tensor(v) and v.dim() > 0}
     if len(sizes) != 1:
-        raise ValueError(f"every tensor in a training batch needs the same leading (batch) size, got {sorted(sizes)}")
+        raise ValueError(f"distributed training splits every tensor of a batch along its first dimension, but this "
+                         f"model's batch has leading sizes {sorted(sizes)}; train it with --nproc 1, or make its "
+                         "batches batch-first (e.g. (B, 1 + negatives) instead of (B * (1 + negatives),))")
     total = sizes.pop()
     if total < world_size:
         return None
