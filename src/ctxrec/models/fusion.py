@@ -383,6 +383,7 @@ class FusionRecommender(Recommender):
         self._text_encoder: Any = None
         self.ctx_texts: dict[str, int] = {}  # rendered context -> row of net.ctx_text_vectors (0 = none)
         self._pending_ctx_vectors: torch.Tensor | None = None  # encoded in _fit before the net exists
+        self._table_cache: tuple[tuple[tuple[int, int], ...], torch.Tensor] | None = None
         self.attr_vocab: dict[str, int] = {}  # "field=value" -> attribute id, for items added at serving time
 
     # ================================================================================ features
@@ -601,10 +602,11 @@ class FusionRecommender(Recommender):
         enc, L = self.ctx_encoder, self.config.max_len
         n_f, n_d = len(enc.field_names) + int(self._ctx_as_text), enc.n_dense
         seqs, evs, cis, cds = [], [], [], []
+        from_frame = self._frame_history_context(batch)
         for b, hist in enumerate(batch.histories):
             hist = np.asarray(hist, dtype=np.int64)
             times = np.asarray(batch.history_times[b], dtype=np.float64) if len(batch.history_times) > b else np.full(len(hist), np.nan)
-            ci, cd, ev = self._history_context(batch, b, hist, times)
+            ci, cd, ev = from_frame[b] if from_frame is not None else self._history_context(batch, b, hist, times)
             keep = slice(max(0, len(hist) - (L - 1)), len(hist))
             seqs.append(np.concatenate([[-1], hist[keep] + 1]))
             evs.append(np.concatenate([[0], ev[keep]]))
@@ -639,6 +641,24 @@ class FusionRecommender(Recommender):
             out["utext"] = torch.from_numpy(utext).to(dev)
         return out
 
+    def _frame_history_context(self, batch: QueryBatch) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]] | None:
+        """The evaluation path (history given as rows of a frame), vectorised over the whole batch: a
+        per-query column conversion costs O(rows in the frame) each time and dominated evaluation."""
+        if batch.history_rows is None or batch.frame is None:
+            return None
+        assert self.ctx_encoder is not None
+        enc, rows = self.ctx_encoder, [np.asarray(r, dtype=np.int64) for r in batch.history_rows]
+        prev = []
+        for b, r in enumerate(rows):
+            t = np.asarray(batch.history_times[b], dtype=np.float64) if len(batch.history_times) > b else np.full(len(r), np.nan)
+            prev.append(np.concatenate([[np.nan], t[:-1]]) if len(t) else t)
+        all_rows = np.concatenate(rows) if rows else np.zeros(0, np.int64)
+        ci, cd = enc.encode_columns(batch.frame, all_rows, np.concatenate(prev) if prev else np.zeros(0))
+        ci = self._with_ctx_text(ci, enc.render_columns(batch.frame, all_rows) if self._ctx_as_text else [])
+        ev = self._event_ids(batch.frame["event_type"].to_numpy()[all_rows]) if self.event_types else np.zeros(len(all_rows), np.int64)
+        cuts = np.cumsum([len(r) for r in rows])[:-1]
+        return list(zip(np.split(ci, cuts), np.split(cd, cuts), np.split(ev, cuts), strict=True))
+
     def _history_context(self, batch: QueryBatch, b: int, hist: np.ndarray, times: np.ndarray
                          ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Context ids/dense and event ids of the history events of query ``b``."""
@@ -672,7 +692,7 @@ class FusionRecommender(Recommender):
         assert self.net is not None
         net = self.net.eval()
         x = self._encode_batch(batch)
-        table = net.item_table()
+        table = self._eval_item_table()
         h = net.encode(x["inp"], x["ev"], x["ci"], x["cd"], table)  # (B, T, D)
         last = h[torch.arange(h.shape[0]), x["len"] - 1]  # (B, D)
         profile = net.profile_vector(x["prof"], x.get("utext"))
@@ -689,6 +709,16 @@ class FusionRecommender(Recommender):
             log_w = torch.cat([log_w, q_col.to(log_w.device)], 1)
             names.append("query")
         return vecs, log_w, table, names
+
+    def _eval_item_table(self) -> torch.Tensor:
+        """The item table in eval mode, recomputed only when a weight or buffer changed (tensor versions
+        bump on every in-place update: optimiser steps, add_items, load), not on every request."""
+        assert self.net is not None
+        tensors = [*self.net.parameters(), *self.net.buffers()]
+        key = tuple((id(t), t._version) for t in tensors)
+        if self._table_cache is None or self._table_cache[0] != key:
+            self._table_cache = (key, self.net.item_table())
+        return self._table_cache[1]
 
     def _query_vectors(self, texts: list[str | None]) -> torch.Tensor:
         assert self.net is not None and self.net.text_proj is not None
