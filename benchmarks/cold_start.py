@@ -26,9 +26,9 @@ ROOT = Path(__file__).resolve().parent
 
 MODELS = {
     "popularity": ("popularity", {}),
-    "sasrec": ("sasrec", {"max_len": 50, "dropout": 0.5, "train": {"max_epochs": 200, "patience": 10, "progress": False}}),
+    "sasrec": ("sasrec", {"max_len": 50, "dropout": 0.5, "train": {"max_epochs": 200, "patience": 10, "max_seconds": 900, "progress": False}}),
     "fusion": ("fusion", {"max_len": 50, "dropout": 0.3, "id_dropout": 0.3,
-                          "train": {"max_epochs": 200, "patience": 10, "progress": False}}),
+                          "train": {"max_epochs": 200, "patience": 10, "max_seconds": 900, "progress": False}}),
 }
 
 
