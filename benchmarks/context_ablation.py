@@ -120,9 +120,11 @@ def make_table() -> str:
              "demographics). *top-10 changed*: test users whose top-10 changes when their request context is replaced",
              "by another test case's (MovieLens: request time moved by 12 h); *items*: mean number of the 10 that change.",
              "frappe / incarmusic / depaulmovie keep already-seen items in the ranking (repeat use in other contexts).",
-             "With several seeds: mean ± std over seeds (small test sets: 42 users on incarmusic, 97 on depaulmovie).", "",
-             "| dataset | model | NDCG@10 with context | NDCG@10 without | change | HR@10 with / without | top-10 changed (users) | share | items | fit s (with / without) |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
+             "With several seeds: mean ± std over seeds (small test sets: 42 users on incarmusic, 97 on depaulmovie).",
+             "Runs stopped by `time_budget` after a few epochs are undertrained (budgets are in each JSON's model_config):",
+             "compare the two columns of a row, not the row with other benchmarks.", "",
+             "| dataset | model | NDCG@10 with context | NDCG@10 without | change | HR@10 with / without | top-10 changed (users) | share | items | fit s (with / without) | stop, with context (best/epochs) |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
     for f in sorted(OUT.glob("*.json")):
         r = json.loads(f.read_text())
         for kind in dict.fromkeys(x["model"] for x in r["rows"]):
@@ -144,7 +146,8 @@ def make_table() -> str:
             lines.append(f"| {r['dataset']} | {kind} ({len(w)} seed{'s' if len(w) > 1 else ''}) | {ndcg(w)} | {ndcg(wo)} | {rel:+.1f}% | "
                          f"{mean(w, 'hr@10'):.4f} / {mean(wo, 'hr@10'):.4f} | {mean(w, 'top10_change', 'users_changed'):.1f} / {users} "
                          f"(blind: {mean(wo, 'top10_change', 'users_changed'):.0f}) | {mean(w, 'top10_change', 'share_changed'):.2f} | "
-                         f"{mean(w, 'top10_change', 'mean_items_changed'):.1f} | {mean(w, 'fit_seconds'):.0f} / {mean(wo, 'fit_seconds'):.0f} |")
+                         f"{mean(w, 'top10_change', 'mean_items_changed'):.1f} | {mean(w, 'fit_seconds'):.0f} / {mean(wo, 'fit_seconds'):.0f} | "
+                         + ", ".join(f"{x['stopped_by']} ({x['best_epoch']}/{x['epochs_run']})" for x in w[:3]) + " |")
     lines.append("")
     text = "\n".join(lines)
     (ROOT / "CONTEXT.md").write_text(text)
