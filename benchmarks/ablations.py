@@ -34,6 +34,9 @@ WHAT = {
     "no_context": "no event/request context, no context view",
     "no_attributes": "no attribute embeddings",
     "single_softmax": "one softmax over the gate-weighted views instead of the mixture",
+    # variants tried while tuning (not switches off): kept so the table shows what did not help
+    "cosine_t0.07": "cosine scoring with temperature 0.07 instead of dot products",
+    "moe_adapter": "MoE text adapter (4 whitened experts) instead of the linear projection",
 }
 COLS = ["ndcg@10", "recall@10", "mrr@10"]
 
