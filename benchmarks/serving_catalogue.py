@@ -83,13 +83,20 @@ def main() -> None:
     ap.add_argument("--requests", type=int, default=1000)
     ap.add_argument("--ef-search", type=int, default=256)
     ap.add_argument("--modes", default="exact,hnsw")
+    ap.add_argument("--model-dir", default=None, help="reuse (or build once into) this folder")
+    ap.add_argument("--build-only", action="store_true")
     args = ap.parse_args()
     from ctxrec.experiment import machine_description
 
     tmp = Path(tempfile.mkdtemp(prefix="ctxrec-1m-"))
+    run = Path(args.model_dir) if args.model_dir else tmp / "run"
     t0 = time.perf_counter()
-    build_model(tmp / "run", args.items, args.users)
+    if not (run / "model" / "config.json").exists():
+        build_model(run, args.items, args.users)
     build_s = time.perf_counter() - t0
+    if args.build_only:
+        print(f"built {run} in {build_s:.1f} s")
+        return
     rng = np.random.default_rng(1)
     users = [f"u{u:05d}" for u in rng.integers(0, args.users, args.requests)]
     bodies = [json.dumps({"user_id": u, "context": CONTEXT, "k": 10}).encode() for u in users]
@@ -99,7 +106,7 @@ def main() -> None:
         port = free_port()
         extra = ["--index", mode, "--hnsw-ef-search", str(args.ef_search)]
         t1 = time.perf_counter()
-        proc = start_server(str(tmp / "run"), str(tmp / f"{mode}.sqlite"), port, extra, tmp / f"{mode}.log")
+        proc = start_server(str(run), str(tmp / f"{mode}.sqlite"), port, extra, tmp / f"{mode}.log")
         startup = time.perf_counter() - t1
         try:
             lat, ans, errors = measure(port, bodies, warmup=50)
@@ -117,12 +124,13 @@ def main() -> None:
         rec = [len(set(h) & set(e)) / max(1, len(e)) for h, e in zip(answers["hnsw"], answers["exact"], strict=True) if e]
         results["hnsw"]["recall_at_10_vs_exact"] = round(float(np.mean(rec)), 4)
     cmd = " ".join(shlex.quote(x) for x in [".venv/bin/python", "benchmarks/serving_catalogue.py", *sys.argv[1:]])
+    tag = "1m" if args.items == 1_000_000 else f"{args.items // 1000}k"
     for mode, res in results.items():
-        res.update({"name": f"catalogue_1m_{mode}", "endpoint": "POST /v1/recommend", "k": 10, "context_given": True,
+        res.update({"name": f"catalogue_{tag}_{mode}", "endpoint": "POST /v1/recommend", "k": 10, "context_given": True,
                     "catalogue_size": args.items, "model": "synthetic SASRec-shaped (d=64, 2 layers, 50-item histories, "
                     "clustered item vectors)", "model_build_seconds": round(build_s, 1), "command": cmd,
                     "machine": machine_description()})
-        out = ROOT / "benchmarks" / "results" / "serving" / f"catalogue_1m_{mode}.json"
+        out = ROOT / "benchmarks" / "results" / "serving" / f"catalogue_{tag}_{mode}.json"
         out.write_text(json.dumps(res, indent=2) + "\n")
         print(json.dumps({k: res.get(k) for k in ("name", "p50_ms", "p99_ms", "errors", "server_rss_mib",
                                                    "recall_at_10_vs_exact", "startup_seconds")}))
