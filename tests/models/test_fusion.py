@@ -209,3 +209,18 @@ def test_context_as_text_gives_unseen_values_a_meaningful_vector(tmp_path) -> No
     assert again.ctx_texts == model.ctx_texts
     q = [RecQuery(history=["A1"], context={"device": "smart tv"})]
     np.testing.assert_allclose(again.recommend(q, k=3)[0].scores, model.recommend(q, k=3)[0].scores, rtol=1e-5)
+
+
+def test_item_table_cache_follows_weight_changes() -> None:
+    """Served requests reuse the item table until a weight changes; while fitting it is never reused
+    (fused optimiser steps update weights without bumping tensor versions, so a cache would go stale)."""
+    model = FusionRecommender(tiny(train=TrainConfig(max_epochs=1, progress=False))).fit(context_dataset(n_users=10))
+    assert model.net is not None and model.net.id_emb is not None
+    t1 = model._eval_item_table()
+    assert model._eval_item_table() is t1
+    with torch.no_grad():
+        model.net.id_emb.weight.add_(1.0)
+    t2 = model._eval_item_table()
+    assert not torch.equal(t1, t2)
+    model._fitting = True
+    assert model._eval_item_table() is not model._eval_item_table()

@@ -384,6 +384,7 @@ class FusionRecommender(Recommender):
         self.ctx_texts: dict[str, int] = {}  # rendered context -> row of net.ctx_text_vectors (0 = none)
         self._pending_ctx_vectors: torch.Tensor | None = None  # encoded in _fit before the net exists
         self._table_cache: tuple[tuple[tuple[int, int], ...], torch.Tensor] | None = None
+        self._fitting = False
         self.attr_vocab: dict[str, int] = {}  # "field=value" -> attribute id, for items added at serving time
 
     # ================================================================================ features
@@ -469,6 +470,13 @@ class FusionRecommender(Recommender):
 
     # ================================================================================ training
     def _fit(self, data: Dataset, *, valid: EvalSet | None, run_dir: Path | None) -> None:
+        self._fitting, self._table_cache = True, None
+        try:
+            self._fit_net(data, valid=valid, run_dir=run_dir)
+        finally:
+            self._fitting, self._table_cache = False, None
+
+    def _fit_net(self, data: Dataset, *, valid: EvalSet | None, run_dir: Path | None) -> None:
         from ctxrec.evaluation.evaluator import validation_fn
         from ctxrec.training.loop import train_loop
 
@@ -711,9 +719,11 @@ class FusionRecommender(Recommender):
         return vecs, log_w, table, names
 
     def _eval_item_table(self) -> torch.Tensor:
-        """The item table in eval mode, recomputed only when a weight or buffer changed (tensor versions
-        bump on every in-place update: optimiser steps, add_items, load), not on every request."""
+        """The item table in eval mode, kept between requests until a weight or buffer changes. Not used
+        while fitting: fused optimiser steps update weights without bumping tensor versions."""
         assert self.net is not None
+        if self._fitting:
+            return self.net.item_table()
         tensors = [*self.net.parameters(), *self.net.buffers()]
         key = tuple((id(t), t._version) for t in tensors)
         if self._table_cache is None or self._table_cache[0] != key:
