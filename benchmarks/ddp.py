@@ -120,7 +120,7 @@ def main(argv: list[str] | None = None) -> dict:
     md += ["", f"|NDCG@10(N) - NDCG@10(1)| = {diff:.4f}; speed-up {result['speedup_wall']:.2f}x wall, "
            f"{result['speedup_train']:.2f}x training.", "",
            f"Machine: {mach['cpu']}, {mach['cores']} cores, {mach['memory_gib']} GiB, GPU {mach['gpu']}, torch {mach['torch']}.",
-           f"Command: `{result["command"]}`; per-run commands are in {out.name}.", ""]
+           f"Command: `{result['command']}`; per-run commands are in {out.name}.", ""]
     out.with_suffix(".md").write_text("\n".join(md))
     print("\n".join(md))
     return result
