@@ -79,15 +79,19 @@ def write_table(dataset: str, out_dir: Path, base: list[str], cmd: str) -> None:
              "Test split, full ranking over all items, history excluded. Each row switches one component off in the",
              "base config; Δ is relative to `full`. Every row is its own `benchmarks/run.py` run (command in its JSON).", "",
              f"Sweep command: `python benchmarks/ablations.py {cmd}`", "",
-             "| variant | what changes | " + " | ".join(COLS) + " | Δ ndcg@10 | epochs (best) | s/epoch |",
-             "|---|---|" + "---|" * (len(COLS) + 3)]
+             "A switch can be inert on a dataset: with one view (no context fields, no timestamps, no user",
+             "profile) the mixture equals the single softmax, and `use_context` only changes the random stream;",
+             "the `views` column shows what each run had. Such rows measure seed noise, not the component.", "",
+             "| variant | what changes | views | " + " | ".join(COLS) + " | Δ ndcg@10 | epochs (best) | s/epoch |",
+             "|---|---|---|" + "---|" * (len(COLS) + 3)]
     order = [n for n in VARIANTS if n in rows] + sorted(n for n in rows if n not in VARIANTS)
     for n in order:
         r = rows[n]
         m = r["metrics"]
         delta = "" if full is None or n == "full" else f"{(m['ndcg@10'] / full['metrics']['ndcg@10'] - 1) * 100:+.1f}%"
         info = r.get("fit_info") or {}
-        lines.append(f"| {n} | {WHAT.get(n, r.get('command', ''))} | " + " | ".join(f"{m[c]:.4f}" for c in COLS)
+        views = ", ".join(info.get("views") or []) or "-"
+        lines.append(f"| {n} | {WHAT.get(n, r.get('command', ''))} | {views} | " + " | ".join(f"{m[c]:.4f}" for c in COLS)
                      + f" | {delta} | {info.get('epochs_run', '-')} ({info.get('best_epoch', '-')}) | {r.get('seconds_per_epoch', '-')} |")
     if full is not None:
         lines += ["", f"Machine: {full.get('machine', '')}"]
