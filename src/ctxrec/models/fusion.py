@@ -566,10 +566,11 @@ class FusionRecommender(Recommender):
                         inp[b, 0], inp_ev[b, 0], inp_ci[b, 0], inp_cd[b, 0] = -1, 0, 0, 0.0
                 prof_u = np.asarray(us)
                 yield {
-                    "inp": torch.from_numpy(inp).to(dev), "ev": torch.from_numpy(inp_ev).to(dev),
-                    "ci": torch.from_numpy(inp_ci).to(dev), "cd": torch.from_numpy(inp_cd).to(dev),
-                    "rci": torch.from_numpy(req_ci).to(dev), "rcd": torch.from_numpy(req_cd).to(dev),
-                    "tgt": torch.from_numpy(tgt).to(dev), "users": torch.from_numpy(prof_u).to(dev),
+                    # CPU tensors: the training loop shards them across ranks, pins and copies them
+                    "inp": torch.from_numpy(inp), "ev": torch.from_numpy(inp_ev),
+                    "ci": torch.from_numpy(inp_ci), "cd": torch.from_numpy(inp_cd),
+                    "rci": torch.from_numpy(req_ci), "rcd": torch.from_numpy(req_cd),
+                    "tgt": torch.from_numpy(tgt), "users": torch.from_numpy(prof_u),
                 }
 
         prof_t = torch.from_numpy(self.user_profile).to(dev)
