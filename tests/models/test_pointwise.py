@@ -131,3 +131,20 @@ def test_bad_head_is_a_config_error() -> None:
         PointwiseConfig(head="xgboost")  # type: ignore[arg-type]
     with pytest.raises(ConfigError, match="variant"):
         FMConfig(variant="ffm")  # type: ignore[arg-type]
+
+
+def test_table_l2_shrinks_rows_no_batch_uses() -> None:
+    """``emb_l2_scope="table"`` penalises whole tables (FuxiCTR's embedding_regularizer): rows that no
+    training instance touches (the unknown-user row 0) decay too; the batch scope leaves them alone."""
+    data = context_dataset(n_users=10)
+
+    def unused_row_norm(scope: str) -> float:
+        cfg = tiny(use_history=False, use_text=False, init_std=0.5, emb_l2=0.05, emb_l2_scope=scope,
+                   train=TrainConfig(max_epochs=3, lr=5e-2, batch_size=64, progress=False))
+        model = PointwiseRecommender(cfg).fit(data)
+        assert model.net is not None and model.net.user_emb is not None
+        return float(model.net.user_emb.weight[0].detach().norm())
+
+    assert unused_row_norm("table") < 0.5 * unused_row_norm("batch")
+    with pytest.raises(ConfigError, match="emb_l2_scope"):
+        tiny(emb_l2_scope="rows")

@@ -35,6 +35,7 @@ class FMConfig:
     use_context: bool = True
     n_negatives: int = 4
     emb_l2: float = 0.0
+    emb_l2_scope: Literal["batch", "table"] = "batch"
     init_std: float = 0.01
     context: ContextConfig = field(default_factory=ContextConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
@@ -57,5 +58,5 @@ class FMRecommender(PointwiseRecommender):
             d_field=c.d_field, head=c.variant, mlp=c.mlp, dropout=c.dropout, batch_norm=c.batch_norm,
             use_user=c.use_user, use_history=c.use_history, max_history=c.max_history, use_profile=c.use_profile,
             use_context=c.use_context, use_id=True, use_text=False, use_attributes=False,
-            n_negatives=c.n_negatives, emb_l2=c.emb_l2, init_std=c.init_std, context=c.context, train=c.train,
+            n_negatives=c.n_negatives, emb_l2=c.emb_l2, emb_l2_scope=c.emb_l2_scope, init_std=c.init_std, context=c.context, train=c.train,
         )

@@ -76,7 +76,11 @@ class PointwiseConfig:
     n_negatives: int = 4
     """Uniformly drawn negatives per positive event (same user, history, context) in ``fit``."""
     emb_l2: float = 0.0
-    """L2 penalty on the embedding rows used by each batch (as in CTR libraries)."""
+    """L2 penalty on embeddings: ``emb_l2 * sum of squares`` of the rows each batch uses, or of every
+    embedding table (``emb_l2_scope``)."""
+    emb_l2_scope: Literal["batch", "table"] = "batch"
+    """``table`` penalises the whole tables at every step, as FuxiCTR's ``embedding_regularizer`` does
+    (its lambda corresponds to ``2 * emb_l2``)."""
     init_std: float = 0.01
     """Std of the normal init of the ID/field embedding tables (larger = pairwise terms start learning sooner)."""
     text: TextEncoderConfig = field(default_factory=TextEncoderConfig)
@@ -89,6 +93,8 @@ class PointwiseConfig:
             raise ConfigError(f"PointwiseConfig.head must be 'fm', 'deepfm' or 'dcn', got {self.head!r}")
         if self.history_pooling not in ("mean", "target"):
             raise ConfigError(f"PointwiseConfig.history_pooling must be 'mean' or 'target', got {self.history_pooling!r}")
+        if self.emb_l2_scope not in ("batch", "table"):
+            raise ConfigError(f"PointwiseConfig.emb_l2_scope must be 'batch' or 'table', got {self.emb_l2_scope!r}")
         if self.n_negatives < 1:
             raise ConfigError(f"PointwiseConfig.n_negatives must be >= 1, got {self.n_negatives}")
 
@@ -349,12 +355,16 @@ class PointwiseRecommender(Recommender):
             from ctxrec.evaluation.evaluator import validation_fn
 
             evaluate = validation_fn(self, valid, self._monitor)
+        tables = [m.weight for m in net.modules() if isinstance(m, (nn.Embedding, nn.EmbeddingBag))]
+
         def loss_fn(batch: dict[str, torch.Tensor]) -> torch.Tensor:
             fields = net.pair_fields(batch, batch["items"])
             logits = net.head(fields)
             loss = F.binary_cross_entropy_with_logits(logits, batch["label"])
-            if o.emb_l2 > 0:
+            if o.emb_l2 > 0 and o.emb_l2_scope == "batch":
                 loss = loss + o.emb_l2 * fields.pow(2).sum((1, 2)).mean()
+            elif o.emb_l2 > 0:
+                loss = loss + o.emb_l2 * sum(w.pow(2).sum() for w in tables)
             return loss
 
         result = train_loop(net, batches=batches, loss_fn=loss_fn, evaluate=evaluate, cfg=tc, run_dir=run_dir,

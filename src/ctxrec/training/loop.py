@@ -28,6 +28,7 @@ from typing import Any, Literal
 import numpy as np
 import torch
 
+from ctxrec.errors import ConfigError
 from ctxrec.training import distributed as dist_
 from ctxrec.training.checkpoint import load_checkpoint, save_checkpoint
 
@@ -44,6 +45,10 @@ class TrainConfig:
     """Stop after this many evaluations without a new best ``valid_metric``."""
     valid_metric: str = "ndcg@10"
     grad_clip: float = 5.0
+    lr_decay: float = 1.0
+    """Multiply the learning rate by this after every evaluation without a new best (reduce on plateau,
+    as CTR libraries such as FuxiCTR do); 1 = constant learning rate."""
+    min_lr: float = 1e-6
     seed: int = 42
     max_seconds: float | None = None
     """Wall-clock budget for training; the best model so far is kept when it runs out."""
@@ -54,6 +59,10 @@ class TrainConfig:
     resume: bool = False
     """Continue from ``run_dir/checkpoints/last`` if it exists."""
     progress: bool = True
+
+    def __post_init__(self) -> None:
+        if not 0.0 < self.lr_decay <= 1.0:
+            raise ConfigError(f"TrainConfig.lr_decay must be in (0, 1] (1 = off), got {self.lr_decay}")
 
 
 @dataclass
@@ -160,7 +169,8 @@ def train_loop(
                 if shown_progress and len(losses) % 20 == 0:
                     bar.set_postfix(loss=f"{np.mean(losses[-20:]):.4f}")
             mean_loss = dist_.mean_across_ranks(losses, ctx) if ctx else (float(np.mean(losses)) if losses else float("nan"))
-            record: dict[str, float] = {"epoch": epoch, "loss": mean_loss, "train_seconds": time.perf_counter() - t_epoch}
+            record: dict[str, float] = {"epoch": epoch, "loss": mean_loss, "train_seconds": time.perf_counter() - t_epoch,
+                                        "lr": optimizer.param_groups[0]["lr"]}
             if evaluate is not None and main:
                 module.eval()
                 with torch.no_grad(), amp, _eval_threads(ctx):
@@ -182,6 +192,9 @@ def train_loop(
                     save_checkpoint(ckpt_dir / "best", module, None, {"epoch": epoch, "score": score})
             else:
                 bad_evals += 1
+                if cfg.lr_decay != 1.0:
+                    for group in optimizer.param_groups:
+                        group["lr"] = max(group["lr"] * cfg.lr_decay, cfg.min_lr)
             if cfg.progress and main:
                 shown = {k: round(v, 4) for k, v in record.items() if k.startswith("valid_") and "@10" in k}
                 print(f"epoch {epoch}: loss {record['loss']:.4f} {shown} best {best_score:.4f}@{best_epoch} "

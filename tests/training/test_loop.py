@@ -1,0 +1,55 @@
+"""The training loop: best weights kept, early stopping, learning-rate decay on plateau."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import numpy as np
+import pytest
+import torch
+
+from ctxrec.errors import ConfigError
+from ctxrec.training.loop import TrainConfig, train_loop
+
+
+def _run(scores: list[float], **cfg: float) -> tuple[torch.nn.Module, object]:
+    """Fit a 1-parameter model while ``evaluate`` returns the given validation scores in turn."""
+    torch.manual_seed(0)
+    module = torch.nn.Linear(1, 1, bias=False)
+    x = torch.ones(4, 1)
+    seen: list[float] = []
+
+    def batches(rng: np.random.Generator) -> Iterator[dict[str, torch.Tensor]]:
+        yield {"x": x}
+
+    def loss_fn(batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        return (module(batch["x"]) - 3.0).pow(2).mean()
+
+    def evaluate() -> dict[str, float]:
+        seen.append(module.weight.item())
+        return {"auc": scores[len(seen) - 1]}
+
+    tc = TrainConfig(max_epochs=len(scores), patience=len(scores) + 1, valid_metric="auc", progress=False, **cfg)
+    result = train_loop(module, batches=batches, loss_fn=loss_fn, evaluate=evaluate, cfg=tc)
+    return module, (result, seen)
+
+
+def test_lr_decays_after_each_evaluation_without_a_new_best() -> None:
+    _, (result, _) = _run([0.5, 0.6, 0.55, 0.58, 0.7, 0.65], lr=0.1, lr_decay=0.5, min_lr=0.02)
+    lrs = [h["lr"] for h in result.history]
+    # epochs 0-1 improve; 2 and 3 do not (0.1 -> 0.05 -> 0.025); 4 improves (no change); 5 does not (floor 0.02)
+    assert lrs == pytest.approx([0.1, 0.1, 0.1, 0.05, 0.025, 0.025])
+    assert result.best_epoch == 4
+
+
+def test_constant_lr_by_default_and_best_weights_restored() -> None:
+    module, (result, seen) = _run([0.9, 0.1, 0.2], lr=0.1)
+    assert [h["lr"] for h in result.history] == pytest.approx([0.1] * 3)
+    assert result.best_epoch == 0
+    assert module.weight.item() == pytest.approx(seen[0])  # weights of the best evaluation, not the last
+
+
+@pytest.mark.parametrize("bad", [0.0, 1.5, -0.1])
+def test_lr_decay_outside_unit_interval_is_refused(bad: float) -> None:
+    with pytest.raises(ConfigError, match="lr_decay"):
+        TrainConfig(lr_decay=bad)
