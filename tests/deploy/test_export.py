@@ -189,3 +189,26 @@ def test_load_recommender_torch_backend(sasrec: Recommender, tmp_path: Path) -> 
         load_recommender(tmp_path / "m", "onnx")
     with pytest.raises(ConfigError, match="backend"):
         load_recommender(tmp_path / "m", "tensorrt")  # type: ignore[arg-type]
+
+
+def test_last_position_only_graph_matches_full_graph(synth: Dataset, tmp_path: Path) -> None:
+    """Two blocks, two heads: the last block computed for the scored position only gives the scores of
+    the full graph and of PyTorch, for every history length (1 .. beyond max_len) and batch size."""
+    from ctxrec.deploy.export import ExportConfig, export_model
+    from ctxrec.models.sasrec import SASRecConfig, SASRecRecommender
+    from ctxrec.training.loop import TrainConfig
+
+    cfg = SASRecConfig(d_model=16, n_layers=2, n_heads=2, max_len=12, dropout=0.0,
+                       train=TrainConfig(max_epochs=2, lr=1e-2, batch_size=32, progress=False))
+    model = SASRecRecommender(cfg).fit(synth)
+    outs = {}
+    for last in (True, False):
+        d = tmp_path / f"last-{last}"
+        info = export_model(model, d, ExportConfig(last_position_only=last))
+        assert info["config"]["last_position_only"] is last
+        outs[last] = OnnxRecommender.load(d)
+    queries = _queries(model) + [RecQuery(history=model.item_vocab.ids[:n]) for n in (2, 11, 12, 13)]  # type: ignore[index]
+    ref = np.asarray(model._score(model.encode_queries(queries)), np.float32)
+    for m in outs.values():
+        np.testing.assert_allclose(m._score(m.encode_queries(queries)), ref, atol=1e-4, rtol=1e-5)
+        np.testing.assert_allclose(m._score(m.encode_queries(queries[3:4]))[0], ref[3], atol=1e-4, rtol=1e-5)

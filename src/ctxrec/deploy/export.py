@@ -52,6 +52,10 @@ class ExportConfig:
     """Include embedding tables in the pruning (they dominate the parameter count)."""
     text_encoder: bool = True
     """Also export the model's sentence encoder (text-aware models with a sentence-transformers encoder)."""
+    last_position_only: bool = True
+    """SASRec: the last block computes queries, attention output and feed-forward for the scored (last)
+    position only (keys and values still for every position); earlier blocks are unchanged. Same scores,
+    less work; fusion exports ignore it (their encoder is the model's own code)."""
     verify_batch: int = 16
     """Queries used to compare ONNX Runtime with PyTorch after export."""
     atol: float = 1e-3
@@ -91,17 +95,55 @@ class SASRecGraph(nn.Module):
 
     input_names = ("items", "lengths")
 
-    def __init__(self, net: nn.Module, *, int8: bool) -> None:
+    def __init__(self, net: nn.Module, *, int8: bool, last_position_only: bool = False) -> None:
         super().__init__()
         self.net = copy.deepcopy(net).eval()
         if int8:
             self.net.item_emb = Int8Table(net.item_emb.weight)
             self.net.pos_emb = Int8Table(net.pos_emb.weight)
+        self.last_only = last_position_only
+        if last_position_only:  # the last block's qkv split in two constant-weight Linears (q: 1 row, kv: T rows)
+            qkv = self.net.blocks[-1].qkv
+            D = qkv.in_features
+            self.q_lin, self.kv_lin = nn.Linear(D, D), nn.Linear(D, 2 * D)
+            with torch.no_grad():
+                self.q_lin.weight.copy_(qkv.weight[:D])
+                self.q_lin.bias.copy_(qkv.bias[:D])
+                self.kv_lin.weight.copy_(qkv.weight[D:])
+                self.kv_lin.bias.copy_(qkv.bias[D:])
 
     def forward(self, items: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-        h = self.net(items)  # (B, T, D)
-        last = h[torch.arange(h.shape[0]), (lengths - 1).clamp(min=0)]  # (B, D)
+        B = items.shape[0]
+        last_i = (lengths - 1).clamp(min=0)  # (B,)
+        rows = torch.arange(B)
+        if not self.last_only:
+            h = self.net(items)  # (B, T, D)
+            last = h[rows, last_i]  # (B, D)
+        else:
+            last = self._last_hidden(items, last_i)
         return last @ self.net.item_emb.weight[1:].T
+
+    def _last_hidden(self, items: torch.Tensor, last_i: torch.Tensor) -> torch.Tensor:
+        """SASRecNet.forward + CausalBlock.forward (eval mode), the last block for position ``last_i`` only."""
+        net, (B, T) = self.net, items.shape
+        x = net.item_emb(items) * math.sqrt(net.item_emb.embedding_dim) + net.pos_emb.weight[:T]
+        x = x * (items > 0).unsqueeze(-1)  # (B, T, D)
+        for block in net.blocks[:-1]:
+            x = block(x)
+        blk = net.blocks[-1]
+        D, H = x.shape[2], blk.n_heads
+        rows = torch.arange(B)
+        h = blk.ln1(x)  # (B, T, D)
+        q = self.q_lin(h[rows, last_i])  # (B, D)
+        k, v = self.kv_lin(h).split(D, dim=-1)  # (B, T, D) each
+        q = q.view(B, H, 1, D // H)
+        k, v = (t.view(B, T, H, D // H).transpose(1, 2) for t in (k, v))  # (B, H, T, d)
+        # Causal row last_i: keys 0..last_i (right padding comes after them).
+        keep = (torch.arange(T).unsqueeze(0) <= last_i.unsqueeze(1)).view(B, 1, 1, T)
+        a = F.scaled_dot_product_attention(q, k, v, attn_mask=keep)  # (B, H, 1, d)
+        y = x[rows, last_i] + blk.proj(a.reshape(B, D))  # (B, D)
+        y = y + blk.ff(blk.ln2(y))
+        return net.ln_f(y)
 
 
 class FusionGraph(nn.Module):
@@ -175,9 +217,9 @@ class FusionGraph(nn.Module):
         return mixture_log_probs(vecs, log_w, table, mixture=self.cfg.mixture)[:, 1:]
 
 
-def _graph(model: Recommender, int8: bool) -> nn.Module:
+def _graph(model: Recommender, int8: bool, last_position_only: bool = False) -> nn.Module:
     if model.kind == "sasrec":
-        return SASRecGraph(model.net, int8=int8)  # type: ignore[attr-defined]
+        return SASRecGraph(model.net, int8=int8, last_position_only=last_position_only)  # type: ignore[attr-defined]
     if model.kind == "fusion":
         return FusionGraph(model, int8=int8)
     raise ConfigError(f"ONNX export supports 'sasrec' and 'fusion' models, not {model.kind!r} "
@@ -311,7 +353,7 @@ def export_model(model: Recommender | str | Path, out: str | Path, config: Expor
         info["prune"] = magnitude_prune(model.net, cfg.prune, include_embeddings=cfg.prune_embeddings)  # type: ignore[attr-defined]
         say(f"pruned {info['prune']['sparsity']:.1%} of {info['prune']['pruned_weights']:,} weights")
     int8 = cfg.quantize == "int8"
-    graph = _graph(model, int8).eval()
+    graph = _graph(model, int8, cfg.last_position_only).eval()
     names = tuple(graph.input_names)
 
     # Trace on a small batch of real queries; verify on a different (larger) batch and longer sequences.
