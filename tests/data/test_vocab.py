@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from ctxrec.data.vocab import Vocab
@@ -69,3 +70,22 @@ def test_save_and_load(tmp_path: Path) -> None:
     assert w.ids == v.ids and w.kind == "item" and w.index("é") == 2
     (tmp_path / "old.json").write_text(json.dumps({"ids": ["a"]}))  # kind is optional
     assert Vocab.load(tmp_path / "old.json").kind == "id"
+
+
+def test_large_lookups_match_the_per_id_path() -> None:
+    """Lookups of >= 10,000 ids take the pandas hash join; it must agree with the dict path, ids of any
+    type included, and refuse unknown ids the same way."""
+    from ctxrec.data.vocab import _VECTORISED_LOOKUP
+
+    rng = np.random.default_rng(0)
+    v = Vocab([*range(500), "x", "1.5"])
+    ext: list[object] = [int(i) for i in rng.integers(0, 500, _VECTORISED_LOOKUP)] + [np.int64(7), "x", 1.5, "12"]
+    got = v.lookup(ext)
+    assert v.lookup(tuple(ext)).tolist() == got.tolist()
+    assert v.lookup(pd.Series([str(x) for x in ext])).tolist() == got.tolist()
+    assert got.tolist() == [v.index(x) for x in ext]
+    v.extend(["new"])  # the cached index must follow the vocabulary
+    assert v.lookup([*ext, "new"])[-1] == 502
+    with pytest.raises(UnknownIdError, match="'nope'"):
+        v.lookup([*ext, "nope"])
+    assert v.lookup([*ext, "nope"], strict=False)[-1] == -1

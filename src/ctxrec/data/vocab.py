@@ -10,6 +10,8 @@ import numpy as np
 
 from ctxrec.errors import UnknownIdError
 
+_VECTORISED_LOOKUP = 10_000  # lookups of at least this many ids are factorised first
+
 
 class Vocab:
     """An ordered set of external string ids; index ``i`` is the dense id of ``ids[i]``."""
@@ -50,9 +52,28 @@ class Vocab:
 
     def lookup(self, ext: Sequence[object], *, strict: bool = True) -> np.ndarray:
         """Dense indices of many ids (``-1`` for unknown ones when ``strict=False``)."""
+        if len(ext) >= _VECTORISED_LOOKUP:
+            return self._lookup_many(ext, strict=strict)
         if strict:
             return np.fromiter((self.index(x) for x in ext), dtype=np.int64, count=len(ext))
         return np.fromiter((self._index.get(str(x), -1) for x in ext), dtype=np.int64, count=len(ext))
+
+    def _lookup_many(self, ext: Sequence[object], *, strict: bool) -> np.ndarray:
+        """Factorise first, then map each distinct id once: logs repeat ids many times (10M events over
+        1M items), and hashing native ints/strings in pandas is far cheaper than ``str()`` per row."""
+        import pandas as pd
+
+        if isinstance(ext, pd.Series | pd.Index):
+            values = ext.to_numpy()
+        else:
+            values = ext if isinstance(ext, np.ndarray) else np.asarray(list(ext), dtype=object)
+        codes, uniques = pd.factorize(values, use_na_sentinel=False)
+        get = self._index.get
+        mapped = np.fromiter((get(str(x), -1) for x in uniques), dtype=np.int64, count=len(uniques))
+        idx = mapped[codes]
+        if strict and (idx < 0).any():
+            self.index(uniques[int(np.argmax(mapped < 0))])  # raises UnknownIdError naming the id
+        return idx
 
     def external(self, idx: Iterable[int]) -> list[str]:
         return [self._ids[int(i)] for i in idx]
