@@ -208,7 +208,7 @@ def export_cmd(
     model: Annotated[Path, typer.Option("--model", help="Run or model folder of a sasrec or fusion model.")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Export folder to write.")],
     format_: Annotated[str, typer.Option("--format", help="Export format: onnx.")] = "onnx",
-    quantize: Annotated[str, typer.Option(help="none, or int8 (int8 tables + dynamically quantized MatMuls).")] = "none",
+    quantize: Annotated[str, typer.Option(help="none; int8 (int8 tables + dynamically quantized weight MatMuls); int8-static (int8 tables + every MatMul statically quantized, calibrated on stored histories).")] = "none",
     prune: Annotated[float, typer.Option(help="Fraction of weights zeroed by global magnitude pruning first.")] = 0.0,
     text_encoder: Annotated[bool, typer.Option(help="Also export the model's text encoder (text-aware models).")] = True,
 ) -> None:

@@ -34,7 +34,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ctxrec.deploy.onnx_runtime import EXPORT_FORMAT, query_feeds
-from ctxrec.deploy.quantize import Int8Table, quantize_onnx
+from ctxrec.deploy.quantize import Int8Table, quantize_onnx, quantize_onnx_static
 from ctxrec.errors import ConfigError
 from ctxrec.models.base import QueryBatch, Recommender
 
@@ -43,9 +43,14 @@ __all__ = ["ExportConfig", "export_model", "export_text_encoder"]
 
 @dataclass(frozen=True, kw_only=True)
 class ExportConfig:
-    quantize: Literal["none", "int8"] = "none"
+    quantize: Literal["none", "int8", "int8-static"] = "none"
     """``int8``: item/position tables as int8 with per-row scales, MatMul weights dynamically quantized
-    by ONNX Runtime (per channel); the text encoder is dynamically quantized too."""
+    by ONNX Runtime (per channel); the text encoder is dynamically quantized too. ``int8-static``: the
+    same tables, and *every* MatMul/Gemm (attention and item scoring included) statically quantized
+    (QDQ) with activation ranges calibrated on ``calibration_queries`` stored user histories; the text
+    encoder as for ``int8``."""
+    calibration_queries: int = 512
+    """``int8-static``: known users whose stored histories calibrate the activation ranges."""
     prune: float = 0.0
     """Fraction of weights zeroed by global magnitude pruning before export (0 = none)."""
     prune_embeddings: bool = True
@@ -62,8 +67,10 @@ class ExportConfig:
     """fp32 exports must match PyTorch scores within this absolute tolerance (else export fails)."""
 
     def __post_init__(self) -> None:
-        if self.quantize not in ("none", "int8"):
-            raise ConfigError(f"quantize must be 'none' or 'int8', got {self.quantize!r}")
+        if self.quantize not in ("none", "int8", "int8-static"):
+            raise ConfigError(f"quantize must be 'none', 'int8' or 'int8-static', got {self.quantize!r}")
+        if self.calibration_queries < 1:
+            raise ConfigError(f"calibration_queries must be >= 1, got {self.calibration_queries}")
         if not 0.0 <= self.prune < 1.0:
             raise ConfigError(f"prune must be in [0, 1), got {self.prune}")
 
@@ -244,6 +251,20 @@ def sample_batch(model: Recommender, n: int, *, seed: int = 0, min_len: int = 1)
     return model.encode_queries([*queries, RecQuery(history=[])])
 
 
+def _calibration_feeds(model: Recommender, names: tuple[str, ...], n: int, batch: int = 32) -> list[dict[str, np.ndarray]]:
+    """Graph inputs of ``n`` known users' stored histories (random users, seed 7), ``batch`` per feed."""
+    assert model._hist_indptr is not None and model.user_vocab is not None
+    users = np.flatnonzero(np.diff(model._hist_indptr) >= 1)
+    pick = np.random.default_rng(7).choice(users, size=min(n, len(users)), replace=False)
+    from ctxrec.models.base import RecQuery
+
+    feeds = []
+    for start in range(0, len(pick), batch):
+        qs = [RecQuery(user_id=model.user_vocab.ids[int(u)]) for u in pick[start:start + batch]]
+        feeds.append(query_feeds(model, model.encode_queries(qs), names))
+    return feeds
+
+
 def _to_torch(feeds: dict[str, np.ndarray]) -> tuple[torch.Tensor, ...]:
     return tuple(torch.from_numpy(np.ascontiguousarray(v)) for v in feeds.values())
 
@@ -352,7 +373,7 @@ def export_model(model: Recommender | str | Path, out: str | Path, config: Expor
         model = copy.deepcopy(model)
         info["prune"] = magnitude_prune(model.net, cfg.prune, include_embeddings=cfg.prune_embeddings)  # type: ignore[attr-defined]
         say(f"pruned {info['prune']['sparsity']:.1%} of {info['prune']['pruned_weights']:,} weights")
-    int8 = cfg.quantize == "int8"
+    int8 = cfg.quantize != "none"
     graph = _graph(model, int8, cfg.last_position_only).eval()
     names = tuple(graph.input_names)
 
@@ -365,7 +386,7 @@ def export_model(model: Recommender | str | Path, out: str | Path, config: Expor
     trace.texts = None if trace.texts is None else trace.texts[:2]
     trace.users = np.full(2, -1)  # histories were cut: do not reuse the stored per-event context
     feeds = query_feeds(model, trace, names)
-    say(f"exporting {model.kind} ({'int8' if int8 else 'fp32'}) with inputs {', '.join(names)}")
+    say(f"exporting {model.kind} ({cfg.quantize if int8 else 'fp32'}) with inputs {', '.join(names)}")
     fp32_path = out / "recommender.onnx"
     with tempfile.TemporaryDirectory() as tmp:
         raw = Path(tmp) / "raw.onnx" if int8 else fp32_path
@@ -375,14 +396,17 @@ def export_model(model: Recommender | str | Path, out: str | Path, config: Expor
                 shapes = (shapes,)
             _export_onnx(graph, _to_torch(feeds), raw, input_names=names, output_name="scores",
                          dynamic_shapes=shapes)
-        if int8:
+        if cfg.quantize == "int8":
             quantize_onnx(raw, fp32_path)
+        elif cfg.quantize == "int8-static":
+            quantize_onnx_static(raw, fp32_path, _calibration_feeds(model, names, cfg.calibration_queries))
     info["inputs"] = list(names)
     info["files"] = {"recommender.onnx": (out / "recommender.onnx").stat().st_size}
     _runtime_files(model, src_dir, out)
 
     if cfg.text_encoder and model.kind == "fusion" and model.net.text_proj is not None:  # type: ignore[attr-defined]
-        te = export_text_encoder(model.config.text, out / "text_encoder", quantize=cfg.quantize, log=say)
+        te = export_text_encoder(model.config.text, out / "text_encoder", quantize="int8" if int8 else "none",
+                                 log=say)
         info["text_encoder"] = te
         if te is not None:
             info["files"]["text_encoder/model.onnx"] = (out / "text_encoder" / "model.onnx").stat().st_size
