@@ -224,3 +224,28 @@ def test_item_table_cache_follows_weight_changes() -> None:
     assert not torch.equal(t1, t2)
     model._fitting = True
     assert model._eval_item_table() is not model._eval_item_table()
+
+
+@pytest.mark.parametrize("loss", ["ce", "sampled"])
+def test_items_without_training_events_are_not_trained_as_negatives(loss: str) -> None:
+    """Catalogue items with no events (new stock) are left out of the training softmax by default; as
+    negatives they would be pushed down at every step and lose the ranking their text deserves."""
+    base = context_dataset(n_users=60)
+    items = pd.concat([base.items.reset_index(),
+                       pd.DataFrame({"item_id": ["A9", "B9"], "title": ["red thing deluxe", "blue thing deluxe"]})], ignore_index=True)
+    events = base.interactions[["user_id", "item_id", "timestamp", "device"]]
+    data = Dataset.from_frames(events, items=items, schema=base.schema, name="ctx+cold")
+    assert data.n_items == 14
+
+    def cold_rank(unseen_negatives: bool) -> float:
+        cfg = tiny(use_id=True, id_dropout=0.3, unseen_negatives=unseen_negatives, loss=loss, n_negatives=8,
+                   train=TrainConfig(max_epochs=20, lr=1e-2, batch_size=16, progress=False))
+        model = FusionRecommender(cfg).fit(data)
+        ranks = []
+        for hist, dev, cold in ((["A1", "A3"], "tv", "A9"), (["B1", "B4"], "mobile", "B9")):
+            rec = model.recommend([RecQuery(history=hist, context={"device": dev})], k=14, exclude_seen=False)[0]
+            ranks.append(rec.item_ids.index(cold))
+        return float(np.mean(ranks))
+
+    with_, without = cold_rank(False), cold_rank(True)
+    assert with_ + 2 <= without

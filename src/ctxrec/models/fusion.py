@@ -76,6 +76,11 @@ class FusionConfig:
     """Mixture of per-view softmaxes; False = one softmax over the gate-weighted sum of views."""
     id_dropout: float = 0.1
     """Probability, per training step and item, of hiding the item's ID embedding (cold-start robustness)."""
+    unseen_negatives: bool = False
+    """Score catalogue items that have no training events as negatives in the training softmax. Off by
+    default: nobody could choose an item that was not yet on offer, so its absence is no evidence against
+    it, and pushing such items down at every step teaches the text projection that their kind of text is
+    never chosen -- which is exactly what cold start must not learn."""
     text: TextEncoderConfig = field(default_factory=TextEncoderConfig)
     item_text: TextTemplateConfig = field(default_factory=TextTemplateConfig)
     user_text: TextTemplateConfig = field(default_factory=TextTemplateConfig)
@@ -296,16 +301,21 @@ def mixture_log_probs(view_vecs: torch.Tensor, log_w: torch.Tensor, table: torch
 
 
 def mixture_nll(view_vecs: torch.Tensor, log_w: torch.Tensor, table: torch.Tensor, targets: torch.Tensor,
-                *, mixture: bool) -> torch.Tensor:
+                *, mixture: bool, exclude: torch.Tensor | None = None) -> torch.Tensor:
     """Full-softmax NLL of the mixture. The target column is gathered *before* the logsumexp over views:
-    the padding column is -inf in every view, and logsumexp's gradient at an all -inf input is NaN."""
+    the padding column is -inf in every view, and logsumexp's gradient at an all -inf input is NaN.
+    ``exclude`` (V,) bool: columns left out of the softmax (never targets: items without training events)."""
     if not mixture:
         h = (log_w.exp().unsqueeze(-1) * view_vecs).sum(1)  # (N, D)
         logits = (h @ table.T).float()
         logits[:, 0] = float("-inf")
+        if exclude is not None:
+            logits = logits.masked_fill(exclude, float("-inf"))
         return F.cross_entropy(logits, targets)
     logits = torch.einsum("njd,vd->njv", view_vecs, table).float()  # (N, J, V)
     logits[..., 0] = float("-inf")
+    if exclude is not None:
+        logits = logits.masked_fill(exclude, float("-inf"))
     idx = targets.view(-1, 1, 1).expand(-1, logits.shape[1], 1)
     log_p = logits.gather(-1, idx).squeeze(-1) - torch.logsumexp(logits, -1)  # (N, J)
     return -torch.logsumexp(log_w + log_p, dim=1).mean()
@@ -533,8 +543,15 @@ class FusionRecommender(Recommender):
         self.hist_ctx_ids, self.hist_ctx_dense, self.hist_events = ctx_ids, ctx_dense, events
         users_with_data = [u for u in range(data.n_users) if offsets[u + 1] > offsets[u]]
         use_sampled = cfg.loss == "sampled" or (cfg.loss == "auto" and data.n_items > cfg.sampled_above)
-        counts = np.bincount(items, minlength=data.n_items + 1).astype(np.float64) + 1.0
+        seen = np.bincount(items, minlength=data.n_items + 1)
+        counts = seen.astype(np.float64) + 1.0
         counts[0] = 0.0
+        # Items without training events: out of the softmax (and never sampled) unless unseen_negatives.
+        unseen = torch.from_numpy(seen == 0).to(self.device)
+        unseen[0] = False  # the padding column is masked by the losses themselves
+        exclude = None if cfg.unseen_negatives or not bool(unseen.any()) else unseen
+        if exclude is not None:
+            counts[seen == 0] = 0.0
         with np.errstate(divide="ignore"):
             log_q = torch.tensor(np.log(counts / counts.sum()), dtype=torch.float32, device=self.device)
         gen = torch.Generator(device=self.device).manual_seed(tc.seed)
@@ -588,7 +605,7 @@ class FusionRecommender(Recommender):
             if use_sampled:
                 return sampled_mixture_nll(vecs, log_w, table, targets, n_negatives=cfg.n_negatives, log_q=log_q,
                                            mixture=cfg.mixture, generator=gen)
-            return mixture_nll(vecs, log_w, table, targets, mixture=cfg.mixture)
+            return mixture_nll(vecs, log_w, table, targets, mixture=cfg.mixture, exclude=exclude)
 
         evaluate = validation_fn(self, valid, self._monitor)
 
