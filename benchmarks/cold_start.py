@@ -47,6 +47,11 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--max-epochs", type=int, default=None, help="cap epochs (smoke runs)")
     ap.add_argument("--data-dir", default=None)
     ap.add_argument("--out", default=None)
+    ap.add_argument("--set", action="append", default=[], metavar="MODEL:KEY=VALUE",
+                    help="config override for one model, e.g. fusion:id_dropout=0.5")
+    ap.add_argument("--variant", default="", help="row-name suffix for this invocation's models, e.g. '-iddrop0.5'")
+    ap.add_argument("--append", action="store_true",
+                    help="add these rows to the existing result file instead of replacing it (same protocol only)")
     args = ap.parse_args(argv)
 
     data = load_dataset(args.dataset, args.data_dir)
@@ -68,11 +73,14 @@ def main(argv: list[str] | None = None) -> dict:
 
     evaluator = Evaluator(EvalConfig(ks=(10, 20), metrics=("recall", "ndcg", "hr")))
     results: dict[str, dict] = {}
+    from ctxrec.config import apply_overrides
+
     for name in args.models.split(","):
         kind, cfg = MODELS[name]
         cfg = json.loads(json.dumps(cfg))
         if args.max_epochs is not None and "train" in cfg:
             cfg["train"]["max_epochs"] = args.max_epochs
+        cfg = apply_overrides(cfg, [kv.split(":", 1)[1] for kv in args.set if kv.split(":", 1)[0] == name])
         model = build_model(kind, cfg)
         t0 = time.perf_counter()
         model.fit(train, valid=split.valid)
@@ -84,20 +92,30 @@ def main(argv: list[str] | None = None) -> dict:
         m = evaluator.evaluate(model, new_users(split.test))
         row["new_user_last3"] = {k: round(v, 5) for k, v in m.items() if k in ("recall@10", "ndcg@10", "n_cases")}
         row["cold_over_warm_recall@10"] = round(row["cold_target"]["recall@10"] / max(row["warm_target"]["recall@10"], 1e-9), 4)
-        results[name] = row
+        row["overrides"] = [kv.split(":", 1)[1] for kv in args.set if kv.split(":", 1)[0] == name]
+        results[name + args.variant] = row
         print(name, json.dumps(row), flush=True)
 
+    command = "python benchmarks/cold_start.py " + " ".join(shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:]))
+    for row in results.values():
+        row["command"] = command
+    dest = Path(args.out) if args.out else ROOT / "results" / args.dataset / "cold_start.json"
+    if args.append and dest.exists():
+        old = json.loads(dest.read_text())
+        for row in old["results"].values():
+            row.setdefault("command", old["command"])
+        results = {**old["results"], **results}
     out = {
         "dataset": args.dataset, "protocol": f"leave-one-out, {args.cold_frac:.0%} of items cold (seed {args.seed}), "
         "full ranking over all items, history excluded", "n_cold_items": int(cold.sum()),
         "results": results, "peak_rss_mib": peak_rss_mib(), "machine": machine_description(),
-        "command": "python benchmarks/cold_start.py " + " ".join(shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:])),
+        "command": command,
     }
-    dest = Path(args.out) if args.out else ROOT / "results" / args.dataset / "cold_start.json"
     dest.parent.mkdir(parents=True, exist_ok=True)
     dest.write_text(json.dumps(out, indent=2) + "\n")
     lines = [f"# Cold start on {args.dataset}", "", out["protocol"] + f"; {out['n_cold_items']} cold items.", "",
-             f"Command: `{out['command']}`", "",
+             "Commands: each row's `command` in cold_start.json (the last one: "
+             f"`{out['command']}`).", "",
              "| model | cold-target R@10 | cold-target N@10 | warm-target R@10 | warm-target N@10 | cold/warm R@10 | new user (last 3, no id) R@10 | fit s |",
              "|---|---|---|---|---|---|---|---|"]
     for name, r in results.items():
