@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 from contract import RecommenderContract
 
 from ctxrec.context import ContextConfig
@@ -46,6 +47,13 @@ class TestPointwiseTargetAttentionContract(RecommenderContract):
 
     def make_model(self) -> PointwiseRecommender:
         return PointwiseRecommender(tiny(history_pooling="target"))
+
+
+class TestPointwiseHistoryMatchContract(RecommenderContract):
+    batch_rtol = 1e-4
+
+    def make_model(self) -> PointwiseRecommender:
+        return PointwiseRecommender(tiny(history_match=True))
 
 
 class TestFMContract(RecommenderContract):
@@ -148,3 +156,24 @@ def test_table_l2_shrinks_rows_no_batch_uses() -> None:
     assert unused_row_norm("table") < 0.5 * unused_row_norm("batch")
     with pytest.raises(ConfigError, match="emb_l2_scope"):
         tiny(emb_l2_scope="rows")
+
+
+def test_history_match_field_counts_the_candidate_in_the_history() -> None:
+    """The catalogue path (scatter counts) and the pair path (equality counts) give the same logits."""
+    model = PointwiseRecommender(tiny(history_match=True, history_pooling="target",
+                                      train=TrainConfig(max_epochs=1, progress=False)))
+    model.fit(context_dataset(n_users=10))
+    net = model.net
+    assert net is not None and net.match_emb is not None
+    hist = torch.tensor([[0, 3, 3, 5], [1, 1, 1, 1]])
+    q = {"users": torch.tensor([1, 2]), "hist": hist, "prof": torch.zeros(2, 0, dtype=torch.long),
+         "ci": torch.zeros(2, len(net.ctx_emb), dtype=torch.long), "cd": torch.zeros(2, net.spec.n_dense)}
+    net.eval()
+    with torch.no_grad():
+        full = net.all_logits(q)  # (2, V); column j = item j + 1
+        for item in (1, 3, 5, 7):
+            pair = net.pair_logits(q, torch.tensor([item, item]))
+            torch.testing.assert_close(pair, full[:, item - 1], rtol=1e-5, atol=1e-5)
+        counts = torch.tensor([[0, 2, 1, 0], [4, 0, 0, 0]])  # items 1, 3, 5, 7
+        edges = torch.tensor([1, 2, 3, 5, 10])
+        assert torch.bucketize(counts, edges, right=True).tolist() == [[0, 2, 1, 0], [3, 0, 0, 0]]

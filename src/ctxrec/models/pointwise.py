@@ -47,6 +47,7 @@ if TYPE_CHECKING:
     from ctxrec.data.splits import EvalSet
 
 SCORE_CHUNK = 65_536  # (query, item) pairs scored at once when ranking the catalogue
+MATCH_BUCKETS = (1, 2, 3, 5, 10)  # history_match: occurrences 0 | 1 | 2 | 3-4 | 5-9 | 10+
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -66,6 +67,9 @@ class PointwiseConfig:
     max_history: int = 50
     history_pooling: Literal["mean", "target"] = "mean"
     """``target``: attention of the candidate item over the history items (DIN-style), else their mean."""
+    history_match: bool = False
+    """One more field: how often the candidate itself occurs in the user's history (bucketed 0, 1, 2, 3-4,
+    5-9, 10+). The repeat-use signal that pooling item vectors blurs (apps, music: users return to items)."""
     use_profile: bool = True
     """User attribute fields (demographics) as query fields, where the dataset has them."""
     use_context: bool = True
@@ -139,10 +143,12 @@ class PointwiseNet(nn.Module):
         # query side
         self.user_emb = emb(spec.n_users + 1) if cfg.use_user else None
         self.hist_proj = nn.Linear(d, d) if cfg.use_history else None
+        self.match_emb = emb(len(MATCH_BUCKETS) + 1) if cfg.use_history and cfg.history_match else None
         self.profile_emb = nn.ModuleList(emb(c) for c in spec.profile_cardinalities)
         self.ctx_emb = nn.ModuleList(emb(c) for c in spec.ctx_cardinalities)
         self.ctx_dense = nn.Linear(spec.n_dense, d) if spec.n_dense else None
-        self.n_query_fields = (int(self.user_emb is not None) + int(self.hist_proj is not None) + len(self.profile_emb)
+        self.n_query_fields = (int(self.user_emb is not None) + int(self.hist_proj is not None)
+                               + int(self.match_emb is not None) + len(self.profile_emb)
                                + len(self.ctx_emb) + int(self.ctx_dense is not None))
         n_fields = self.n_query_fields + self.n_item_fields
         width = n_fields * d
@@ -225,7 +231,16 @@ class PointwiseNet(nn.Module):
         parts = [self.query_fields(q)]
         if self.hist_proj is not None:
             parts.append(self.history_field(q["hist"], itf.sum(1)).unsqueeze(1))
+        if self.match_emb is not None:
+            count = (q["hist"] == items.unsqueeze(1)).sum(1)  # (N,) occurrences of the candidate
+            parts.append(self._match_field(count).unsqueeze(1))
         return torch.cat([*parts, itf], 1)
+
+    def _match_field(self, count: torch.Tensor) -> torch.Tensor:
+        """Occurrence counts (...,) -> bucket embeddings (..., d)."""
+        assert self.match_emb is not None
+        edges = torch.tensor(MATCH_BUCKETS, device=count.device)
+        return self.match_emb(torch.bucketize(count.contiguous(), edges, right=True))
 
     def pair_logits(self, q: dict[str, torch.Tensor], items: torch.Tensor) -> torch.Tensor:
         """Query tensors (N rows), items (N,) -> logits (N,)."""
@@ -245,6 +260,11 @@ class PointwiseNet(nn.Module):
             if self.hist_proj is not None:
                 target = itf.sum(1).unsqueeze(0).expand(b, V, -1)  # (b, V, d)
                 parts.append(self.history_field(q["hist"][s : s + rows], target).unsqueeze(2))
+            if self.match_emb is not None:
+                hist = q["hist"][s : s + rows]  # (b, L), 0 = padding
+                count = torch.zeros(b, V + 1, dtype=torch.long, device=hist.device)
+                count.scatter_add_(1, hist, torch.ones_like(hist))
+                parts.append(self._match_field(count[:, 1:]).unsqueeze(2))  # (b, V, 1, d)
             parts.append(itf.unsqueeze(0).expand(b, *itf.shape))
             fields = torch.cat(parts, 2)  # (b, V, F, d)
             out.append(self.head(fields.reshape(b * V, *fields.shape[2:])).reshape(b, V))
