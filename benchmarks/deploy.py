@@ -4,8 +4,10 @@
     python benchmarks/deploy.py --dataset amazon-scientific --model runs/bench/amazon-scientific/fusion/model \
         --text-encoder
 
-For each variant (``torch`` = the PyTorch model for reference, ``fp32`` / ``int8`` ONNX exports, ``pruned<P>``
-= global magnitude pruning of P% of the weights then fp32 export) it records
+For each variant (``torch`` = the PyTorch model for reference, ``fp32`` / ``int8`` (int8 tables + ORT dynamic
+quantization of the weight MatMuls) / ``int8s`` (int8 tables + static, calibrated QDQ quantization of every
+MatMul, attention and item scoring included) ONNX exports, ``pruned<P>`` = global magnitude pruning of P% of
+the weights then fp32 export) it records
 
 * ``ndcg@10`` (and hr@10) on the test cases of the run's split, full ranking, computed by
   ``ctxrec.evaluation.Evaluator`` exactly as benchmarks/run.py does (the Recommender protocol is the same);
@@ -15,7 +17,13 @@ For each variant (``torch`` = the PyTorch model for reference, ``fp32`` / ``int8
   (query encoding, network, masking of seen items, top-10, external ids) over ``--queries`` known users;
   the variants are timed interleaved (one query each, in a random order per query) so that load from
   other processes and cache effects hit them alike. ``--latency-only`` re-times the existing exports and
-  updates the latency fields of an existing result file.
+  updates the latency fields of an existing result file;
+* ``p50_ms_batch<B>`` / ``p90_ms_batch<B>`` (``--batch-sizes``, default 16 and 64; torch, fp32 and the int8
+  variants): latency of one ``recommend`` call on B random known users, i.e. what the service's
+  micro-batcher scores in one forward pass under load, interleaved the same way; ``per_query_ms_batch<B>``
+  = p50 / B. ``<q>_vs_fp32`` holds the issue's ratios (NDCG@10 relative drop, size, latency p50 single
+  query and per batch size) for each int8 variant. Every ONNX variant gets the same export (incl.
+  ``last_position_only``) and ONNX Runtime's full graph optimisation, with the same thread count.
 
 ``--text-encoder`` (text-aware models): sentences/second of the fp32 and int8 ONNX text encoders on the
 item texts, mean/min cosine of int8 to the fp32 item vectors the model was trained with, and NDCG@10 of
@@ -80,6 +88,57 @@ def latency(models: dict[str, Any], users: list[str], k: int = 10, warmup: int =
                 "mean_ms": round(float(np.mean(v)) * 1e3, 3)} for n, v in times.items()}
 
 
+def batch_latency(models: dict[str, Any], users: list[str], batch_sizes: list[int], reps: int, k: int = 10,
+                  warmup: int = 3, budget_s: float = 90.0) -> dict[str, dict[str, float]]:
+    """Interleaved latency of ``recommend`` on a batch of ``B`` queries (what the service's micro-batcher
+    scores in one forward pass under load): per rep, ``B`` random known users, every variant in a random
+    order on the same batch. ``p50_ms_batch<B>`` is per batch, ``per_query_ms_batch<B>`` = p50 / B.
+    Each batch size stops early after ``budget_s`` seconds (the rep count is recorded)."""
+    from ctxrec.models.base import RecQuery
+
+    names = list(models)
+    rng = np.random.default_rng(2)
+    out: dict[str, dict[str, float]] = {n: {} for n in names}
+    for B in batch_sizes:
+        times: dict[str, list[float]] = {n: [] for n in names}
+        start = time.perf_counter()
+        for r in range(warmup + reps):
+            q = [RecQuery(user_id=users[i]) for i in rng.choice(len(users), size=B, replace=len(users) < B)]
+            for j in rng.permutation(len(names)):
+                t = time.perf_counter()
+                models[names[j]].recommend(q, k=k)
+                if r >= warmup:
+                    times[names[j]].append(time.perf_counter() - t)
+            if time.perf_counter() - start > budget_s:
+                break
+        for n, v in times.items():
+            p50 = float(np.median(v))
+            out[n].update({f"p50_ms_batch{B}": round(p50 * 1e3, 3), f"p90_ms_batch{B}": round(float(np.percentile(v, 90)) * 1e3, 3),
+                           f"per_query_ms_batch{B}": round(p50 * 1e3 / B, 4), f"reps_batch{B}": len(v)})
+    return out
+
+
+INT8_VARIANTS = ("int8", "int8s")
+"""``int8``: int8 tables + ORT dynamic quantization of the weight MatMuls; ``int8s``: int8 tables + static
+(calibrated, QDQ) quantization of every MatMul, attention and item scoring included."""
+BATCH_TIMED = ("torch", "fp32", "int8", "int8s")
+
+
+def _batch_sizes(text: str) -> list[int]:
+    return [int(b) for b in text.split(",") if b.strip()]
+
+
+def _compare_to_fp32(fp32: dict[str, Any], q: dict[str, Any], batch_sizes: list[int]) -> dict[str, Any]:
+    """The issue's targets: NDCG@10 relative drop, size ratio, latency ratios (fp32 / int8; > 1 = int8 faster)."""
+    out = {"ndcg_rel_drop": round((fp32["ndcg@10"] - q["ndcg@10"]) / fp32["ndcg@10"], 5),
+           "size_ratio": round(fp32["size_mb"] / q["size_mb"], 2),
+           "latency_ratio_p50": round(fp32["p50_ms"] / q["p50_ms"], 2)}
+    for b in batch_sizes:
+        if f"p50_ms_batch{b}" in q and f"p50_ms_batch{b}" in fp32:
+            out[f"latency_ratio_p50_batch{b}"] = round(fp32[f"p50_ms_batch{b}"] / q[f"p50_ms_batch{b}"], 2)
+    return out
+
+
 def text_encoder_bench(model: Any, data: Any, split: Any, fp32_dir: Path, int8_dir: Path, threads: int,
                        evaluator: Any, say: Any) -> dict[str, Any]:
     import copy
@@ -134,6 +193,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap.add_argument("--text-encoder", action="store_true")
     ap.add_argument("--out", default=None, help="export root (default runs/deploy/<dataset>)")
     ap.add_argument("--latency-only", action="store_true", help="re-time existing exports; update the result file")
+    ap.add_argument("--batch-sizes", default="16,64", help="batched latency: comma-separated batch sizes ('' = none)")
+    ap.add_argument("--batch-reps", type=int, default=100, help="batches timed per batch size (capped at 90 s each)")
     args = ap.parse_args(argv)
     argv_list = argv if argv is not None else sys.argv[1:]
     command = "python benchmarks/deploy.py " + " ".join(shlex.quote(a) for a in argv_list)
@@ -167,6 +228,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     exports: dict[str, Any] = {}
     for name, cfg in [("fp32", ExportConfig(text_encoder=args.text_encoder)),
                       ("int8", ExportConfig(quantize="int8", text_encoder=args.text_encoder)),
+                      ("int8s", ExportConfig(quantize="int8-static", text_encoder=False)),
                       *[(f"pruned{int(p * 100)}", ExportConfig(prune=p, text_encoder=False)) for p in prunes]]:
         t = time.perf_counter()
         info = export_model(model, out_root / name, cfg, log=say)
@@ -198,17 +260,20 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     for name, lat in latency(models, users).items():
         entries[name].update(lat)
         say(f"{name}: p50 {lat['p50_ms']:.3f} ms p90 {lat['p90_ms']:.3f} ms")
+    batch_sizes = _batch_sizes(args.batch_sizes)
+    if batch_sizes:
+        timed = {n: models[n] for n in BATCH_TIMED if n in models}
+        say(f"timing batches of {batch_sizes} queries for {', '.join(timed)}, interleaved")
+        for name, lat in batch_latency(timed, users, batch_sizes, args.batch_reps).items():
+            entries[name].update(lat)
+            say(f"{name}: " + ", ".join(f"batch {b} p50 {lat[f'p50_ms_batch{b}']:.2f} ms" for b in batch_sizes))
 
-    fp32, int8 = entries["fp32"], entries["int8"]
     result: dict[str, Any] = {
         "dataset": args.dataset, "model": model.kind, "model_dir": args.model, "split": split_name,
         "n_test_cases": len(split.test), "exclude_seen": True, "threads": args.threads, "latency_queries": len(users),
+        "batch_sizes": batch_sizes,
         **entries,
-        "int8_vs_fp32": {
-            "ndcg_rel_drop": round((fp32["ndcg@10"] - int8["ndcg@10"]) / fp32["ndcg@10"], 5),
-            "size_ratio": round(fp32["size_mb"] / int8["size_mb"], 2),
-            "latency_ratio_p50": round(fp32["p50_ms"] / int8["p50_ms"], 2),
-        },
+        **{f"{q}_vs_fp32": _compare_to_fp32(entries["fp32"], entries[q], batch_sizes) for q in INT8_VARIANTS},
         "command": command, "machine": machine_description(),
         "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
     }
@@ -232,7 +297,7 @@ def retime(args: Any, model: Any, out_root: Path, command: str, say: Any) -> dic
 
     f = RESULTS / f"{args.dataset}.json"
     result = json.loads(f.read_text())
-    names = ["fp32", "int8", *sorted(k for k in result if k.startswith("pruned"))]
+    names = ["fp32", *[q for q in INT8_VARIANTS if q in result], *sorted(k for k in result if k.startswith("pruned"))]
     models: dict[str, Any] = {"torch": model}
     models.update({n: OnnxRecommender.load(out_root / n, threads=args.threads) for n in names})
     rng = np.random.default_rng(0)
@@ -241,7 +306,16 @@ def retime(args: Any, model: Any, out_root: Path, command: str, say: Any) -> dic
     for name, lat in latency(models, users).items():
         result[name].update(lat)
         say(f"{name}: p50 {lat['p50_ms']:.3f} ms p90 {lat['p90_ms']:.3f} ms")
-    result["int8_vs_fp32"]["latency_ratio_p50"] = round(result["fp32"]["p50_ms"] / result["int8"]["p50_ms"], 2)
+    batch_sizes = _batch_sizes(args.batch_sizes)
+    if batch_sizes:
+        timed = {n: models[n] for n in BATCH_TIMED if n in models}
+        for name, lat in batch_latency(timed, users, batch_sizes, args.batch_reps).items():
+            result[name].update(lat)
+            say(f"{name}: " + ", ".join(f"batch {b} p50 {lat[f'p50_ms_batch{b}']:.2f} ms" for b in batch_sizes))
+    result["batch_sizes"] = batch_sizes
+    for q in INT8_VARIANTS:
+        if q in result:
+            result[f"{q}_vs_fp32"] = _compare_to_fp32(result["fp32"], result[q], batch_sizes)
     result["threads"], result["latency_queries"] = args.threads, len(users)
     result["latency_command"] = command
     result["latency_date"] = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
@@ -256,29 +330,43 @@ def write_table() -> None:
     lines = ["# Deployment: ONNX export, int8 quantization, pruning", "",
              "Generated by `benchmarks/deploy.py` (see its docstring for what each column measures). NDCG@10: test",
              "cases of the run's split, full ranking, `ctxrec.evaluation.Evaluator`. Size: the network file",
-             "(`recommender.onnx`; for torch the float32 network weights), 10^6 bytes. Latency: one query",
-             "`recommend([RecQuery(user_id=u)], k=10)`, whole path, variants interleaved, ONNX Runtime and torch",
-             "with the thread count shown.", ""]
+             "(`recommender.onnx`; for torch the float32 network weights), 10^6 bytes. Latency (p50/p90 ms): one",
+             "query `recommend([RecQuery(user_id=u)], k=10)`, whole path; batch B (p50 ms per batch): `recommend` on",
+             "B random known users at once, what the service's micro-batcher scores in one forward pass under load.",
+             "Variants interleaved, ONNX Runtime and torch with the thread count shown.", ""]
     for f in sorted(RESULTS.glob("*.json")):
         r = json.loads(f.read_text())
         m = r["machine"]
+        bs = r.get("batch_sizes", [])
         lines += [f"## {r['dataset']} ({r['model']}, {r['split']}, {r['n_test_cases']:,} test cases)", "",
                   f"`{r['command']}` — {r['date']}; {m['cpu']}, {m['cores']} cores, {m['memory_gib']} GiB, "
                   f"torch {m['torch']}, {r['threads']} thread(s), {r['latency_queries']} timed queries."
                   + (f" Latency re-timed by `{r['latency_command']}` ({r['latency_date']})." if "latency_command" in r else ""),
                   "",
-                  "| variant | NDCG@10 | HR@10 | size MB | size MB (gzip) | p50 ms | p90 ms |",
-                  "|---|---|---|---|---|---|---|"]
-        for name in ["torch", "fp32", "int8", *sorted(k for k in r if k.startswith("pruned"))]:
+                  "| variant | NDCG@10 | HR@10 | size MB | size MB (gzip) | p50 ms | p90 ms |"
+                  + "".join(f" batch {b} p50 ms |" for b in bs),
+                  "|---|---|---|---|---|---|---|" + "---|" * len(bs)]
+        for name in ["torch", "fp32", *[q for q in INT8_VARIANTS if q in r], *sorted(k for k in r if k.startswith("pruned"))]:
             e = r[name]
-            label = {"torch": "PyTorch fp32 (reference)", "fp32": "ONNX fp32", "int8": "ONNX int8"}.get(
+            label = {"torch": "PyTorch fp32 (reference)", "fp32": "ONNX fp32", "int8": "ONNX int8 (dynamic)",
+                     "int8s": "ONNX int8 static (all MatMuls)"}.get(
                 name, f"ONNX fp32, {name[6:]}% pruned (sparsity {e.get('sparsity', 0):.2f})")
+            batch = "".join(f" {e[f'p50_ms_batch{b}']:.2f} |" if f"p50_ms_batch{b}" in e else " — |" for b in bs)
             lines.append(f"| {label} | {e['ndcg@10']:.4f} | {e['hr@10']:.4f} | {e['size_mb']:.3f} | "
-                         f"{e['size_mb_gzip']:.3f} | {e['p50_ms']:.3f} | {e['p90_ms']:.3f} |")
-        c = r["int8_vs_fp32"]
-        lines += ["", f"int8 vs fp32: NDCG@10 relative drop {c['ndcg_rel_drop']:.2%} (target <= 1%), "
-                      f"{c['size_ratio']:.2f}x smaller (target >= 3x), p50 latency {c['latency_ratio_p50']:.2f}x lower "
-                      "(target >= 1.5x).", ""]
+                         f"{e['size_mb_gzip']:.3f} | {e['p50_ms']:.3f} | {e['p90_ms']:.3f} |" + batch)
+        lines.append("")
+        for q in INT8_VARIANTS:
+            if f"{q}_vs_fp32" not in r:
+                continue
+            c = r[f"{q}_vs_fp32"]
+            ok = lambda v, t: "met" if v >= t else "NOT met"  # noqa: E731
+            lat = [f"single query {c['latency_ratio_p50']:.2f}x ({ok(c['latency_ratio_p50'], 1.5)})"]
+            lat += [f"batch {b} {c[f'latency_ratio_p50_batch{b}']:.2f}x ({ok(c[f'latency_ratio_p50_batch{b}'], 1.5)})"
+                    for b in bs if f"latency_ratio_p50_batch{b}" in c]
+            lines += [f"{'int8' if q == 'int8' else 'int8 static'} vs fp32: NDCG@10 relative drop {c['ndcg_rel_drop']:.2%} "
+                      f"(target <= 1%: {'met' if c['ndcg_rel_drop'] <= 0.01 else 'NOT met'}), {c['size_ratio']:.2f}x smaller "
+                      f"(target >= 3x: {ok(c['size_ratio'], 3.0)}), p50 latency lower by (target >= 1.5x): "
+                      + ", ".join(lat) + ".", ""]
         if "text_encoder" in r:
             t = r["text_encoder"]
             lines += ["Text encoder (ONNX Runtime, item texts):", "",
