@@ -125,7 +125,9 @@ def evaluate(
     run: Annotated[Path, typer.Argument(help="Run folder written by `ctxrec train` (or a model folder).")],
     dataset: Annotated[Optional[str], typer.Option(help="Dataset (default: the run's).")] = None,
     split: Annotated[Optional[str], typer.Option(help="Split (default: the run's).")] = None,
-    include_seen: Annotated[bool, typer.Option(help="Rank already-seen items too.")] = False,
+    include_seen: Annotated[bool | None, typer.Option(
+        "--include-seen/--exclude-seen",
+        help="Rank already-seen items too (default: the dataset's own, kept on repeat-use data such as frappe).")] = None,
     data_dir: DataDir = None,
 ) -> None:
     """Evaluate a saved model on the test cases of a split, with full ranking."""
@@ -143,7 +145,8 @@ def evaluate(
         m = load_model(run)
         data = load_dataset(name, data_dir or run_cfg.get("data_dir"))
         sp = make_split(data, split or run_cfg.get("split", "leave-one-out"))
-        res = Evaluator(EvalConfig(exclude_seen=not include_seen)).evaluate(m, sp.test)
+        keep_seen = data.schema.repeat_consumption if include_seen is None else include_seen
+        res = Evaluator(EvalConfig(exclude_seen=not keep_seen)).evaluate(m, sp.test)
     except (CtxrecError, FileNotFoundError) as exc:
         _fail(str(exc))
         return

@@ -40,7 +40,9 @@ class ExperimentConfig:
     model_config: dict[str, Any] = field(default_factory=dict)
     """Validated against the model's typed config (unknown keys are errors)."""
     ks: tuple[int, ...] = (5, 10, 20)
-    exclude_seen: bool = True
+    exclude_seen: bool | None = None
+    """Drop already-seen items from the ranking; None = the dataset's default (kept where users return to
+    items: ``DatasetSchema.repeat_consumption``)."""
 
 
 def machine_description() -> dict[str, Any]:
@@ -104,7 +106,8 @@ def run_experiment(
     fit_seconds = time.perf_counter() - t_fit
     if not main:
         return {}
-    evaluator = Evaluator(EvalConfig(ks=cfg.ks, exclude_seen=cfg.exclude_seen))
+    exclude_seen = cfg.exclude_seen if cfg.exclude_seen is not None else not data.schema.repeat_consumption
+    evaluator = Evaluator(EvalConfig(ks=cfg.ks, exclude_seen=exclude_seen))
     metrics = evaluator.evaluate(model, split.test)
     model.save(out / "model")
     info = {k: v for k, v in model.fit_info.items() if k != "history"}
@@ -121,7 +124,7 @@ def run_experiment(
         "fit_seconds": round(fit_seconds, 2),
         "seconds_per_epoch": round(sorted(epoch_secs)[len(epoch_secs) // 2], 2) if epoch_secs else None,
         "peak_rss_mib": peak_rss_mib(),
-        "exclude_seen": cfg.exclude_seen,
+        "exclude_seen": exclude_seen,
         "model_config": to_dict(model.config),
         "fit_info": info,
         "machine": machine_description(),

@@ -135,6 +135,9 @@ def test_context_datasets(loaded: Callable[[str], Dataset]) -> None:
     assert frappe.items["name"].notna().sum() == 3_532
     assert frappe.summary()["item_text_fields"] == ["name", "category", "description"]
     assert frappe.summary()["events_with_timestamp"] == 0
+    # Repeat use is the point of the context datasets: their evaluation keeps seen items by default.
+    assert all(loaded(n).schema.repeat_consumption for n in ("frappe", "incarmusic", "depaulmovie"))
+    assert not loaded("ml-100k").schema.repeat_consumption
 
     music = loaded("incarmusic")
     ctx = music.interactions[list(music.schema.context_names)]

@@ -56,6 +56,9 @@ class DatasetSchema:
     user_text_fields: tuple[str, ...] = ()
     user_attribute_fields: tuple[str, ...] = ()
     has_timestamps: bool = True
+    repeat_consumption: bool = False
+    """Users return to items they used before (apps, music or films in another context): evaluation then
+    keeps already-seen items in the ranking by default instead of excluding them."""
 
     @property
     def context_names(self) -> tuple[str, ...]:

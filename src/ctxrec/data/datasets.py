@@ -390,6 +390,7 @@ def load_frappe(root: Path) -> Dataset:
         context=tuple(ContextField(name=c, kind="categorical") for c in FRAPPE_CONTEXT),
         item_text_fields=("name", "category", "description"),
         has_timestamps=False,
+        repeat_consumption=True,
     )
     notes = ("every log row is an event with weight = cnt (usage count in that context); no timestamps",)
     return Dataset.from_frames(inter, items=meta, schema=schema, name="frappe", notes=notes)
@@ -441,6 +442,7 @@ def load_incarmusic(root: Path) -> Dataset:
         context=tuple(ContextField(name=c, kind="categorical") for c in INCARMUSIC_CONTEXT),
         item_text_fields=("title", "artist", "genre"),
         has_timestamps=False,
+        repeat_consumption=True,
     )
     notes = (f"weight = rating (0-5); {no_ctx:,} events have no context (all factors '<unk>'); no timestamps",)
     return Dataset.from_frames(inter, items=tracks, schema=schema, name="incarmusic", notes=notes)
@@ -476,6 +478,7 @@ def load_depaulmovie(root: Path) -> Dataset:
         context=tuple(ContextField(name=c, kind="categorical") for c in DEPAUL_CONTEXT),
         item_text_fields=("imdb_id",),
         has_timestamps=False,
+        repeat_consumption=True,
     )
     notes = ("weight = rating (1-5); item text is the IMDb id only; no timestamps",)
     return Dataset.from_frames(inter, items=items, schema=schema, name="depaulmovie", notes=notes)
