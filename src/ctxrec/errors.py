@@ -28,3 +28,8 @@ class UnknownIdError(CtxrecError, KeyError):
 
     def __str__(self) -> str:  # KeyError quotes its message; keep it readable
         return str(self.args[0]) if self.args else ""
+
+
+class UnsupportedError(CtxrecError, NotImplementedError):
+    """A model cannot do this by design (an ID-only model asked to add items, an ONNX export asked to
+    train); the message says which model can. A NotImplementedError, so callers may catch either."""

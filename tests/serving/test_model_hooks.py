@@ -7,6 +7,7 @@ import pandas as pd
 import pytest
 
 from ctxrec.data.synthetic import SimulatorConfig, simulate
+from ctxrec.errors import UnsupportedError
 from ctxrec.models import load_model
 from ctxrec.models.base import RecQuery
 from ctxrec.models.fusion import FusionConfig, FusionRecommender
@@ -50,7 +51,7 @@ def test_fusion_add_items_makes_new_items_recommendable(fusion: FusionRecommende
 def test_id_only_model_refuses_add_items_clearly(sim_data) -> None:  # type: ignore[no-untyped-def]
     m = SASRecRecommender(SASRecConfig(d_model=8, n_layers=1, max_len=8, train=TrainConfig(max_epochs=1, progress=False)))
     m.fit(sim_data)
-    with pytest.raises(NotImplementedError, match="cannot recommend items added after training"):
+    with pytest.raises(UnsupportedError, match="cannot recommend items added after training"):
         m.add_items(pd.DataFrame({"item_id": ["x"]}))
     q = m.encode_queries([RecQuery(history=sim_data.item_vocab.ids[:3])])
     scores = m.user_embeddings(q) @ m.item_embeddings().T

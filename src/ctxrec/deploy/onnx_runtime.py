@@ -31,7 +31,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from ctxrec.errors import ConfigError
+from ctxrec.errors import ConfigError, UnsupportedError
 from ctxrec.models.base import QueryBatch, Recommender
 
 __all__ = ["EXPORT_FORMAT", "OnnxRecommender", "OnnxTextEncoder", "is_export_dir", "load_recommender",
@@ -208,19 +208,19 @@ class OnnxRecommender(Recommender):
 
     # ------------------------------------------------------------------------------------ not supported
     def add_items(self, items: Any) -> np.ndarray:
-        raise NotImplementedError(
+        raise UnsupportedError(
             "the ONNX backend serves the catalogue it was exported with (the item table is inside the graph); "
             "add the items to the PyTorch model (model.add_items) and export it again, or serve with backend='torch'"
         )
 
     def _fit(self, data: Any, *, valid: Any, run_dir: Any) -> None:
-        raise NotImplementedError("an ONNX export cannot be trained; train the PyTorch model and export it again")
+        raise UnsupportedError("an ONNX export cannot be trained; train the PyTorch model and export it again")
 
     def _state(self) -> dict[str, np.ndarray]:
-        raise NotImplementedError("an ONNX export is saved by `ctxrec export`, not by save()")
+        raise UnsupportedError("an ONNX export is saved by `ctxrec export`, not by save()")
 
     def _load_state(self, state: dict[str, np.ndarray]) -> None:
-        raise NotImplementedError("load an ONNX export with OnnxRecommender.load(path)")
+        raise UnsupportedError("load an ONNX export with OnnxRecommender.load(path)")
 
 
 # ------------------------------------------------------------------------------------ text encoder

@@ -19,7 +19,7 @@ import numpy as np
 
 from ctxrec.config import from_dict, to_dict
 from ctxrec.data.vocab import Vocab
-from ctxrec.errors import ConfigError, NotFittedError, UnknownIdError
+from ctxrec.errors import ConfigError, NotFittedError, UnknownIdError, UnsupportedError
 
 if TYPE_CHECKING:
     from ctxrec.data.dataset import Dataset, DatasetSchema
@@ -270,7 +270,7 @@ class Recommender(ABC):
 
         Only models that can score an item they never saw in training (from its text or attributes)
         override this; ID-only models cannot, and say so."""
-        raise NotImplementedError(
+        raise UnsupportedError(
             f"{type(self).__name__} ({self.kind!r}) scores items by their trained IDs only and cannot "
             "recommend items added after training; retrain with the new items, or serve a text-aware "
             "model such as 'fusion'"
@@ -281,11 +281,11 @@ class Recommender(ABC):
         as ``_score`` does, for models whose score is such a dot product (used by approximate
         nearest-neighbour retrieval). Queries with an empty history may be scored differently
         (e.g. popularity): callers score those exactly."""
-        raise NotImplementedError(f"{type(self).__name__} has no dot-product form; score it exactly")
+        raise UnsupportedError(f"{type(self).__name__} has no dot-product form; score it exactly")
 
     def item_embeddings(self) -> np.ndarray:
         """``(n_items, D)`` item vectors matching :meth:`user_embeddings`."""
-        raise NotImplementedError(f"{type(self).__name__} has no dot-product form; score it exactly")
+        raise UnsupportedError(f"{type(self).__name__} has no dot-product form; score it exactly")
 
     # ------------------------------------------------------------------ persistence
     def save(self, path: str | Path) -> None:
