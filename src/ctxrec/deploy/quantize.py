@@ -14,7 +14,8 @@ Gather (history tokens) and by the scoring MatMul (``H E^T``) at once:
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -63,16 +64,22 @@ def quantize_onnx(src: str | Path, dst: str | Path, *, per_channel: bool = True,
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     dst = Path(dst)
-    # quantize_dynamic logs a "please run pre-processing" warning through logging; it is advice only.
+    with _quiet_ort_advice():
+        quantize_dynamic(str(src), str(dst), weight_type=QuantType.QInt8, per_channel=per_channel,
+                         op_types_to_quantize=list(op_types), extra_options={"MatMulConstBOnly": True})
+    return dst
+
+
+@contextmanager
+def _quiet_ort_advice() -> Iterator[None]:
+    """ORT's quantizers log a "please run pre-processing" warning through the root logger; it is advice only."""
     qlog = logging.getLogger("root")
     level = qlog.level
     qlog.setLevel(logging.ERROR)
     try:
-        quantize_dynamic(str(src), str(dst), weight_type=QuantType.QInt8, per_channel=per_channel,
-                         op_types_to_quantize=list(op_types), extra_options={"MatMulConstBOnly": True})
+        yield
     finally:
         qlog.setLevel(level)
-    return dst
 
 
 def quantize_onnx_static(src: str | Path, dst: str | Path, feeds: Sequence[dict[str, np.ndarray]], *,
@@ -95,13 +102,8 @@ def quantize_onnx_static(src: str | Path, dst: str | Path, feeds: Sequence[dict[
             return next(self.it, None)
 
     dst = Path(dst)
-    qlog = logging.getLogger("root")
-    level = qlog.level
-    qlog.setLevel(logging.ERROR)
-    try:
+    with _quiet_ort_advice():
         quantize_static(str(src), str(dst), _Reader(), quant_format=QuantFormat.QDQ, op_types_to_quantize=list(op_types),
                         per_channel=per_channel, activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
                         calibrate_method=CalibrationMethod.MinMax)
-    finally:
-        qlog.setLevel(level)
     return dst
