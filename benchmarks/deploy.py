@@ -191,7 +191,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap.add_argument("--queries", type=int, default=1000, help="users timed for latency")
     ap.add_argument("--threads", type=int, default=1, help="ONNX Runtime and torch threads")
     ap.add_argument("--text-encoder", action="store_true")
-    ap.add_argument("--out", default=None, help="export root (default runs/deploy/<dataset>)")
+    ap.add_argument("--name", default="", help="result name: writes results/deploy/<dataset>-<name>.json (default "
+                    "<dataset>.json), e.g. for a second model of the same dataset")
+    ap.add_argument("--out", default=None, help="export root (default runs/deploy/<dataset>[-<name>])")
     ap.add_argument("--latency-only", action="store_true", help="re-time existing exports; update the result file")
     ap.add_argument("--batch-sizes", default="16,64", help="batched latency: comma-separated batch sizes ('' = none)")
     ap.add_argument("--batch-reps", type=int, default=100, help="batches timed per batch size (capped at 90 s each)")
@@ -214,10 +216,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
 
     prunes = args.prune if args.prune is not None else [0.3, 0.5]
-    out_root = Path(args.out) if args.out else ROOT.parent / "runs" / "deploy" / args.dataset
+    stem = f"{args.dataset}-{args.name}" if args.name else args.dataset
+    out_root = Path(args.out) if args.out else ROOT.parent / "runs" / "deploy" / stem
     model = load_model(args.model)
     if args.latency_only:
-        return retime(args, model, out_root, command, say)
+        return retime(args, model, out_root, command, say, RESULTS / f"{stem}.json")
     bench_file = ROOT / "results" / args.dataset / f"{model.kind}.json"
     split_name = args.split or (json.loads(bench_file.read_text()).get("split") if bench_file.exists() else None) or "leave-one-out"
     data = load_dataset(args.dataset, args.data_dir)
@@ -269,7 +272,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             say(f"{name}: " + ", ".join(f"batch {b} p50 {lat[f'p50_ms_batch{b}']:.2f} ms" for b in batch_sizes))
 
     result: dict[str, Any] = {
-        "dataset": args.dataset, "model": model.kind, "model_dir": args.model, "split": split_name,
+        "dataset": args.dataset, "name": args.name, "model": model.kind, "model_dir": args.model,
+        "model_config": {k: getattr(model.config, k) for k in ("d_model", "n_layers", "n_heads", "max_len")
+                         if hasattr(model.config, k)}, "split": split_name,
         "n_test_cases": len(split.test), "exclude_seen": True, "threads": args.threads, "latency_queries": len(users),
         "batch_sizes": batch_sizes,
         **entries,
@@ -285,17 +290,16 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         result["text_encoder"]["ndcg_rel_drop"] = round(
             (fp32["ndcg@10"] - result["text_encoder"]["int8"]["ndcg@10"]) / fp32["ndcg@10"], 5)
     RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / f"{args.dataset}.json").write_text(json.dumps(result, indent=2) + "\n")
+    (RESULTS / f"{stem}.json").write_text(json.dumps(result, indent=2) + "\n")
     write_table()
-    say(f"wrote {RESULTS / (args.dataset + '.json')}: {result['int8_vs_fp32']}")
+    say(f"wrote {RESULTS / (stem + '.json')}: {result['int8_vs_fp32']}")
     return result
 
 
-def retime(args: Any, model: Any, out_root: Path, command: str, say: Any) -> dict[str, Any]:
-    """Re-measure the latency of the exports already in ``out_root`` and update the result file."""
+def retime(args: Any, model: Any, out_root: Path, command: str, say: Any, f: Path) -> dict[str, Any]:
+    """Re-measure the latency of the exports already in ``out_root`` and update the result file ``f``."""
     from ctxrec.deploy.onnx_runtime import OnnxRecommender
 
-    f = RESULTS / f"{args.dataset}.json"
     result = json.loads(f.read_text())
     names = ["fp32", *[q for q in INT8_VARIANTS if q in result], *sorted(k for k in result if k.startswith("pruned"))]
     models: dict[str, Any] = {"torch": model}
@@ -338,7 +342,10 @@ def write_table() -> None:
         r = json.loads(f.read_text())
         m = r["machine"]
         bs = r.get("batch_sizes", [])
-        lines += [f"## {r['dataset']} ({r['model']}, {r['split']}, {r['n_test_cases']:,} test cases)", "",
+        mc = r.get("model_config", {})
+        width = f", d_model {mc['d_model']}, {mc['n_layers']} layers" if "d_model" in mc else ""
+        lines += [f"## {r['dataset']}{' / ' + r['name'] if r.get('name') else ''} ({r['model']}{width}, {r['split']}, "
+                  f"{r['n_test_cases']:,} test cases)", "",
                   f"`{r['command']}` — {r['date']}; {m['cpu']}, {m['cores']} cores, {m['memory_gib']} GiB, "
                   f"torch {m['torch']}, {r['threads']} thread(s), {r['latency_queries']} timed queries."
                   + (f" Latency re-timed by `{r['latency_command']}` ({r['latency_date']})." if "latency_command" in r else ""),

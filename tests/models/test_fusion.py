@@ -249,3 +249,36 @@ def test_items_without_training_events_are_not_trained_as_negatives(loss: str) -
 
     with_, without = cold_rank(False), cold_rank(True)
     assert with_ + 2 <= without
+
+
+def test_id_scale_rescales_only_the_id_part_at_inference(tmp_path) -> None:
+    """``set_id_scale`` moves warm item vectors towards their text part without retraining; the cached
+    item table follows, a saved model keeps the scale, and out-of-range scales are refused."""
+    from ctxrec.errors import ConfigError
+    from ctxrec.models import load_model
+
+    model = FusionRecommender(tiny(use_id=True, train=TrainConfig(max_epochs=2, lr=1e-2, batch_size=16, progress=False)))
+    model.fit(context_dataset(n_users=20))
+    net = model.net
+    assert net is not None and net.id_emb is not None
+    q = [RecQuery(history=["A1", "B2"], context={"device": "tv"})]
+    before = model.recommend(q, k=12, exclude_seen=False)[0]
+    full = model._eval_item_table().clone()
+    id_part = (net.id_emb.weight * net.has_id).detach()
+    assert id_part.abs().sum() > 0
+    model.set_id_scale(0.5)
+    half = model._eval_item_table()
+    torch.testing.assert_close(half, full - 0.5 * id_part, atol=1e-5, rtol=0)
+    after = model.recommend(q, k=12, exclude_seen=False)[0]
+    assert not np.allclose(before.scores, after.scores)  # the cache did not serve the old table
+    net.train()
+    assert net.cfg.id_scale == 0.5 and model.config.id_scale == 0.5
+    net.eval()
+    model.save(tmp_path / "m")
+    again = load_model(tmp_path / "m")
+    assert again.config.id_scale == 0.5
+    np.testing.assert_allclose(again.recommend(q, k=12, exclude_seen=False)[0].scores, after.scores, atol=1e-5)
+    with pytest.raises(ConfigError, match="id_scale"):
+        model.set_id_scale(1.5)
+    with pytest.raises(ConfigError, match="id_dropout"):
+        tiny(id_dropout=1.0)

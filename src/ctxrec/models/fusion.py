@@ -37,6 +37,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ctxrec.context import ContextConfig, ContextEncoder
+from ctxrec.errors import ConfigError
 from ctxrec.models.base import QueryBatch, Recommender
 from ctxrec.models.sasrec import CausalBlock
 from ctxrec.text.encoders import TextEncoderConfig
@@ -76,6 +77,12 @@ class FusionConfig:
     """Mixture of per-view softmaxes; False = one softmax over the gate-weighted sum of views."""
     id_dropout: float = 0.1
     """Probability, per training step and item, of hiding the item's ID embedding (cold-start robustness)."""
+    id_scale: float = 1.0
+    """Multiplier of the ID part of item vectors at inference (training always uses 1). Below 1 pulls warm
+    items towards their text/attribute vectors, which items without an ID embedding have alone: with a
+    high ``id_dropout`` the model mostly trained on such vectors, so this trades a little warm accuracy for
+    cold-item recall. ``FusionRecommender.set_id_scale`` changes it on a fitted model without retraining;
+    ``benchmarks/cold_start.py --id-scales`` measures the trade-off."""
     unseen_negatives: bool = False
     """Score catalogue items that have no training events as negatives in the training softmax. Off by
     default: nobody could choose an item that was not yet on offer, so its absence is no evidence against
@@ -103,6 +110,12 @@ class FusionConfig:
     """With ``loss="auto"``: full softmax up to this catalogue size, sampled softmax above it."""
     n_negatives: int = 2048
     train: TrainConfig = field(default_factory=TrainConfig)
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.id_dropout < 1.0:
+            raise ConfigError(f"id_dropout must be in [0, 1), got {self.id_dropout}")
+        if not 0.0 <= self.id_scale <= 1.0:
+            raise ConfigError(f"id_scale must be in [0, 1] (1 = the ID part as trained), got {self.id_scale}")
 
 
 @dataclass
@@ -212,6 +225,8 @@ class FusionNet(nn.Module):
             if self.training and self.cfg.id_dropout > 0 and has_content:
                 keep = (torch.rand(ids.shape[0], 1, device=ids.device) >= self.cfg.id_dropout).to(ids.dtype)
                 ids = ids * keep
+            elif not self.training and self.cfg.id_scale != 1.0 and has_content:
+                ids = ids * self.cfg.id_scale
             parts.append(ids)
         if self.text_proj is not None:
             parts.append(self.text_proj(self.text_vectors))
@@ -745,7 +760,8 @@ class FusionRecommender(Recommender):
         tensors = [*self.net.parameters(), *self.net.buffers()]
         key = tuple((id(t), t._version) for t in tensors)
         if self._table_cache is None or self._table_cache[0] != key:
-            self._table_cache = (key, self.net.item_table())
+            with torch.no_grad():  # a cached table must never carry an autograd graph into later requests
+                self._table_cache = (key, self.net.item_table())
         return self._table_cache[1]
 
     def _query_vectors(self, texts: list[str | None]) -> torch.Tensor:
@@ -795,6 +811,16 @@ class FusionRecommender(Recommender):
         return out
 
     # ================================================================================ serving
+    def set_id_scale(self, scale: float) -> None:
+        """Rescale the ID part of item vectors for inference (``FusionConfig.id_scale``), no retraining:
+        the next request (and a later ``save``/export) uses the new item table."""
+        from dataclasses import replace
+
+        self.config = replace(self.config, id_scale=float(scale))  # validates the range
+        if self.net is not None:
+            self.net.cfg = self.config
+        self._table_cache = None
+
     def add_items(self, items: Any) -> np.ndarray:
         """Make items recommendable without retraining: their text is encoded with the model's text
         encoder and template, attributes map into the training attribute vocabulary (unknown values
