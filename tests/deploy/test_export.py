@@ -241,3 +241,24 @@ def test_int8_static_export_quantizes_every_matmul(name: str, exports: dict[str,
     _assert_ranks_like(model, OnnxRecommender.load(d))
     with pytest.raises(ConfigError, match="int8-static"):
         ExportConfig(quantize="int4")  # type: ignore[arg-type]
+
+
+def test_fusion_export_keeps_the_cold_item_prior(fusion: Recommender, tmp_path: Path) -> None:
+    """A fitted ``cold_bias`` (FusionConfig.cold_prior) is part of the scores: the ONNX graph carries it."""
+    import copy
+
+    import torch
+
+    from ctxrec.deploy.export import ExportConfig, export_model
+
+    model = copy.deepcopy(fusion)
+    with torch.no_grad():
+        model.net.has_id[1:4] = 0.0  # type: ignore[attr-defined]  # three items become ID-less ("new")
+        model.net.cold_bias.fill_(1.3)  # type: ignore[attr-defined]
+    model._table_cache = None  # type: ignore[attr-defined]
+    export_model(model, tmp_path / "e", ExportConfig(text_encoder=False))
+    onnx_model = OnnxRecommender.load(tmp_path / "e")
+    queries = _queries(model)
+    ref = np.asarray(model._score(model.encode_queries(queries)), np.float32)
+    np.testing.assert_allclose(onnx_model._score(onnx_model.encode_queries(queries)), ref, atol=1e-4, rtol=1e-5)
+    assert not np.allclose(ref, fusion._score(fusion.encode_queries(queries)), atol=1e-3)

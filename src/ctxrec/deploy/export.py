@@ -162,6 +162,7 @@ class FusionGraph(nn.Module):
         assert src is not None
         with torch.no_grad():
             table = src.eval().item_table()
+            prior = src.item_log_prior() if hasattr(src, "item_log_prior") else None
         net = copy.deepcopy(src).eval()
         # The item table is precomputed: drop what only builds it (frozen text vectors dominate the size).
         for buf in ("text_vectors", "extra_vectors", "attr_ids", "has_id"):
@@ -173,6 +174,8 @@ class FusionGraph(nn.Module):
             net.pos_emb = Int8Table(src.pos_emb.weight)
         self.net = net
         self.table = _table(table, int8)
+        # Log-prior of ID-less items (FusionConfig.cold_prior); has_id is dropped above, so it is kept whole.
+        self.register_buffer("prior", prior.clone() if prior is not None else None)
         self.cfg = model.config
         ctx = len(net.ctx_emb) > 0
         dense = net.ctx_dense is not None
@@ -221,7 +224,10 @@ class FusionGraph(nn.Module):
             log_w = torch.cat([log_w, q_col], 1)
         if hasattr(net, "scoring_inputs"):
             vecs, table = net.scoring_inputs(vecs, table)
-        return mixture_log_probs(vecs, log_w, table, mixture=self.cfg.mixture)[:, 1:]
+        log_p = mixture_log_probs(vecs, log_w, table, mixture=self.cfg.mixture)
+        if self.prior is not None:
+            log_p = torch.log_softmax(log_p + self.prior, -1)
+        return log_p[:, 1:]
 
 
 def _graph(model: Recommender, int8: bool, last_position_only: bool = False) -> nn.Module:

@@ -83,6 +83,13 @@ class FusionConfig:
     high ``id_dropout`` the model mostly trained on such vectors, so this trades a little warm accuracy for
     cold-item recall. ``FusionRecommender.set_id_scale`` changes it on a fitted model without retraining;
     ``benchmarks/cold_start.py --id-scales`` measures the trade-off."""
+    cold_prior: Literal["none", "fit"] = "fit"
+    """``fit``: after training, one log-prior offset for items without an ID embedding (no training events,
+    or added at serving time) is fitted by maximum likelihood on the validation cases whose target is such
+    an item. Training never shows them as targets, so nothing else tells the model how often new items are
+    chosen; the offset restores that base rate (fewer than ``cold_prior_min_cases`` such cases: no offset).
+    ``none``: no offset."""
+    cold_prior_min_cases: int = 20
     unseen_negatives: bool = False
     """Score catalogue items that have no training events as negatives in the training softmax. Off by
     default: nobody could choose an item that was not yet on offer, so its absence is no evidence against
@@ -188,6 +195,8 @@ class FusionNet(nn.Module):
         # 1 for items with training events. Items without (cold, or added after training) use text and
         # attributes only: an untrained ID row would otherwise carry the "never a target" push-down.
         self.register_buffer("has_id", torch.zeros(n, 1), persistent=True)
+        # Log-prior offset of items without an ID embedding (FusionConfig.cold_prior), fitted after training.
+        self.register_buffer("cold_bias", torch.zeros(1), persistent=True)
         self.bos = nn.Parameter(torch.randn(d) * 0.02)
         self.pos_emb = nn.Embedding(cfg.max_len, d)
         nn.init.normal_(self.pos_emb.weight, std=0.02)
@@ -236,6 +245,12 @@ class FusionNet(nn.Module):
             parts.append(self.extra_proj(self.extra_vectors))
         table = torch.stack(parts).sum(0)
         return table * (torch.arange(table.shape[0], device=table.device) > 0).unsqueeze(-1).to(table.dtype)
+
+    def item_log_prior(self) -> torch.Tensor | None:
+        """(V,) additive log-prior: ``cold_bias`` on items without an ID embedding; None while it is 0."""
+        if float(self.cold_bias) == 0.0:
+            return None
+        return self.cold_bias * (1.0 - self.has_id[:, 0])
 
     def scoring_inputs(self, view_vecs: torch.Tensor, table: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """What g(H) = H E^T multiplies: raw vectors, or unit vectors / temperature (cosine scoring)."""
@@ -313,6 +328,11 @@ def mixture_log_probs(view_vecs: torch.Tensor, log_w: torch.Tensor, table: torch
     logits = (h @ table.T).float()
     logits[:, 0] = float("-inf")
     return F.log_softmax(logits, -1)
+
+
+def with_prior(log_p: torch.Tensor, prior: torch.Tensor | None) -> torch.Tensor:
+    """log P (N, V) re-weighted by an additive log-prior (V,) and renormalised; unchanged when None."""
+    return log_p if prior is None else F.log_softmax(log_p + prior, -1)
 
 
 def mixture_nll(view_vecs: torch.Tensor, log_w: torch.Tensor, table: torch.Tensor, targets: torch.Tensor,
@@ -630,6 +650,42 @@ class FusionRecommender(Recommender):
         self.fit_info = {"best_epoch": result.best_epoch, "best_valid": result.best_score, "epochs_run": result.epochs_run,
                          "train_seconds": result.seconds, "stopped_by": result.stopped_by, "history": result.history,
                          "loss": "sampled" if use_sampled else "full", "views": net.view_names}
+        if cfg.cold_prior == "fit" and valid is not None:
+            self.fit_info["cold_prior"] = self._fit_cold_prior(valid)
+
+    @torch.no_grad()
+    def _fit_cold_prior(self, valid: EvalSet) -> dict[str, Any]:
+        """Maximum-likelihood ``cold_bias`` b on the validation cases. With q_n the model's probability mass
+        on ID-less items for case n, the renormalised likelihood of its targets is maximal where
+        sum_n T_n * sigmoid(b + logit q_n) = C (T_n targets, C of them ID-less): expected = observed. The
+        left side increases in b, so bisection finds it."""
+        net = self.net
+        assert net is not None
+        cold = (net.has_id[1:, 0] == 0).cpu().numpy()
+        n_t = np.array([len(t) for t in valid.targets], dtype=np.float64)
+        c = float(sum(int(cold[t].sum()) for t in valid.targets))
+        info: dict[str, Any] = {"cold_items": int(cold.sum()), "cold_target_cases": int(c), "bias": 0.0}
+        if c < self.config.cold_prior_min_cases or c >= n_t.sum():
+            return info
+        net.cold_bias.zero_()
+        q = []
+        for start in range(0, len(valid), 256):
+            p = np.exp(self._score(QueryBatch.from_evalset(valid, slice(start, start + 256))).astype(np.float64))
+            q.append(p[:, cold].sum(1))
+        qn = np.clip(np.concatenate(q), 1e-300, 1 - 1e-16)
+        logit_q = np.log(qn) - np.log1p(-qn)
+
+        def excess(b: float) -> float:
+            return float((n_t / (1.0 + np.exp(-(b + logit_q)))).sum() - c)
+
+        lo, hi = -30.0, 30.0
+        for _ in range(60):
+            mid = 0.5 * (lo + hi)
+            lo, hi = (mid, hi) if excess(mid) < 0 else (lo, mid)
+        b = 0.5 * (lo + hi)
+        net.cold_bias.fill_(b)
+        info.update(bias=round(b, 4), mass_before=round(float(qn.mean()), 6), target_rate=round(c / float(n_t.sum()), 6))
+        return info
 
     def _event_ids(self, values: np.ndarray) -> np.ndarray:
         if not self.event_types:
@@ -779,7 +835,7 @@ class FusionRecommender(Recommender):
         vecs, log_w, table, _ = self._forward(batch)
         assert self.net is not None
         vecs, table = self.net.scoring_inputs(vecs, table)
-        log_p = mixture_log_probs(vecs, log_w, table, mixture=self.config.mixture)  # (B, V)
+        log_p = with_prior(mixture_log_probs(vecs, log_w, table, mixture=self.config.mixture), self.net.item_log_prior())  # (B, V)
         return log_p[:, 1:].cpu().numpy()
 
     @torch.no_grad()
@@ -906,6 +962,7 @@ class FusionRecommender(Recommender):
         self.user_text_vectors = state.pop("user_text_vectors", None)
         self.net = FusionNet(self.spec, self.config)
         weights = {k[4:]: torch.from_numpy(v) for k, v in state.items()}
+        weights.setdefault("cold_bias", torch.zeros(1))  # saved before FusionConfig.cold_prior existed
         if "text_proj.weight" in weights:  # saved before TextAdapter, when text_proj was a bare Linear
             for name in ("weight", "bias"):
                 weights[f"text_proj.lin.{name}"] = weights.pop(f"text_proj.{name}")
