@@ -308,8 +308,8 @@ def test_cold_prior_is_fitted_on_validation_and_lifts_new_items(tmp_path) -> Non
     data = cold_target_dataset()
     split = leave_one_out(data)
     train_cfg = TrainConfig(max_epochs=15, lr=1e-2, batch_size=16, progress=False)
-    fitted = FusionRecommender(tiny(use_id=True, train=train_cfg)).fit(split.train, valid=split.valid)
-    plain = FusionRecommender(tiny(use_id=True, cold_prior="none", train=train_cfg)).fit(split.train, valid=split.valid)
+    fitted = FusionRecommender(tiny(use_id=True, cold_prior="fit", train=train_cfg)).fit(split.train, valid=split.valid)
+    plain = FusionRecommender(tiny(use_id=True, train=train_cfg)).fit(split.train, valid=split.valid)  # default: none
     info = fitted.fit_info["cold_prior"]
     assert info["cold_items"] == 2 and info["cold_target_cases"] == 20
     assert info["bias"] > 0.5  # never a training target: the model under-predicts new items

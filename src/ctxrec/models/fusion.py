@@ -83,12 +83,14 @@ class FusionConfig:
     high ``id_dropout`` the model mostly trained on such vectors, so this trades a little warm accuracy for
     cold-item recall. ``FusionRecommender.set_id_scale`` changes it on a fitted model without retraining;
     ``benchmarks/cold_start.py --id-scales`` measures the trade-off."""
-    cold_prior: Literal["none", "fit"] = "fit"
+    cold_prior: Literal["none", "fit"] = "none"
     """``fit``: after training, one log-prior offset for items without an ID embedding (no training events,
     or added at serving time) is fitted by maximum likelihood on the validation cases whose target is such
     an item. Training never shows them as targets, so nothing else tells the model how often new items are
     chosen; the offset restores that base rate (fewer than ``cold_prior_min_cases`` such cases: no offset).
-    ``none``: no offset."""
+    Off by default: it calibrates the probability mass of new items, which on amazon-scientific's cold-start
+    benchmark did not change their top-10 recall beyond noise (benchmarks/results/amazon-scientific/
+    COLD_START.md)."""
     cold_prior_min_cases: int = 20
     unseen_negatives: bool = False
     """Score catalogue items that have no training events as negatives in the training softmax. Off by
