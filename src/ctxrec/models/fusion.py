@@ -179,6 +179,17 @@ class TextAdapter(nn.Module):
         return y + self.ff(y) if self.kind == "mlp" else y
 
 
+def _small_init(emb: nn.Module | None, std: float = 0.02) -> None:
+    """N(0, std) rows (the ID embedding's init); the padding row, if any, stays zero."""
+    if emb is None:
+        return
+    nn.init.normal_(emb.weight, std=std)
+    pad = getattr(emb, "padding_idx", None)
+    if pad is not None:
+        with torch.no_grad():
+            emb.weight[pad].zero_()
+
+
 class FusionNet(nn.Module):
     """Item table, token encoder, causal Transformer, views and gate. Index 0 = padding everywhere."""
 
@@ -195,6 +206,9 @@ class FusionNet(nn.Module):
         self.extra_proj = nn.Linear(spec.extra_dim, d) if spec.extra_dim else None
         self.register_buffer("extra_vectors", torch.zeros(n, max(spec.extra_dim, 1)), persistent=spec.extra_dim > 0)
         self.attr_emb = nn.EmbeddingBag(spec.n_attr_ids + 1, d, mode="mean", padding_idx=0) if spec.n_attr_ids else None
+        # Every item-vector part starts on the ID embedding's scale: at torch's default N(0, 1) the attribute
+        # part would be ~sqrt(d) long, swamp ID and text, and (x sqrt(d) in the tokens) the positions too.
+        _small_init(self.attr_emb)
         self.register_buffer("attr_ids", torch.zeros(n, max(spec.attr_width, 1), dtype=torch.long), persistent=True)
         # 1 for items with training events. Items without (cold, or added after training) use text and
         # attributes only: an untrained ID row would otherwise carry the "never a target" push-down.
@@ -222,6 +236,8 @@ class FusionNet(nn.Module):
         self.has_context_view = cfg.use_context and bool(spec.ctx_cardinalities or spec.n_dense or spec.ctx_text_dim)
         self.context_view = nn.Sequential(nn.Linear(2 * d, d), nn.GELU(), nn.Linear(d, d)) if self.has_context_view else None
         self.profile_emb = nn.ModuleList(nn.Embedding(c, d) for c in spec.profile_cardinalities) if cfg.use_profile else nn.ModuleList()
+        for emb in self.profile_emb:
+            _small_init(emb)
         self.user_text_proj = nn.Linear(spec.user_text_dim, d) if (cfg.use_profile and spec.user_text_dim) else None
         self.has_profile_view = bool(len(self.profile_emb) or self.user_text_proj is not None)
         self.profile_view = nn.Sequential(nn.Linear(2 * d, d), nn.GELU(), nn.Linear(d, d)) if self.has_profile_view else None
