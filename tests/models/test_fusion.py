@@ -348,3 +348,18 @@ def test_cold_prior_is_fitted_on_validation_and_lifts_new_items(tmp_path) -> Non
     q = [RecQuery(history=["A1", "B2"], context={"device": "tv"})]
     np.testing.assert_allclose(again.recommend(q, k=5, exclude_seen=False)[0].scores,
                                fitted.recommend(q, k=5, exclude_seen=False)[0].scores, atol=1e-5)
+
+
+def test_item_vector_parts_start_on_one_scale() -> None:
+    """ID, attribute and profile embeddings start on one small scale (at torch's N(0, 1) default the
+    attribute part of an item vector was ~sqrt(d) long and swamped the ID, the text and the positions)."""
+    from ctxrec.models.fusion import FusionNet, NetSpec
+
+    spec = NetSpec(n_items=50, text_dim=0, n_attr_ids=10, attr_width=3, ctx_cardinalities=[], n_dense=0,
+                   profile_cardinalities=[5], user_text_dim=0, n_event_types=0)
+    net = FusionNet(spec, FusionConfig(d_model=64))
+    assert net.id_emb is not None and net.attr_emb is not None
+    id_norm = float(net.id_emb.weight[1:].norm(dim=1).mean())
+    assert float(net.attr_emb.weight[1:].norm(dim=1).mean()) < 2 * id_norm
+    assert float(net.profile_emb[0].weight.norm(dim=1).mean()) < 2 * id_norm
+    assert float(net.attr_emb.weight[0].abs().sum()) == 0.0  # padding attribute stays zero
