@@ -359,7 +359,8 @@ def test_item_vector_parts_start_on_one_scale() -> None:
                    profile_cardinalities=[5], user_text_dim=0, n_event_types=0)
     net = FusionNet(spec, FusionConfig(d_model=64))
     assert net.id_emb is not None and net.attr_emb is not None
-    id_norm = float(net.id_emb.weight[1:].norm(dim=1).mean())
-    assert float(net.attr_emb.weight[1:].norm(dim=1).mean()) < 2 * id_norm
-    assert float(net.profile_emb[0].weight.norm(dim=1).mean()) < 2 * id_norm
-    assert float(net.attr_emb.weight[0].abs().sum()) == 0.0  # padding attribute stays zero
+    with torch.no_grad():
+        id_norm = float(net.id_emb.weight[1:].norm(dim=1).mean())
+        assert float(net.attr_emb.weight[1:].norm(dim=1).mean()) < 2 * id_norm
+        assert float(net.profile_emb[0].weight.norm(dim=1).mean()) < 2 * id_norm
+        assert float(net.attr_emb.weight[0].abs().sum()) == 0.0  # padding attribute stays zero
