@@ -162,7 +162,7 @@ class FusionGraph(nn.Module):
         assert src is not None
         with torch.no_grad():
             table = src.eval().item_table()
-            prior = src.item_log_prior() if hasattr(src, "item_log_prior") else None
+            prior = src.item_log_prior()
         net = copy.deepcopy(src).eval()
         # The item table is precomputed: drop what only builds it (frozen text vectors dominate the size).
         for buf in ("text_vectors", "extra_vectors", "attr_ids", "has_id"):
@@ -198,7 +198,7 @@ class FusionGraph(nn.Module):
         self.n_prof = model.user_profile.shape[1]  # type: ignore[attr-defined]
 
     def forward(self, *xs: torch.Tensor) -> torch.Tensor:
-        from ctxrec.models.fusion import mixture_log_probs
+        from ctxrec.models.fusion import mixture_log_probs, with_prior
 
         x = dict(zip(self.input_names, xs, strict=True))
         net, inp = self.net, x["inp"]
@@ -224,10 +224,7 @@ class FusionGraph(nn.Module):
             log_w = torch.cat([log_w, q_col], 1)
         if hasattr(net, "scoring_inputs"):
             vecs, table = net.scoring_inputs(vecs, table)
-        log_p = mixture_log_probs(vecs, log_w, table, mixture=self.cfg.mixture)
-        if self.prior is not None:
-            log_p = torch.log_softmax(log_p + self.prior, -1)
-        return log_p[:, 1:]
+        return with_prior(mixture_log_probs(vecs, log_w, table, mixture=self.cfg.mixture), self.prior)[:, 1:]
 
 
 def _graph(model: Recommender, int8: bool, last_position_only: bool = False) -> nn.Module:
