@@ -37,6 +37,9 @@ WHAT = {
     # variants tried while tuning (not switches off): kept so the table shows what did not help
     "cosine_t0.07": "cosine scoring with temperature 0.07 instead of dot products",
     "moe_adapter": "MoE text adapter (4 whitened experts) instead of the linear projection",
+    "d256": "d_model 256 / 4 heads instead of 64 / 1",
+    # for a base config with mixture=false (ml-1m): the mixture switched *on*
+    "mixture": "mixture of per-view softmaxes instead of the base's single softmax",
 }
 COLS = ["ndcg@10", "recall@10", "mrr@10"]
 
