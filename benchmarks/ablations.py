@@ -53,6 +53,7 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--variant", action="append", default=[], metavar="NAME:K=V,K=V", help="a custom variant")
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="base config override")
     ap.add_argument("--reuse", action="store_true")
+    ap.add_argument("--note", default="", help="a paragraph for ABLATIONS.md (the budget, how to read the rows)")
     ap.add_argument("--data-dir", default=None)
     args = ap.parse_args(argv)
     variants = {n: VARIANTS[n] for n in args.variants.split(",") if n}
@@ -71,13 +72,20 @@ def main(argv: list[str] | None = None) -> dict:
                 argv1 += ["--data-dir", args.data_dir]
             run_one.main(argv1)
         rows[name] = json.loads(dest.read_text())
-    write_table(args.dataset, out_dir, args.set, " ".join(shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:])))
+    cmd = [a for a in (argv if argv is not None else sys.argv[1:])]
+    if "--note" in cmd:  # the note is in the table already; keep the command line short
+        i = cmd.index("--note")
+        cmd[i + 1] = "..."
+    write_table(args.dataset, out_dir, " ".join(shlex.quote(a) for a in cmd), args.note)
     return rows
 
 
-def write_table(dataset: str, out_dir: Path, base: list[str], cmd: str) -> None:
+def write_table(dataset: str, out_dir: Path, cmd: str, note: str = "") -> None:
     rows = {f.stem: json.loads(f.read_text()) for f in sorted(out_dir.glob("*.json"))}
     full = rows.get("full")
+    # Runs under a time budget reach different epochs: the last column compares them at the same epoch.
+    curves = {n: (r.get("fit_info") or {}).get("valid_curve", {}).get("values") for n, r in rows.items()}
+    n_eq = min((len(c) for c in curves.values() if c), default=0)
     lines = [f"# Fusion ablations on {dataset}", "",
              "Test split, full ranking over all items, history excluded. Each row switches one component off in the",
              "base config; Δ is relative to `full`. Every row is its own `benchmarks/run.py` run (command in its JSON).", "",
@@ -85,8 +93,9 @@ def write_table(dataset: str, out_dir: Path, base: list[str], cmd: str) -> None:
              "A switch can be inert on a dataset: with one view (no context fields, no timestamps, no user",
              "profile) the mixture equals the single softmax, and `use_context` only changes the random stream;",
              "the `views` column shows what each run had. Such rows measure seed noise, not the component.", "",
-             "| variant | what changes | views | " + " | ".join(COLS) + " | Δ ndcg@10 | epochs (best) | s/epoch |",
-             "|---|---|---|" + "---|" * (len(COLS) + 3)]
+             *([note, ""] if note else []),
+             "| variant | what changes | views | " + " | ".join(COLS) + f" | Δ ndcg@10 | epochs (best) | s/epoch | valid ndcg@10 after {n_eq} epochs |",
+             "|---|---|---|" + "---|" * (len(COLS) + 4)]
     order = [n for n in VARIANTS if n in rows] + sorted(n for n in rows if n not in VARIANTS)
     for n in order:
         r = rows[n]
@@ -95,7 +104,8 @@ def write_table(dataset: str, out_dir: Path, base: list[str], cmd: str) -> None:
         info = r.get("fit_info") or {}
         views = ", ".join(info.get("views") or []) or "-"
         lines.append(f"| {n} | {WHAT.get(n, r.get('command', ''))} | {views} | " + " | ".join(f"{m[c]:.4f}" for c in COLS)
-                     + f" | {delta} | {info.get('epochs_run', '-')} ({info.get('best_epoch', '-')}) | {r.get('seconds_per_epoch', '-')} |")
+                     + f" | {delta} | {info.get('epochs_run', '-')} ({info.get('best_epoch', '-')}) | {r.get('seconds_per_epoch', '-')} | "
+                     + (f"{curves[n][n_eq - 1]:.4f} |" if curves[n] and n_eq else "- |"))
     if full is not None:
         lines += ["", f"Machine: {full.get('machine', '')}"]
     (out_dir / "ABLATIONS.md").write_text("\n".join(lines) + "\n")

@@ -29,3 +29,17 @@ def test_exclude_seen_defaults_to_the_dataset(tmp_path: Path, repeat: bool, over
     assert res["exclude_seen"] is expect_exclude
     # Keeping seen items is what makes repeat use measurable at all: excluding them scores 0 here.
     assert (res["metrics"]["hr@10"] == 0.0) is expect_exclude
+
+
+def test_result_keeps_the_validation_curve(tmp_path: Path) -> None:
+    """A neural model's result carries its per-epoch validation metric, so runs with different budgets
+    can be compared at equal epochs from the committed JSON alone."""
+    data = Dataset.from_frames(_repeat_log(), schema=DatasetSchema(repeat_consumption=True), name="repeat")
+    cfg = ExperimentConfig(dataset="repeat", model="sasrec", model_config={
+        "d_model": 8, "n_heads": 1, "max_len": 8,
+        "train": {"max_epochs": 3, "patience": 10, "batch_size": 4, "progress": False}})
+    res = run_experiment(cfg, tmp_path / "run", data=data)
+    curve = res["fit_info"]["valid_curve"]
+    assert curve["metric"] == "valid_ndcg@10"
+    assert len(curve["values"]) == res["fit_info"]["epochs_run"] == 3
+    assert max(curve["values"]) == pytest.approx(res["fit_info"]["best_valid"], abs=1e-4)

@@ -113,6 +113,10 @@ def run_experiment(
     info = {k: v for k, v in model.fit_info.items() if k != "history"}
     history = model.fit_info.get("history") or []
     epoch_secs = [h["train_seconds"] for h in history if "train_seconds" in h]
+    train_cfg = getattr(model.config, "train", None)
+    curve_key = f"valid_{train_cfg.valid_metric}" if train_cfg is not None else None
+    if history and curve_key in history[0]:  # the validation curve, compact: runs compare at equal epochs, not only at the end
+        info["valid_curve"] = {"metric": curve_key, "values": [round(float(h[curve_key]), 4) for h in history if curve_key in h]}
     result = {
         "dataset": cfg.dataset,
         "model": cfg.model,

@@ -1,0 +1,40 @@
+"""benchmarks/ablations.py's table: deltas against ``full`` and the equal-epoch validation column."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+BENCH = Path(__file__).resolve().parents[2] / "benchmarks"
+
+
+def _ablations():
+    spec = importlib.util.spec_from_file_location("ablations", BENCH / "ablations.py")
+    assert spec is not None and spec.loader is not None
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules["ablations"] = mod
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def _row(ndcg: float, curve: list[float] | None) -> dict:
+    info = {"epochs_run": len(curve or []), "best_epoch": 0, "views": ["sequence"]}
+    if curve is not None:
+        info["valid_curve"] = {"metric": "valid_ndcg@10", "values": curve}
+    return {"metrics": {"ndcg@10": ndcg, "recall@10": 0.2, "mrr@10": 0.1}, "fit_info": info, "seconds_per_epoch": 1.0}
+
+
+def test_table_compares_at_the_shortest_run_and_against_full(tmp_path: Path) -> None:
+    rows = {"full": _row(0.10, [0.05, 0.08, 0.09]), "no_text": _row(0.12, [0.06, 0.07]), "no_id": _row(0.05, None)}
+    for name, r in rows.items():
+        (tmp_path / f"{name}.json").write_text(json.dumps(r))
+    _ablations().write_table("toy", tmp_path, "--dataset toy", "A note on the budget.")
+    text = (tmp_path / "ABLATIONS.md").read_text()
+    assert "A note on the budget." in text
+    assert "valid ndcg@10 after 2 epochs" in text  # the shortest curve sets the epoch
+    lines = {ln.split(" | ")[0].strip("| "): ln for ln in text.splitlines() if ln.startswith("| ")}
+    assert lines["full"].rstrip().endswith("| 0.0800 |")  # full's value after 2 epochs, not its last
+    assert "+20.0%" in lines["no_text"] and lines["no_text"].rstrip().endswith("| 0.0700 |")
+    assert "-50.0%" in lines["no_id"] and lines["no_id"].rstrip().endswith("| - |")
