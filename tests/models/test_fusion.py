@@ -252,7 +252,7 @@ def test_items_without_training_events_are_not_trained_as_negatives(loss: str) -
 
 
 def test_id_scale_rescales_only_the_id_part_at_inference(tmp_path) -> None:
-    """``set_id_scale`` moves warm item vectors towards their text part without retraining; the cached
+    """``set_inference(id_scale=...)`` moves warm item vectors towards their text part without retraining; the cached
     item table follows, a saved model keeps the scale, and out-of-range scales are refused."""
     from ctxrec.errors import ConfigError
     from ctxrec.models import load_model
@@ -266,7 +266,7 @@ def test_id_scale_rescales_only_the_id_part_at_inference(tmp_path) -> None:
     full = model._eval_item_table().clone()
     id_part = (net.id_emb.weight * net.has_id).detach()
     assert id_part.abs().sum() > 0
-    model.set_id_scale(0.5)
+    model.set_inference(id_scale=0.5)
     half = model._eval_item_table()
     torch.testing.assert_close(half, full - 0.5 * id_part, atol=1e-5, rtol=0)
     after = model.recommend(q, k=12, exclude_seen=False)[0]
@@ -279,9 +279,46 @@ def test_id_scale_rescales_only_the_id_part_at_inference(tmp_path) -> None:
     assert again.config.id_scale == 0.5
     np.testing.assert_allclose(again.recommend(q, k=12, exclude_seen=False)[0].scores, after.scores, atol=1e-5)
     with pytest.raises(ConfigError, match="id_scale"):
-        model.set_id_scale(1.5)
+        model.set_inference(id_scale=1.5)
     with pytest.raises(ConfigError, match="id_dropout"):
         tiny(id_dropout=1.0)
+
+
+def test_cold_ids_borrow_the_id_part_of_text_neighbours(tmp_path) -> None:
+    """``cold_ids="neighbours"``: an item without an ID embedding gets the similarity-weighted ID part of
+    the warm items whose text is closest; with one neighbour and the same text as A1 it becomes A1's
+    vector. Training tables never include it; the switch travels with a saved model."""
+    from ctxrec.errors import ConfigError
+    from ctxrec.models import load_model
+
+    model = FusionRecommender(tiny(use_id=True, train=TrainConfig(max_epochs=2, lr=1e-2, batch_size=16, progress=False)))
+    model.fit(context_dataset(n_users=20))
+    net = model.net
+    assert net is not None and net.id_emb is not None
+    new = int(model.add_items(pd.DataFrame({"item_id": ["A1-again"], "title": ["red thing 1"]}))[0]) + 1
+    a1 = model.item_vocab.index("A1") + 1
+    plain = model._eval_item_table().clone()
+    id_a1 = (net.id_emb.weight[a1] * net.has_id[a1]).detach()
+    torch.testing.assert_close(plain[new], plain[a1] - id_a1, atol=1e-5, rtol=0)  # text only: no ID part
+    model.set_inference(cold_ids="neighbours", cold_id_neighbours=1)
+    borrowed = model._eval_item_table()
+    torch.testing.assert_close(borrowed[new], plain[a1], atol=1e-5, rtol=0)
+    torch.testing.assert_close(borrowed[:new], plain[:new], atol=1e-6, rtol=0)  # warm items unchanged
+    model.set_inference(cold_id_neighbours=3)  # a convex mix of three warm ID parts
+    ids = (net.id_emb.weight * net.has_id).detach()
+    w = torch.linalg.lstsq(ids[1:new].T, (model._eval_item_table()[new] - plain[new]).unsqueeze(1)).solution.squeeze(1)
+    assert int((w.abs() > 1e-3).sum()) == 3 and float(w.sum()) == pytest.approx(1.0, abs=1e-3) and bool((w > -1e-3).all())
+    with torch.no_grad():
+        net.train()
+        torch.testing.assert_close(net.item_table()[new], plain[new], atol=1e-5, rtol=0)
+        net.eval()
+    model.save(tmp_path / "m")
+    again = load_model(tmp_path / "m")
+    assert again.config.cold_ids == "neighbours" and again.config.cold_id_neighbours == 3
+    with pytest.raises(ConfigError, match="cold_ids"):
+        model.set_inference(cold_ids="nearest")
+    with pytest.raises(ConfigError, match="refit"):
+        model.set_inference(d_model=8)
 
 
 def cold_target_dataset(n_users: int = 60, seed: int = 0) -> Dataset:

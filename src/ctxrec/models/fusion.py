@@ -84,10 +84,17 @@ class FusionConfig:
     id_scale: float = 1.0
     """Multiplier of the ID part of item vectors at inference (training always uses 1). Below 1 pulls warm
     items towards their text/attribute vectors, which items without an ID embedding have alone (with a
-    high ``id_dropout`` the model mostly trained on such vectors). ``FusionRecommender.set_id_scale``
+    high ``id_dropout`` the model mostly trained on such vectors). ``FusionRecommender.set_inference``
     changes it on a fitted model without retraining; ``benchmarks/cold_start.py --id-scales`` measures it.
     Measured on amazon-scientific (id_dropout 0.8): scales 0.25-0.75 raised warm-target recall and lowered
     cold-target recall; 0 (no ID part) gave the highest cold/warm ratio at a 4% warm cost."""
+    cold_ids: Literal["none", "neighbours"] = "none"
+    """Inference-time ID part for items without an ID embedding (no training events, or added at serving
+    time). ``neighbours``: the similarity-weighted mean ID part of the ``cold_id_neighbours`` items with one
+    whose frozen text vectors are closest (cosine), so a new item borrows the collaborative signal of the
+    items its text resembles. Training is unchanged; ``FusionRecommender.set_inference`` switches it on a
+    fitted model."""
+    cold_id_neighbours: int = 10
     cold_prior: Literal["none", "fit"] = "none"
     """``fit``: after training, one log-prior offset for items without an ID embedding (no training events,
     or added at serving time) is fitted by maximum likelihood on the validation cases whose target is such
@@ -131,6 +138,10 @@ class FusionConfig:
             raise ConfigError(f"id_dropout must be in [0, 1), got {self.id_dropout}")
         if not 0.0 <= self.id_scale <= 1.0:
             raise ConfigError(f"id_scale must be in [0, 1] (1 = the ID part as trained), got {self.id_scale}")
+        if self.cold_ids not in ("none", "neighbours"):
+            raise ConfigError(f"cold_ids must be 'none' or 'neighbours', got {self.cold_ids!r}")
+        if self.cold_id_neighbours < 1:
+            raise ConfigError(f"cold_id_neighbours must be >= 1, got {self.cold_id_neighbours}")
 
 
 @dataclass
@@ -260,6 +271,8 @@ class FusionNet(nn.Module):
                 ids = ids * keep
             elif not self.training and self.cfg.id_scale != 1.0 and has_content:
                 ids = ids * self.cfg.id_scale
+            if not self.training and self.cfg.cold_ids == "neighbours" and self.text_proj is not None:
+                ids = ids + self._neighbour_ids(ids)
             parts.append(ids)
         if self.text_proj is not None:
             parts.append(self.text_proj(self.text_vectors))
@@ -269,6 +282,28 @@ class FusionNet(nn.Module):
             parts.append(self.extra_proj(self.extra_vectors))
         table = torch.stack(parts).sum(0)
         return table * (torch.arange(table.shape[0], device=table.device) > 0).unsqueeze(-1).to(table.dtype)
+
+    def _neighbour_ids(self, ids: torch.Tensor) -> torch.Tensor:
+        """(V, D): for rows without an ID embedding, the mean of ``ids`` over the k rows with one whose text
+        vectors are most cosine-similar, weighted by the (non-negative) similarity; zeros elsewhere."""
+        warm = self.has_id[:, 0] > 0
+        cold = ~warm
+        cold[0] = False  # padding
+        out = torch.zeros_like(ids)
+        if not bool(cold.any()) or not bool(warm.any()):
+            return out
+        warm_idx, cold_idx = warm.nonzero().squeeze(1), cold.nonzero().squeeze(1)
+        k = min(self.cfg.cold_id_neighbours, len(warm_idx))
+        text = F.normalize(self.text_vectors, dim=-1)
+        warm_text = text[warm_idx]  # (W, Dt)
+        chunk = max(1, (1 << 24) // len(warm_idx))  # bounds the (chunk, W) similarity block
+        for start in range(0, len(cold_idx), chunk):
+            rows = cold_idx[start : start + chunk]
+            sim, nb = (text[rows] @ warm_text.T).topk(k, dim=1)  # (C, k)
+            w = sim.clamp(min=0)
+            w = w / w.sum(1, keepdim=True).clamp(min=1e-12)  # an item without text (all 0) gets no ID part
+            out[rows] = (w.unsqueeze(-1) * ids[warm_idx[nb]]).sum(1)
+        return out
 
     def item_log_prior(self) -> torch.Tensor | None:
         """(V,) additive log-prior: ``cold_bias`` on items without an ID embedding; None while it is 0."""
@@ -891,12 +926,17 @@ class FusionRecommender(Recommender):
         return out
 
     # ================================================================================ serving
-    def set_id_scale(self, scale: float) -> None:
-        """Rescale the ID part of item vectors for inference (``FusionConfig.id_scale``), no retraining:
-        the next request (and a later ``save``/export) uses the new item table."""
+    INFERENCE_OPTIONS = ("id_scale", "cold_ids", "cold_id_neighbours")
+
+    def set_inference(self, **options: Any) -> None:
+        """Change how the item table is built at inference (``id_scale``, ``cold_ids``,
+        ``cold_id_neighbours``), no retraining: the next request (and a later ``save``/export) uses it."""
         from dataclasses import replace
 
-        self.config = replace(self.config, id_scale=float(scale))  # validates the range
+        bad = sorted(set(options) - set(self.INFERENCE_OPTIONS))
+        if bad:
+            raise ConfigError(f"set_inference cannot change {bad}: only {list(self.INFERENCE_OPTIONS)} (others need a refit)")
+        self.config = replace(self.config, **options)  # validates the values
         if self.net is not None:
             self.net.cfg = self.config
         self._table_cache = None
