@@ -176,8 +176,8 @@ def write_md(out: dict, path: Path) -> None:
     lines += ["", "Reading: the `id_scale` rows are the same trained model scored with the ID part of every warm",
               "item vector multiplied by the scale (`FusionRecommender.set_inference`, no retraining); validation",
               "(overall Recall@10) keeps scale 1. The `cold_ids neighbours` rows are likewise the same trained",
-              "model with each ID-less item given the similarity-weighted ID part of the 10 warm items whose",
-              "MiniLM text vectors are closest. The `cold prior fitted` row is a separate training run with",
+              "model with each ID-less item given the similarity-weighted ID part of the k warm items (10 unless",
+              "the row says otherwise) whose MiniLM text vectors are closest. The `cold prior fitted` row is a separate training run with",
               "`cold_prior=fit`. With 803 cold-target cases the standard error of a cold Recall@10 near 0.05 is",
               "about 0.008: rows closer than that are not told apart. Every variant was read on the test cases",
               "(an exploration, each one a row), so the best row is not a tuned claim."]

@@ -95,6 +95,8 @@ class FusionConfig:
     items its text resembles. Training is unchanged; ``FusionRecommender.set_inference`` switches it on a
     fitted model."""
     cold_id_neighbours: int = 10
+    """Neighbours of ``cold_ids="neighbours"``. amazon-scientific: 3 keeps warm items nearly as they were
+    (cold/warm Recall@10 0.77, warm -1.7%), 10 lifts cold items most (0.94, warm -6%), 30 is like 10."""
     cold_prior: Literal["none", "fit"] = "none"
     """``fit``: after training, one log-prior offset for items without an ID embedding (no training events,
     or added at serving time) is fitted by maximum likelihood on the validation cases whose target is such
