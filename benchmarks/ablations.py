@@ -72,7 +72,7 @@ def main(argv: list[str] | None = None) -> dict:
                 argv1 += ["--data-dir", args.data_dir]
             run_one.main(argv1)
         rows[name] = json.loads(dest.read_text())
-    cmd = [a for a in (argv if argv is not None else sys.argv[1:])]
+    cmd = list(argv if argv is not None else sys.argv[1:])
     if "--note" in cmd:  # the note is in the table already; keep the command line short
         i = cmd.index("--note")
         cmd[i + 1] = "..."

@@ -304,6 +304,7 @@ def test_cold_ids_borrow_the_id_part_of_text_neighbours(tmp_path) -> None:
     borrowed = model._eval_item_table()
     torch.testing.assert_close(borrowed[new], plain[a1], atol=1e-5, rtol=0)
     torch.testing.assert_close(borrowed[:new], plain[:new], atol=1e-6, rtol=0)  # warm items unchanged
+    assert net._neighbours()[1] is net._neighbours()[1]  # the search is cached until has_id / text change
     model.set_inference(cold_id_neighbours=3)  # a convex mix of three warm ID parts
     ids = (net.id_emb.weight * net.has_id).detach()
     w = torch.linalg.lstsq(ids[1:new].T, (model._eval_item_table()[new] - plain[new]).unsqueeze(1)).solution.squeeze(1)

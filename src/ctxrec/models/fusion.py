@@ -232,6 +232,7 @@ class FusionNet(nn.Module):
         self.register_buffer("has_id", torch.zeros(n, 1), persistent=True)
         # Log-prior offset of items without an ID embedding (FusionConfig.cold_prior), fitted after training.
         self.register_buffer("cold_bias", torch.zeros(1), persistent=True)
+        self._nb_cache: tuple[tuple, tuple[torch.Tensor, torch.Tensor, torch.Tensor]] | None = None  # cold_ids search
         self.bos = nn.Parameter(torch.randn(d) * 0.02)
         self.pos_emb = nn.Embedding(cfg.max_len, d)
         nn.init.normal_(self.pos_emb.weight, std=0.02)
@@ -288,24 +289,40 @@ class FusionNet(nn.Module):
     def _neighbour_ids(self, ids: torch.Tensor) -> torch.Tensor:
         """(V, D): for rows without an ID embedding, the mean of ``ids`` over the k rows with one whose text
         vectors are most cosine-similar, weighted by the (non-negative) similarity; zeros elsewhere."""
+        cold_idx, nb, w = self._neighbours()
+        out = torch.zeros_like(ids)
+        if len(cold_idx):
+            out[cold_idx] = (w.unsqueeze(-1) * ids[nb]).sum(1)
+        return out
+
+    def _neighbours(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(cold rows (C,), their k warm neighbour rows (C, k), weights (C, k)). The search depends only on
+        ``has_id`` and the frozen text vectors, so it runs again only when those change (``add_items``),
+        not on every table build (every validation batch while fitting)."""
+        key = (id(self.has_id), self.has_id._version, id(self.text_vectors), self.text_vectors._version,
+               self.cfg.cold_id_neighbours)
+        if self._nb_cache is not None and self._nb_cache[0] == key:
+            return self._nb_cache[1]
         warm = self.has_id[:, 0] > 0
         cold = ~warm
         cold[0] = False  # padding
-        out = torch.zeros_like(ids)
-        if not bool(cold.any()) or not bool(warm.any()):
-            return out
         warm_idx, cold_idx = warm.nonzero().squeeze(1), cold.nonzero().squeeze(1)
-        k = min(self.cfg.cold_id_neighbours, len(warm_idx))
+        if not len(warm_idx):
+            cold_idx = cold_idx[:0]
+        k = max(1, min(self.cfg.cold_id_neighbours, len(warm_idx)))
+        nb = torch.zeros(len(cold_idx), k, dtype=torch.long, device=self.has_id.device)
+        w = torch.zeros(len(cold_idx), k, device=self.has_id.device)
         text = F.normalize(self.text_vectors, dim=-1)
         warm_text = text[warm_idx]  # (W, Dt)
-        chunk = max(1, (1 << 24) // len(warm_idx))  # bounds the (chunk, W) similarity block
+        chunk = max(1, (1 << 24) // max(1, len(warm_idx)))  # bounds the (chunk, W) similarity block
         for start in range(0, len(cold_idx), chunk):
-            rows = cold_idx[start : start + chunk]
-            sim, nb = (text[rows] @ warm_text.T).topk(k, dim=1)  # (C, k)
-            w = sim.clamp(min=0)
-            w = w / w.sum(1, keepdim=True).clamp(min=1e-12)  # an item without text (all 0) gets no ID part
-            out[rows] = (w.unsqueeze(-1) * ids[warm_idx[nb]]).sum(1)
-        return out
+            rows = slice(start, start + chunk)
+            sim, j = (text[cold_idx[rows]] @ warm_text.T).topk(k, dim=1)  # (C, k)
+            sim = sim.clamp(min=0)
+            w[rows] = sim / sim.sum(1, keepdim=True).clamp(min=1e-12)  # an item without text (all 0) gets no ID part
+            nb[rows] = warm_idx[j]
+        self._nb_cache = (key, (cold_idx, nb, w))
+        return cold_idx, nb, w
 
     def item_log_prior(self) -> torch.Tensor | None:
         """(V,) additive log-prior: ``cold_bias`` on items without an ID embedding; None while it is 0."""
