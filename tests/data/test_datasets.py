@@ -106,6 +106,22 @@ def test_amazon_scientific_leave_one_out_reproduces_unisrec_split(
         # Untruncated wherever UniSRec did not truncate (all but 3 users per part).
         assert (ours["full"] > 50).sum() == 3
     assert data.item_text()[0].startswith("text: ")
+    # brand and category path parsed from the text: every item has a brand; the path always has its top level
+    assert data.schema.item_attribute_fields == ("brand", "category")
+    assert data.items["brand"].notna().mean() > 0.99 and data.items["category"].notna().mean() > 0.95
+    assert data.items["category"].dropna().str.startswith("Industrial & Scientific").all()
+
+
+def test_scientific_text_parsing_reads_from_the_right() -> None:
+    """Made-up strings in the UniSRec layout: a ". " inside the title must not shift brand or category."""
+    from ctxrec.data.datasets import _scientific_attributes
+
+    assert _scientific_attributes("Bolt Kit 4 pcs. Industrial & Scientific Fasteners Bolts. Acme. ") == (
+        "Acme", "Industrial & Scientific Fasteners Bolts")
+    assert _scientific_attributes("No. 2 Pencil. Ver. 3. Industrial & Scientific Office. Pencil Co.") == (
+        "Pencil Co", "Industrial & Scientific Office")
+    assert _scientific_attributes("Gadget. Not a category. Brandless") == ("Brandless", None)
+    assert _scientific_attributes("just a title") == (None, None)
 
 
 @pytest.mark.data

@@ -10,7 +10,8 @@ from contract import RecommenderContract
 
 from ctxrec.data.dataset import ContextField, Dataset, DatasetSchema
 from ctxrec.models.base import RecQuery
-from ctxrec.models.fusion import FusionConfig, FusionRecommender
+from ctxrec.errors import ConfigError
+from ctxrec.models.fusion import FusionConfig, FusionRecommender, contrastive_loss, mixture_nll
 from ctxrec.text.encoders import TextEncoderConfig
 from ctxrec.training.loop import TrainConfig
 
@@ -128,7 +129,8 @@ def test_text_only_item_vectors_exist_for_items_without_id() -> None:
     assert torch.count_nonzero(table[1:].abs().sum(-1)) == table.shape[0] - 1
 
 
-@pytest.mark.parametrize("variant", [{"text_adapter": "mlp"}, {"text_adapter": "moe", "n_experts": 3}, {"temperature": 0.1}])
+@pytest.mark.parametrize("variant", [{"text_adapter": "mlp"}, {"text_adapter": "moe", "n_experts": 3}, {"temperature": 0.1},
+                                     {"label_smoothing": 0.1}, {"contrastive": 0.3, "dropout": 0.1}])
 def test_adapter_and_cosine_variants_learn_and_round_trip(variant: dict, tmp_path) -> None:
     cfg = tiny(**variant, train=TrainConfig(max_epochs=25, lr=1e-2, batch_size=16, progress=False))
     model = FusionRecommender(cfg).fit(context_dataset())
@@ -402,3 +404,59 @@ def test_item_vector_parts_start_on_one_scale() -> None:
         assert float(net.attr_emb.weight[1:].norm(dim=1).mean()) < 2 * id_norm
         assert float(net.profile_emb[0].weight.norm(dim=1).mean()) < 2 * id_norm
         assert float(net.attr_emb.weight[0].abs().sum()) == 0.0  # padding attribute stays zero
+
+
+def test_label_smoothing_matches_torch_cross_entropy_without_the_padding_column() -> None:
+    """One view: the loss is torch's label-smoothed CE over the real columns (padding 0 and excluded
+    columns are outside the softmax, so they get no smoothing mass either)."""
+    g = torch.Generator().manual_seed(0)
+    vecs, table = torch.randn(5, 1, 4, generator=g), torch.randn(7, 4, generator=g)
+    table[0] = 0.0
+    targets = torch.tensor([1, 2, 3, 5, 6])
+    log_w = torch.zeros(5, 1)
+    logits = vecs[:, 0] @ table.T
+    for eps in (0.0, 0.2):
+        want = torch.nn.functional.cross_entropy(logits[:, 1:], targets - 1, label_smoothing=eps)
+        torch.testing.assert_close(mixture_nll(vecs, log_w, table, targets, mixture=True, label_smoothing=eps), want)
+        torch.testing.assert_close(mixture_nll(vecs, log_w, table, targets, mixture=False, label_smoothing=eps), want)
+    exclude = torch.zeros(7, dtype=torch.bool)
+    exclude[4] = True  # column 4 is never a target here
+    keep = [1, 2, 3, 5, 6]
+    want = torch.nn.functional.cross_entropy(logits[:, keep], torch.tensor([0, 1, 2, 3, 4]), label_smoothing=0.2)
+    got = mixture_nll(vecs, log_w, table, targets, mixture=True, exclude=exclude, label_smoothing=0.2)
+    torch.testing.assert_close(got, want)
+
+
+def test_label_smoothing_of_a_mixture_by_hand() -> None:
+    """Two views: (1 - eps) * -log P(target) + eps * mean_v -log P(v), P = sum_j w_j softmax_j."""
+    g = torch.Generator().manual_seed(1)
+    vecs, table = torch.randn(3, 2, 4, generator=g), torch.randn(5, 4, generator=g)
+    log_w = torch.log_softmax(torch.randn(3, 2, generator=g), -1)
+    targets = torch.tensor([1, 4, 2])
+    probs = (log_w.exp().unsqueeze(-1) * torch.softmax(torch.einsum("njd,vd->njv", vecs, table)[..., 1:], -1)).sum(1)
+    nll = -probs[torch.arange(3), targets - 1].log().mean()
+    want = 0.7 * nll + 0.3 * -probs.log().mean()
+    torch.testing.assert_close(mixture_nll(vecs, log_w, table, targets, mixture=True, label_smoothing=0.3), want)
+
+
+def test_contrastive_loss_known_answers() -> None:
+    """Twins identical and the pairs orthogonal: each row's softmax is over its twin (cos 1) and two
+    orthogonal states (cos 0), so the loss is -log(e^(1/t) / (e^(1/t) + 2))."""
+    z = torch.eye(2) * 3.0
+    t = 0.5
+    want = -np.log(np.exp(1 / t) / (np.exp(1 / t) + 2))
+    assert float(contrastive_loss(z, z.clone(), t)) == pytest.approx(want, rel=1e-6)
+    # swapping the twins of one pair makes every positive wrong: the loss grows
+    assert float(contrastive_loss(z, z.flip(0), t)) > want + 1.0
+
+
+@pytest.mark.parametrize("bad", [{"label_smoothing": 1.0}, {"label_smoothing": -0.1}, {"contrastive": -1.0},
+                                 {"contrastive_temperature": 0.0}])
+def test_regulariser_settings_are_checked(bad: dict) -> None:
+    with pytest.raises(ConfigError, match=next(iter(bad))):
+        tiny(**bad)
+
+
+def test_label_smoothing_refuses_the_sampled_loss() -> None:
+    with pytest.raises(ConfigError, match="label_smoothing"):
+        FusionRecommender(tiny(loss="sampled", label_smoothing=0.1)).fit(context_dataset(n_users=5))

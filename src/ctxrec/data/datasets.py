@@ -189,11 +189,25 @@ _UNISREC_HINT = (
 )
 
 
+def _scientific_attributes(text: str) -> tuple[str | None, str | None]:
+    """(brand, category path) of a UniSRec ``Scientific.text`` string "title. categories. brand." Parsed
+    from the right, since titles may contain ". "; the category path always starts with the top category
+    ("Industrial & Scientific ..."), so a string without one yields no category rather than a title piece."""
+    parts = [x.strip() for x in str(text).strip().rstrip(".").split(". ")]
+    if len(parts) < 3:
+        return None, None
+    brand = parts[-1] or None
+    category = parts[-2] if parts[-2].startswith("Industrial & Scientific") else None
+    return brand, category
+
+
 def load_amazon_scientific(root: Path) -> Dataset:
     """Amazon 2018 Industrial & Scientific as released by UniSRec: 8,442 users, 4,385 items, 59,427 events.
 
     Ids are the ASINs / reviewer ids (via ``Scientific.item2index`` / ``user2index``); item text is the
-    ``Scientific.text`` string (title. categories. brand.). Each user's full sequence is rebuilt
+    ``Scientific.text`` string (title. categories. brand.), and its brand and category path are also item
+    attributes (``brand``, ``category``: ids a model can learn, as amazon-beauty's S3-Rec attributes). Each
+    user's full sequence is rebuilt
     exactly from the given rows (train rows are the prefixes: first history item + every train
     target, then the valid and the test target), so ``leave_one_out`` gives back the given valid and
     test targets, and the given (50-truncated) histories are the last 50 items of its histories.
@@ -267,11 +281,13 @@ def load_amazon_scientific(root: Path) -> Dataset:
     if inter[[Columns.USER, Columns.ITEM]].isna().any().any():
         raise DataError(f"{src}: some user/item indices are not in Scientific.user2index / Scientific.item2index")
     # Catalogue in UniSRec index order, so dense item index == UniSRec item index.
+    item_text = text.set_index("asin")["text"].str.strip().reindex(item_ids["asin"]).to_numpy()
+    brand, category = zip(*(_scientific_attributes(t) for t in item_text), strict=True)
     items = pd.DataFrame(
-        {"text": text.set_index("asin")["text"].str.strip().reindex(item_ids["asin"]).to_numpy()},
+        {"text": item_text, "brand": list(brand), "category": list(category)},
         index=pd.Index(item_ids["asin"].to_numpy(), name=Columns.ITEM),
     )
-    schema = DatasetSchema(item_text_fields=("text",), has_timestamps=False)
+    schema = DatasetSchema(item_text_fields=("text",), item_attribute_fields=("brand", "category"), has_timestamps=False)
     notes = (
         (
             f"sequences rebuilt from Scientific.train/valid/test.inter: {len(inter):,} events "

@@ -21,6 +21,7 @@ MODELS: dict[str, tuple[str, str]] = {
     "ease": ("ctxrec.models.ease", "EASERecommender"),
     "sasrec": ("ctxrec.models.sasrec", "SASRecRecommender"),
     "fusion": ("ctxrec.models.fusion", "FusionRecommender"),
+    "ensemble": ("ctxrec.models.ensemble", "EnsembleRecommender"),
     "pointwise": ("ctxrec.models.pointwise", "PointwiseRecommender"),
     "fm": ("ctxrec.models.fm", "FMRecommender"),
 }

@@ -133,6 +133,15 @@ class FusionConfig:
     sampled_above: int = 50_000
     """With ``loss="auto"``: full softmax up to this catalogue size, sampled softmax above it."""
     n_negatives: int = 2048
+    label_smoothing: float = 0.0
+    """Full-softmax loss only: the target gets 1 - eps of the training mass, the other catalogue items
+    (those with training events) share eps, as in ``torch.nn.CrossEntropyLoss``."""
+    contrastive: float = 0.0
+    """Weight of a contrastive regulariser (DuoRec's unsupervised augmentation): the batch is encoded a
+    second time under fresh dropout, and each position's state must pick its own twin among all positions
+    of the batch (InfoNCE over cosine similarities / ``contrastive_temperature``). 0 = off; doubles the
+    encoder's training cost."""
+    contrastive_temperature: float = 0.1
     train: TrainConfig = field(default_factory=TrainConfig)
 
     def __post_init__(self) -> None:
@@ -144,6 +153,11 @@ class FusionConfig:
             raise ConfigError(f"cold_ids must be 'none' or 'neighbours', got {self.cold_ids!r}")
         if self.cold_id_neighbours < 1:
             raise ConfigError(f"cold_id_neighbours must be >= 1, got {self.cold_id_neighbours}")
+        if not 0.0 <= self.label_smoothing < 1.0:
+            raise ConfigError(f"label_smoothing must be in [0, 1), got {self.label_smoothing}")
+        if self.contrastive < 0.0 or self.contrastive_temperature <= 0.0:
+            raise ConfigError(f"contrastive must be >= 0 and contrastive_temperature > 0, got "
+                              f"{self.contrastive} / {self.contrastive_temperature}")
 
 
 @dataclass
@@ -414,24 +428,38 @@ def with_prior(log_p: torch.Tensor, prior: torch.Tensor | None) -> torch.Tensor:
 
 
 def mixture_nll(view_vecs: torch.Tensor, log_w: torch.Tensor, table: torch.Tensor, targets: torch.Tensor,
-                *, mixture: bool, exclude: torch.Tensor | None = None) -> torch.Tensor:
+                *, mixture: bool, exclude: torch.Tensor | None = None, label_smoothing: float = 0.0) -> torch.Tensor:
     """Full-softmax NLL of the mixture. The target column is gathered *before* the logsumexp over views:
     the padding column is -inf in every view, and logsumexp's gradient at an all -inf input is NaN.
-    ``exclude`` (V,) bool: columns left out of the softmax (never targets: items without training events)."""
+    ``exclude`` (V,) bool: columns left out of the softmax (never targets: items without training events).
+    ``label_smoothing`` eps: (1 - eps) NLL + eps x the mean -log P over the columns in the softmax."""
     if not mixture:
         h = (log_w.exp().unsqueeze(-1) * view_vecs).sum(1)  # (N, D)
-        logits = (h @ table.T).float()
-        logits[:, 0] = float("-inf")
-        if exclude is not None:
-            logits = logits.masked_fill(exclude, float("-inf"))
-        return F.cross_entropy(logits, targets)
+        view_vecs, log_w = h.unsqueeze(1), torch.zeros_like(log_w[:, :1])
     logits = torch.einsum("njd,vd->njv", view_vecs, table).float()  # (N, J, V)
     logits[..., 0] = float("-inf")
     if exclude is not None:
         logits = logits.masked_fill(exclude, float("-inf"))
+    log_sm = logits - torch.logsumexp(logits, -1, keepdim=True)  # (N, J, V) per-view log-softmax
     idx = targets.view(-1, 1, 1).expand(-1, logits.shape[1], 1)
-    log_p = logits.gather(-1, idx).squeeze(-1) - torch.logsumexp(logits, -1)  # (N, J)
-    return -torch.logsumexp(log_w + log_p, dim=1).mean()
+    nll = -torch.logsumexp(log_w + log_sm.gather(-1, idx).squeeze(-1), dim=1).mean()
+    if label_smoothing <= 0.0:
+        return nll
+    valid = torch.isfinite(logits[0, 0])  # (V,) the columns in the softmax
+    # mixture log P over valid columns only (an all -inf column would give NaN gradients)
+    log_p = torch.logsumexp(log_w.unsqueeze(-1) + log_sm[..., valid], dim=1)  # (N, V')
+    return (1.0 - label_smoothing) * nll - label_smoothing * log_p.mean()
+
+
+def contrastive_loss(z1: torch.Tensor, z2: torch.Tensor, temperature: float) -> torch.Tensor:
+    """InfoNCE over 2N states (N, D) x 2 by cosine / temperature: each state's positive is its twin from the
+    other dropout pass; the other 2N - 2 states are its negatives (DuoRec / SimCSE)."""
+    z = F.normalize(torch.cat([z1, z2]).float(), dim=-1)  # (2N, D)
+    sim = (z @ z.T) / temperature
+    sim.fill_diagonal_(float("-inf"))
+    n = z1.shape[0]
+    twin = torch.cat([torch.arange(n, 2 * n), torch.arange(0, n)]).to(z.device)
+    return F.cross_entropy(sim, twin)
 
 
 def sampled_mixture_nll(view_vecs: torch.Tensor, log_w: torch.Tensor, table: torch.Tensor, targets: torch.Tensor,
@@ -656,6 +684,9 @@ class FusionRecommender(Recommender):
         self.hist_ctx_ids, self.hist_ctx_dense, self.hist_events = ctx_ids, ctx_dense, events
         users_with_data = [u for u in range(data.n_users) if offsets[u + 1] > offsets[u]]
         use_sampled = cfg.loss == "sampled" or (cfg.loss == "auto" and data.n_items > cfg.sampled_above)
+        if use_sampled and cfg.label_smoothing > 0:
+            raise ConfigError(f"label_smoothing={cfg.label_smoothing} needs the full-softmax loss, but this catalogue "
+                              f"({data.n_items} items) trains with the sampled one; set loss='ce' or label_smoothing=0")
         seen = np.bincount(items, minlength=data.n_items + 1)
         counts = seen.astype(np.float64) + 1.0
         counts[0] = 0.0
@@ -714,11 +745,17 @@ class FusionRecommender(Recommender):
             prof_tok = None if profile is None else profile.unsqueeze(1).expand_as(h)[mask]
             vecs, log_w = net.views(h[mask], batch["rci"][mask], batch["rcd"][mask], prof_tok)  # (N, J, D), (N, J)
             targets = batch["tgt"][mask]
-            vecs, table = net.scoring_inputs(vecs, table)
+            vecs, out_table = net.scoring_inputs(vecs, table)
             if use_sampled:
-                return sampled_mixture_nll(vecs, log_w, table, targets, n_negatives=cfg.n_negatives, log_q=log_q,
+                loss = sampled_mixture_nll(vecs, log_w, out_table, targets, n_negatives=cfg.n_negatives, log_q=log_q,
                                            mixture=cfg.mixture, generator=gen)
-            return mixture_nll(vecs, log_w, table, targets, mixture=cfg.mixture, exclude=exclude)
+            else:
+                loss = mixture_nll(vecs, log_w, out_table, targets, mixture=cfg.mixture, exclude=exclude,
+                                   label_smoothing=cfg.label_smoothing)
+            if cfg.contrastive > 0:  # second pass: same inputs, fresh dropout masks
+                h2 = net.encode(batch["inp"], batch["ev"], batch["ci"], batch["cd"], table)
+                loss = loss + cfg.contrastive * contrastive_loss(h[mask], h2[mask], cfg.contrastive_temperature)
+            return loss
 
         evaluate = validation_fn(self, valid, self._monitor)
 

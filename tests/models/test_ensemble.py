@@ -1,0 +1,54 @@
+"""The seed ensemble: the contract, the averaging it promises, and its persistence."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from contract import RecommenderContract
+from test_fusion import context_dataset, tiny
+
+from ctxrec.errors import ConfigError
+from ctxrec.models.base import RecQuery
+from ctxrec.models.ensemble import EnsembleConfig, EnsembleRecommender
+from ctxrec.training.loop import TrainConfig
+
+
+class TestEnsembleContract(RecommenderContract):
+    # Members are fusion models: as for them, no order signal after a user's last checkerboard item.
+    learns_groups = False
+    batch_rtol = 1e-4
+
+    def make_model(self) -> EnsembleRecommender:
+        return EnsembleRecommender(EnsembleConfig(member=tiny(), seeds=(1, 2)))
+
+
+@pytest.fixture(scope="module")
+def ensemble() -> EnsembleRecommender:
+    member = tiny(train=TrainConfig(max_epochs=10, lr=1e-2, batch_size=16, progress=False))
+    return EnsembleRecommender(EnsembleConfig(member=member, seeds=(3, 4, 5))).fit(context_dataset(n_users=40))
+
+
+def test_members_differ_only_by_seed_and_their_probabilities_are_averaged(ensemble: EnsembleRecommender) -> None:
+    assert [m.config.train.seed for m in ensemble.members] == [3, 4, 5]
+    batch = ensemble.encode_queries([RecQuery(history=["A1", "A2"], context={"device": "tv"}),
+                                     RecQuery(history=["B3"], context={"device": "mobile"})])
+    probs = np.stack([np.exp(m._score(batch)) for m in ensemble.members])  # (M, B, V)
+    assert not np.allclose(probs[0], probs[1])  # different seeds, different models
+    np.testing.assert_allclose(np.exp(ensemble._score(batch)), probs.mean(0), rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(np.exp(ensemble._score(batch)).sum(1), 1.0, rtol=1e-5)
+
+
+def test_ensemble_round_trips_with_every_member(ensemble: EnsembleRecommender, tmp_path) -> None:
+    ensemble.save(tmp_path / "e")
+    again = EnsembleRecommender.load(tmp_path / "e")
+    q = [RecQuery(history=["A1"], context={"device": "tv"})]
+    a, b = ensemble.recommend(q, k=5)[0], again.recommend(q, k=5)[0]
+    assert a.item_ids == b.item_ids
+    np.testing.assert_allclose(a.scores, b.scores, rtol=1e-5)
+    assert len(again.fit_info["members"]) == 3 and "best_valid" not in again.fit_info  # fitted without valid
+
+
+@pytest.mark.parametrize("seeds", [(1,), (2, 2), ()])
+def test_seeds_must_be_two_or_more_different(seeds: tuple[int, ...]) -> None:
+    with pytest.raises(ConfigError, match="seeds"):
+        EnsembleConfig(seeds=seeds)
