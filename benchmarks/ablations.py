@@ -38,6 +38,9 @@ WHAT = {
     "cosine_t0.07": "cosine scoring with temperature 0.07 instead of dot products",
     "moe_adapter": "MoE text adapter (4 whitened experts) instead of the linear projection",
     "d256": "d_model 256 / 4 heads instead of 64 / 1",
+    "brand_category": "brand and category-path attribute ids (parsed from the item text), as the loader now gives",
+    "seed1": "train.seed=1 (seed noise)",
+    "seed2": "train.seed=2 (seed noise)",
     # for a base config with mixture=false (ml-1m): the mixture switched *on*
     "mixture": "mixture of per-view softmaxes instead of the base's single softmax",
 }
@@ -80,6 +83,12 @@ def main(argv: list[str] | None = None) -> dict:
     return rows
 
 
+def _sets(cmd: str) -> list[str]:
+    """The ``--set KEY=VALUE`` overrides of a command line."""
+    toks = shlex.split(cmd)
+    return [toks[i + 1] for i, t in enumerate(toks[:-1]) if t == "--set"]
+
+
 def write_table(dataset: str, out_dir: Path, cmd: str, note: str = "") -> None:
     rows = {f.stem: json.loads(f.read_text()) for f in sorted(out_dir.glob("*.json"))}
     full = rows.get("full")
@@ -103,7 +112,8 @@ def write_table(dataset: str, out_dir: Path, cmd: str, note: str = "") -> None:
         delta = "" if full is None or n == "full" else f"{(m['ndcg@10'] / full['metrics']['ndcg@10'] - 1) * 100:+.1f}%"
         info = r.get("fit_info") or {}
         views = ", ".join(info.get("views") or []) or "-"
-        lines.append(f"| {n} | {WHAT.get(n, r.get('command', ''))} | {views} | " + " | ".join(f"{m[c]:.4f}" for c in COLS)
+        what = WHAT.get(n) or ", ".join(x for x in _sets(r.get("command", "")) if full is None or x not in _sets(full.get("command", "")))
+        lines.append(f"| {n} | {what or r.get('command', '')} | {views} | " + " | ".join(f"{m[c]:.4f}" for c in COLS)
                      + f" | {delta} | {info.get('epochs_run', '-')} ({info.get('best_epoch', '-')}) | {r.get('seconds_per_epoch', '-')} | "
                      + (f"{curves[n][n_eq - 1]:.4f} |" if curves[n] and n_eq else "- |"))
     if full is not None:

@@ -48,6 +48,8 @@ def fmt(v: float | None) -> str:
 
 def _stop(r: dict) -> str:
     info = r.get("fit_info") or {}
+    if "members" in info:  # an ensemble: how each member stopped
+        return ", ".join(_stop({"fit_info": m}) for m in info["members"])
     if "stopped_by" not in info:
         return "closed form"
     return f"{info['stopped_by']} ({info.get('best_epoch')}/{info.get('epochs_run')})"

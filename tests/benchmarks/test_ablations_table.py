@@ -38,3 +38,15 @@ def test_table_compares_at_the_shortest_run_and_against_full(tmp_path: Path) -> 
     assert lines["full"].rstrip().endswith("| 0.0800 |")  # full's value after 2 epochs, not its last
     assert "+20.0%" in lines["no_text"] and lines["no_text"].rstrip().endswith("| 0.0700 |")
     assert "-50.0%" in lines["no_id"] and lines["no_id"].rstrip().endswith("| - |")
+
+
+def test_an_unnamed_variant_is_described_by_its_own_overrides(tmp_path: Path) -> None:
+    base = "python benchmarks/run.py --dataset toy --model fusion --set max_len=50 --set dropout=0.3"
+    full, custom = _row(0.10, None), _row(0.11, None)
+    full["command"] = base
+    custom["command"] = base + " --set train.lr=0.002 --set dropout=0.5"
+    (tmp_path / "full.json").write_text(json.dumps(full))
+    (tmp_path / "my_try.json").write_text(json.dumps(custom))
+    _ablations().write_table("toy", tmp_path, "--dataset toy")
+    line = next(ln for ln in (tmp_path / "ABLATIONS.md").read_text().splitlines() if ln.startswith("| my_try "))
+    assert "| train.lr=0.002, dropout=0.5 |" in line  # the base's own --set values are not repeated
