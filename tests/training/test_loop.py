@@ -53,3 +53,43 @@ def test_constant_lr_by_default_and_best_weights_restored() -> None:
 def test_lr_decay_outside_unit_interval_is_refused(bad: float) -> None:
     with pytest.raises(ConfigError, match="lr_decay"):
         TrainConfig(lr_decay=bad)
+
+
+def test_ema_validates_and_keeps_the_moving_average_and_trains_on_raw_weights() -> None:
+    """Three steps per epoch; the raw weight before each step is read inside the loss. Validation must see
+    the hand-computed average s_t = s_(t-1) + (1 - d)(w_t - s_(t-1)), s_0 = w_0, and training must go on
+    from the raw weights (the first step of epoch 1 starts where epoch 0's last step ended)."""
+    torch.manual_seed(0)
+    module = torch.nn.Linear(1, 1, bias=False)
+    raw: list[float] = []
+
+    def batches(rng: np.random.Generator) -> Iterator[dict[str, torch.Tensor]]:
+        for _ in range(3):
+            yield {"x": torch.ones(2, 1)}
+
+    def loss_fn(batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        raw.append(module.weight.item())
+        return (module(batch["x"]) - 3.0).pow(2).mean()
+
+    seen: list[float] = []
+
+    def evaluate() -> dict[str, float]:
+        seen.append(module.weight.item())
+        return {"auc": [0.9, 0.1][len(seen) - 1]}  # epoch 0 is the best
+
+    decay = 0.5
+    tc = TrainConfig(max_epochs=2, patience=5, lr=0.1, valid_metric="auc", progress=False, ema=decay)
+    train_loop(module, batches=batches, loss_fn=loss_fn, evaluate=evaluate, cfg=tc)
+    # raw[0..2] = w_0..w_2 (before the steps of epoch 0), raw[3] = w_3 (after its last step): training resumed raw
+    s = raw[0]
+    for w in raw[1:4]:
+        s = s + (1 - decay) * (w - s)
+    assert seen[0] == pytest.approx(s, rel=1e-6)
+    assert raw[3] != pytest.approx(seen[0])  # epoch 1 trained from the raw weights, not the average
+    assert module.weight.item() == pytest.approx(seen[0])  # the kept best weights are the average
+
+
+@pytest.mark.parametrize("bad", [1.0, -0.1])
+def test_ema_outside_its_range_is_refused(bad: float) -> None:
+    with pytest.raises(ConfigError, match="ema"):
+        TrainConfig(ema=bad)

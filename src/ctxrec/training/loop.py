@@ -49,6 +49,11 @@ class TrainConfig:
     """Multiply the learning rate by this after every evaluation without a new best (reduce on plateau,
     as CTR libraries such as FuxiCTR do); 1 = constant learning rate."""
     min_lr: float = 1e-6
+    ema: float = 0.0
+    """Per-step decay of an exponential moving average of the weights (Polyak averaging), e.g. 0.99;
+    0 = off. When on, validation, the kept best weights and the ``best`` checkpoint are the averaged
+    weights; training steps (and the ``last`` checkpoint) use the raw ones. On resume the average
+    restarts from the resumed weights."""
     seed: int = 42
     max_seconds: float | None = None
     """Wall-clock budget for training; the best model so far is kept when it runs out."""
@@ -61,6 +66,8 @@ class TrainConfig:
     progress: bool = True
 
     def __post_init__(self) -> None:
+        if not 0.0 <= self.ema < 1.0:
+            raise ConfigError(f"TrainConfig.ema must be in [0, 1) (0 = off, e.g. 0.99), got {self.ema}")
         if not 0.0 < self.lr_decay <= 1.0:
             raise ConfigError(f"TrainConfig.lr_decay must be in (0, 1] (1 = off), got {self.lr_decay}")
 
@@ -113,6 +120,7 @@ def train_loop(
     optimizer = torch.optim.AdamW(module.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, fused=fused or None)
     amp = torch.autocast(device.type, dtype=torch.bfloat16) if cfg.bf16 else nullcontext()
 
+    ema = _WeightAverage(module, cfg.ema) if cfg.ema > 0 else None
     ckpt_dir = run_dir / "checkpoints" if run_dir else None
     writer = _tensorboard(run_dir) if main else None
     history: list[dict[str, float]] = []
@@ -165,12 +173,15 @@ def train_loop(
                 if cfg.grad_clip:
                     torch.nn.utils.clip_grad_norm_(module.parameters(), cfg.grad_clip)
                 optimizer.step()
+                if ema is not None:
+                    ema.update()
                 losses.append(loss.item())
                 if shown_progress and len(losses) % 20 == 0:
                     bar.set_postfix(loss=f"{np.mean(losses[-20:]):.4f}")
             mean_loss = dist_.mean_across_ranks(losses, ctx) if ctx else (float(np.mean(losses)) if losses else float("nan"))
             record: dict[str, float] = {"epoch": epoch, "loss": mean_loss, "train_seconds": time.perf_counter() - t_epoch,
                                         "lr": optimizer.param_groups[0]["lr"]}
+            raw = ema.swap_in() if ema is not None else None  # validate (and keep) the averaged weights
             if evaluate is not None and main:
                 module.eval()
                 with torch.no_grad(), amp, _eval_threads(ctx):
@@ -195,6 +206,8 @@ def train_loop(
                 if cfg.lr_decay != 1.0:
                     for group in optimizer.param_groups:
                         group["lr"] = max(group["lr"] * cfg.lr_decay, cfg.min_lr)
+            if ema is not None and raw is not None:
+                ema.swap_out(raw)  # back to the raw weights for training and the resumable checkpoint
             if cfg.progress and main:
                 shown = {k: round(v, 4) for k, v in record.items() if k.startswith("valid_") and "@10" in k}
                 print(f"epoch {epoch}: loss {record['loss']:.4f} {shown} best {best_score:.4f}@{best_epoch} "
@@ -223,6 +236,32 @@ def train_loop(
         run_dir.mkdir(parents=True, exist_ok=True)
         (run_dir / "history.json").write_text(json.dumps(history, indent=1))
     return result
+
+
+class _WeightAverage:
+    """Exponential moving average of a module's parameters, swapped in for validation."""
+
+    def __init__(self, module: torch.nn.Module, decay: float) -> None:
+        self.decay = decay
+        self.params = [p for p in module.parameters() if p.dtype.is_floating_point]
+        self.shadow = [p.detach().clone() for p in self.params]
+
+    @torch.no_grad()
+    def update(self) -> None:
+        torch._foreach_lerp_(self.shadow, [p.detach() for p in self.params], 1.0 - self.decay)
+
+    @torch.no_grad()
+    def swap_in(self) -> list[torch.Tensor]:
+        """Load the averages into the module; returns the raw weights for :meth:`swap_out`."""
+        raw = [p.detach().clone() for p in self.params]
+        for p, s in zip(self.params, self.shadow, strict=True):
+            p.copy_(s)
+        return raw
+
+    @torch.no_grad()
+    def swap_out(self, raw: list[torch.Tensor]) -> None:
+        for p, r in zip(self.params, raw, strict=True):
+            p.copy_(r)
 
 
 @contextmanager
