@@ -53,7 +53,9 @@ class TrainConfig:
     """Per-step decay of an exponential moving average of the weights (Polyak averaging), e.g. 0.99;
     0 = off. When on, validation, the kept best weights and the ``best`` checkpoint are the averaged
     weights; training steps (and the ``last`` checkpoint) use the raw ones. On resume the average
-    restarts from the resumed weights."""
+    restarts from the resumed weights. amazon-scientific fusion (d 64): 0.99 / 0.995 raised NDCG@10
+    0.0855 -> 0.0872 / 0.0871 and Recall@10 0.1256 -> 0.1294 / 0.1298 (benchmarks/results/amazon-scientific/
+    ablations/). Off by default so that every published command keeps reproducing its figure."""
     seed: int = 42
     max_seconds: float | None = None
     """Wall-clock budget for training; the best model so far is kept when it runs out."""
