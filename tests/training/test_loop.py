@@ -93,3 +93,44 @@ def test_ema_validates_and_keeps_the_moving_average_and_trains_on_raw_weights() 
 def test_ema_outside_its_range_is_refused(bad: float) -> None:
     with pytest.raises(ConfigError, match="ema"):
         TrainConfig(ema=bad)
+
+
+def test_ema_restarts_from_the_resumed_weights(tmp_path) -> None:
+    """After a resume the average starts from the checkpoint's raw weights, not from a fresh module's."""
+    raw: list[float] = []
+    seen: list[float] = []
+
+    def make() -> torch.nn.Module:
+        torch.manual_seed(0)
+        return torch.nn.Linear(1, 1, bias=False)
+
+    def run(module: torch.nn.Module, epochs: int, resume: bool) -> None:
+        def batches(rng: np.random.Generator) -> Iterator[dict[str, torch.Tensor]]:
+            for _ in range(2):
+                yield {"x": torch.ones(2, 1)}
+
+        def loss_fn(batch: dict[str, torch.Tensor]) -> torch.Tensor:
+            raw.append(module.weight.item())
+            return (module(batch["x"]) - 3.0).pow(2).mean()
+
+        def evaluate() -> dict[str, float]:
+            seen.append(module.weight.item())
+            return {"auc": float(len(seen))}  # every epoch a new best
+
+        tc = TrainConfig(max_epochs=epochs, patience=5, lr=0.1, valid_metric="auc", progress=False, ema=0.5, resume=resume)
+        train_loop(module, batches=batches, loss_fn=loss_fn, evaluate=evaluate, cfg=tc, run_dir=tmp_path)
+
+    run(make(), 1, resume=False)  # epoch 0; its last raw weights go to the "last" checkpoint
+    raw.clear()
+    module = make()  # a fresh module, as a restarted process would build
+    run(module, 2, resume=True)  # epoch 1 only
+    # raw[0] = the resumed weights (w_2), raw[1] = w_3; the final w_4 is the module's weight before the swap-in,
+    # i.e. what the 'last' checkpoint holds: recover it from the loss at the next call -- here, from the checkpoint
+    from ctxrec.training.checkpoint import load_checkpoint
+
+    probe = make()
+    load_checkpoint(tmp_path / "checkpoints" / "last", probe, None)
+    s = raw[0]
+    for w in (raw[1], probe.weight.item()):
+        s = s + 0.5 * (w - s)
+    assert seen[-1] == pytest.approx(s, rel=1e-6)

@@ -122,7 +122,6 @@ def train_loop(
     optimizer = torch.optim.AdamW(module.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, fused=fused or None)
     amp = torch.autocast(device.type, dtype=torch.bfloat16) if cfg.bf16 else nullcontext()
 
-    ema = _WeightAverage(module, cfg.ema) if cfg.ema > 0 else None
     ckpt_dir = run_dir / "checkpoints" if run_dir else None
     writer = _tensorboard(run_dir) if main else None
     history: list[dict[str, float]] = []
@@ -155,6 +154,8 @@ def train_loop(
         torch.manual_seed(cfg.seed + 1 + rank)  # distinct dropout noise per rank
     if resumed:
         rng = np.random.default_rng([cfg.seed, start_epoch])
+    # After resuming and DDP's broadcast: the average starts from the weights training starts from.
+    ema = _WeightAverage(module, cfg.ema) if cfg.ema > 0 else None
     t0 = time.perf_counter() - (history[-1]["elapsed"] if history else 0.0)
     stopped_by = "max_epochs"
     epoch = start_epoch - 1
