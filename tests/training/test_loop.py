@@ -124,8 +124,7 @@ def test_ema_restarts_from_the_resumed_weights(tmp_path) -> None:
     raw.clear()
     module = make()  # a fresh module, as a restarted process would build
     run(module, 2, resume=True)  # epoch 1 only
-    # raw[0] = the resumed weights (w_2), raw[1] = w_3; the final w_4 is the module's weight before the swap-in,
-    # i.e. what the 'last' checkpoint holds: recover it from the loss at the next call -- here, from the checkpoint
+    # raw[0] = the resumed weights w_2, raw[1] = w_3; w_4 (after the last step) is what the "last" checkpoint holds
     from ctxrec.training.checkpoint import load_checkpoint
 
     probe = make()
