@@ -10,8 +10,7 @@ from __future__ import annotations
 import json
 import math
 from abc import ABC, abstractmethod
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Self
 
@@ -20,6 +19,7 @@ import numpy as np
 from ctxrec.config import from_dict, to_dict
 from ctxrec.data.vocab import Vocab
 from ctxrec.errors import ConfigError, NotFittedError, UnknownIdError, UnsupportedError
+from ctxrec.queries import QueryBatch, RecQuery, Recommendations
 
 if TYPE_CHECKING:
     from ctxrec.data.dataset import Dataset, DatasetSchema
@@ -28,70 +28,14 @@ if TYPE_CHECKING:
 FORMAT_VERSION = 1
 
 
-@dataclass(frozen=True, kw_only=True)
-class RecQuery:
-    """One recommendation request, in external ids.
-
-    ``history`` (oldest first) overrides the stored history of ``user_id``; with neither, the
-    model recommends from context alone (cold user). ``history_timestamps`` align with ``history``.
-    """
-
-    user_id: str | None = None
-    history: Sequence[str] | None = None
-    history_timestamps: Sequence[float] | None = None
-    history_contexts: Sequence[Mapping[str, str | float]] | None = None
-    """Context of each history event (aligned with ``history``), for context-aware models."""
-    context: Mapping[str, str | float] = field(default_factory=dict)
-    timestamp: float | None = None
-    text: str | None = None
-    """Optional free-text query ("cozy winter mystery"), used by text-aware models."""
-
-
-@dataclass(frozen=True)
-class Recommendations:
-    """Top-k result for one query: external item ids and scores, best first."""
-
-    item_ids: list[str]
-    scores: np.ndarray  # (k,) float32
-    explanation: dict[str, Any] | None = None
-
-
-@dataclass
-class QueryBatch:
-    """A batch of queries in dense indices, as models see them."""
-
-    users: np.ndarray  # (B,) int64, -1 for a user the model does not know
-    histories: list[np.ndarray]  # B x (L_i,) int64 item indices, oldest first
-    history_times: list[np.ndarray]  # B x (L_i,) float64 (NaN where unknown)
-    contexts: list[Mapping[str, Any]]
-    timestamps: np.ndarray  # (B,) float64, NaN where unknown
-    history_contexts: list[Sequence[Mapping[str, Any]] | None] | None = None  # per-event context dicts
-    history_rows: list[np.ndarray] | None = None  # or: rows of `frame` behind each history (eval path)
-    frame: Any = None  # pandas DataFrame holding those rows
-    texts: list[str | None] | None = None  # free-text queries
-
-    def __len__(self) -> int:
-        return len(self.users)
-
-    @classmethod
-    def from_evalset(cls, ev: EvalSet, sl: slice | None = None) -> QueryBatch:
-        sl = sl or slice(0, len(ev))
-        return cls(
-            users=ev.users[sl],
-            histories=ev.histories[sl],
-            history_times=ev.history_times[sl],
-            contexts=ev.contexts[sl],
-            timestamps=ev.timestamps[sl],
-            history_rows=None if ev.history_rows is None else ev.history_rows[sl],
-            frame=ev.frame,
-        )
-
-
 class Recommender(ABC):
     """Base class of every model. A model takes one frozen config and nothing else."""
 
     kind: ClassVar[str]
     config_class: ClassVar[type]
+    supports_add_items: ClassVar[bool] = False
+    """True when the model can score items added after training (from their text or attributes):
+    :meth:`add_items` works. Callers test this flag instead of comparing methods."""
     context_blind: ClassVar[bool] = False
     """True when scores depend only on the user's history (not on request context, time or text), so
     a service may keep a user's state between requests."""
@@ -177,12 +121,24 @@ class Recommender(ABC):
         batch = self.encode_queries(queries)
         cand = None if candidates is None else self.item_vocab.lookup(list(candidates))
         idx, scores = self.recommend_indices(batch, k, exclude_seen=exclude_seen, candidates=cand)
-        explanations = self._explain(batch, idx) if explain else [None] * len(idx)
+        explanations = self.explain(batch, idx) if explain else [None] * len(idx)
         out = []
         for row_i, row_s, expl in zip(idx, scores, explanations, strict=True):
             keep = np.isfinite(row_s)
             out.append(Recommendations(self.item_vocab.external(row_i[keep]), row_s[keep].astype(np.float32), expl))
         return out
+
+    def score(self, batch: QueryBatch) -> np.ndarray:
+        """Raw scores ``(B, n_items)`` over the whole catalogue for a dense batch (higher is better).
+
+        The public form of :meth:`_score` for serving, deploy, attribution and ensembles."""
+        self._check_fitted()
+        return self._score(batch)
+
+    def explain(self, batch: QueryBatch, top: np.ndarray) -> list[dict[str, Any] | None]:
+        """Per query, what drove its top items ``top`` ``(B, k)``; ``None`` where the model cannot say."""
+        self._check_fitted()
+        return self._explain(batch, top)
 
     def recommend_indices(
         self,
@@ -195,7 +151,7 @@ class Recommender(ABC):
         """Dense top-k: ``(B, k)`` item indices and scores (``-inf`` where fewer than k exist)."""
         if k < 1:
             raise ValueError(f"k must be a positive integer, got {k}")
-        scores = np.asarray(self._score(batch), dtype=np.float32).copy()  # (B, n_items)
+        scores = np.asarray(self.score(batch), dtype=np.float32).copy()  # (B, n_items)
         if candidates is not None:
             mask = np.full(scores.shape[1], True)
             mask[candidates] = False

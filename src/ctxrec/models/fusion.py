@@ -526,6 +526,8 @@ class FusionRecommender(Recommender):
     kind = "fusion"
     config_class = FusionConfig
 
+    supports_add_items = True
+
     def __init__(self, config: FusionConfig | None = None) -> None:
         super().__init__(config)
         self.net: FusionNet | None = None

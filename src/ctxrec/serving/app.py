@@ -235,13 +235,11 @@ def _routes(app: FastAPI, state: ServiceState) -> None:
     @app.post("/v1/items", response_model=ItemsResponse, tags=["items"])
     async def add_items(body: ItemBatch | ItemIn, who: Write) -> Any:
         """Add or update items (text + attributes); they are encoded and recommendable on return."""
-        from ctxrec.models.base import Recommender
-
         items = body.items if isinstance(body, ItemBatch) else [body]
         if len(items) > s.max_items_per_request:
             raise RequestError(413, "body.items", f"{len(items)} items in one request; the limit is {s.max_items_per_request}")
         model = state.handle.model
-        if type(model).add_items is Recommender.add_items:
+        if not model.supports_add_items:
             raise RequestError(409, "body", f"the loaded {model.kind!r} model scores items by trained IDs only and cannot "
                                             "add items; retrain with them or serve a text-aware model (fusion)")
         ids = [it.item_id for it in items]

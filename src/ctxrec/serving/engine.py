@@ -131,9 +131,7 @@ def _warm_up(h: ModelHandle) -> None:
     recommendable within a second of its POST rather than after a multi-second cold start."""
     import pandas as pd
 
-    from ctxrec.models.base import Recommender
-
-    if type(h.model).add_items is not Recommender.add_items:
+    if h.model.supports_add_items:
         h.model.add_items(pd.DataFrame({"item_id": pd.Series([], dtype=str)}))
 
 

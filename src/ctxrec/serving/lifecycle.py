@@ -106,9 +106,7 @@ def retrain(run_dir: str | Path, store_url: str, out: str | Path, *, epochs: int
         watermark = max((e.id for e in events), default=0)
     finally:
         store.close()
-    from ctxrec.models.base import Recommender
-
-    if added and type(current).add_items is not Recommender.add_items:  # the catalogue as served
+    if added and current.supports_add_items:  # the catalogue as served
         current.add_items(pd.DataFrame([{**p, "item_id": i} for i, p in added.items()]))
     # Items: the model's catalogue (training items + items added through the API), same order.
     items = data.items.copy()
