@@ -18,6 +18,7 @@ if TYPE_CHECKING:
 
 MODELS: dict[str, tuple[str, str]] = {
     "popularity": ("ctxrec.models.popularity", "PopularityRecommender"),
+    "context_popularity": ("ctxrec.models.context_popularity", "ContextPopularityRecommender"),
     "ease": ("ctxrec.models.ease", "EASERecommender"),
     "sasrec": ("ctxrec.models.sasrec", "SASRecRecommender"),
     "fusion": ("ctxrec.models.fusion", "FusionRecommender"),

@@ -1,0 +1,160 @@
+"""Context popularity: the most popular items in the request's context, backing off field by field.
+
+The strong simple baseline for context-aware logs (frappe, in-car music, context movies): count
+item events for every combination of the first ``l`` context fields, ``l = n .. 0``, and rank a
+request by the counts of the longest combination it matches, breaking ties with the next shorter
+one, down to global popularity. Fields are ordered most informative first (lowest conditional
+entropy of the item given the field, on train), so back-off drops the least informative first.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar
+
+import numpy as np
+import pandas as pd
+
+from ctxrec.errors import ConfigError
+from ctxrec.models.base import QueryBatch, Recommender
+
+if TYPE_CHECKING:
+    from ctxrec.data.dataset import Dataset
+    from ctxrec.data.splits import EvalSet
+
+_SEP = "\x1f"  # joins field values into one key (unit separator: never in a real value)
+
+
+@dataclass(frozen=True, kw_only=True)
+class ContextPopularityConfig:
+    """Which context fields to count over and how much support a combination needs."""
+
+    fields: tuple[str, ...] | None = None
+    """Categorical context fields to use (``None``: every categorical context field of the dataset)."""
+    min_support: int = 1
+    """A combination seen in fewer train events than this is skipped (backs off to a shorter one)."""
+
+    def __post_init__(self) -> None:
+        if self.min_support < 1:
+            raise ConfigError(f"ContextPopularityConfig.min_support must be >= 1, got {self.min_support!r}")
+
+
+def _missing(v: Any) -> bool:
+    return v is None or v == "" or (isinstance(v, float) and math.isnan(v))
+
+
+def _conditional_entropy(items: np.ndarray, values: pd.Series) -> float:
+    """H(item | field) in nats over the events where the field is present."""
+    df = pd.DataFrame({"v": values.to_numpy(), "i": items})
+    joint = df.groupby(["v", "i"], sort=False).size().to_numpy(np.float64)
+    marg = df.groupby("v", sort=False).size().to_numpy(np.float64)
+    n = joint.sum()
+    return float(-(joint / n * np.log(joint)).sum() + (marg / n * np.log(marg)).sum())
+
+
+class ContextPopularityRecommender(Recommender):
+    """Per-context popularity with field-by-field back-off to global popularity."""
+
+    kind: ClassVar[str] = "context_popularity"
+    config_class: ClassVar[type] = ContextPopularityConfig
+    config: ContextPopularityConfig
+
+    def __init__(self, config: ContextPopularityConfig | None = None) -> None:
+        super().__init__(config)
+        self.fields: list[str] = []  # most informative first
+        self._keys: list[dict[str, int]] = []  # per level l >= 1: key -> row of that level's table
+        self._tables: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []  # per level: CSR (indptr, items, counts)
+        self._global: np.ndarray | None = None  # (n_items,) float64
+
+    # ------------------------------------------------------------------ fit
+    def _fit(self, data: Dataset, *, valid: EvalSet | None, run_dir: Path | None) -> None:
+        cats = [c.name for c in data.schema.context if c.kind == "categorical"]
+        fields = list(self.config.fields) if self.config.fields is not None else cats
+        bad = [f for f in fields if f not in cats]
+        if bad:
+            raise ConfigError(
+                f"context_popularity fields {bad} are not categorical context fields of {data.name!r}; "
+                f"it has {cats or 'none'}"
+            )
+        df = data.interactions
+        items = data.item_idx.astype(np.int64)
+        values = {f: df[f].map(lambda v: None if _missing(v) else str(v)) for f in fields}
+        self.fields = sorted(fields, key=lambda f: _conditional_entropy(items[values[f].notna().to_numpy()],
+                                                                        values[f].dropna()))
+        self._global = np.bincount(items, minlength=data.n_items).astype(np.float64)
+        self._keys, self._tables = [], []
+        key = pd.Series([""] * len(df), index=df.index, dtype=object)
+        present = np.ones(len(df), dtype=bool)
+        for level, f in enumerate(self.fields, start=1):
+            present &= values[f].notna().to_numpy()
+            key = key + (_SEP if level > 1 else "") + values[f].fillna("")
+            frame = pd.DataFrame({"k": key.to_numpy()[present], "i": items[present]})
+            counts = frame.groupby(["k", "i"], sort=True).size()
+            support = counts.groupby(level=0).sum()
+            counts = counts[counts.index.get_level_values(0).isin(support.index[support >= self.config.min_support])]
+            keys = counts.index.get_level_values(0)
+            uniq, starts = np.unique(keys.to_numpy(dtype=str), return_index=True)
+            indptr = np.append(starts, len(counts)).astype(np.int64)
+            self._keys.append({k: r for r, k in enumerate(uniq.tolist())})
+            self._tables.append((indptr, counts.index.get_level_values(1).to_numpy(np.int64),
+                                 counts.to_numpy(np.float64)))
+        self.fit_info = {"fields": self.fields, "combinations": [len(k) for k in self._keys]}
+
+    # ------------------------------------------------------------------ score
+    def matched_levels(self, context: dict[str, Any]) -> int:
+        """How many leading fields of :attr:`fields` the context matches in train (0 = global popularity)."""
+        key, level = "", 0
+        for f in self.fields:
+            v = context.get(f)
+            if _missing(v):
+                break
+            key = str(v) if level == 0 else key + _SEP + str(v)
+            if key not in self._keys[level]:
+                break
+            level += 1
+        return level
+
+    def _level_scores(self, context: dict[str, Any]) -> np.ndarray:
+        """Lexicographic scores: counts at the longest matched level, ties broken by shorter levels.
+
+        s_0 = c_0 / (max c_0 + 1);  s_l = (c_l + s_{l-1}) / (max c_l + 1), each in [0, 1)."""
+        assert self._global is not None
+        s = self._global / (self._global.max(initial=0.0) + 1.0)
+        key = ""
+        for level in range(self.matched_levels(context)):
+            v = str(context[self.fields[level]])
+            key = v if level == 0 else key + _SEP + v
+            indptr, it, cnt = self._tables[level]
+            r = self._keys[level][key]
+            c = np.zeros_like(s)
+            c[it[indptr[r] : indptr[r + 1]]] = cnt[indptr[r] : indptr[r + 1]]
+            s = (c + s) / (c.max(initial=0.0) + 1.0)
+        return s
+
+    def _score(self, batch: QueryBatch) -> np.ndarray:
+        out = np.empty((len(batch), self.n_items), dtype=np.float64)
+        for b, ctx in enumerate(batch.contexts):
+            out[b] = self._level_scores(dict(ctx))
+        return out  # (B, n_items)
+
+    # ------------------------------------------------------------------ persistence
+    def _meta(self) -> dict[str, Any]:
+        return {"fields": self.fields, "keys": [sorted(k, key=k.__getitem__) for k in self._keys]}
+
+    def _load_meta(self, meta: dict[str, Any]) -> None:
+        self.fields = list(meta["fields"])
+        self._keys = [{k: r for r, k in enumerate(keys)} for keys in meta["keys"]]
+
+    def _state(self) -> dict[str, np.ndarray]:
+        assert self._global is not None
+        state = {"global": self._global}
+        for level, (indptr, it, cnt) in enumerate(self._tables, start=1):
+            state.update({f"l{level}.indptr": indptr, f"l{level}.items": it, f"l{level}.counts": cnt})
+        return state
+
+    def _load_state(self, state: dict[str, np.ndarray]) -> None:
+        self._global = np.asarray(state["global"], dtype=np.float64)
+        self._tables = [(state[f"l{level}.indptr"], state[f"l{level}.items"], state[f"l{level}.counts"])
+                        for level in range(1, len(self.fields) + 1)]

@@ -1,0 +1,87 @@
+"""ContextPopularityRecommender: the contract plus hand-computed back-off rankings."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from contract import RecommenderContract
+
+from ctxrec.data.dataset import ContextField, Dataset, DatasetSchema
+from ctxrec.errors import ConfigError
+from ctxrec.models import load_model
+from ctxrec.models.base import RecQuery
+from ctxrec.models.context_popularity import ContextPopularityConfig, ContextPopularityRecommender
+
+
+class TestContextPopularityContract(RecommenderContract):
+    learns_groups = False  # no context in the contract's checkerboard: the same ranking for everyone
+    cold_start_is_popularity = True
+    batch_rtol = 0.0
+
+    def make_model(self) -> ContextPopularityRecommender:
+        return ContextPopularityRecommender(ContextPopularityConfig())
+
+
+def _toy() -> Dataset:
+    """Field ``place`` decides the item (home -> a, work -> b); ``mood`` only splits ties.
+
+    events (place, mood, item): home/happy a x3, home/sad a x1 + c x2, work/happy b x2, work/sad b x1,
+    plus 4 x d with no context at all (d is globally the most popular item)."""
+    rows = ([("home", "happy", "a")] * 3 + [("home", "sad", "a")] + [("home", "sad", "c")] * 2
+            + [("work", "happy", "b")] * 2 + [("work", "sad", "b")] + [(None, None, "d")] * 4)
+    df = pd.DataFrame(rows, columns=["place", "mood", "item_id"])
+    df["user_id"] = [f"u{i}" for i in range(len(df))]
+    schema = DatasetSchema(context=(ContextField(name="place"), ContextField(name="mood")), has_timestamps=False)
+    return Dataset.from_frames(df, schema=schema, name="toy")
+
+
+def _top(model: ContextPopularityRecommender, ctx: dict[str, str], k: int = 4) -> list[str]:
+    return model.recommend([RecQuery(context=ctx)], k=k)[0].item_ids
+
+
+def test_fields_ordered_by_information_and_backoff() -> None:
+    m = ContextPopularityRecommender().fit(_toy())
+    assert m.fields == ["place", "mood"]  # place determines the item more than mood does
+    # Full match home/sad: c (2) before a (1); ties below broken by home (a 4 > c 2) then global (d 4 > b 3).
+    assert _top(m, {"place": "home", "mood": "sad"}) == ["c", "a", "d", "b"]
+    assert _top(m, {"place": "home", "mood": "happy"}) == ["a", "c", "d", "b"]
+    # Unknown mood: back off to place only.
+    assert m.matched_levels({"place": "work", "mood": "bored"}) == 1
+    assert _top(m, {"place": "work", "mood": "bored"}) == ["b", "a", "d", "c"]  # a, d tie globally: lower index first
+    # Unknown place: global popularity, whatever the mood (back-off is by prefix of the field order).
+    assert m.matched_levels({"place": "moon", "mood": "sad"}) == 0
+    assert _top(m, {"place": "moon", "mood": "sad"}) == ["a", "d", "b", "c"]
+    assert _top(m, {}) == ["a", "d", "b", "c"]
+
+
+def test_min_support_backs_off() -> None:
+    m = ContextPopularityRecommender(ContextPopularityConfig(min_support=3)).fit(_toy())
+    # home/sad has 3 events (kept), work/sad 1 (dropped -> back off to work).
+    assert m.matched_levels({"place": "home", "mood": "sad"}) == 2
+    assert m.matched_levels({"place": "work", "mood": "sad"}) == 1
+
+
+def test_scores_are_lexicographic() -> None:
+    m = ContextPopularityRecommender().fit(_toy())
+    s = m.score(m.encode_queries([RecQuery(context={"place": "home", "mood": "sad"})]))[0]
+    order = np.argsort(-s, kind="stable")
+    assert m.item_vocab is not None
+    assert m.item_vocab.external(order) == ["c", "a", "d", "b"]
+    assert np.all((s >= 0) & (s < 1))
+
+
+def test_save_load_round_trip(tmp_path: Path) -> None:
+    m = ContextPopularityRecommender().fit(_toy())
+    m.save(tmp_path / "m")
+    again = load_model(tmp_path / "m")
+    assert isinstance(again, ContextPopularityRecommender)
+    for ctx in ({"place": "home", "mood": "sad"}, {"place": "work"}, {}):
+        assert _top(again, ctx) == _top(m, ctx)
+
+
+def test_unknown_field_in_config_is_an_error() -> None:
+    with pytest.raises(ConfigError, match="weather"):
+        ContextPopularityRecommender(ContextPopularityConfig(fields=("weather",))).fit(_toy())
