@@ -47,7 +47,8 @@ class ContextConfig:
     values never seen in training (a new city, a free-text note) still get a meaningful vector."""
 
 
-def _is_missing(v: Any) -> bool:
+def is_missing(v: Any) -> bool:
+    """True for None, NaN and the missing-value tokens in MISSING (a missing value is never a category)."""
     if v is None:
         return True
     if isinstance(v, float) and np.isnan(v):
@@ -85,7 +86,7 @@ class ContextEncoder:
             if self.config.hash_buckets:
                 continue
             counts = frame[f].astype(str).value_counts()
-            values = sorted(v for v, c in counts.items() if c >= self.config.min_count and not _is_missing(v))
+            values = sorted(v for v, c in counts.items() if c >= self.config.min_count and not is_missing(v))
             self.vocabs[f] = {v: i + 1 for i, v in enumerate(values)}
         for f in self.numeric:
             x = frame[f].to_numpy(dtype=np.float64)
@@ -143,7 +144,7 @@ class ContextEncoder:
             col = frame[f].to_numpy()[rows].astype(str)
             if self.config.hash_buckets:
                 uniq, inv = np.unique(col, return_inverse=True)
-                mapped = np.array([0 if _is_missing(u) else _stable_hash(f, u, self.config.hash_buckets) for u in uniq])
+                mapped = np.array([0 if is_missing(u) else _stable_hash(f, u, self.config.hash_buckets) for u in uniq])
             else:
                 uniq, inv = np.unique(col, return_inverse=True)
                 mapped = np.array([self.vocabs[f].get(u, 0) for u in uniq])
@@ -157,7 +158,7 @@ class ContextEncoder:
         return ids, dense
 
     def _cat_id(self, field: str, value: Any) -> int:
-        if _is_missing(value):
+        if is_missing(value):
             return 0
         if self.config.hash_buckets:
             return _stable_hash(field, str(value), self.config.hash_buckets)
@@ -180,7 +181,7 @@ class ContextEncoder:
         out = np.full(len(rows), "", dtype=object)
         for f in self.field_names:
             col = frame[f].to_numpy()[rows]
-            keep = np.array([not _is_missing(v) for v in col], dtype=bool)
+            keep = np.array([not is_missing(v) for v in col], dtype=bool)
             part = np.array([f"{f}: {v}" for v in col], dtype=object)
             sep = np.where((out != "") & keep, "; ", "")
             out = np.where(keep, out + sep + part, out)
@@ -189,7 +190,7 @@ class ContextEncoder:
     @staticmethod
     def render_text(context: Mapping[str, Any]) -> str:
         """Context as text for a language model: "daypart: evening; device: tv" (missing values skipped)."""
-        return "; ".join(f"{k}: {v}" for k, v in context.items() if not _is_missing(v))
+        return "; ".join(f"{k}: {v}" for k, v in context.items() if not is_missing(v))
 
     # ----------------------------------------------------------------------------- persistence
     def to_dict(self) -> dict[str, Any]:

@@ -54,7 +54,9 @@ def test_fields_ordered_by_information_and_backoff() -> None:
     # Unknown place: global popularity, whatever the mood (back-off is by prefix of the field order).
     assert m.matched_levels({"place": "moon", "mood": "sad"}) == 0
     assert _top(m, {"place": "moon", "mood": "sad"}) == ["a", "d", "b", "c"]
-    assert _top(m, {}) == ["a", "d", "b", "c"]
+    # No context given: matches the events that gave none (all of them d).
+    assert m.matched_levels({}) == 2
+    assert _top(m, {}) == ["d", "a", "b", "c"]
 
 
 def test_min_support_backs_off() -> None:
@@ -80,6 +82,7 @@ def test_save_load_round_trip(tmp_path: Path) -> None:
     assert isinstance(again, ContextPopularityRecommender)
     for ctx in ({"place": "home", "mood": "sad"}, {"place": "work"}, {}):
         assert _top(again, ctx) == _top(m, ctx)
+    assert again.fields == m.fields
 
 
 def test_unknown_field_in_config_is_an_error() -> None:

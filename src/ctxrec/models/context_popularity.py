@@ -5,11 +5,14 @@ item events for every combination of the first ``l`` context fields, ``l = n .. 
 request by the counts of the longest combination it matches, breaking ties with the next shorter
 one, down to global popularity. Fields are ordered most informative first (lowest conditional
 entropy of the item given the field, on train), so back-off drops the least informative first.
+
+A missing value is matched as "not given" (logs such as in-car music set one context field per
+event): a request that leaves a field out matches the events that left it out too, and backs off
+where train has no such combination.
 """
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -17,6 +20,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import numpy as np
 import pandas as pd
 
+from ctxrec.context import is_missing
 from ctxrec.errors import ConfigError
 from ctxrec.models.base import QueryBatch, Recommender
 
@@ -25,6 +29,7 @@ if TYPE_CHECKING:
     from ctxrec.data.splits import EvalSet
 
 _SEP = "\x1f"  # joins field values into one key (unit separator: never in a real value)
+_NOT_GIVEN = ""  # key token of a missing value (context.is_missing: None, NaN, "<unk>", "NULL", ...)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -41,12 +46,12 @@ class ContextPopularityConfig:
             raise ConfigError(f"ContextPopularityConfig.min_support must be >= 1, got {self.min_support!r}")
 
 
-def _missing(v: Any) -> bool:
-    return v is None or v == "" or (isinstance(v, float) and math.isnan(v))
+def _token(v: Any) -> str:
+    return _NOT_GIVEN if is_missing(v) else str(v)
 
 
 def _conditional_entropy(items: np.ndarray, values: pd.Series) -> float:
-    """H(item | field) in nats over the events where the field is present."""
+    """H(item | field) in nats ("not given" is one of the field's values here)."""
     df = pd.DataFrame({"v": values.to_numpy(), "i": items})
     joint = df.groupby(["v", "i"], sort=False).size().to_numpy(np.float64)
     marg = df.groupby("v", sort=False).size().to_numpy(np.float64)
@@ -80,17 +85,14 @@ class ContextPopularityRecommender(Recommender):
             )
         df = data.interactions
         items = data.item_idx.astype(np.int64)
-        values = {f: df[f].map(lambda v: None if _missing(v) else str(v)) for f in fields}
-        self.fields = sorted(fields, key=lambda f: _conditional_entropy(items[values[f].notna().to_numpy()],
-                                                                        values[f].dropna()))
+        values = {f: df[f].map(_token) for f in fields}
+        self.fields = sorted(fields, key=lambda f: _conditional_entropy(items, values[f]))
         self._global = np.bincount(items, minlength=data.n_items).astype(np.float64)
         self._keys, self._tables = [], []
         key = pd.Series([""] * len(df), index=df.index, dtype=object)
-        present = np.ones(len(df), dtype=bool)
         for level, f in enumerate(self.fields, start=1):
-            present &= values[f].notna().to_numpy()
-            key = key + (_SEP if level > 1 else "") + values[f].fillna("")
-            frame = pd.DataFrame({"k": key.to_numpy()[present], "i": items[present]})
+            key = key + (_SEP if level > 1 else "") + values[f]
+            frame = pd.DataFrame({"k": key.to_numpy(), "i": items})
             counts = frame.groupby(["k", "i"], sort=True).size()
             support = counts.groupby(level=0).sum()
             counts = counts[counts.index.get_level_values(0).isin(support.index[support >= self.config.min_support])]
@@ -107,10 +109,8 @@ class ContextPopularityRecommender(Recommender):
         """How many leading fields of :attr:`fields` the context matches in train (0 = global popularity)."""
         key, level = "", 0
         for f in self.fields:
-            v = context.get(f)
-            if _missing(v):
-                break
-            key = str(v) if level == 0 else key + _SEP + str(v)
+            v = _token(context.get(f))
+            key = v if level == 0 else key + _SEP + v
             if key not in self._keys[level]:
                 break
             level += 1
@@ -124,7 +124,7 @@ class ContextPopularityRecommender(Recommender):
         s = self._global / (self._global.max(initial=0.0) + 1.0)
         key = ""
         for level in range(self.matched_levels(context)):
-            v = str(context[self.fields[level]])
+            v = _token(context.get(self.fields[level]))
             key = v if level == 0 else key + _SEP + v
             indptr, it, cnt = self._tables[level]
             r = self._keys[level][key]
