@@ -2,7 +2,7 @@
 
     CTXREC_DATA=/path/to/data python benchmarks/gpu_check.py            # about 5-10 minutes on one recent GPU
 
-Needs a CUDA build of torch (README, "On a GPU machine") and exits with a message otherwise. Steps, each
+Needs a CUDA build of torch (docs/getting-started.md, "On a GPU machine") and exits with a message otherwise. Steps, each
 recorded in ``benchmarks/results/gpu/gpu_check.json`` (and a Markdown table next to it):
 
 1. ``sasrec_fp32`` / ``sasrec_bf16``: SASRec (full softmax CE, the ml-1m benchmark recipe) for
@@ -112,7 +112,7 @@ def main(argv: list[str] | None = None) -> dict:
     args = ap.parse_args(argv)
     if not torch.cuda.is_available():
         raise SystemExit("gpu_check: torch.cuda.is_available() is False (CPU build of torch, or no GPU); "
-                         "install the CUDA build of torch first (README, 'On a GPU machine')")
+                         "install the CUDA build of torch first (docs/getting-started.md, 'On a GPU machine')")
     try:
         dataset = "ml-1m" if (Path(resolve_data_dir(args.data_dir)) / "ml-1m").is_dir() else "synthetic"
     except Exception:  # noqa: BLE001 - any data-dir problem: fall back to generated data

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Create .venv with the CPU build of torch and install ctxrec in editable mode.
 # Usage: bash scripts/setup.sh            (idempotent; re-running only installs what changed)
-# GPU users: see README "Installing on a GPU machine".
+# GPU users: see docs/getting-started.md, "Installing" (On a GPU machine).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3.11}
