@@ -1,9 +1,11 @@
 """Context popularity: the most popular items in the request's context, backing off field by field.
 
 The strong simple baseline for context-aware logs (frappe, in-car music, context movies): count
-item events for every combination of the first ``l`` context fields, ``l = n .. 0``, and rank a
-request by the counts of the longest combination it matches, breaking ties with the next shorter
-one, down to global popularity. Fields are ordered most informative first (lowest conditional
+item events for every combination of the first ``l`` context fields, ``l = 0 .. n``, and rank a
+request by the item distribution of the longest combination it matches, smoothed towards the next
+shorter one (hierarchical Dirichlet back-off: ``p_l = (c_l + alpha p_{l-1}) / (n_l + alpha)``, down
+to global popularity). ``alpha`` is chosen on validation by default: small, the longest match
+decides (ties broken by shorter ones); large, sparse combinations lean on their parents. Fields are ordered most informative first (lowest conditional
 entropy of the item given the field, on train), so back-off drops the least informative first.
 
 A missing value is matched as "not given" (logs such as in-car music set one context field per
@@ -40,10 +42,19 @@ class ContextPopularityConfig:
     """Categorical context fields to use (``None``: every categorical context field of the dataset)."""
     min_support: int = 1
     """A combination seen in fewer train events than this is skipped (backs off to a shorter one)."""
+    alpha: float | None = None
+    """Back-off strength (pseudo-events drawn from the parent combination). ``None``: chosen on the
+    validation cases from :data:`ALPHA_GRID` (10 without validation cases)."""
 
     def __post_init__(self) -> None:
         if self.min_support < 1:
             raise ConfigError(f"ContextPopularityConfig.min_support must be >= 1, got {self.min_support!r}")
+        if self.alpha is not None and not self.alpha > 0:
+            raise ConfigError(f"ContextPopularityConfig.alpha must be > 0 or None (auto), got {self.alpha!r}")
+
+
+ALPHA_GRID = (0.01, 1.0, 10.0, 100.0, 1000.0)
+DEFAULT_ALPHA = 10.0
 
 
 def _token(v: Any) -> str:
@@ -72,6 +83,7 @@ class ContextPopularityRecommender(Recommender):
         self._keys: list[dict[str, int]] = []  # per level l >= 1: key -> row of that level's table
         self._tables: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []  # per level: CSR (indptr, items, counts)
         self._global: np.ndarray | None = None  # (n_items,) float64
+        self.alpha = DEFAULT_ALPHA
 
     # ------------------------------------------------------------------ fit
     def _fit(self, data: Dataset, *, valid: EvalSet | None, run_dir: Path | None) -> None:
@@ -103,6 +115,26 @@ class ContextPopularityRecommender(Recommender):
             self._tables.append((indptr, counts.index.get_level_values(1).to_numpy(np.int64),
                                  counts.to_numpy(np.float64)))
         self.fit_info = {"fields": self.fields, "combinations": [len(k) for k in self._keys]}
+        self.alpha = self.config.alpha or DEFAULT_ALPHA
+        if self.config.alpha is None and valid is not None and len(valid):
+            self.alpha, self.fit_info["alpha_valid_ndcg@10"] = self._choose_alpha(valid, data.schema.repeat_consumption)
+        self.fit_info["alpha"] = self.alpha
+
+    def _choose_alpha(self, valid: EvalSet, keep_seen: bool) -> tuple[float, dict[str, float]]:
+        """The grid value with the best validation NDCG@10 (first on ties)."""
+        from ctxrec.evaluation.metrics import ndcg_at_k
+        from ctxrec.models.base import top_k
+
+        seen = None if keep_seen else valid.histories
+        found: dict[str, float] = {}
+        for a in ALPHA_GRID:
+            self.alpha = a
+            scores = np.stack([self._level_scores(c) for c in valid.contexts])  # (n, n_items)
+            for b, h in enumerate(seen or []):
+                scores[b, h] = -np.inf
+            found[str(a)] = ndcg_at_k(top_k(scores, 10)[0], valid.targets, 10)
+        best = max(ALPHA_GRID, key=lambda a: found[str(a)])
+        return best, found
 
     # ------------------------------------------------------------------ score
     def matched_levels(self, context: dict[str, Any]) -> int:
@@ -117,11 +149,10 @@ class ContextPopularityRecommender(Recommender):
         return level
 
     def _level_scores(self, context: dict[str, Any]) -> np.ndarray:
-        """Lexicographic scores: counts at the longest matched level, ties broken by shorter levels.
-
-        s_0 = c_0 / (max c_0 + 1);  s_l = (c_l + s_{l-1}) / (max c_l + 1), each in [0, 1)."""
+        """``(n_items,)`` back-off distribution: p_0 = (c_0 + 1) / (n_0 + n_items) (add-one global
+        popularity), p_l = (c_l + alpha p_{l-1}) / (n_l + alpha) for each matched level l."""
         assert self._global is not None
-        s = self._global / (self._global.max(initial=0.0) + 1.0)
+        s = (self._global + 1.0) / (self._global.sum() + len(self._global))
         key = ""
         for level in range(self.matched_levels(context)):
             v = _token(context.get(self.fields[level]))
@@ -130,7 +161,7 @@ class ContextPopularityRecommender(Recommender):
             r = self._keys[level][key]
             c = np.zeros_like(s)
             c[it[indptr[r] : indptr[r + 1]]] = cnt[indptr[r] : indptr[r + 1]]
-            s = (c + s) / (c.max(initial=0.0) + 1.0)
+            s = (c + self.alpha * s) / (c.sum() + self.alpha)
         return s
 
     def _score(self, batch: QueryBatch) -> np.ndarray:
@@ -141,10 +172,11 @@ class ContextPopularityRecommender(Recommender):
 
     # ------------------------------------------------------------------ persistence
     def _meta(self) -> dict[str, Any]:
-        return {"fields": self.fields, "keys": [sorted(k, key=k.__getitem__) for k in self._keys]}
+        return {"fields": self.fields, "alpha": self.alpha, "keys": [sorted(k, key=k.__getitem__) for k in self._keys]}
 
     def _load_meta(self, meta: dict[str, Any]) -> None:
         self.fields = list(meta["fields"])
+        self.alpha = float(meta["alpha"])
         self._keys = [{k: r for r, k in enumerate(keys)} for keys in meta["keys"]]
 
     def _state(self) -> dict[str, np.ndarray]:
