@@ -9,8 +9,8 @@ import torch
 from contract import RecommenderContract
 
 from ctxrec.data.dataset import ContextField, Dataset, DatasetSchema
-from ctxrec.models.base import RecQuery
 from ctxrec.errors import ConfigError
+from ctxrec.models.base import RecQuery
 from ctxrec.models.fusion import FusionConfig, FusionRecommender, mixture_log_probs, mixture_nll
 from ctxrec.text.encoders import TextEncoderConfig
 from ctxrec.training.loop import TrainConfig
@@ -20,7 +20,7 @@ HASH = TextEncoderConfig(model="hashing:32")
 
 def tiny(**kw: object) -> FusionConfig:
     train = kw.pop("train", TrainConfig(max_epochs=5, lr=1e-2, progress=False))
-    base = dict(d_model=16, n_layers=1, max_len=8, dropout=0.0, text=HASH, train=train)
+    base = {"d_model": 16, "n_layers": 1, "max_len": 8, "dropout": 0.0, "text": HASH, "train": train}
     base.update(kw)
     return FusionConfig(**base)  # type: ignore[arg-type]
 

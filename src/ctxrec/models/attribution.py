@@ -67,7 +67,7 @@ def format_explanation(expl: dict[str, Any], titles: dict[str, str] | None = Non
     lines: list[str] = []
     if expl.get("view_weights"):
         lines.append("view weights (gate):")
-        lines += [f"  {k:<12} {v:6.3f}  {'#' * int(round(30 * v))}" for k, v in expl["view_weights"].items()]
+        lines += [f"  {k:<12} {v:6.3f}  {'#' * round(30 * v)}" for k, v in expl["view_weights"].items()]
     if expl.get("context_attribution"):
         lines.append("request context (drop in mean log P of the list when the field is removed):")
         for k, v in sorted(expl["context_attribution"].items(), key=lambda kv: -abs(kv[1])):
@@ -89,7 +89,7 @@ def plot_explanation(expl: dict[str, Any], path: str | Path, *, titles: dict[str
     import matplotlib.pyplot as plt
 
     titles = titles or {}
-    panels = [(k, expl.get(k)) for k in ("view_weights", "context_attribution", "history_attribution") if expl.get(k)]
+    panels: list[tuple[str, Any]] = [(k, expl.get(k)) for k in ("view_weights", "context_attribution", "history_attribution") if expl.get(k)]
     fig, axes = plt.subplots(1, max(len(panels), 1), figsize=(5 * max(len(panels), 1), 4), squeeze=False)
     for ax, (key, val) in zip(axes[0], panels, strict=False):
         if key == "history_attribution":

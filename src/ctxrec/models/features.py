@@ -182,5 +182,5 @@ def fill_item_inputs(net: nn.Module, text: np.ndarray | None, attrs: np.ndarray)
     """Copy the items' text vectors (n_items, Dt) and attribute ids (n_items + 1, A) into the buffers."""
     with torch.no_grad():
         if text is not None:
-            net.text_vectors[1:] = torch.from_numpy(text)
-        net.attr_ids.copy_(torch.from_numpy(attrs))
+            net.get_buffer("text_vectors")[1:] = torch.from_numpy(text)
+        net.get_buffer("attr_ids").copy_(torch.from_numpy(attrs))

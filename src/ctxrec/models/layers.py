@@ -32,11 +32,12 @@ class CausalBlock(nn.Module):
 
 
 def small_init(emb: nn.Module | None, std: float = 0.02) -> None:
-    """N(0, std) rows (the ID embedding's init); the padding row, if any, stays zero."""
+    """N(0, std) rows of an embedding table (the ID embedding's init); the padding row, if any, stays zero."""
     if emb is None:
         return
-    nn.init.normal_(emb.weight, std=std)
+    weight = emb.get_parameter("weight")
+    nn.init.normal_(weight, std=std)
     pad = getattr(emb, "padding_idx", None)
     if pad is not None:
         with torch.no_grad():
-            emb.weight[pad].zero_()
+            weight[pad].zero_()

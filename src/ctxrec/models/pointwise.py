@@ -35,7 +35,7 @@ from torch import nn
 
 from ctxrec.context import ContextConfig, ContextEncoder
 from ctxrec.errors import ConfigError
-from ctxrec.models.base import QueryBatch, RecQuery, Recommender
+from ctxrec.models.base import QueryBatch, Recommender, RecQuery
 from ctxrec.models.features import (
     FeatureShapes,
     attribute_bag,
@@ -123,6 +123,9 @@ class PointwiseSpec(FeatureShapes):
 
 class PointwiseNet(nn.Module):
     """Field embeddings + FM / DeepFM / DCN-v2 head. Index 0 = unknown/padding in every table."""
+
+    text_vectors: torch.Tensor  # (V + 1, Dt) buffer
+    attr_ids: torch.Tensor  # (V + 1, A) buffer
 
     def __init__(self, spec: PointwiseSpec, cfg: PointwiseConfig) -> None:
         super().__init__()

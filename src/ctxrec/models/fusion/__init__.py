@@ -30,7 +30,14 @@ user features shared with the pointwise model are in ``ctxrec.models.features``.
 """
 
 from ctxrec.models.fusion.config import FusionConfig
-from ctxrec.models.fusion.net import FusionNet, NetSpec, TextAdapter, mixture_log_probs, mixture_nll, sampled_mixture_nll
+from ctxrec.models.fusion.net import (
+           FusionNet,
+           NetSpec,
+           TextAdapter,
+           mixture_log_probs,
+           mixture_nll,
+           sampled_mixture_nll,
+)
 from ctxrec.models.fusion.recommender import FusionRecommender
 
 __all__ = ["FusionConfig", "FusionNet", "FusionRecommender", "NetSpec", "TextAdapter", "mixture_log_probs",

@@ -100,7 +100,7 @@ def history_attribution(model: FusionModel, batch: QueryBatch, top: np.ndarray, 
         vecs_s, table_s = net.scoring_inputs(vecs, table)
         log_p = mixture_log_probs(vecs_s, log_w, table_s, mixture=model.config.mixture)[:, 1:].double().numpy()
         scores = list_score(log_p, np.repeat(top[b : b + 1], V, 0))
-        events = []
+        events: list[dict[str, Any]] = []
         offset = len(hist) - (n - 1)  # history index of token position 1
         for v, j in enumerate(variants[1:], start=1):
             assert j is not None

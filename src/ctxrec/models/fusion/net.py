@@ -47,6 +47,13 @@ class TextAdapter(nn.Module):
 class FusionNet(nn.Module):
     """Item table, token encoder, causal Transformer, views and gate. Index 0 = padding everywhere."""
 
+    # buffers (row 0 = padding): frozen item inputs, trained-ID flags, context-text vectors
+    text_vectors: torch.Tensor  # (V + 1, Dt)
+    attr_ids: torch.Tensor  # (V + 1, A)
+    extra_vectors: torch.Tensor  # (V + 1, De)
+    has_id: torch.Tensor  # (V + 1, 1)
+    ctx_text_vectors: torch.Tensor  # (n_ctx_texts + 1, Dc)
+
     def __init__(self, spec: NetSpec, cfg: FusionConfig) -> None:
         super().__init__()
         d = cfg.d_model
@@ -77,7 +84,7 @@ class FusionNet(nn.Module):
         # Context: one table per field (id 0 = unknown) + dense features, shared by events and requests.
         self.ctx_emb = nn.ModuleList(nn.Embedding(c, d) for c in spec.ctx_cardinalities) if cfg.use_context else nn.ModuleList()
         for emb in self.ctx_emb:
-            nn.init.normal_(emb.weight, std=0.02)
+            nn.init.normal_(emb.get_parameter("weight"), std=0.02)
         self.ctx_dense = nn.Linear(spec.n_dense, d) if (cfg.use_context and spec.n_dense) else None
         # Context as text: the last column of the context ids indexes rows of ctx_text_vectors (0 = none).
         self.ctx_text_proj = nn.Linear(spec.ctx_text_dim, d) if (cfg.use_context and spec.ctx_text_dim) else None
