@@ -243,10 +243,9 @@ def test_int8_static_export_quantizes_every_matmul(name: str, exports: dict[str,
         ExportConfig(quantize="int4")  # type: ignore[arg-type]
 
 
-@pytest.mark.parametrize("how", ["cold_prior", "cold_ids"])
-def test_fusion_export_keeps_the_cold_item_handling(fusion: Recommender, tmp_path: Path, how: str) -> None:
-    """What the model does for ID-less items is part of the scores, and the ONNX graph carries it: a
-    fitted ``cold_bias`` (FusionConfig.cold_prior), or ID parts borrowed from text neighbours (cold_ids)."""
+def test_fusion_export_keeps_the_cold_item_handling(fusion: Recommender, tmp_path: Path) -> None:
+    """What the model does for ID-less items is part of the scores, and the ONNX graph carries it: ID parts
+    borrowed from text neighbours (cold_ids)."""
     import copy
 
     import torch
@@ -256,10 +255,7 @@ def test_fusion_export_keeps_the_cold_item_handling(fusion: Recommender, tmp_pat
     model = copy.deepcopy(fusion)
     with torch.no_grad():
         model.net.has_id[1:4] = 0.0  # type: ignore[attr-defined]  # three items become ID-less ("new")
-        if how == "cold_prior":
-            model.net.cold_bias.fill_(1.3)  # type: ignore[attr-defined]
-    if how == "cold_ids":
-        model.set_inference(cold_ids="neighbours", cold_id_neighbours=2)  # type: ignore[attr-defined]
+    model.set_inference(cold_ids="neighbours", cold_id_neighbours=2)  # type: ignore[attr-defined]
     model._table_cache = None  # type: ignore[attr-defined]
     export_model(model, tmp_path / "e", ExportConfig(text_encoder=False))
     onnx_model = OnnxRecommender.load(tmp_path / "e")

@@ -9,9 +9,9 @@ import torch
 from contract import RecommenderContract
 
 from ctxrec.data.dataset import ContextField, Dataset, DatasetSchema
-from ctxrec.models.base import RecQuery
 from ctxrec.errors import ConfigError
-from ctxrec.models.fusion import FusionConfig, FusionRecommender, contrastive_loss, mixture_nll
+from ctxrec.models.base import RecQuery
+from ctxrec.models.fusion import FusionConfig, FusionRecommender, mixture_log_probs, mixture_nll
 from ctxrec.text.encoders import TextEncoderConfig
 from ctxrec.training.loop import TrainConfig
 
@@ -20,7 +20,7 @@ HASH = TextEncoderConfig(model="hashing:32")
 
 def tiny(**kw: object) -> FusionConfig:
     train = kw.pop("train", TrainConfig(max_epochs=5, lr=1e-2, progress=False))
-    base = dict(d_model=16, n_layers=1, max_len=8, dropout=0.0, text=HASH, train=train)
+    base = {"d_model": 16, "n_layers": 1, "max_len": 8, "dropout": 0.0, "text": HASH, "train": train}
     base.update(kw)
     return FusionConfig(**base)  # type: ignore[arg-type]
 
@@ -106,10 +106,31 @@ def test_causal_masking_and_bos() -> None:
 
 @pytest.mark.parametrize("switch", ["use_id", "use_text", "mixture", "use_attributes"])
 def test_ablation_switches_train_and_score(switch: str) -> None:
-    model = FusionRecommender(tiny(**{switch: False}, train=TrainConfig(max_epochs=1, progress=False)))
-    model.fit(context_dataset(n_users=10))
-    recs = model.recommend([RecQuery(history=["A1"], context={"device": "tv"})], k=5)
-    assert len(recs[0].item_ids) == 5 and np.isfinite(recs[0].scores).all()
+    """Each switch removes its component, and the model without it still learns (the training loss falls)
+    and scores a probability distribution over the catalogue."""
+    data = context_dataset(n_users=10)
+    data.items["genre"] = ["x" if i.startswith("A") else "y" for i in data.items.index]
+    data = Dataset.from_frames(data.interactions[["user_id", "item_id", "timestamp", "device"]],
+                               items=data.items.reset_index(),
+                               schema=DatasetSchema(context=data.schema.context, item_text_fields=("title",),
+                                                    item_attribute_fields=("genre",)), name="ctx+genre")
+    model = FusionRecommender(tiny(**{switch: False}, train=TrainConfig(max_epochs=3, lr=1e-2, progress=False)))
+    model.fit(data)
+    net = model.net
+    assert net is not None
+    for name, part in {"use_id": net.id_emb, "use_text": net.text_proj, "use_attributes": net.attr_emb}.items():
+        assert (part is None) == (name == switch), name  # only the switched-off part is missing
+    losses = [r["loss"] for r in model.fit_info["history"]]
+    assert losses[-1] < losses[0], losses
+    batch = model.encode_queries([RecQuery(history=["A1"], context={"device": "tv"})])
+    log_p = model.score(batch)
+    np.testing.assert_allclose(np.logaddexp.reduce(log_p, axis=1), 0.0, atol=1e-4)  # sums to 1
+    if switch == "mixture":  # one softmax over the gate-weighted views, not the mixture of per-view softmaxes
+        vecs, log_w, table, _ = model._forward(batch)
+        single = mixture_log_probs(vecs, log_w, table, mixture=False)[:, 1:].numpy()
+        mixed = mixture_log_probs(vecs, log_w, table, mixture=True)[:, 1:].numpy()
+        np.testing.assert_allclose(log_p, single, rtol=1e-6)
+        assert not np.allclose(log_p, mixed, atol=1e-4)
 
 
 def test_sampled_loss_matches_the_full_loss_setting() -> None:
@@ -121,17 +142,28 @@ def test_sampled_loss_matches_the_full_loss_setting() -> None:
 
 
 def test_text_only_item_vectors_exist_for_items_without_id() -> None:
-    """With IDs off, two items with the same text get the same vector: text alone represents items."""
+    """With IDs and attributes off, text alone represents items: two items with the same text get the
+    same vector, items with different texts different ones, and no item is left without one."""
+    base = context_dataset(n_users=10)
+    items = base.items.reset_index()
+    items["title"] = [f"{'red' if i.startswith('A') else 'blue'} thing {int(i[1:]) % 3}" for i in items["item_id"]]
+    data = Dataset.from_frames(base.interactions[["user_id", "item_id", "timestamp", "device"]], items=items,
+                               schema=base.schema, name="ctx+dup-titles")
     cfg = tiny(use_id=False, use_attributes=False, train=TrainConfig(max_epochs=1, progress=False))
-    model = FusionRecommender(cfg).fit(context_dataset(n_users=10))
-    assert model.net is not None
-    table = model.net.item_table()
+    model = FusionRecommender(cfg).fit(data)
+    assert model.net is not None and model.item_vocab is not None
+    with torch.no_grad():
+        table = model.net.item_table()
+    row = {i: model.item_vocab.index(i) + 1 for i in model.item_vocab.ids}
     assert torch.count_nonzero(table[1:].abs().sum(-1)) == table.shape[0] - 1
+    for same in (("A0", "A3"), ("A2", "A5"), ("B1", "B4")):  # "red thing 0" twice, ...
+        torch.testing.assert_close(table[row[same[0]]], table[row[same[1]]], rtol=0, atol=0)
+    for other in (("A0", "A1"), ("A0", "B0"), ("B1", "B2")):
+        assert not torch.allclose(table[row[other[0]]], table[row[other[1]]]), other
 
 
-@pytest.mark.parametrize("variant", [{"text_adapter": "mlp"}, {"text_adapter": "moe", "n_experts": 3}, {"temperature": 0.1},
-                                     {"label_smoothing": 0.1}, {"contrastive": 0.3, "dropout": 0.1}])
-def test_adapter_and_cosine_variants_learn_and_round_trip(variant: dict, tmp_path) -> None:
+@pytest.mark.parametrize("variant", [{"temperature": 0.1}, {"mixture": False, "loss": "sampled", "n_negatives": 8}])
+def test_cosine_and_single_softmax_variants_learn_and_round_trip(variant: dict, tmp_path) -> None:
     cfg = tiny(**variant, train=TrainConfig(max_epochs=25, lr=1e-2, batch_size=16, progress=False))
     model = FusionRecommender(cfg).fit(context_dataset())
     q = [RecQuery(history=["A1", "A2"], context={"device": "tv"})]
@@ -324,72 +356,6 @@ def test_cold_ids_borrow_the_id_part_of_text_neighbours(tmp_path) -> None:
         model.set_inference(d_model=8)
 
 
-def cold_target_dataset(n_users: int = 60, seed: int = 0) -> Dataset:
-    """As ``context_dataset``, but for a third of the users the last two events are new items (A9/B9, in
-    the catalogue with text, never in training under leave-one-out): validation and test then hold cases
-    whose target has no training events, at a known rate."""
-    base = context_dataset(n_users=n_users, seed=seed)
-    ev = base.interactions[["user_id", "item_id", "timestamp", "device"]].copy()
-    for u in range(0, n_users, 3):
-        rows = ev.index[ev["user_id"] == f"u{u}"][-2:]
-        ev.loc[rows, "item_id"] = [("A9" if d == "tv" else "B9") for d in ev.loc[rows, "device"]]
-    items = pd.concat([base.items.reset_index(),
-                       pd.DataFrame({"item_id": ["A9", "B9"], "title": ["red thing deluxe", "blue thing deluxe"]})], ignore_index=True)
-    return Dataset.from_frames(ev, items=items, schema=base.schema, name="ctx+new")
-
-
-def test_cold_prior_is_fitted_on_validation_and_lifts_new_items(tmp_path) -> None:
-    """Items without training events are never targets in training, so the model under-predicts them;
-    ``cold_prior="fit"`` fits one log-prior offset on validation (expected = observed cold-target rate),
-    which lowers the validation NLL and ranks the new items higher on the test cases that want them."""
-    from ctxrec.data.splits import leave_one_out
-    from ctxrec.models import load_model
-
-    data = cold_target_dataset()
-    split = leave_one_out(data)
-    train_cfg = TrainConfig(max_epochs=15, lr=1e-2, batch_size=16, progress=False)
-    fitted = FusionRecommender(tiny(use_id=True, cold_prior="fit", train=train_cfg)).fit(split.train, valid=split.valid)
-    plain = FusionRecommender(tiny(use_id=True, train=train_cfg)).fit(split.train, valid=split.valid)  # default: none
-    info = fitted.fit_info["cold_prior"]
-    assert info["cold_items"] == 2 and info["cold_target_cases"] == 20
-    assert info["bias"] > 0.5  # never a training target: the model under-predicts new items
-    assert "cold_prior" not in plain.fit_info and float(plain.net.cold_bias) == 0.0
-
-    def nll(model: FusionRecommender, cases) -> float:  # type: ignore[no-untyped-def]
-        from ctxrec.models.base import QueryBatch
-
-        lp = model._score(QueryBatch.from_evalset(cases))
-        return float(-np.mean([lp[i, t[0]] for i, t in enumerate(cases.targets)]))
-
-    # Same weights with the offset at 0 vs fitted: the fitted offset is the validation likelihood's optimum.
-    b = float(fitted.net.cold_bias)
-    nll_fit = nll(fitted, split.valid)
-    for other in (0.0, b - 0.5, b + 0.5):
-        fitted.net.cold_bias.fill_(other)
-        assert nll(fitted, split.valid) > nll_fit
-    fitted.net.cold_bias.fill_(b)
-
-    test_ids = [data.item_vocab.ids[t[0]] for t in split.test.targets]
-    cases = [i for i, t in enumerate(test_ids) if t in ("A9", "B9")]
-    assert len(cases) == 20
-
-    def mean_rank(model: FusionRecommender) -> float:
-        ranks = []
-        for i in cases:
-            hist = [data.item_vocab.ids[j] for j in split.test.histories[i]]
-            q = RecQuery(history=hist, context={"device": "tv" if test_ids[i] == "A9" else "mobile"})
-            ranks.append(model.recommend([q], k=data.n_items, exclude_seen=False)[0].item_ids.index(test_ids[i]))
-        return float(np.mean(ranks))
-
-    assert mean_rank(fitted) + 1 <= mean_rank(plain)
-    fitted.save(tmp_path / "m")
-    again = load_model(tmp_path / "m")
-    assert float(again.net.cold_bias) == pytest.approx(b)
-    q = [RecQuery(history=["A1", "B2"], context={"device": "tv"})]
-    np.testing.assert_allclose(again.recommend(q, k=5, exclude_seen=False)[0].scores,
-                               fitted.recommend(q, k=5, exclude_seen=False)[0].scores, atol=1e-5)
-
-
 def test_item_vector_parts_start_on_one_scale() -> None:
     """ID, attribute and profile embeddings start on one small scale (at torch's N(0, 1) default the
     attribute part of an item vector was ~sqrt(d) long and swamped the ID, the text and the positions)."""
@@ -406,57 +372,71 @@ def test_item_vector_parts_start_on_one_scale() -> None:
         assert float(net.attr_emb.weight[0].abs().sum()) == 0.0  # padding attribute stays zero
 
 
-def test_label_smoothing_matches_torch_cross_entropy_without_the_padding_column() -> None:
-    """One view: the loss is torch's label-smoothed CE over the real columns (padding 0 and excluded
-    columns are outside the softmax, so they get no smoothing mass either)."""
+def test_full_softmax_loss_is_torch_cross_entropy_without_the_padding_column() -> None:
+    """One view: the loss is torch's CE over the real columns (padding 0 and excluded columns are outside
+    the softmax), for the mixture path and the fused single-softmax path alike."""
     g = torch.Generator().manual_seed(0)
     vecs, table = torch.randn(5, 1, 4, generator=g), torch.randn(7, 4, generator=g)
     table[0] = 0.0
     targets = torch.tensor([1, 2, 3, 5, 6])
     log_w = torch.zeros(5, 1)
     logits = vecs[:, 0] @ table.T
-    for eps in (0.0, 0.2):
-        want = torch.nn.functional.cross_entropy(logits[:, 1:], targets - 1, label_smoothing=eps)
-        torch.testing.assert_close(mixture_nll(vecs, log_w, table, targets, mixture=True, label_smoothing=eps), want)
-        torch.testing.assert_close(mixture_nll(vecs, log_w, table, targets, mixture=False, label_smoothing=eps), want)
+    want = torch.nn.functional.cross_entropy(logits[:, 1:], targets - 1)
+    torch.testing.assert_close(mixture_nll(vecs, log_w, table, targets, mixture=True), want)
+    torch.testing.assert_close(mixture_nll(vecs, log_w, table, targets, mixture=False), want)
     exclude = torch.zeros(7, dtype=torch.bool)
     exclude[4] = True  # column 4 is never a target here
     keep = [1, 2, 3, 5, 6]
-    want = torch.nn.functional.cross_entropy(logits[:, keep], torch.tensor([0, 1, 2, 3, 4]), label_smoothing=0.2)
-    got = mixture_nll(vecs, log_w, table, targets, mixture=True, exclude=exclude, label_smoothing=0.2)
-    torch.testing.assert_close(got, want)
+    want = torch.nn.functional.cross_entropy(logits[:, keep], torch.tensor([0, 1, 2, 3, 4]))
+    for mixture in (True, False):
+        torch.testing.assert_close(mixture_nll(vecs, log_w, table, targets, mixture=mixture, exclude=exclude), want)
 
 
-def test_label_smoothing_of_a_mixture_by_hand() -> None:
-    """Two views: (1 - eps) * -log P(target) + eps * mean_v -log P(v), P = sum_j w_j softmax_j."""
+def test_mixture_loss_by_hand() -> None:
+    """Two views: -mean log P(target), P = sum_j w_j softmax_j over the real columns."""
     g = torch.Generator().manual_seed(1)
     vecs, table = torch.randn(3, 2, 4, generator=g), torch.randn(5, 4, generator=g)
     log_w = torch.log_softmax(torch.randn(3, 2, generator=g), -1)
     targets = torch.tensor([1, 4, 2])
     probs = (log_w.exp().unsqueeze(-1) * torch.softmax(torch.einsum("njd,vd->njv", vecs, table)[..., 1:], -1)).sum(1)
-    nll = -probs[torch.arange(3), targets - 1].log().mean()
-    want = 0.7 * nll + 0.3 * -probs.log().mean()
-    torch.testing.assert_close(mixture_nll(vecs, log_w, table, targets, mixture=True, label_smoothing=0.3), want)
+    want = -probs[torch.arange(3), targets - 1].log().mean()
+    torch.testing.assert_close(mixture_nll(vecs, log_w, table, targets, mixture=True), want)
+    torch.testing.assert_close(mixture_log_probs(vecs, log_w, table, mixture=True)[:, 1:].exp(), probs)
 
 
-def test_contrastive_loss_known_answers() -> None:
-    """Twins identical and the pairs orthogonal: each row's softmax is over its twin (cos 1) and two
-    orthogonal states (cos 0), so the loss is -log(e^(1/t) / (e^(1/t) + 2))."""
-    z = torch.eye(2) * 3.0
-    t = 0.5
-    want = -np.log(np.exp(1 / t) / (np.exp(1 / t) + 2))
-    assert float(contrastive_loss(z, z.clone(), t)) == pytest.approx(want, rel=1e-6)
-    # swapping the twins of one pair makes every positive wrong: the loss grows
-    assert float(contrastive_loss(z, z.flip(0), t)) > want + 1.0
+@pytest.mark.parametrize("retired", ["label_smoothing", "contrastive", "cold_prior", "text_adapter", "n_experts"])
+def test_removed_options_are_unknown_keys(retired: str) -> None:
+    from ctxrec.config import from_dict
+
+    with pytest.raises(ConfigError, match=retired):
+        from_dict(FusionConfig, {retired: 0})
 
 
-@pytest.mark.parametrize("bad", [{"label_smoothing": 1.0}, {"label_smoothing": -0.1}, {"contrastive": -1.0},
-                                 {"contrastive_temperature": 0.0}])
-def test_regulariser_settings_are_checked(bad: dict) -> None:
-    with pytest.raises(ConfigError, match=next(iter(bad))):
-        tiny(**bad)
+def test_a_model_saved_before_the_redesign_names_the_keys_to_delete(tmp_path) -> None:
+    """Saved before issue 17: config.json holds the removed options and the state the cold prior's offset.
+    Loading says which keys to delete (and whether the model used them); once deleted, it loads as it was."""
+    import json
 
+    from safetensors.numpy import load_file, save_file
 
-def test_label_smoothing_refuses_the_sampled_loss() -> None:
-    with pytest.raises(ConfigError, match="label_smoothing"):
-        FusionRecommender(tiny(loss="sampled", label_smoothing=0.1)).fit(context_dataset(n_users=5))
+    model = FusionRecommender(tiny(train=TrainConfig(max_epochs=1, progress=False))).fit(context_dataset(n_users=10))
+    model.save(tmp_path / "m")
+    cfg_path = tmp_path / "m" / "config.json"
+    meta = json.loads(cfg_path.read_text())
+    meta["config"].update(label_smoothing=0.0, cold_prior="none", text_adapter="linear", n_experts=4)
+    cfg_path.write_text(json.dumps(meta))
+    tensors = load_file(str(tmp_path / "m" / "model.safetensors"))
+    tensors["state.net.cold_bias"] = np.zeros(1, np.float32)
+    save_file(tensors, str(tmp_path / "m" / "model.safetensors"))
+    with pytest.raises(ConfigError, match=r"\['cold_prior', 'label_smoothing', 'n_experts', 'text_adapter'\].*changes nothing"):
+        FusionRecommender.load(tmp_path / "m")
+    meta["config"]["cold_prior"] = "fit"
+    cfg_path.write_text(json.dumps(meta))
+    with pytest.raises(ConfigError, match="trained with {'cold_prior': 'fit'}.*retrain"):
+        FusionRecommender.load(tmp_path / "m")
+    for k in ("label_smoothing", "cold_prior", "text_adapter", "n_experts"):
+        del meta["config"][k]
+    cfg_path.write_text(json.dumps(meta))
+    q = [RecQuery(history=["A1"], context={"device": "tv"})]
+    np.testing.assert_allclose(FusionRecommender.load(tmp_path / "m").recommend(q, k=5)[0].scores,
+                               model.recommend(q, k=5)[0].scores, rtol=1e-6)

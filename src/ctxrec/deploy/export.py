@@ -162,7 +162,6 @@ class FusionGraph(nn.Module):
         assert src is not None
         with torch.no_grad():
             table = src.eval().item_table()
-            prior = src.item_log_prior()
         net = copy.deepcopy(src).eval()
         # The item table is precomputed: drop what only builds it (frozen text vectors dominate the size).
         for buf in ("text_vectors", "extra_vectors", "attr_ids", "has_id"):
@@ -174,8 +173,6 @@ class FusionGraph(nn.Module):
             net.pos_emb = Int8Table(src.pos_emb.weight)
         self.net = net
         self.table = _table(table, int8)
-        # Log-prior of ID-less items (FusionConfig.cold_prior); has_id is dropped above, so it is kept whole.
-        self.register_buffer("prior", prior.clone() if prior is not None else None)
         self.cfg = model.config
         ctx = len(net.ctx_emb) > 0
         dense = net.ctx_dense is not None
@@ -198,7 +195,7 @@ class FusionGraph(nn.Module):
         self.n_prof = model.user_profile.shape[1]  # type: ignore[attr-defined]
 
     def forward(self, *xs: torch.Tensor) -> torch.Tensor:
-        from ctxrec.models.fusion import mixture_log_probs, with_prior
+        from ctxrec.models.fusion import mixture_log_probs
 
         x = dict(zip(self.input_names, xs, strict=True))
         net, inp = self.net, x["inp"]
@@ -224,7 +221,7 @@ class FusionGraph(nn.Module):
             log_w = torch.cat([log_w, q_col], 1)
         if hasattr(net, "scoring_inputs"):
             vecs, table = net.scoring_inputs(vecs, table)
-        return with_prior(mixture_log_probs(vecs, log_w, table, mixture=self.cfg.mixture), self.prior)[:, 1:]
+        return mixture_log_probs(vecs, log_w, table, mixture=self.cfg.mixture)[:, 1:]
 
 
 def _graph(model: Recommender, int8: bool, last_position_only: bool = False) -> nn.Module:

@@ -35,7 +35,18 @@ from torch import nn
 
 from ctxrec.context import ContextConfig, ContextEncoder
 from ctxrec.errors import ConfigError
-from ctxrec.models.base import QueryBatch, RecQuery, Recommender
+from ctxrec.models.base import QueryBatch, Recommender, RecQuery
+from ctxrec.models.features import (
+    FeatureShapes,
+    attribute_bag,
+    attribute_matrix,
+    fill_item_inputs,
+    item_text_vectors,
+    last_event_times,
+    profile_matrix,
+    query_profiles,
+    register_item_inputs,
+)
 from ctxrec.text.encoders import TextEncoderConfig
 from ctxrec.text.templates import TextTemplateConfig
 from ctxrec.training.loop import TrainConfig, pick_device
@@ -104,21 +115,17 @@ class PointwiseConfig:
 
 
 @dataclass
-class PointwiseSpec:
+class PointwiseSpec(FeatureShapes):
     """Shapes the network is built from (saved in state.json, so ``load`` rebuilds it)."""
 
-    n_items: int
     n_users: int
-    text_dim: int
-    n_attr_ids: int
-    attr_width: int
-    ctx_cardinalities: list[int]
-    n_dense: int
-    profile_cardinalities: list[int]
 
 
 class PointwiseNet(nn.Module):
     """Field embeddings + FM / DeepFM / DCN-v2 head. Index 0 = unknown/padding in every table."""
+
+    text_vectors: torch.Tensor  # (V + 1, Dt) buffer
+    attr_ids: torch.Tensor  # (V + 1, A) buffer
 
     def __init__(self, spec: PointwiseSpec, cfg: PointwiseConfig) -> None:
         super().__init__()
@@ -131,12 +138,11 @@ class PointwiseNet(nn.Module):
             nn.init.normal_(e.weight, std=cfg.init_std)
             return e
 
-        # item side
+        # item side (the same item inputs as the fusion model's, kept as separate fields)
         self.item_id = emb(n) if cfg.use_id else None
         self.text_proj = nn.Linear(spec.text_dim, d) if spec.text_dim else None
-        self.register_buffer("text_vectors", torch.zeros(n, max(spec.text_dim, 1)), persistent=True)
-        self.attr_emb = nn.EmbeddingBag(spec.n_attr_ids + 1, d, mode="mean", padding_idx=0) if spec.n_attr_ids else None
-        self.register_buffer("attr_ids", torch.zeros(n, max(spec.attr_width, 1), dtype=torch.long), persistent=True)
+        self.attr_emb = attribute_bag(spec, d)
+        register_item_inputs(self, spec)  # text_vectors (n, Dt), attr_ids (n, A)
         self.n_item_fields = sum(x is not None for x in (self.item_id, self.text_proj, self.attr_emb))
         if self.n_item_fields == 0:
             raise ConfigError("the pointwise model needs at least one item field: enable use_id, use_text or use_attributes")
@@ -294,45 +300,22 @@ class PointwiseRecommender(Recommender):
         assert isinstance(cfg, PointwiseConfig)
         return cfg
 
-    # ================================================================================ features
-    def _item_text_vectors(self, data: Dataset) -> np.ndarray:
-        from ctxrec.text.cache import EmbeddingCache
-        from ctxrec.text.encoders import build_encoder
-        from ctxrec.text.templates import item_texts
-
-        o = self._opts()
-        texts = item_texts(data, o.item_text)
-        return EmbeddingCache.from_config(o.text).encode_cached(build_encoder(o.text), texts, progress=o.train.progress)
-
-    def _profile_matrix(self, data: Dataset) -> np.ndarray:
-        o = self._opts()
-        fields = [f for f in data.schema.user_attribute_fields if data.users is not None and f in data.users.columns]
-        if not o.use_profile:
-            fields = []
-        users = data.users.reindex(data.user_vocab.ids) if data.users is not None else None
-        mat = np.zeros((data.n_users, len(fields)), dtype=np.int64)
-        self.profile_vocabs = {}
-        for j, f in enumerate(fields):
-            assert users is not None
-            col = users[f].astype("string").fillna("").astype(str)
-            self.profile_vocabs[f] = {v: k + 1 for k, v in enumerate(sorted(v for v in col.unique() if v))}
-            mat[:, j] = col.map(lambda v, f=f: self.profile_vocabs[f].get(v, 0)).to_numpy()
-        return mat
-
     def _build(self, data: Dataset) -> None:
         """Fit encoders and build the network for ``data``'s catalogue, users and context."""
-        from ctxrec.models.fusion import FusionRecommender
+        from ctxrec.text.encoders import build_encoder
 
         o = self._opts()
         torch.manual_seed(o.train.seed)
         self.device = pick_device(o.train.device)
-        text = self._item_text_vectors(data) if o.use_text and data.schema.item_text_fields else None
+        text = None
+        if o.use_text and data.schema.item_text_fields:
+            text = item_text_vectors(data, build_encoder(o.text), o.text, o.item_text, progress=o.train.progress)
         if o.use_attributes:
-            attrs, n_attr = FusionRecommender._attribute_matrix(data)
+            attrs, n_attr = attribute_matrix(data)
         else:
             attrs, n_attr = np.zeros((data.n_items + 1, 1), np.int64), 0
         self.ctx_encoder = ContextEncoder(o.context).fit(data)
-        self.user_profile = self._profile_matrix(data)
+        self.user_profile, self.profile_vocabs = profile_matrix(data, o.use_profile)
         self.spec = PointwiseSpec(
             n_items=data.n_items, n_users=data.n_users, text_dim=0 if text is None else text.shape[1],
             n_attr_ids=n_attr, attr_width=attrs.shape[1],
@@ -341,10 +324,7 @@ class PointwiseRecommender(Recommender):
             profile_cardinalities=[len(v) + 1 for v in self.profile_vocabs.values()],
         )
         self.net = PointwiseNet(self.spec, o).to(self.device)
-        with torch.no_grad():
-            if text is not None:
-                self.net.text_vectors[1:] = torch.from_numpy(text)
-            self.net.attr_ids.copy_(torch.from_numpy(attrs))
+        fill_item_inputs(self.net, text, attrs)
 
     # ================================================================================ training
     def fit_labelled(self, data: Dataset, train: pd.DataFrame, valid: pd.DataFrame | None = None,
@@ -535,13 +515,9 @@ class PointwiseRecommender(Recommender):
                 h = np.asarray(h, dtype=np.int64)[-L:]
                 if len(h):
                     hist[b, -len(h):] = h + 1
-        last_t = np.array([np.asarray(t, np.float64)[-1] if len(t) else np.nan for t in batch.history_times]) \
-            if len(batch.history_times) == B else np.full(B, np.nan)
-        ci, cd = self.ctx_encoder.encode(list(batch.contexts), batch.timestamps, last_t)
-        prof = np.zeros((B, self.user_profile.shape[1]), np.int64)
-        known = users >= 0
-        prof[known] = self.user_profile[users[known]]
-        return {"users": np.where(known, users + 1, 0), "hist": hist, "prof": prof, "ci": ci, "cd": cd}
+        ci, cd = self.ctx_encoder.encode(list(batch.contexts), batch.timestamps, last_event_times(batch))
+        prof = query_profiles(self.user_profile, users)
+        return {"users": np.where(users >= 0, users + 1, 0), "hist": hist, "prof": prof, "ci": ci, "cd": cd}
 
     @torch.no_grad()
     def _score(self, batch: QueryBatch) -> np.ndarray:

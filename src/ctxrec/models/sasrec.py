@@ -15,10 +15,10 @@ from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from ctxrec.models.base import QueryBatch, Recommender
+from ctxrec.models.layers import CausalBlock
 from ctxrec.models.losses import full_ce, sampled_ce
 from ctxrec.training.loop import TrainConfig, pick_device
 
@@ -41,30 +41,6 @@ class SASRecConfig:
     n_negatives: int = 1024
     """Negatives per step when ``loss="sampled"``."""
     train: TrainConfig = field(default_factory=TrainConfig)
-
-
-class CausalBlock(nn.Module):
-    """Pre-norm Transformer block with causal self-attention."""
-
-    def __init__(self, d: int, n_heads: int, d_ff: int, dropout: float) -> None:
-        super().__init__()
-        self.n_heads = n_heads
-        self.ln1 = nn.LayerNorm(d)
-        self.qkv = nn.Linear(d, 3 * d)
-        self.proj = nn.Linear(d, d)
-        self.ln2 = nn.LayerNorm(d)
-        self.ff = nn.Sequential(nn.Linear(d, d_ff), nn.GELU(), nn.Dropout(dropout), nn.Linear(d_ff, d))
-        self.drop = nn.Dropout(dropout)
-        self.attn_dropout = dropout
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:  # x (B, T, D)
-        B, T, D = x.shape
-        q, k, v = self.qkv(self.ln1(x)).split(D, dim=-1)
-        q, k, v = (t.view(B, T, self.n_heads, D // self.n_heads).transpose(1, 2) for t in (q, k, v))  # (B, H, T, d)
-        # Right padding + causal mask: real positions never attend to padding (pads come after).
-        a = F.scaled_dot_product_attention(q, k, v, is_causal=True, dropout_p=self.attn_dropout if self.training else 0.0)
-        x = x + self.drop(self.proj(a.transpose(1, 2).reshape(B, T, D)))
-        return x + self.drop(self.ff(self.ln2(x)))
 
 
 class SASRecNet(nn.Module):

@@ -1,0 +1,222 @@
+"""Events and queries -> the fusion network's tensors.
+
+Every context the model reads -- a training event's, a history event's (from a frame, from per-event
+dicts, or from the stored history of a known user) and a request's -- goes through one entry,
+:func:`encode_context`, so an event's context is encoded the same way on every path.
+
+A sequence is ``[BOS] + events``: BOS (item -1) carries no event and no context, and predicts the first
+event, so an empty history (a new user) still has a state. Item indices are shifted by one (0 = padding).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Protocol
+
+import numpy as np
+import torch
+
+from ctxrec.models.features import last_event_times, query_profiles
+
+if TYPE_CHECKING:
+    from ctxrec.context import ContextEncoder
+    from ctxrec.data.dataset import Dataset
+    from ctxrec.models.fusion.config import FusionConfig
+    from ctxrec.queries import QueryBatch
+
+Arrays = tuple[np.ndarray, np.ndarray, np.ndarray]  # context ids (n, F'), dense (n, Dd), event type ids (n,)
+
+
+class FusionInputs(Protocol):
+    """What turning events and queries into tensors reads from a fitted fusion model."""
+
+    config: FusionConfig
+    ctx_encoder: ContextEncoder | None
+    event_types: dict[str, int]
+    user_profile: np.ndarray | None
+    user_text_vectors: np.ndarray | None
+    device: torch.device
+
+    @property
+    def context_as_text(self) -> bool: ...
+
+    def context_text_ids(self, texts: list[str]) -> np.ndarray: ...
+
+    def stored_event_inputs(self, user: int, hist: np.ndarray) -> Arrays | None: ...
+
+
+# ------------------------------------------------------------------------------------ context
+def encode_context(m: FusionInputs, prev: np.ndarray, *, frame: Any = None, rows: np.ndarray | None = None,
+                   contexts: Sequence[Mapping[str, Any]] | None = None, times: np.ndarray | None = None
+                   ) -> tuple[np.ndarray, np.ndarray]:
+    """The one context encoding: ids (n, F [+1]) and dense features (n, Dd) of n events or requests, given
+    as ``rows`` of ``frame`` or as ``contexts`` dicts with their ``times``; ``prev`` (n,) is the time of each
+    one's previous event (NaN = none). With ``context.as_text`` the id of each rendered context (a row of
+    the network's ``ctx_text_vectors``, new renderings encoded on the way) is the last id column."""
+    enc = m.ctx_encoder
+    assert enc is not None
+    if frame is not None:
+        assert rows is not None
+        ids, dense = enc.encode_columns(frame, rows, prev)
+        texts = enc.render_columns(frame, rows) if m.context_as_text else []
+    else:
+        assert contexts is not None
+        ids, dense = enc.encode(list(contexts), times, prev)
+        texts = enc.render(list(contexts)) if m.context_as_text else []
+    if m.context_as_text:
+        ids = np.concatenate([ids, m.context_text_ids(texts)[:, None]], 1)
+    return ids, dense
+
+
+def previous_times(times: np.ndarray) -> np.ndarray:
+    """(n,) -> (n,) the time of each event's predecessor in one user's sequence (NaN for the first)."""
+    return np.concatenate([[np.nan], times[:-1]]) if len(times) else times
+
+
+def event_ids(event_types: dict[str, int], values: np.ndarray) -> np.ndarray:
+    """Event-type ids (0 = unknown; all 0 when the data has a single event type)."""
+    if not event_types:
+        return np.zeros(len(values), dtype=np.int64)
+    return np.fromiter((event_types.get(str(v), 0) for v in values), dtype=np.int64, count=len(values))
+
+
+# ------------------------------------------------------------------------------------ training
+@dataclass
+class TrainingEvents:
+    """Every training event encoded once, rows in per-user order."""
+
+    items: np.ndarray  # (N,) item index + 1
+    ctx_ids: np.ndarray  # (N, F')
+    ctx_dense: np.ndarray  # (N, Dd)
+    events: np.ndarray  # (N,) event type ids
+    offsets: np.ndarray  # (n_users + 1,) first row of each user
+    users: list[int]  # users with at least one event
+
+
+def training_events(m: FusionInputs, data: Dataset) -> TrainingEvents:
+    order, offsets = data.row_order(), data.user_offsets()
+    frame = data.interactions
+    prev = previous_times(frame["timestamp"].to_numpy(dtype=np.float64)[order])
+    starts = np.zeros(len(order), dtype=bool)
+    starts[offsets[:-1][offsets[:-1] < len(order)]] = True
+    prev[starts] = np.nan  # no previous event across users
+    ctx_ids, ctx_dense = encode_context(m, prev, frame=frame, rows=order)
+    return TrainingEvents(items=data.item_idx[order] + 1, ctx_ids=ctx_ids, ctx_dense=ctx_dense,
+                          events=event_ids(m.event_types, frame["event_type"].to_numpy()[order]), offsets=offsets,
+                          users=[u for u in range(data.n_users) if offsets[u + 1] > offsets[u]])
+
+
+def training_batches(ev: TrainingEvents, batch_size: int, max_len: int
+                     ) -> Callable[[np.random.Generator], Iterator[dict[str, torch.Tensor]]]:
+    """Batches of users' last ``max_len`` events as targets, each predicted from the event before it (the
+    user's first event from BOS) with its own context as the request context. CPU tensors: the training
+    loop shards them across ranks, pins and copies them."""
+    items, ctx_ids, ctx_dense, events, offsets = ev.items, ev.ctx_ids, ev.ctx_dense, ev.events, ev.offsets
+
+    def batches(rng: np.random.Generator) -> Iterator[dict[str, torch.Tensor]]:
+        perm = rng.permutation(len(ev.users))
+        for start in range(0, len(perm), batch_size):
+            us = [ev.users[i] for i in perm[start : start + batch_size]]
+            sl = [np.arange(offsets[u], offsets[u + 1])[-max_len:] for u in us]  # target positions
+            T = max(len(s) for s in sl)
+            B = len(us)
+            tgt = np.zeros((B, T), np.int64)
+            inp = np.zeros((B, T), np.int64)
+            inp_ev = np.zeros((B, T), np.int64)
+            inp_ci = np.zeros((B, T, ctx_ids.shape[1]), np.int64)
+            inp_cd = np.zeros((B, T, ctx_dense.shape[1]), np.float32)
+            req_ci = np.zeros_like(inp_ci)
+            req_cd = np.zeros_like(inp_cd)
+            for b, (u, s) in enumerate(zip(us, sl, strict=True)):
+                n = len(s)
+                tgt[b, :n] = items[s]
+                req_ci[b, :n], req_cd[b, :n] = ctx_ids[s], ctx_dense[s]
+                prev_rows = s - 1
+                inp[b, :n] = items[prev_rows]
+                inp_ev[b, :n], inp_ci[b, :n], inp_cd[b, :n] = events[prev_rows], ctx_ids[prev_rows], ctx_dense[prev_rows]
+                if s[0] == offsets[u]:  # the user's first event is predicted from BOS (cold-start path)
+                    inp[b, 0], inp_ev[b, 0], inp_ci[b, 0], inp_cd[b, 0] = -1, 0, 0, 0.0
+            yield {
+                "inp": torch.from_numpy(inp), "ev": torch.from_numpy(inp_ev),
+                "ci": torch.from_numpy(inp_ci), "cd": torch.from_numpy(inp_cd),
+                "rci": torch.from_numpy(req_ci), "rcd": torch.from_numpy(req_cd),
+                "tgt": torch.from_numpy(tgt), "users": torch.from_numpy(np.asarray(us)),
+            }
+
+    return batches
+
+
+# ------------------------------------------------------------------------------------ queries
+def query_tensors(m: FusionInputs, batch: QueryBatch) -> dict[str, torch.Tensor]:
+    """Queries -> padded tensors: [BOS] + last (max_len - 1) history events with their contexts (``inp``,
+    ``ev``, ``ci``, ``cd``; (B, T[, .])), the request context (``rci``, ``rcd``), profile ids (``prof``),
+    user-text vectors (``utext``, when the model has them) and sequence lengths (``len``, BOS included)."""
+    assert m.ctx_encoder is not None and m.user_profile is not None
+    enc, L = m.ctx_encoder, m.config.max_len
+    n_f, n_d = len(enc.field_names) + int(m.context_as_text), enc.n_dense
+    seqs, evs, cis, cds = [], [], [], []
+    from_frame = _frame_history_inputs(m, batch)
+    for b, hist in enumerate(batch.histories):
+        hist = np.asarray(hist, dtype=np.int64)
+        ci, cd, ev = from_frame[b] if from_frame is not None else _history_inputs(m, batch, b, hist)
+        keep = slice(max(0, len(hist) - (L - 1)), len(hist))
+        seqs.append(np.concatenate([[-1], hist[keep] + 1]))
+        evs.append(np.concatenate([[0], ev[keep]]))
+        cis.append(np.concatenate([np.zeros((1, n_f), np.int64), ci[keep]]))
+        cds.append(np.concatenate([np.zeros((1, n_d), np.float32), cd[keep]]))
+    B, T = len(seqs), max(len(s) for s in seqs)
+    inp = np.zeros((B, T), np.int64)
+    ev_a = np.zeros((B, T), np.int64)
+    ci_a = np.zeros((B, T, n_f), np.int64)
+    cd_a = np.zeros((B, T, n_d), np.float32)
+    for b in range(B):
+        n = len(seqs[b])
+        inp[b, :n], ev_a[b, :n], ci_a[b, :n], cd_a[b, :n] = seqs[b], evs[b], cis[b], cds[b]
+    rci, rcd = encode_context(m, last_event_times(batch), contexts=batch.contexts, times=batch.timestamps)
+    users = batch.users
+    prof = query_profiles(m.user_profile, users)
+    dev = m.device
+    out = {"inp": torch.from_numpy(inp).to(dev), "ev": torch.from_numpy(ev_a).to(dev),
+           "ci": torch.from_numpy(ci_a).to(dev), "cd": torch.from_numpy(cd_a).to(dev),
+           "rci": torch.from_numpy(rci).to(dev), "rcd": torch.from_numpy(rcd).to(dev),
+           "prof": torch.from_numpy(prof).to(dev),
+           "len": torch.from_numpy(np.array([len(s) for s in seqs])).to(dev)}
+    if m.user_text_vectors is not None:
+        known = users >= 0
+        utext = np.zeros((B, m.user_text_vectors.shape[1]), np.float32)
+        utext[known] = m.user_text_vectors[users[known]]
+        out["utext"] = torch.from_numpy(utext).to(dev)
+    return out
+
+
+def _history_times(batch: QueryBatch, b: int, n: int) -> np.ndarray:
+    return np.asarray(batch.history_times[b], dtype=np.float64) if len(batch.history_times) > b else np.full(n, np.nan)
+
+
+def _frame_history_inputs(m: FusionInputs, batch: QueryBatch) -> list[Arrays] | None:
+    """The evaluation path (history given as rows of a frame), vectorised over the whole batch: a
+    per-query column conversion costs O(rows in the frame) each time and dominated evaluation."""
+    if batch.history_rows is None or batch.frame is None:
+        return None
+    rows = [np.asarray(r, dtype=np.int64) for r in batch.history_rows]
+    prev = [previous_times(_history_times(batch, b, len(r))) for b, r in enumerate(rows)]
+    all_rows = np.concatenate(rows) if rows else np.zeros(0, np.int64)
+    ci, cd = encode_context(m, np.concatenate(prev) if prev else np.zeros(0), frame=batch.frame, rows=all_rows)
+    ev = event_ids(m.event_types, batch.frame["event_type"].to_numpy()[all_rows])
+    cuts = np.cumsum([len(r) for r in rows])[:-1]
+    return list(zip(np.split(ci, cuts), np.split(cd, cuts), np.split(ev, cuts), strict=True))
+
+
+def _history_inputs(m: FusionInputs, batch: QueryBatch, b: int, hist: np.ndarray) -> Arrays:
+    """Context ids/dense and event ids of the history events of query ``b`` (a served request): its
+    per-event contexts, else the stored ones when the history is the known user's, else unknown."""
+    times = _history_times(batch, b, len(hist))
+    prev = previous_times(times)
+    hc = batch.history_contexts[b] if batch.history_contexts is not None else None
+    if hc is None:
+        stored = m.stored_event_inputs(int(batch.users[b]), hist)
+        if stored is not None:
+            return stored
+    ci, cd = encode_context(m, prev, contexts=list(hc) if hc is not None else [{}] * len(hist), times=times)
+    return ci, cd, np.zeros(len(hist), np.int64)

@@ -1,0 +1,115 @@
+"""The fusion model's settings. Every ``use_*`` flag is an ablation switch.
+
+Options measured not to help were removed in the redesign of issue 17 (their rows stay in
+``benchmarks/results/amazon-scientific/ablations/ABLATIONS.md``): ``label_smoothing`` (0.1 / 0.3:
+-1.5% / -3.4% NDCG@10), ``contrastive`` (0.1 / 0.3: -3.6% / -6.4%), the ``mlp`` and ``moe`` text
+adapters (-4.2% / -3.3%) and ``cold_prior`` (cold-target Recall@10 0.0473 vs 0.0511 without it,
+within noise: ``COLD_START.md``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+from ctxrec.context import ContextConfig
+from ctxrec.errors import ConfigError
+from ctxrec.text.encoders import TextEncoderConfig
+from ctxrec.text.templates import TextTemplateConfig
+from ctxrec.training.loop import TrainConfig
+
+
+@dataclass(frozen=True, kw_only=True)
+class FusionConfig:
+    """The fusion model. Every ``use_*`` flag is an ablation switch."""
+
+    d_model: int = 64
+    n_layers: int = 2
+    n_heads: int = 1
+    max_len: int = 200
+    dropout: float = 0.2
+    use_id: bool = True
+    """Learned ID embedding per item (items without one rely on text and attributes)."""
+    use_text: bool = True
+    """Frozen language-model embedding of the item text, through a learned linear projection. It carries
+    items without events (cold start) and helps where the text says what IDs cannot learn
+    (amazon-scientific +9% NDCG@10 from text alone; +0.6% once brand and category are attributes too); on
+    ml-1m (titles + genres beside genre attributes) it cost 6.6% at a 10-minute budget, and at the full
+    budget the model without it led on validation at 21 of 22 epochs (benchmarks/results/ml-1m/text/):
+    turn it off there. (A residual MLP and a UniSRec-style MoE adapter on top of the projection were
+    measured and removed: -4.2% and -3.3% NDCG@10 on amazon-scientific.)"""
+    use_attributes: bool = True
+    use_context: bool = True
+    """Per-event and request-time context (fields and time features) and the context view."""
+    event_context: bool = True
+    """Add each history event's context to its token (else context enters only at request time)."""
+    context_dropout: float = 0.3
+    """Training-time probability of hiding a position's whole context vector (robustness to noise)."""
+    use_profile: bool = True
+    """The profile view from user fields / user text, where the dataset has them."""
+    mixture: bool = True
+    """The seed's mixture of per-view softmaxes, P(i) = sum_j w_j softmax_j(i); False = one softmax over
+    the gate-weighted sum of the views. Its cost, measured on ml-1m (three views, d 256,
+    benchmarks/results/ml-1m/ablations/ABLATIONS.md): 1.5x slower per epoch, +0.5% validation NDCG@10 at
+    equal epochs, -5.8% test NDCG@10 at equal time (10 minutes), so the ml-1m benchmark turns it off.
+    Where it helps: at equal epochs it is slightly ahead (ml-1m), and the per-view shares of each item's
+    probability that ``explain`` returns decompose the scored probability exactly only under the mixture.
+    With one view (amazon-scientific: no context fields, no profile) both give the same figures (+0.0%),
+    the mixture at 1.2x the time per epoch (5.78 vs 4.92 s)."""
+    id_dropout: float = 0.1
+    """Probability, per training step and item, of hiding the item's ID embedding (cold-start robustness)."""
+    id_scale: float = 1.0
+    """Multiplier of the ID part of item vectors at inference (training always uses 1). Below 1 pulls warm
+    items towards their text/attribute vectors, which items without an ID embedding have alone (with a
+    high ``id_dropout`` the model mostly trained on such vectors). ``FusionRecommender.set_inference``
+    changes it on a fitted model without retraining; ``benchmarks/cold_start.py --id-scales`` measures it.
+    Measured on amazon-scientific (id_dropout 0.8): scales 0.25-0.75 raised warm-target recall and lowered
+    cold-target recall; 0 (no ID part) gave the highest cold/warm ratio at a 4% warm cost."""
+    cold_ids: Literal["none", "neighbours"] = "none"
+    """Inference-time ID part for items without an ID embedding (no training events, or added at serving
+    time). ``neighbours``: the similarity-weighted mean ID part of the ``cold_id_neighbours`` items with one
+    whose frozen text vectors are closest (cosine), so a new item borrows the collaborative signal of the
+    items its text resembles. Training is unchanged; ``FusionRecommender.set_inference`` switches it on a
+    fitted model."""
+    cold_id_neighbours: int = 10
+    """Neighbours of ``cold_ids="neighbours"``. amazon-scientific: 3 keeps warm items nearly as they were
+    (cold/warm Recall@10 0.77, warm -1.7%), 10 lifts cold items most (0.94, warm -6%), 30 is like 10."""
+    unseen_negatives: bool = False
+    """Score catalogue items that have no training events as negatives in the training softmax. Off by
+    default: nobody could choose an item that was not yet on offer, so its absence is no evidence against
+    it, and pushing such items down at every step teaches the text projection that their kind of text is
+    never chosen -- which is exactly what cold start must not learn."""
+    text: TextEncoderConfig = field(default_factory=TextEncoderConfig)
+    item_text: TextTemplateConfig = field(default_factory=TextTemplateConfig)
+    user_text: TextTemplateConfig = field(default_factory=TextTemplateConfig)
+    context: ContextConfig = field(default_factory=ContextConfig)
+    item_vectors: str | None = None
+    """Precomputed item vectors (image embeddings, for instance) joining as one more modality: a Parquet
+    file with ``item_id`` and ``vector`` (list) columns, or an ``.npz`` with ``ids`` and ``vectors``."""
+    temperature: float | None = None
+    """Score items by cosine similarity / temperature (e.g. 0.07) instead of raw dot products."""
+    query_weight: float = 0.5
+    """Mixture weight of the text-query view when a request has a text query."""
+    loss: Literal["auto", "ce", "sampled"] = "auto"
+    sampled_above: int = 50_000
+    """With ``loss="auto"``: full softmax up to this catalogue size, sampled softmax above it."""
+    n_negatives: int = 2048
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.id_dropout < 1.0:
+            raise ConfigError(f"id_dropout must be in [0, 1), got {self.id_dropout}")
+        if not 0.0 <= self.id_scale <= 1.0:
+            raise ConfigError(f"id_scale must be in [0, 1] (1 = the ID part as trained), got {self.id_scale}")
+        if self.cold_ids not in ("none", "neighbours"):
+            raise ConfigError(f"cold_ids must be 'none' or 'neighbours', got {self.cold_ids!r}")
+        if self.cold_id_neighbours < 1:
+            raise ConfigError(f"cold_id_neighbours must be >= 1, got {self.cold_id_neighbours}")
+
+
+RETIRED_OPTIONS: dict[str, object] = {
+    "label_smoothing": 0.0, "contrastive": 0.0, "contrastive_temperature": 0.1, "cold_prior": "none",
+    "cold_prior_min_cases": 20, "text_adapter": "linear", "n_experts": 4,
+}
+"""Options removed in the redesign (issue 17), with the value that meant "off". A model saved before
+then names them in its config.json; ``FusionRecommender.load`` says which to delete."""

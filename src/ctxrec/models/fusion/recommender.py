@@ -1,0 +1,382 @@
+"""FusionRecommender: fitting, scoring, explaining, adding items and persistence of the fusion model."""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Self
+
+import numpy as np
+import torch
+from torch import nn
+
+from ctxrec.context import ContextEncoder
+from ctxrec.errors import ConfigError
+from ctxrec.models.base import QueryBatch, Recommender
+from ctxrec.models.features import (
+    attribute_matrix,
+    encode_texts,
+    fill_item_inputs,
+    item_text_vectors,
+    load_item_vectors,
+    new_item_attributes,
+    profile_matrix,
+)
+from ctxrec.models.fusion.batches import Arrays, query_tensors, training_batches, training_events
+from ctxrec.models.fusion.config import RETIRED_OPTIONS, FusionConfig
+from ctxrec.models.fusion.explain import explain
+from ctxrec.models.fusion.net import FusionNet, NetSpec, mixture_log_probs, mixture_nll, sampled_mixture_nll
+from ctxrec.training.loop import pick_device
+
+if TYPE_CHECKING:
+    from ctxrec.data.dataset import Dataset
+    from ctxrec.data.splits import EvalSet
+
+
+class FusionRecommender(Recommender):
+    """The ctxrec model. See the package docstring; ``recommend(..., explain=True)`` returns view weights."""
+
+    kind = "fusion"
+    config_class = FusionConfig
+
+    supports_add_items = True
+
+    def __init__(self, config: FusionConfig | None = None) -> None:
+        super().__init__(config)
+        self.net: FusionNet | None = None
+        self.spec: NetSpec | None = None
+        self.ctx_encoder: ContextEncoder | None = None
+        self.event_types: dict[str, int] = {}
+        self.profile_vocabs: dict[str, dict[str, int]] = {}
+        self.popularity: np.ndarray | None = None
+        self.device = torch.device("cpu")
+        # Per known user: profile ids, user-text vectors, and encoded context of the stored history.
+        self.user_profile: np.ndarray | None = None  # (n_users, Fu) int64
+        self.user_text_vectors: np.ndarray | None = None  # (n_users, Dt) float32
+        self.hist_ctx_ids: np.ndarray | None = None  # (n_hist, F) aligned with the base history store
+        self.hist_ctx_dense: np.ndarray | None = None
+        self.hist_events: np.ndarray | None = None
+        self._text_encoder: Any = None
+        self.ctx_texts: dict[str, int] = {}  # rendered context -> row of net.ctx_text_vectors (0 = none)
+        self._pending_ctx_vectors: torch.Tensor | None = None  # encoded in _fit before the net exists
+        self._table_cache: tuple[tuple[tuple[int, int], ...], torch.Tensor] | None = None
+        self._fitting = False
+        self.attr_vocab: dict[str, int] = {}  # "field=value" -> attribute id, for items added at serving time
+
+    # ================================================================================ features
+    def _text_encoder_instance(self) -> Any:
+        if self._text_encoder is None:
+            from ctxrec.text.encoders import build_encoder
+
+            self._text_encoder = build_encoder(self.config.text)
+        return self._text_encoder
+
+    def _encode_texts(self, texts: list[str]) -> np.ndarray:
+        """Language-model vectors through the on-disk cache (a second run encodes nothing)."""
+        return encode_texts(self._text_encoder_instance(), self.config.text, texts, progress=self.config.train.progress)
+
+    @property
+    def context_as_text(self) -> bool:
+        """Rendered contexts are embedded by the language model (``context.as_text``, with context fields)."""
+        return self.config.use_context and self.config.context.as_text and bool(self.ctx_encoder and self.ctx_encoder.field_names)
+
+    def context_text_ids(self, texts: list[str]) -> np.ndarray:
+        """Ids of rendered contexts; texts never seen are encoded now and appended (cold context values)."""
+        new = sorted({t for t in texts if t and t not in self.ctx_texts})
+        if new:
+            vecs = torch.from_numpy(self._encode_texts(new))
+            start = len(self.ctx_texts) + 1
+            self.ctx_texts.update({t: start + i for i, t in enumerate(new)})
+            if self.net is not None and self.spec is not None and self.net.ctx_text_proj is not None:
+                buf = self.net.ctx_text_vectors
+                self.net.ctx_text_vectors = torch.cat([buf, vecs.to(buf.device, buf.dtype)])
+                self.spec.n_ctx_texts = len(self.ctx_texts)
+            else:
+                self._pending_ctx_vectors = vecs if self._pending_ctx_vectors is None else torch.cat([self._pending_ctx_vectors, vecs])
+        return np.array([self.ctx_texts.get(t, 0) for t in texts], dtype=np.int64)
+
+    def stored_event_inputs(self, user: int, hist: np.ndarray) -> Arrays | None:
+        """The encoded contexts and event types of known user ``user``'s stored history, when ``hist`` is it."""
+        if user < 0 or self.hist_ctx_ids is None:
+            return None
+        stored = self.known_history(user)
+        if len(stored) != len(hist) or not np.array_equal(stored, hist):
+            return None
+        assert self._hist_indptr is not None and self.hist_ctx_dense is not None and self.hist_events is not None
+        sl = slice(self._hist_indptr[user], self._hist_indptr[user + 1])
+        return self.hist_ctx_ids[sl], self.hist_ctx_dense[sl], self.hist_events[sl]
+
+    # ================================================================================ training
+    def _fit(self, data: Dataset, *, valid: EvalSet | None, run_dir: Path | None) -> None:
+        self._fitting, self._table_cache = True, None
+        try:
+            self._fit_net(data, valid=valid, run_dir=run_dir)
+        finally:
+            self._fitting, self._table_cache = False, None
+
+    def _fit_net(self, data: Dataset, *, valid: EvalSet | None, run_dir: Path | None) -> None:
+        from ctxrec.evaluation.evaluator import validation_fn
+        from ctxrec.training.loop import train_loop
+
+        cfg, tc = self.config, self.config.train
+        torch.manual_seed(tc.seed)
+        self.device = pick_device(tc.device)
+        self.popularity = np.bincount(data.item_idx, minlength=data.n_items).astype(np.float32)
+
+        text = item_text_vectors(data, self._text_encoder_instance(), cfg.text, cfg.item_text,
+                                 progress=tc.progress) if cfg.use_text else None
+        if cfg.use_attributes:
+            attrs, n_attr = attribute_matrix(data, self.attr_vocab)
+        else:
+            attrs, n_attr = np.zeros((data.n_items + 1, 1), np.int64), 0
+        extra = load_item_vectors(cfg.item_vectors, data.item_vocab.ids) if cfg.item_vectors else None
+        self.ctx_encoder = ContextEncoder(cfg.context).fit(data)
+        self.user_profile, self.profile_vocabs = profile_matrix(data, cfg.use_profile)
+        self.user_text_vectors = None
+        if cfg.use_profile and data.schema.user_text_fields:
+            from ctxrec.text.templates import user_texts
+
+            self.user_text_vectors = self._encode_texts(user_texts(data, cfg.user_text))
+        types = sorted(data.interactions["event_type"].astype(str).unique())
+        self.event_types = {t: i + 1 for i, t in enumerate(types)} if len(types) > 1 else {}
+        # Every training event's context, encoded once (rendered contexts too, before the net exists).
+        self.ctx_texts, self._pending_ctx_vectors, self.net = {}, None, None
+        events = training_events(self, data)
+        self.hist_ctx_ids, self.hist_ctx_dense, self.hist_events = events.ctx_ids, events.ctx_dense, events.events
+        self.spec = NetSpec(
+            n_items=data.n_items, text_dim=0 if text is None else text.shape[1], n_attr_ids=n_attr,
+            attr_width=attrs.shape[1], ctx_cardinalities=self.ctx_encoder.cardinalities if cfg.use_context else [],
+            n_dense=self.ctx_encoder.n_dense if cfg.use_context else 0,
+            profile_cardinalities=[len(v) + 1 for v in self.profile_vocabs.values()],
+            user_text_dim=0 if self.user_text_vectors is None else self.user_text_vectors.shape[1],
+            n_event_types=len(self.event_types), extra_dim=0 if extra is None else extra.shape[1],
+        )
+        if self._pending_ctx_vectors is not None:
+            self.spec.ctx_text_dim, self.spec.n_ctx_texts = self._pending_ctx_vectors.shape[1], len(self.ctx_texts)
+        self.net = FusionNet(self.spec, cfg).to(self.device)
+        fill_item_inputs(self.net, text, attrs)
+        with torch.no_grad():
+            if extra is not None:
+                self.net.extra_vectors[1:] = torch.from_numpy(extra)
+            if self._pending_ctx_vectors is not None:
+                self.net.ctx_text_vectors[1:] = self._pending_ctx_vectors
+                self._pending_ctx_vectors = None
+            self.net.has_id[1:, 0] = torch.from_numpy(self.popularity > 0).float()
+
+        use_sampled = cfg.loss == "sampled" or (cfg.loss == "auto" and data.n_items > cfg.sampled_above)
+        seen = np.bincount(events.items, minlength=data.n_items + 1)
+        counts = seen.astype(np.float64) + 1.0
+        counts[0] = 0.0
+        # Items without training events: out of the softmax (and never sampled) unless unseen_negatives.
+        unseen = torch.from_numpy(seen == 0).to(self.device)
+        unseen[0] = False  # the padding column is masked by the losses themselves
+        exclude = None if cfg.unseen_negatives or not bool(unseen.any()) else unseen
+        if exclude is not None:
+            counts[seen == 0] = 0.0
+        with np.errstate(divide="ignore"):
+            log_q = torch.tensor(np.log(counts / counts.sum()), dtype=torch.float32, device=self.device)
+        gen = torch.Generator(device=self.device).manual_seed(tc.seed)
+        net, dev = self.net, self.device
+        prof_t = torch.from_numpy(self.user_profile).to(dev)
+        utext_t = None if self.user_text_vectors is None else torch.from_numpy(self.user_text_vectors).to(dev)
+
+        def loss_fn(batch: dict[str, torch.Tensor]) -> torch.Tensor:
+            table = net.item_table()  # (V, D)
+            h = net.encode(batch["inp"], batch["ev"], batch["ci"], batch["cd"], table)  # (B, T, D)
+            profile = net.profile_vector(prof_t[batch["users"]], None if utext_t is None else utext_t[batch["users"]])
+            mask = batch["tgt"] > 0
+            prof_tok = None if profile is None else profile.unsqueeze(1).expand_as(h)[mask]
+            vecs, log_w = net.views(h[mask], batch["rci"][mask], batch["rcd"][mask], prof_tok)  # (N, J, D), (N, J)
+            targets = batch["tgt"][mask]
+            vecs, out_table = net.scoring_inputs(vecs, table)
+            if use_sampled:
+                return sampled_mixture_nll(vecs, log_w, out_table, targets, n_negatives=cfg.n_negatives, log_q=log_q,
+                                           mixture=cfg.mixture, generator=gen)
+            return mixture_nll(vecs, log_w, out_table, targets, mixture=cfg.mixture, exclude=exclude)
+
+        evaluate = validation_fn(self, valid, self._monitor)
+        n_batches = math.ceil(len(events.users) / tc.batch_size)
+        result = train_loop(net, batches=training_batches(events, tc.batch_size, cfg.max_len), loss_fn=loss_fn,
+                            evaluate=evaluate, cfg=tc, run_dir=run_dir, n_batches=n_batches)
+        net.eval()
+        self.fit_info = {"best_epoch": result.best_epoch, "best_valid": result.best_score, "epochs_run": result.epochs_run,
+                         "train_seconds": result.seconds, "stopped_by": result.stopped_by, "history": result.history,
+                         "loss": "sampled" if use_sampled else "full", "views": net.view_names}
+
+    # ================================================================================ inference
+    def _encode_batch(self, batch: QueryBatch) -> dict[str, torch.Tensor]:
+        """Queries -> padded tensors (:func:`ctxrec.models.fusion.batches.query_tensors`)."""
+        return query_tensors(self, batch)
+
+    @torch.no_grad()
+    def _forward(self, batch: QueryBatch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, list[str]]:
+        """Per query: view vectors (B, J, D), log weights (B, J), item table, view names (query view added)."""
+        assert self.net is not None
+        net = self.net.eval()
+        x = self._encode_batch(batch)
+        table = self._eval_item_table()
+        h = net.encode(x["inp"], x["ev"], x["ci"], x["cd"], table)  # (B, T, D)
+        last = h[torch.arange(h.shape[0]), x["len"] - 1]  # (B, D)
+        profile = net.profile_vector(x["prof"], x.get("utext"))
+        vecs, log_w = net.views(last, x["rci"], x["rcd"], profile)
+        names = list(net.view_names)
+        texts = batch.texts or []
+        if net.text_proj is not None and any(texts):
+            q = self._query_vectors(texts)  # (B, D)
+            has_q = torch.tensor([bool(t) for t in texts], device=q.device)
+            qw = self.config.query_weight
+            vecs = torch.cat([vecs, q.unsqueeze(1)], 1)
+            log_w = torch.where(has_q.unsqueeze(1), log_w + math.log(1 - qw), log_w)
+            q_col = torch.where(has_q, torch.tensor(math.log(qw)), torch.tensor(float("-inf"))).unsqueeze(1)
+            log_w = torch.cat([log_w, q_col.to(log_w.device)], 1)
+            names.append("query")
+        return vecs, log_w, table, names
+
+    def _eval_item_table(self) -> torch.Tensor:
+        """The item table in eval mode, kept between requests until a weight or buffer changes. Not used
+        while fitting: fused optimiser steps update weights without bumping tensor versions."""
+        assert self.net is not None
+        if self._fitting:
+            return self.net.item_table()
+        tensors = [*self.net.parameters(), *self.net.buffers()]
+        key = tuple((id(t), t._version) for t in tensors)
+        if self._table_cache is None or self._table_cache[0] != key:
+            with torch.no_grad():  # a cached table must never carry an autograd graph into later requests
+                self._table_cache = (key, self.net.item_table())
+        return self._table_cache[1]
+
+    def _query_vectors(self, texts: list[str | None]) -> torch.Tensor:
+        assert self.net is not None and self.net.text_proj is not None
+        encoder = self._text_encoder_instance()
+        idx = [i for i, t in enumerate(texts) if t]
+        emb = np.zeros((len(texts), self.spec.text_dim if self.spec else 0), np.float32)
+        emb[idx] = encoder.encode([texts[i] for i in idx], progress=False)
+        return self.net.text_proj(torch.from_numpy(emb).to(self.device)) * math.sqrt(self.config.d_model)
+
+    def _score(self, batch: QueryBatch) -> np.ndarray:
+        vecs, log_w, table, _ = self._forward(batch)
+        assert self.net is not None
+        vecs, table = self.net.scoring_inputs(vecs, table)
+        log_p = mixture_log_probs(vecs, log_w, table, mixture=self.config.mixture)  # (B, V)
+        return log_p[:, 1:].cpu().numpy()
+
+    def _explain(self, batch: QueryBatch, top: np.ndarray) -> list[dict[str, Any] | None]:
+        """View weights and shares, and occlusion attribution over request fields and past events."""
+        return explain(self, batch, top)
+
+    # ================================================================================ serving
+    INFERENCE_OPTIONS = ("id_scale", "cold_ids", "cold_id_neighbours")
+
+    def set_inference(self, **options: Any) -> None:
+        """Change how the item table is built at inference (``id_scale``, ``cold_ids``,
+        ``cold_id_neighbours``), no retraining: the next request (and a later ``save``/export) uses it."""
+        bad = sorted(set(options) - set(self.INFERENCE_OPTIONS))
+        if bad:
+            raise ConfigError(f"set_inference cannot change {bad}: only {list(self.INFERENCE_OPTIONS)} (others need a refit)")
+        self.config = replace(self.config, **options)  # validates the values
+        if self.net is not None:
+            self.net.cfg = self.config
+        self._table_cache = None
+
+    def add_items(self, items: Any) -> np.ndarray:
+        """Make items recommendable without retraining: their text is encoded with the model's text
+        encoder and template, attributes map into the training attribute vocabulary (unknown values
+        -> padding), and they get no ID embedding (``has_id`` = 0), exactly like cold items in
+        training. A known id is updated in place. Returns the items' dense indices."""
+        from ctxrec.text.templates import _fields, render_texts
+
+        assert self.net is not None and self.item_vocab is not None and self.spec is not None
+        frame = items.set_index("item_id") if "item_id" in items.columns else items.copy()
+        frame.index = frame.index.astype(str)
+        if frame.index.has_duplicates:
+            raise ValueError(f"duplicate item ids in added items: {sorted(frame.index[frame.index.duplicated()])[:5]}")
+        net, n_old = self.net, len(self.item_vocab)
+        idx = self.item_vocab.extend(frame.index.tolist())
+        grow = len(self.item_vocab) - n_old
+        with torch.no_grad():
+            if grow:  # append rows (row 0 stays padding); new items have no trained ID
+                def _grow(t: torch.Tensor) -> torch.Tensor:
+                    return torch.cat([t, t.new_zeros(grow, *t.shape[1:])])
+
+                for name, buf in list(net.named_buffers(recurse=False)):  # every per-item buffer
+                    if buf.shape[0] == n_old + 1 and name != "ctx_text_vectors":
+                        setattr(net, name, _grow(buf))
+                if net.id_emb is not None:
+                    net.id_emb.weight = nn.Parameter(_grow(net.id_emb.weight.data))
+                    net.id_emb.num_embeddings = net.id_emb.weight.shape[0]
+                self.spec.n_items = len(self.item_vocab)
+                if self.popularity is not None:
+                    self.popularity = np.concatenate([self.popularity, np.zeros(grow, self.popularity.dtype)])
+            rows = torch.from_numpy(idx + 1)
+            if net.text_proj is not None and self.spec.text_dim:
+                tc = self.config.item_text
+                fields, missing = _fields(tc, self.schema.item_text_fields if self.schema else ())
+                texts = render_texts(frame, fields, tc.template, sep=tc.sep, list_sep=tc.list_sep, missing=missing, kind="item")
+                net.text_vectors[rows] = torch.from_numpy(np.asarray(self._encode_texts(texts), np.float32)).to(net.text_vectors.device)
+            attrs = new_item_attributes(frame, self.schema.item_attribute_fields if self.schema else (), self.attr_vocab,
+                                        net.attr_ids.shape[1])
+            net.attr_ids[rows] = torch.from_numpy(attrs).to(net.attr_ids.device)
+            net.has_id[rows] = 0.0
+        if "title" in frame.columns:
+            self.item_titles.update({i: str(t) for i, t in zip(frame.index, frame["title"].tolist(), strict=True) if isinstance(t, str)})
+        return idx
+
+    # ================================================================================ persistence
+    @classmethod
+    def load(cls, path: str | Path) -> Self:
+        """As :meth:`Recommender.load`; a model saved with an option removed in the redesign is refused
+        with the keys to delete (harmless when they hold the value that meant "off")."""
+        cfg = Path(path) / "config.json"
+        saved = json.loads(cfg.read_text()).get("config", {}) if cfg.exists() else {}
+        retired = sorted(k for k in saved if k in RETIRED_OPTIONS)
+        if retired:
+            used = {k: saved[k] for k in retired if saved[k] != RETIRED_OPTIONS[k]}
+            why = (f"it was trained with {used}, which no longer exists: retrain it" if used else
+                   "they held the values that meant 'off', so deleting them changes nothing")
+            raise ConfigError(f"{str(cfg)!r} names fusion options removed in the redesign (issue 17): {retired}; {why}. "
+                              f"Delete those keys from its 'config' to load it.")
+        return super().load(path)
+
+    def _meta(self) -> dict[str, Any]:
+        assert self.spec is not None and self.ctx_encoder is not None
+        return {"spec": self.spec.__dict__, "context_encoder": self.ctx_encoder.to_dict(),
+                "event_types": self.event_types, "profile_vocabs": self.profile_vocabs, "attr_vocab": self.attr_vocab,
+                "ctx_texts": self.ctx_texts}
+
+    def _load_meta(self, meta: dict[str, Any]) -> None:
+        self.spec = NetSpec(**meta["spec"])
+        self.ctx_encoder = ContextEncoder.from_dict(meta["context_encoder"])
+        self.event_types = dict(meta["event_types"])
+        self.profile_vocabs = {k: dict(v) for k, v in meta["profile_vocabs"].items()}
+        self.ctx_texts = {str(k): int(v) for k, v in meta.get("ctx_texts", {}).items()}
+        self.attr_vocab = dict(meta.get("attr_vocab", {}))
+
+    def _state(self) -> dict[str, np.ndarray]:
+        assert self.net is not None and self.popularity is not None and self.user_profile is not None
+        state = {f"net.{k}": v.detach().cpu().numpy() for k, v in self.net.state_dict().items()}
+        state["popularity"] = self.popularity
+        state["user_profile"] = self.user_profile
+        assert self.hist_ctx_ids is not None and self.hist_ctx_dense is not None and self.hist_events is not None
+        state["hist_ctx_ids"], state["hist_ctx_dense"], state["hist_events"] = self.hist_ctx_ids, self.hist_ctx_dense, self.hist_events
+        if self.user_text_vectors is not None:
+            state["user_text_vectors"] = self.user_text_vectors
+        return state
+
+    def _load_state(self, state: dict[str, np.ndarray]) -> None:
+        assert self.spec is not None
+        self.popularity = state.pop("popularity")
+        self.user_profile = state.pop("user_profile")
+        self.hist_ctx_ids, self.hist_ctx_dense, self.hist_events = state.pop("hist_ctx_ids"), state.pop("hist_ctx_dense"), state.pop("hist_events")
+        self.user_text_vectors = state.pop("user_text_vectors", None)
+        self.net = FusionNet(self.spec, self.config)
+        weights = {k[4:]: torch.from_numpy(v) for k, v in state.items()}
+        # Saved before the redesign: the retired cold prior's offset (always 0 unless cold_prior="fit",
+        # which load() refuses), and the text projection saved as a bare Linear before TextAdapter.
+        weights.pop("cold_bias", None)
+        if "text_proj.weight" in weights:
+            for name in ("weight", "bias"):
+                weights[f"text_proj.lin.{name}"] = weights.pop(f"text_proj.{name}")
+        self.net.load_state_dict(weights)
+        self.net.eval()

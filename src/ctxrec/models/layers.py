@@ -1,0 +1,43 @@
+"""Network layers shared by the sequence models (SASRec and fusion)."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+class CausalBlock(nn.Module):
+    """Pre-norm Transformer block with causal self-attention."""
+
+    def __init__(self, d: int, n_heads: int, d_ff: int, dropout: float) -> None:
+        super().__init__()
+        self.n_heads = n_heads
+        self.ln1 = nn.LayerNorm(d)
+        self.qkv = nn.Linear(d, 3 * d)
+        self.proj = nn.Linear(d, d)
+        self.ln2 = nn.LayerNorm(d)
+        self.ff = nn.Sequential(nn.Linear(d, d_ff), nn.GELU(), nn.Dropout(dropout), nn.Linear(d_ff, d))
+        self.drop = nn.Dropout(dropout)
+        self.attn_dropout = dropout
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # x (B, T, D)
+        B, T, D = x.shape
+        q, k, v = self.qkv(self.ln1(x)).split(D, dim=-1)
+        q, k, v = (t.view(B, T, self.n_heads, D // self.n_heads).transpose(1, 2) for t in (q, k, v))  # (B, H, T, d)
+        # Right padding + causal mask: real positions never attend to padding (pads come after).
+        a = F.scaled_dot_product_attention(q, k, v, is_causal=True, dropout_p=self.attn_dropout if self.training else 0.0)
+        x = x + self.drop(self.proj(a.transpose(1, 2).reshape(B, T, D)))
+        return x + self.drop(self.ff(self.ln2(x)))
+
+
+def small_init(emb: nn.Module | None, std: float = 0.02) -> None:
+    """N(0, std) rows of an embedding table (the ID embedding's init); the padding row, if any, stays zero."""
+    if emb is None:
+        return
+    weight = emb.get_parameter("weight")
+    nn.init.normal_(weight, std=std)
+    pad = getattr(emb, "padding_idx", None)
+    if pad is not None:
+        with torch.no_grad():
+            weight[pad].zero_()
