@@ -126,8 +126,6 @@ def main(argv: list[str] | None = None) -> dict:
             row["new_user_last3"] = {k: round(v, 5) for k, v in m.items() if k in ("recall@10", "ndcg@10", "n_cases")}
             row["cold_over_warm_recall@10"] = round(row["cold_target"]["recall@10"] / max(row["warm_target"]["recall@10"], 1e-9), 4)
             row["overrides"] = overrides + [f"{k}={v}" for k, v in (opts or {}).items()]
-            if "cold_prior" in getattr(model, "fit_info", {}):
-                row["cold_prior"] = model.fit_info["cold_prior"]  # the fitted offset and what it was fitted on
             if options:
                 # Validation decides among the options (all its cases: ~10% have a cold target, as in test).
                 row["valid_recall@10"] = round(evaluator.evaluate(model, split.valid)["recall@10"], 5)
@@ -177,8 +175,8 @@ def write_md(out: dict, path: Path) -> None:
               "item vector multiplied by the scale (`FusionRecommender.set_inference`, no retraining); validation",
               "(overall Recall@10) keeps scale 1. The `cold_ids neighbours` rows are likewise the same trained",
               "model with each ID-less item given the similarity-weighted ID part of the k warm items (10 unless",
-              "the row says otherwise) whose MiniLM text vectors are closest. The `cold prior fitted` row is a separate training run with",
-              "`cold_prior=fit`. With 803 cold-target cases the standard error of a cold Recall@10 near 0.05 is",
+              "the row says otherwise) whose MiniLM text vectors are closest. The `cold prior fitted` row was a separate training run with",
+              "`cold_prior=fit` (an option since removed). With 803 cold-target cases the standard error of a cold Recall@10 near 0.05 is",
               "about 0.008: rows closer than that are not told apart. Every variant was read on the test cases",
               "(an exploration, each one a row), so the best row is not a tuned claim."]
     path.write_text("\n".join(lines) + "\n")
