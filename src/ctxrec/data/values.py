@@ -176,7 +176,7 @@ def _check_range(
     fail(
         src, out, column,
         f"timestamp {shown.iloc[row]!r} is {_as_date(value)}, outside the plausible range "
-        f"{_as_date(lo)} .. {_as_date(hi)} (timestamp_min .. timestamp_max); {hint}. The value:", shown,
+        f"{_as_date(lo)[:10]} .. {_as_date(hi)[:10]} (timestamp_min .. timestamp_max); {hint}",
     )
 
 
