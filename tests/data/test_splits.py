@@ -10,7 +10,15 @@ import pandas as pd
 import pytest
 
 from ctxrec.data.dataset import Columns, ContextField, Dataset, DatasetSchema
-from ctxrec.data.splits import EvalSet, Split, leave_one_out, make_split, random_holdout, target_support, temporal
+from ctxrec.data.splits import (
+    EvalSet,
+    Split,
+    leave_one_out,
+    make_split,
+    random_holdout,
+    target_support,
+    temporal,
+)
 from ctxrec.errors import DataError
 
 # Events per user (item@time, device). User ids sort naturally as 1, 2, 3, 10 -> dense 0, 1, 2, 3,

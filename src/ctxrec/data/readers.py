@@ -35,8 +35,16 @@ import numpy as np
 from ctxrec.config import from_dict, load_file
 from ctxrec.data.dataset import Columns, ContextField, Dataset, DatasetSchema
 from ctxrec.data.sources import FileFormat, Source
-from ctxrec.data.values import DEFAULT_MIN, NAMED_FORMATS, cells, default_bounds, fail, is_pattern, numbers
-from ctxrec.data.values import strings
+from ctxrec.data.values import (
+    DEFAULT_MIN,
+    NAMED_FORMATS,
+    cells,
+    default_bounds,
+    fail,
+    is_pattern,
+    numbers,
+    strings,
+)
 from ctxrec.data.values import timestamps as _timestamps
 from ctxrec.errors import ConfigError, DataError
 
@@ -136,7 +144,7 @@ class ColumnMapping:
 
     def timestamp_bounds(self) -> tuple[float, float]:
         """``(timestamp_min, timestamp_max)`` in unix seconds."""
-        lo, hi = default_bounds()
+        _, hi = default_bounds()
         return (_parse_bound(self.timestamp_min, "timestamp_min"),
                 hi if self.timestamp_max is None else _parse_bound(self.timestamp_max, "timestamp_max"))
 
@@ -273,14 +281,14 @@ def read_dataset(
                                     bounds=cfg.timestamp_bounds())
         df[Columns.TIME] = secs
         if missing.any():
-            first = src.where(int(np.flatnonzero(missing)[0]))
+            at = src.where(int(np.flatnonzero(missing)[0]))
             if cfg.require_timestamp:
                 keep &= ~missing
                 _note(notes, f"dropped {int(missing.sum()):,} event(s) with a missing timestamp in column {col!r} "
-                      f"of {src} (first at {first}); require_timestamp = true", drop=True)
+                      f"of {src} (first at {at}); require_timestamp = true", drop=True)
             else:
                 _note(notes, f"{int(missing.sum()):,} event(s) have no timestamp in column {col!r} of {src} "
-                      f"(first at {first}); kept because require_timestamp = false, so events are "
+                      f"(first at {at}); kept because require_timestamp = false, so events are "
                       "ordered by file position", drop=False)
     if cfg.event_type_column is not None:
         vals, missing = cells(src, raw[cfg.event_type_column], cfg.event_type_column, na)

@@ -14,6 +14,7 @@ targets no other user has in train, the symptom of a wrong order.
 from __future__ import annotations
 
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -248,7 +249,7 @@ def _evalset(b: dict[str, list[Any]], frame: pd.DataFrame) -> EvalSet:
     )
 
 
-SPLITS = {"leave-one-out": leave_one_out, "temporal": temporal, "random": random_holdout}
+SPLITS: dict[str, Callable[[Dataset], Split]] = {"leave-one-out": leave_one_out, "temporal": temporal, "random": random_holdout}
 
 
 def make_split(data: Dataset, name: str) -> Split:
