@@ -244,15 +244,19 @@ def test_example_mapping_reads_the_files_it_describes(tmp_path: Path) -> None:
     assert mapping.items is not None and mapping.items.list_separator == "|"
     assert [c.kind for c in mapping.context] == ["categorical", "numeric"]
     (tmp_path / "mapping_example.toml").write_text(EXAMPLE.read_text())
-    write(tmp_path / "events.csv", (
+    write(tmp_path / "events.csv", (  # the files its header comment shows
         "user,item,ts,action,stars,device,hour\n"
         "u1,i9,2024-05-01T08:00:00Z,click,,phone,8\n"
-        "u1,i8,2024-05-01T08:05:00Z,buy,5,phone,8\n"
+        "u1,i8,2024-05-01T08:05:00Z,buy,5,NULL,8\n"
     ))
-    write(tmp_path / "items.csv", "item,title,tags,price\ni9,Blue kettle,kitchen|tea,19.5\ni8,Mug,,3\n")
+    write(tmp_path / "items.csv", "item,name,tags,price\ni9,Blue kettle,kitchen|tea,19.5\ni8,Mug,,3\n")
+    for line in ("u1,i8,2024-05-01T08:05:00Z,buy,5,NULL,8", "i9,Blue kettle,kitchen|tea,19.5"):
+        assert line in EXAMPLE.read_text()
     data = read_dataset(tmp_path / "mapping_example.toml")
     assert data.name == "my-shop" and data.n_events == 2
     assert data.items.loc["i9", "tags"] == ["kitchen", "tea"]
+    assert data.interactions["device"].tolist() == ["phone", "<unk>"]  # NULL is in na_values
+    assert data.items.loc["i9", "title"] == "Blue kettle"  # title_field = "name"
 
 
 # ------------------------------------------------------------------------------------- errors
