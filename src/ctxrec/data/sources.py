@@ -127,8 +127,6 @@ class Source:
                         self._check_width(rec, header, lineno)
                         lines.append(lineno)
                 self._lines = lines
-                if header is None:
-                    raise DataError(f"{self.path}: the file is empty; expected a header line naming the columns")
                 return
             reader = csv.reader(fh, delimiter=self.sep)
             prev, header = 0, None
