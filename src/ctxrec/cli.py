@@ -59,6 +59,29 @@ def data_info(name: Annotated[str, typer.Argument(help="Built-in dataset name, e
         typer.echo(f"{k:<{width}}  {v}")
 
 
+@data_app.command("init")
+def data_init(
+    files: Annotated[list[Path], typer.Argument(help="The event log first, then any items/users files.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Mapping file to write.")] = Path("mapping.toml"),
+    force: Annotated[bool, typer.Option("--force", help="Overwrite --out if it exists.")] = False,
+) -> None:
+    """Write a commented column mapping by inspecting the files; prints each guess and why."""
+    from ctxrec.data.infer import infer_mapping
+    from ctxrec.errors import CtxrecError
+
+    if out.exists() and not force:
+        _fail(f"{str(out)!r} exists; pass --force to overwrite it or --out to write elsewhere")
+    try:
+        guess = infer_mapping(files, mapping_path=out)
+    except CtxrecError as exc:
+        _fail(str(exc))
+        return
+    for line in guess.lines:
+        typer.echo(line)
+    out.write_text(guess.toml)
+    typer.echo(f"wrote {out}: check the guesses, edit it, then run `ctxrec data info --mapping {out}`")
+
+
 @app.command()
 def train(
     config: Annotated[Optional[Path], typer.Argument(help="Experiment TOML/JSON (see configs/).")] = None,

@@ -183,11 +183,11 @@ attribute_fields = ["country"]
 def test_filters_are_logged_and_noted(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     write(tmp_path / "events.csv", (
         "user,item,ts\n"
-        "u1,i1,100\n"
-        "u1,i1,100\n"     # line 3: exact duplicate of line 2
-        "u1,i9,101\n"     # line 4: i9 is not in the items file
-        "u2,i2,\n"        # line 5: empty timestamp
-        "u2,i1,103\n"
+        "u1,i1,1700000100\n"
+        "u1,i1,1700000100\n"     # line 3: exact duplicate of line 2
+        "u1,i9,1700000101\n"     # line 4: i9 is not in the items file
+        "u2,i2,\n"               # line 5: empty timestamp
+        "u2,i1,1700000103\n"
     ))
     write(tmp_path / "items.csv", "item,title\ni1,A\ni2,B\n")
     toml_mapping(tmp_path, """
@@ -204,15 +204,15 @@ text_fields = ["title"]
         data = read_dataset(tmp_path / "mapping.toml")
     assert data.n_events == 2
     notes = "\n".join(data.notes)
-    assert "dropped 1 event(s) with an empty timestamp" in notes and "line 5" in notes
-    assert "dropped 1 event(s) whose item is not in the items file" in notes and "'i9' at line 4" in notes
+    assert "dropped 1 event(s) with a missing timestamp" in notes and "line 5" in notes
+    assert "dropped 1 event(s) whose item is not in the items file" in notes and f"'i9' at {tmp_path / 'events.csv'}, line 4, column 'item'" in notes
     assert "dropped 1 exact duplicate event(s)" in notes and "line 3" in notes
     assert len(data.notes) == 3
     assert [r.getMessage() for r in caplog.records] == list(data.notes)
 
 
 def test_missing_timestamps_can_be_kept(tmp_path: Path) -> None:
-    write(tmp_path / "e.csv", "user,item,ts\na,x,5\na,y,\n")
+    write(tmp_path / "e.csv", "user,item,ts\na,x,1700000005\na,y,\n")
     data = read_dataset(
         {"interactions": "e.csv", "user_column": "user", "item_column": "item", "timestamp_column": "ts",
          "require_timestamp": False},
@@ -228,7 +228,7 @@ def test_missing_timestamps_can_be_kept(tmp_path: Path) -> None:
     ("user_item_last", ["y", "x"]),
 ])
 def test_dedupe_policies(tmp_path: Path, policy: str, expected: list[str]) -> None:
-    write(tmp_path / "e.csv", "user,item,ts\na,x,1\na,y,2\na,x,3\n")
+    write(tmp_path / "e.csv", "user,item,ts\na,x,1700000001\na,y,1700000002\na,x,1700000003\n")
     data = read_dataset(
         {"interactions": "e.csv", "user_column": "user", "item_column": "item", "timestamp_column": "ts",
          "dedupe": policy},
@@ -244,15 +244,19 @@ def test_example_mapping_reads_the_files_it_describes(tmp_path: Path) -> None:
     assert mapping.items is not None and mapping.items.list_separator == "|"
     assert [c.kind for c in mapping.context] == ["categorical", "numeric"]
     (tmp_path / "mapping_example.toml").write_text(EXAMPLE.read_text())
-    write(tmp_path / "events.csv", (
+    write(tmp_path / "events.csv", (  # the files its header comment shows
         "user,item,ts,action,stars,device,hour\n"
         "u1,i9,2024-05-01T08:00:00Z,click,,phone,8\n"
-        "u1,i8,2024-05-01T08:05:00Z,buy,5,phone,8\n"
+        "u1,i8,2024-05-01T08:05:00Z,buy,5,NULL,8\n"
     ))
-    write(tmp_path / "items.csv", "item,title,tags,price\ni9,Blue kettle,kitchen|tea,19.5\ni8,Mug,,3\n")
+    write(tmp_path / "items.csv", "item,name,tags,price\ni9,Blue kettle,kitchen|tea,19.5\ni8,Mug,,3\n")
+    for line in ("u1,i8,2024-05-01T08:05:00Z,buy,5,NULL,8", "i9,Blue kettle,kitchen|tea,19.5"):
+        assert line in EXAMPLE.read_text()
     data = read_dataset(tmp_path / "mapping_example.toml")
     assert data.name == "my-shop" and data.n_events == 2
     assert data.items.loc["i9", "tags"] == ["kitchen", "tea"]
+    assert data.interactions["device"].tolist() == ["phone", "<unk>"]  # NULL is in na_values
+    assert data.items.loc["i9", "title"] == "Blue kettle"  # title_field = "name"
 
 
 # ------------------------------------------------------------------------------------- errors
@@ -305,7 +309,7 @@ def test_error_non_numeric_weight(csv_case: Path, tmp_path: Path) -> None:
 
 
 def test_error_line_numbers_count_multiline_fields_and_blank_lines(tmp_path: Path) -> None:
-    write(tmp_path / "e.csv", 'u,i,note,t\n\na,b,"two\nlines",1\na,c,x,bad\n')
+    write(tmp_path / "e.csv", 'u,i,note,t\n\na,b,"two\nlines",1700000000\na,c,x,bad\n')
     with pytest.raises(DataError, match=r"e\.csv, line 5, column 't'"):
         read_dataset({"interactions": "e.csv", "user_column": "u", "item_column": "i", "timestamp_column": "t"},
                      base_dir=tmp_path)

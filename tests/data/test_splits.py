@@ -2,12 +2,23 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Literal
+
 import numpy as np
 import pandas as pd
 import pytest
 
 from ctxrec.data.dataset import Columns, ContextField, Dataset, DatasetSchema
-from ctxrec.data.splits import EvalSet, Split, leave_one_out, make_split, temporal
+from ctxrec.data.splits import (
+    EvalSet,
+    Split,
+    leave_one_out,
+    make_split,
+    random_holdout,
+    target_support,
+    temporal,
+)
 from ctxrec.errors import DataError
 
 # Events per user (item@time, device). User ids sort naturally as 1, 2, 3, 10 -> dense 0, 1, 2, 3,
@@ -241,5 +252,98 @@ def test_evalset_take() -> None:
 
 
 def test_unknown_split_name() -> None:
-    with pytest.raises(DataError, match="unknown split 'random'.*leave-one-out"):
-        make_split(_data(), "random")
+    with pytest.raises(DataError, match="unknown split 'shuffled'.*leave-one-out.*random"):
+        make_split(_data(), "shuffled")
+
+
+# ----------------------------------------------------------------------------- event order
+def _timeless(order: Literal["time", "file"], timestamps: list[float] | None = None) -> Dataset:
+    inter = pd.DataFrame({"user_id": ["u"] * 4 + ["v"] * 3, "item_id": list("xyzwxyq")})
+    if timestamps is not None:
+        inter["timestamp"] = timestamps
+    return Dataset.from_frames(inter, schema=DatasetSchema(order=order, has_timestamps=timestamps is not None),
+                               name="log")
+
+
+@pytest.mark.parametrize(("timestamps", "why"), [
+    (None, "the log has no timestamps"),
+    ([1, 2, 3, np.nan, 5, 6, 7], "1 of 7 events have no timestamp, so events are kept in file order"),
+    ([9, 9, 9, 9, 5, 6, 7], "1 of 2 users with 3+ events have one timestamp for all their events (e.g. user 'u')"),
+])
+def test_leave_one_out_refuses_file_order_unless_the_data_vouches_for_it(timestamps: list[float] | None,
+                                                                          why: str) -> None:
+    with pytest.raises(DataError) as info:
+        leave_one_out(_timeless("time", timestamps))
+    msg = str(info.value)
+    assert why in msg and 'order = "file"' in msg and 'split = "random"' in msg and "'log'" in msg
+    split = leave_one_out(_timeless("file", timestamps))  # the file's order is the event order
+    assert split.test.targets[0].tolist() == [split.train.item_vocab.index("w")]
+    assert len(random_holdout(_timeless("time", timestamps)).test) == 2
+
+
+def test_leave_one_out_accepts_a_tie_at_the_end_when_timestamps_vary() -> None:
+    split = leave_one_out(_timeless("time", [1, 2, 3, 3, 5, 6, 7]))  # u's last two tie; file order breaks it
+    assert split.test.targets[0].tolist() == [split.train.item_vocab.index("w")]
+
+
+def test_mapping_without_timestamps_needs_order_file(tmp_path: Path) -> None:
+    from ctxrec.data.readers import read_dataset
+
+    base = tmp_path
+    (base / "plays.csv").write_text("user,artist\nu,a1\nu,a2\nu,a3\nv,a1\nv,a3\nv,a4\n")
+    mapping = {"interactions": "plays.csv", "user_column": "user", "item_column": "artist"}
+    with pytest.raises(DataError, match=r'no timestamps.*order = "file".*split = "random"'):
+        make_split(read_dataset(mapping, base_dir=base), "leave-one-out")
+    assert len(make_split(read_dataset({**mapping, "order": "file"}, base_dir=base), "leave-one-out").test) == 2
+    assert len(make_split(read_dataset(mapping, base_dir=base), "random").test) == 2
+
+
+# ----------------------------------------------------------------------------- random holdout
+def test_random_holdout_partitions_each_users_events() -> None:
+    data = _data()
+    split = random_holdout(data, seed=7)
+    assert split.name == "random" and split.train.n_events == 13 - 2 * 3  # users 1, 2, 10 each lose two
+    seqs = data.sequences()
+    train_seqs = split.train.sequences()
+    for k, u in enumerate(split.test.users.tolist()):
+        (test_item,) = split.test.targets[k].tolist()
+        (valid_item,) = split.valid.targets[k].tolist()
+        assert split.valid.users[k] == u
+        full = seqs[u].tolist()
+        # histories keep event order: the test history is everything but the test event, the validation
+        # history everything but both held-out events (= the user's train events).
+        rest = full.copy()
+        rest.remove(test_item)
+        assert split.test.histories[k].tolist() == rest
+        rest.remove(valid_item)
+        assert split.valid.histories[k].tolist() == rest == train_seqs[u].tolist()
+        assert split.test.contexts[k]["device"] in {"mobile", "desktop", "tv"}
+    assert train_seqs[2].tolist() == [D, E]  # user "3" has too few events: all in train
+
+
+def test_random_holdout_is_seeded_per_user() -> None:
+    a, b = random_holdout(_data(), seed=1), random_holdout(_data(), seed=1)
+    _same(a, b)
+    seeds = {tuple(_ints(random_holdout(_data(), seed=s).test.targets)[0]) for s in range(12)}
+    assert len(seeds) > 1  # the seed matters
+    # Dropping user "2" does not move the other users' held-out events.
+    inter = pd.DataFrame(EVENTS, columns=["user_id", "item_id", "timestamp", "device"])
+    fewer = Dataset.from_frames(inter[inter.user_id != "2"], items=pd.DataFrame({"item_id": list("abcdef")}))
+    c = random_holdout(fewer, seed=1)
+    assert _ints(c.test.targets) == [_ints(a.test.targets)[0], _ints(a.test.targets)[2]]
+
+
+# ----------------------------------------------------------------------------- target support
+def test_target_support_counts_targets_no_other_user_has() -> None:
+    #   u1: a b x c -> test c; c is in train for u2 and u3: supported
+    #   u2: a c y d -> test d; nobody has d in train
+    #   u3: b c z e -> test e; nobody has e
+    #   u4: f g h f -> test f; only u4 itself has f in train, which does not count
+    seqs = {"u1": "abxc", "u2": "acyd", "u3": "bcze", "u4": "fghf"}
+    rows = [(u, i, t) for u, s in seqs.items() for t, i in enumerate(s)]
+    data = Dataset.from_frames(pd.DataFrame(rows, columns=["user_id", "item_id", "timestamp"]))
+    support = target_support(leave_one_out(data))
+    assert (support.cases, support.unsupported, support.share) == (4, 3, 0.75)
+    assert support.warning is not None and support.warning.startswith("75% of the test targets (3 of 4)")
+    assert 'split = "random"' in support.warning
+    assert target_support(leave_one_out(data), warn_above=0.8).warning is None

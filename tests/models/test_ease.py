@@ -13,7 +13,7 @@ from ctxrec.config import from_dict
 from ctxrec.data.dataset import Dataset
 from ctxrec.errors import ConfigError, NotFittedError
 from ctxrec.models.base import RecQuery
-from ctxrec.models.ease import EASEConfig, EASERecommender, ease_weights
+from ctxrec.models.ease import EASEConfig, EASERecommender, ease_memory_bytes, ease_weights
 
 
 class TestEASEContract(RecommenderContract):
@@ -103,7 +103,35 @@ def test_catalogue_above_max_items_is_refused() -> None:
         model.recommend([RecQuery(history=["i0"])])
 
 
-@pytest.mark.parametrize("bad", [{"l2": 0}, {"l2": -1.0}, {"max_items": 0}, {"l2": "a lot"}])
+def test_memory_above_the_limit_is_refused_with_the_figure_and_the_alternatives() -> None:
+    data = _toy_dataset()
+    need = ease_memory_bytes(3, 7)
+    assert need == 2 * 4 * 3 * 3 + 20 * 7 + 2 * 64 * 2**20  # two 3 x 3 float32 copies, nnz, two row blocks
+    limit = need / 2**30 * 0.99
+    model = EASERecommender(EASEConfig(max_memory_gib=limit))
+    with pytest.raises(ConfigError) as info:
+        model.fit(data)
+    msg = str(info.value)
+    assert f"needs about {need / 2**30:.2f} GiB" in msg and "3 items" in msg and "3 x 3 float32" in msg
+    assert f"max_memory_gib = {limit:g}" in msg and "sasrec or fusion" in msg and "--set max_memory_gib=1" in msg
+    assert not model.is_fitted
+    assert EASERecommender(EASEConfig(max_memory_gib=need / 2**30 * 1.01)).fit(data).is_fitted
+
+
+def test_memory_estimate_at_catalogue_scale() -> None:
+    # The figure users see for the catalogue that took 5.4 GB before: 17.6k items -> two 1.15 GiB matrices.
+    assert ease_memory_bytes(17_600, 1_000_000) / 2**30 == pytest.approx(2 * 4 * 17_600**2 / 2**30 + 0.14, abs=0.01)
+    with pytest.raises(ConfigError, match=r"needs about 2\.\d\d GiB .*17,600 items"):
+        EASERecommender(EASEConfig(max_memory_gib=2.0)).fit(_fake_catalogue(17_600))  # refused before allocating
+
+
+def _fake_catalogue(n_items: int) -> Dataset:
+    df = pd.DataFrame({"user_id": ["u"] * 2, "item_id": ["i0", "i1"]})
+    items = pd.DataFrame(index=pd.Index([f"i{j}" for j in range(n_items)], name="item_id"))
+    return Dataset.from_frames(df, items=items)
+
+
+@pytest.mark.parametrize("bad", [{"l2": 0}, {"l2": -1.0}, {"max_items": 0}, {"l2": "a lot"}, {"max_memory_gib": 0}])
 def test_bad_config_is_a_config_error(bad: dict[str, object]) -> None:
     key = next(iter(bad))
     with pytest.raises(ConfigError, match=key):
@@ -111,7 +139,7 @@ def test_bad_config_is_a_config_error(bad: dict[str, object]) -> None:
 
 
 def test_default_config_matches_docs() -> None:
-    assert EASEConfig() == EASEConfig(l2=500.0, max_items=50_000)
+    assert EASEConfig() == EASEConfig(l2=500.0, max_memory_gib=4.0, max_items=50_000)
 
 
 @pytest.mark.data

@@ -56,6 +56,10 @@ class DatasetSchema:
     user_text_fields: tuple[str, ...] = ()
     user_attribute_fields: tuple[str, ...] = ()
     has_timestamps: bool = True
+    order: Literal["time", "file"] = "file"
+    """What orders events where timestamps do not (missing, or equal within a user). ``"file"``: the file's
+    order is the event order (the built-in sequence datasets). ``"time"``: only timestamps order events,
+    so leave-one-out refuses where they do not (logs read with a mapping that does not say ``order = "file"``)."""
     repeat_consumption: bool = False
     """Users return to items they used before (apps, music or films in another context): evaluation then
     keeps already-seen items in the ranking by default instead of excluding them."""

@@ -1,26 +1,32 @@
 """Read your own interaction log with a declarative column mapping (TOML or JSON), no code needed.
 
-A mapping file names the log file (CSV, TSV, Parquet or JSON Lines, optionally ``.gz``), which of
-its columns hold the user, item, timestamp, event type, weight and context, and optionally an items
-file and a users file with text and attribute fields. Paths in a mapping file are relative to the
-mapping file. See ``examples/mapping_example.toml`` and ``docs/datasets.md``.
+A mapping file names the log file (CSV, TSV, Parquet or JSON Lines, optionally ``.gz``; any other
+extension with ``format``), which of its columns hold the user, item, timestamp, event type, weight and
+context, and optionally an items file and a users file with text and attribute fields. Paths in a
+mapping file are relative to the mapping file. ``ctxrec data init FILE ...`` writes a first mapping by
+inspecting the files (:mod:`ctxrec.data.infer`); see ``examples/mapping_example.toml``.
 
 Bad input raises :class:`~ctxrec.errors.DataError` naming the file, the line (1-based, as an editor
 shows it; Parquet files have no lines, so the 1-based row) and the column. Nothing is dropped
 silently: every filter (duplicates, unknown items, missing timestamps) is logged and recorded in
-``Dataset.notes`` with its count and reason.
+``Dataset.notes`` with its count, the first line and the column.
+
+Missing values: empty cells, and the tokens listed in ``na_values`` (per file, or per context column),
+are missing (see :mod:`ctxrec.data.values`; an undeclared ``NULL``/``NA``/``-``/... is an error). A
+missing categorical context value is stored as ``"<unk>"`` in ``Dataset.interactions`` (a missing
+numeric one as NaN); the context encoder maps it to id 0, the unknown/missing id, so it is never a
+category value of its own. Display titles: ``Dataset.items["title"]`` (:data:`TITLE_COLUMN`) holds the
+items file's ``title_field``; models save it for the CLI and the service.
 """
 
 from __future__ import annotations
 
-import csv
 import dataclasses
-import gzip
-import io
-import json
+import difflib
 import logging
 import typing
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -28,6 +34,18 @@ import numpy as np
 
 from ctxrec.config import from_dict, load_file
 from ctxrec.data.dataset import Columns, ContextField, Dataset, DatasetSchema
+from ctxrec.data.sources import FileFormat, Source
+from ctxrec.data.values import (
+    DEFAULT_MIN,
+    NAMED_FORMATS,
+    cells,
+    default_bounds,
+    fail,
+    is_pattern,
+    numbers,
+    strings,
+)
+from ctxrec.data.values import timestamps as _timestamps
 from ctxrec.errors import ConfigError, DataError
 
 if TYPE_CHECKING:
@@ -35,17 +53,9 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-FileFormat = Literal["auto", "csv", "tsv", "parquet", "jsonl"]
-_EXTENSIONS = {
-    ".csv": "csv",
-    ".tsv": "tsv",
-    ".tab": "tsv",
-    ".parquet": "parquet",
-    ".pq": "parquet",
-    ".jsonl": "jsonl",
-    ".ndjson": "jsonl",
-}
 _RESERVED = {Columns.USER, Columns.ITEM, Columns.TIME, Columns.EVENT, Columns.WEIGHT, Columns.ORDER}
+TITLE_COLUMN = "title"
+"""Column of ``Dataset.items`` that holds each item's display title (from the items file's ``title_field``)."""
 
 
 # ------------------------------------------------------------------------------------ the mapping
@@ -56,9 +66,11 @@ class ContextColumn:
     column: str
     """Column name in the interactions file."""
     kind: Literal["categorical", "numeric"] = "categorical"
-    """Categorical: any value, empty = unknown. Numeric: a number or empty (missing); anything else is an error."""
+    """Categorical: any value, missing = unknown. Numeric: a number or missing; anything else is an error."""
     name: str | None = None
     """Name in the dataset (default: ``column``)."""
+    na_values: tuple[str, ...] | None = None
+    """Missing-value tokens of this column, replacing the file's ``na_values`` for it (``[]``: none)."""
 
     @property
     def dataset_name(self) -> str:
@@ -78,10 +90,15 @@ class SideTable:
     """Categorical columns; with ``list_separator`` each value is split into a list (e.g. genres)."""
     list_separator: str | None = None
     """Splits string values of ``attribute_fields`` into lists, e.g. ``"|"`` for ``Action|Comedy``."""
+    title_field: str | None = None
+    """Items only: the column shown as each item's title (default: the text field named ``title``, else the
+    first text field; it need not be a text field)."""
+    na_values: tuple[str, ...] | None = None
+    """Missing-value tokens of this file, e.g. ``["NULL", "-"]``; ``[]`` says it has none."""
     format: FileFormat = "auto"
-    """``auto`` picks by extension (.csv, .tsv, .parquet, .jsonl, each optionally .gz)."""
+    """``auto`` picks by extension (.csv, .tsv, .parquet, .jsonl, each optionally .gz); set it for any other."""
     delimiter: str | None = None
-    """CSV/TSV field separator, when it is not ``,`` / tab."""
+    """CSV/TSV field separator, when it is not ``,`` / tab (may be several characters, e.g. ``"::"``)."""
     encoding: str = "utf-8"
 
 
@@ -94,15 +111,25 @@ class ColumnMapping:
     user_column: str = "user_id"
     item_column: str = "item_id"
     timestamp_column: str | None = None
-    """Without one, events keep file order and temporal splits are unavailable."""
-    timestamp_format: Literal["unix_s", "unix_ms", "iso"] = "unix_s"
-    """Seconds or milliseconds since 1970 (numbers), or ISO-8601 strings (naive ones are UTC)."""
+    """Without one, events are ordered only by the file (see ``order``) and temporal splits are unavailable."""
+    timestamp_format: str = "unix_s"
+    """``unix_s`` / ``unix_ms`` (numbers since 1970), ``iso`` (ISO-8601; naive ones are UTC), or a strptime
+    pattern such as ``"%d/%m/%Y %H:%M:%S"`` (naive ones are UTC)."""
+    timestamp_min: str = DEFAULT_MIN
+    """Earliest plausible timestamp (an ISO date); earlier ones are errors (a unit mix-up, a typo)."""
+    timestamp_max: str | None = None
+    """Latest plausible timestamp (an ISO date); default one year from now."""
     require_timestamp: bool = True
-    """Drop (and report) events whose timestamp is empty; ``false`` keeps them with an unknown time."""
+    """Drop (and report) events whose timestamp is missing; ``false`` keeps them with an unknown time."""
+    order: Literal["time", "file"] = "time"
+    """``"file"``: the file lists each user's events in the order they happened, so leave-one-out may use it
+    where timestamps are missing or equal. ``"time"``: it may not (it refuses; use ``split = "random"``)."""
     event_type_column: str | None = None
     weight_column: str | None = None
     """Numeric weight per event (rating, play count); default 1."""
     context: tuple[ContextColumn, ...] = ()
+    na_values: tuple[str, ...] | None = None
+    """Missing-value tokens of the interactions file, e.g. ``["NULL"]``; ``[]`` says it has none."""
     items: SideTable | None = None
     """Events whose item is not in the items file are dropped (and reported)."""
     users: SideTable | None = None
@@ -114,6 +141,20 @@ class ColumnMapping:
     encoding: str = "utf-8"
     name: str | None = None
     """Dataset name (default: the mapping file's stem)."""
+
+    def timestamp_bounds(self) -> tuple[float, float]:
+        """``(timestamp_min, timestamp_max)`` in unix seconds."""
+        _, hi = default_bounds()
+        return (_parse_bound(self.timestamp_min, "timestamp_min"),
+                hi if self.timestamp_max is None else _parse_bound(self.timestamp_max, "timestamp_max"))
+
+
+def _parse_bound(value: str, key: str) -> float:
+    try:
+        dt = datetime.fromisoformat(value)
+    except ValueError:
+        raise ConfigError(f"{key} = {value!r} is not an ISO date such as \"1990-01-01\"") from None
+    return (dt if dt.tzinfo else dt.replace(tzinfo=UTC)).timestamp()
 
 
 def load_mapping(path: str | Path) -> ColumnMapping:
@@ -128,7 +169,22 @@ def load_mapping(path: str | Path) -> ColumnMapping:
 def mapping_from_dict(data: dict[str, Any]) -> ColumnMapping:
     """Validate a mapping given as a dict (as parsed from TOML/JSON)."""
     _check_keys(ColumnMapping, data, "")
-    mapping = from_dict(ColumnMapping, data)
+    return _validate(from_dict(ColumnMapping, data))
+
+
+def _validate(mapping: ColumnMapping) -> ColumnMapping:
+    """Checks across fields (also for a :class:`ColumnMapping` built in Python)."""
+    fmt = mapping.timestamp_format
+    if fmt not in NAMED_FORMATS and not is_pattern(fmt):
+        raise ConfigError(
+            f"timestamp_format = {fmt!r} is neither one of {list(NAMED_FORMATS)} nor a strptime pattern; write "
+            "dates as a pattern with % codes, e.g. \"%d/%m/%Y %H:%M:%S\" for 25/12/2023 18:30:00"
+        )
+    lo, hi = mapping.timestamp_bounds()
+    if not lo < hi:
+        raise ConfigError(f"timestamp_min ({mapping.timestamp_min}) must be before timestamp_max ({mapping.timestamp_max})")
+    if mapping.users is not None and mapping.users.title_field is not None:
+        raise ConfigError("title_field is for the items file (titles shown next to recommended items), not [users]")
     names = [c.dataset_name for c in mapping.context]
     clash = sorted(set(names) & _RESERVED)
     if clash:
@@ -167,211 +223,6 @@ def _dataclasses_in(tp: Any) -> list[type]:
     return [c for arg in typing.get_args(tp) for c in _dataclasses_in(arg)]
 
 
-# ------------------------------------------------------------------------------------ file access
-class _Source:
-    """One input file: reads it and turns a 0-based record index into ``line N`` / ``row N``."""
-
-    def __init__(self, path: Path, fmt: FileFormat, delimiter: str | None, encoding: str) -> None:
-        self.path = path
-        self.fmt = _detect_format(path) if fmt == "auto" else fmt
-        self.sep = delimiter or ("\t" if self.fmt == "tsv" else ",")
-        self.encoding = encoding
-        self._lines: list[int] | None = None
-
-    def __str__(self) -> str:
-        return str(self.path)
-
-    def read(self) -> pd.DataFrame:
-        """All records; CSV/TSV values as strings ('' = empty), JSONL/Parquet values as typed."""
-        import pandas as pd
-
-        if not self.path.exists():
-            raise DataError(f"file {str(self.path)!r} does not exist (paths in a mapping file are relative to it)")
-        try:
-            if self.fmt == "parquet":
-                return pd.read_parquet(self.path)
-            if self.fmt == "jsonl":
-                return self._read_jsonl()
-            return pd.read_csv(
-                self.path, sep=self.sep, dtype=str, keep_default_na=False, na_filter=False,
-                encoding=self.encoding, compression="infer",
-            )
-        except DataError:
-            raise
-        except UnicodeDecodeError as exc:
-            raise DataError(
-                f"{self.path}: not valid {self.encoding} text ({exc}); set `encoding` (e.g. \"latin-1\") in the mapping"
-            ) from None
-        except (ValueError, OSError, EOFError, csv.Error) as exc:  # parser errors name the line themselves
-            raise DataError(f"{self.path}: cannot read it as {self.fmt}: {exc}") from None
-
-    def _read_jsonl(self) -> pd.DataFrame:
-        import pandas as pd
-
-        try:
-            return pd.read_json(self.path, lines=True, dtype=False, encoding=self.encoding)
-        except ValueError:
-            # Locate the bad line for the message (only on this error path).
-            with self._open() as fh:
-                for lineno, line in enumerate(fh, start=1):
-                    if not line.strip():
-                        continue
-                    try:
-                        obj = json.loads(line)
-                    except json.JSONDecodeError as exc:
-                        raise DataError(f"{self.path}, line {lineno}: not valid JSON ({exc.msg})") from None
-                    if not isinstance(obj, dict):
-                        raise DataError(
-                            f"{self.path}, line {lineno}: each line must be a JSON object, got {line.strip()[:60]!r}"
-                        ) from None
-            raise
-
-    def _open(self) -> io.TextIOBase:
-        if self.path.suffix == ".gz":
-            return io.TextIOWrapper(gzip.open(self.path, "rb"), encoding=self.encoding, newline="")
-        return open(self.path, encoding=self.encoding, newline="")
-
-    def where(self, row: int) -> str:
-        """``line N`` of record ``row`` (0-based data record), or ``row N`` for Parquet."""
-        if self.fmt == "parquet":
-            return f"row {row + 1}"
-        if self._lines is None:
-            self._lines = self._record_lines()
-        return f"line {self._lines[row]}" if row < len(self._lines) else f"record {row + 1}"
-
-    def _record_lines(self) -> list[int]:
-        """First line of every data record, skipping the header and blank lines as pandas does."""
-        out: list[int] = []
-        with self._open() as fh:
-            if self.fmt == "jsonl":
-                return [i for i, line in enumerate(fh, start=1) if line.strip()]
-            reader = csv.reader(fh, delimiter=self.sep)
-            prev, header_seen = 0, False
-            for rec in reader:
-                start, prev = prev + 1, reader.line_num
-                if not rec:
-                    continue
-                if not header_seen:
-                    header_seen = True
-                    continue
-                out.append(start)
-        return out
-
-    def header_line(self) -> str:
-        if self.fmt == "parquet":
-            return "schema"
-        return "line 1 (no record has this key)" if self.fmt == "jsonl" else "line 1 (header)"
-
-
-def _detect_format(path: Path) -> FileFormat:
-    suffixes = [s.lower() for s in path.suffixes]
-    if suffixes and suffixes[-1] == ".gz":
-        suffixes = suffixes[:-1]
-    fmt = _EXTENSIONS.get(suffixes[-1]) if suffixes else None
-    if fmt is None:
-        raise DataError(
-            f"{path}: cannot tell the file format from its name; use one of {sorted(_EXTENSIONS)} (optionally + .gz) "
-            "or set `format` (csv, tsv, parquet, jsonl) in the mapping"
-        )
-    return fmt  # type: ignore[return-value]
-
-
-# ---------------------------------------------------------------------------------- value parsing
-def _require_columns(src: _Source, df: pd.DataFrame, needed: dict[str, str]) -> None:
-    """``needed`` maps column name -> role (for the message)."""
-    for col, role in needed.items():
-        if col not in df.columns:
-            raise DataError(
-                f"{src}, {src.header_line()}: column {col!r} ({role}) is missing; the file has columns "
-                f"{list(map(str, df.columns))} - fix the column name in the mapping or the file"
-            )
-
-
-def _strings(s: pd.Series) -> tuple[pd.Series, np.ndarray]:
-    """Values as stripped strings (integral floats from JSON as ``"3"``), and the mask of empty/missing ones."""
-    import pandas as pd
-
-    missing = s.isna().to_numpy()
-    if pd.api.types.is_float_dtype(s.dtype):
-        vals = s.to_numpy(dtype="float64")
-        ok = ~missing
-        if np.all(np.mod(vals[ok], 1) == 0):
-            out = pd.Series(np.where(missing, "", pd.array(s, dtype="Int64").astype(str)), index=s.index)
-        else:
-            out = s.astype(str).where(~missing, "")
-    elif pd.api.types.is_bool_dtype(s.dtype) or pd.api.types.is_numeric_dtype(s.dtype):
-        out = s.astype(str).where(~missing, "")
-    else:
-        out = s.astype("string").fillna("").str.strip().astype(str)
-    missing = missing | (out == "").to_numpy()
-    return out, missing
-
-
-def _fail(src: _Source, mask: np.ndarray, column: str, what: str, values: pd.Series | None = None) -> None:
-    """Raise for the first row in ``mask`` (0-based record positions), counting the others."""
-    bad = np.flatnonzero(mask)
-    if not len(bad):
-        return
-    row = int(bad[0])
-    shown = f" {values.iloc[row]!r}" if values is not None else ""
-    more = f" ({len(bad) - 1} more row(s) have the same problem)" if len(bad) > 1 else ""
-    raise DataError(f"{src}, {src.where(row)}, column {column!r}: {what}{shown}{more}")
-
-
-def _numbers(src: _Source, s: pd.Series, column: str, *, allow_empty: bool) -> np.ndarray:
-    import pandas as pd
-
-    if pd.api.types.is_bool_dtype(s.dtype):
-        _fail(src, np.ones(len(s), bool), column, "expected a number, got a boolean", s)
-    if pd.api.types.is_numeric_dtype(s.dtype):
-        vals = s.to_numpy(dtype="float64", na_value=np.nan)
-        missing = np.isnan(vals)
-    else:
-        text, missing = _strings(s)
-        vals = pd.to_numeric(text.where(~missing, None), errors="coerce").to_numpy(dtype="float64", na_value=np.nan)
-        _fail(src, np.isnan(vals) & ~missing, column, "not a number:", text)
-    if not allow_empty:
-        _fail(src, missing, column, "empty value; every row needs a number here")
-    return vals
-
-
-def _timestamps(src: _Source, s: pd.Series, column: str, fmt: str) -> tuple[np.ndarray, np.ndarray]:
-    """Unix seconds (float64) and the mask of empty timestamps; unparseable values are errors."""
-    import pandas as pd
-
-    if pd.api.types.is_datetime64_any_dtype(s.dtype):
-        dt = pd.to_datetime(s, utc=True)
-        missing = dt.isna().to_numpy()
-        secs = (dt - pd.Timestamp(0, tz="UTC")).dt.total_seconds().to_numpy(dtype="float64", na_value=np.nan)
-        return secs, missing
-    if fmt in ("unix_s", "unix_ms"):
-        unit = "seconds" if fmt == "unix_s" else "milliseconds"
-        if pd.api.types.is_bool_dtype(s.dtype):
-            _fail(src, np.ones(len(s), bool), column, f"expected unix {unit}, got a boolean", s)
-        if pd.api.types.is_numeric_dtype(s.dtype):
-            secs = s.to_numpy(dtype="float64", na_value=np.nan)
-            missing = np.isnan(secs)
-        else:
-            text, missing = _strings(s)
-            secs = pd.to_numeric(text.where(~missing, None), errors="coerce").to_numpy(dtype="float64", na_value=np.nan)
-            _fail(
-                src, np.isnan(secs) & ~missing, column,
-                f"cannot parse timestamp as unix {unit} (timestamp_format={fmt!r}; use \"iso\" for dates):", text,
-            )
-        return (secs / 1000.0 if fmt == "unix_ms" else secs), missing
-    text, missing = _strings(s)
-    if pd.api.types.is_numeric_dtype(s.dtype):
-        what = "timestamp_format is \"iso\" but the value is a number (use unix_s or unix_ms):"
-        _fail(src, ~missing, column, what, text)
-    dt = pd.to_datetime(text.where(~missing, None), format="ISO8601", utc=True, errors="coerce")
-    _fail(
-        src, dt.isna().to_numpy() & ~missing, column,
-        "cannot parse timestamp as an ISO-8601 date/time (timestamp_format=\"iso\", e.g. 2024-05-01T13:45:00Z):", text,
-    )
-    secs = (dt - pd.Timestamp(0, tz="UTC")).dt.total_seconds().to_numpy(dtype="float64", na_value=np.nan)
-    return secs, missing
-
-
 # ------------------------------------------------------------------------------------ the reader
 def read_dataset(
     mapping: str | Path | ColumnMapping | dict[str, Any],
@@ -390,7 +241,7 @@ def read_dataset(
         base = mpath.parent
         default_name = mpath.stem
     else:
-        cfg = mapping if isinstance(mapping, ColumnMapping) else mapping_from_dict(mapping)
+        cfg = _validate(mapping if isinstance(mapping, ColumnMapping) else mapping_from_dict(mapping))
         base = Path(base_dir) if base_dir is not None else Path.cwd()
         default_name = "custom"
     name = name or cfg.name or default_name
@@ -399,7 +250,7 @@ def read_dataset(
     items = _read_side(base, cfg.items, Columns.ITEM, "item") if cfg.items else None
     users = _read_side(base, cfg.users, Columns.USER, "user") if cfg.users else None
 
-    src = _Source(base / cfg.interactions, cfg.format, cfg.delimiter, cfg.encoding)
+    src = Source(base / cfg.interactions, cfg.format, cfg.delimiter, cfg.encoding)
     raw = src.read().reset_index(drop=True)
     needed = {cfg.user_column: "user id", cfg.item_column: "item id"}
     for col, role in (
@@ -410,54 +261,58 @@ def read_dataset(
     needed.update({c.column: f"{c.kind} context" for c in cfg.context})
     _require_columns(src, raw, needed)
     if raw.empty:
-        raise DataError(f"{src}: the interaction file has no rows")
+        raise DataError(src.no_records())
 
     import pandas as pd
 
     n = len(raw)
+    na = cfg.na_values
     df = pd.DataFrame(index=pd.RangeIndex(n))
     for col, canon, role in ((cfg.user_column, Columns.USER, "user"), (cfg.item_column, Columns.ITEM, "item")):
-        vals, missing = _strings(raw[col])
-        _fail(src, missing, col, f"empty {role} id; every event needs one")
+        vals, missing = cells(src, raw[col], col, na)
+        _fail_missing(src, vals, missing, col, f"{role} id", "every event needs one")
         df[canon] = vals
     df[Columns.ORDER] = np.arange(n, dtype=np.int64)  # original record position: error lines, tie-breaks
 
     keep = np.ones(n, dtype=bool)
     if cfg.timestamp_column is not None:
-        secs, missing = _timestamps(src, raw[cfg.timestamp_column], cfg.timestamp_column, cfg.timestamp_format)
+        col = cfg.timestamp_column
+        secs, missing = _timestamps(src, raw[col], col, cfg.timestamp_format, na_values=na,
+                                    bounds=cfg.timestamp_bounds())
         df[Columns.TIME] = secs
         if missing.any():
-            first = src.where(int(np.flatnonzero(missing)[0]))
+            at = src.where(int(np.flatnonzero(missing)[0]))
             if cfg.require_timestamp:
                 keep &= ~missing
-                _note(notes, f"dropped {int(missing.sum()):,} event(s) with an empty timestamp in column "
-                      f"{cfg.timestamp_column!r} of {src} (first at {first}); require_timestamp = true", drop=True)
+                _note(notes, f"dropped {int(missing.sum()):,} event(s) with a missing timestamp in column {col!r} "
+                      f"of {src} (first at {at}); require_timestamp = true", drop=True)
             else:
-                _note(notes, f"{int(missing.sum()):,} event(s) have no timestamp in column {cfg.timestamp_column!r} "
-                      f"of {src} (first at {first}); kept because require_timestamp = false, so events are "
+                _note(notes, f"{int(missing.sum()):,} event(s) have no timestamp in column {col!r} of {src} "
+                      f"(first at {at}); kept because require_timestamp = false, so events are "
                       "ordered by file position", drop=False)
     if cfg.event_type_column is not None:
-        vals, missing = _strings(raw[cfg.event_type_column])
-        _fail(src, missing, cfg.event_type_column, "empty event type")
+        vals, missing = cells(src, raw[cfg.event_type_column], cfg.event_type_column, na)
+        _fail_missing(src, vals, missing, cfg.event_type_column, "event type", "every event needs one")
         df[Columns.EVENT] = vals
     if cfg.weight_column is not None:
-        df[Columns.WEIGHT] = _numbers(src, raw[cfg.weight_column], cfg.weight_column, allow_empty=False)
+        df[Columns.WEIGHT] = numbers(src, raw[cfg.weight_column], cfg.weight_column, allow_empty=False, na_values=na)
     for c in cfg.context:
         s = raw[c.column]
+        c_na = na if c.na_values is None else c.na_values
         if c.kind == "numeric":
-            df[c.dataset_name] = _numbers(src, s, c.column, allow_empty=True)
+            df[c.dataset_name] = numbers(src, s, c.column, allow_empty=True, na_values=c_na)
         else:
-            vals, missing = _strings(s)
-            df[c.dataset_name] = vals.where(~missing, None)
+            vals, missing = cells(src, s, c.column, c_na)
+            df[c.dataset_name] = vals.where(~missing, None)  # Dataset.from_frames stores None as "<unk>"
 
     if items is not None and cfg.items is not None:
         known = df[Columns.ITEM].isin(items.index).to_numpy()
         unknown = keep & ~known
         if unknown.any():
             first = int(np.flatnonzero(unknown)[0])
-            example = f"{df[Columns.ITEM].iloc[first]!r} at {src.where(first)} of {src}, ..."
+            example = f"{df[Columns.ITEM].iloc[first]!r} at {src}, {src.where(first)}, column {cfg.item_column!r}"
             _note(notes, f"dropped {int(unknown.sum()):,} event(s) whose item is not in the items file "
-                  f"{str(base / cfg.items.path)!r} ({example})", drop=True)
+                  f"{str(base / cfg.items.path)!r} (first: {example})", drop=True)
         keep &= known
 
     df = df[keep]
@@ -493,10 +348,29 @@ def read_dataset(
         user_text_fields=cfg.users.text_fields if cfg.users else (),
         user_attribute_fields=cfg.users.attribute_fields if cfg.users else (),
         has_timestamps=cfg.timestamp_column is not None,
+        order=cfg.order,
     )
     return Dataset.from_frames(
         df.reset_index(drop=True), items=items, users=users, schema=schema, name=name, notes=tuple(notes),
     )
+
+
+def _require_columns(src: Source, df: pd.DataFrame, needed: dict[str, str]) -> None:
+    """``needed`` maps column name -> role (for the message)."""
+    have = list(map(str, df.columns))
+    for col, role in needed.items():
+        if col not in df.columns:
+            close = difflib.get_close_matches(col, have, n=1)
+            hint = f"did you mean {close[0]!r}? " if close else ""
+            raise DataError(
+                f"{src}, {src.header_line()}, column {col!r} ({role}): no such column; {hint}the file has columns "
+                f"{have} - fix the column name in the mapping or the file"
+            )
+
+
+def _fail_missing(src: Source, text: pd.Series, missing: np.ndarray, column: str, what: str, why: str) -> None:
+    fail(src, missing & (text == "").to_numpy(), column, f"empty {what}; {why}")
+    fail(src, missing, column, f"missing {what} (a token listed in na_values); {why}:", text)
 
 
 def _note(notes: list[str], text: str, *, drop: bool) -> None:
@@ -505,17 +379,24 @@ def _note(notes: list[str], text: str, *, drop: bool) -> None:
 
 
 def _read_side(base: Path, spec: SideTable, canon: str, kind: str) -> pd.DataFrame:
-    """An items/users table indexed by ``canon`` with the declared fields; ids must be unique and non-empty."""
+    """An items/users table indexed by ``canon`` with the declared fields (and the items' display title as
+    :data:`TITLE_COLUMN`); ids must be unique and non-empty."""
     import pandas as pd
 
-    src = _Source(base / spec.path, spec.format, spec.delimiter, spec.encoding)
+    src = Source(base / spec.path, spec.format, spec.delimiter, spec.encoding)
     raw = src.read().reset_index(drop=True)
+    fields = list(dict.fromkeys([*spec.text_fields, *spec.attribute_fields]))
+    title = _title_source(spec, fields) if kind == "item" else None
     needed = {spec.id_column: f"{kind} id"}
     needed.update({f: f"{kind} text field" for f in spec.text_fields})
     needed.update({f: f"{kind} attribute field" for f in spec.attribute_fields})
+    if title is not None:
+        needed.setdefault(title, "title_field")
     _require_columns(src, raw, needed)
-    ids, missing = _strings(raw[spec.id_column])
-    _fail(src, missing, spec.id_column, f"empty {kind} id")
+    if raw.empty:
+        raise DataError(src.no_records())
+    ids, missing = cells(src, raw[spec.id_column], spec.id_column, spec.na_values)
+    _fail_missing(src, ids, missing, spec.id_column, f"{kind} id", f"every {kind} needs one")
     dup = ids.duplicated().to_numpy()
     if dup.any():
         row = int(np.flatnonzero(dup)[0])
@@ -525,17 +406,39 @@ def _read_side(base: Path, spec: SideTable, canon: str, kind: str) -> pd.DataFra
             f"(first at {src.where(first)}); each {kind} needs exactly one row"
         )
     out = pd.DataFrame(index=pd.Index(ids.to_numpy(), name=canon))
-    fields = list(dict.fromkeys([*spec.text_fields, *spec.attribute_fields]))
     for f in fields:
         col = raw[f]
+        is_list = col.dtype == object and col.map(lambda v: isinstance(v, (list, tuple, np.ndarray))).any()
+        if not is_list:  # missing-value tokens of plain cells (JSONL / Parquet arrays are lists already)
+            _, empty = cells(src, col, f, spec.na_values)
+            col = col.where(~empty, None)
         if f in spec.attribute_fields and spec.list_separator is not None:
             out[f] = _split_lists(col, spec.list_separator).to_numpy()
-        elif col.dtype == object and col.map(lambda v: isinstance(v, (list, tuple, np.ndarray))).any():
-            out[f] = _split_lists(col, None).to_numpy()  # JSONL / Parquet arrays
+        elif is_list:
+            out[f] = _split_lists(col, None).to_numpy()
         else:
-            vals, empty = _strings(col)
+            vals, empty = strings(col)
             out[f] = vals.where(~empty, np.nan).to_numpy()
+    if title is not None and title not in out.columns:
+        vals, empty = cells(src, raw[title], title, spec.na_values)
+        out[TITLE_COLUMN] = vals.where(~empty, np.nan).to_numpy()
+    elif title is not None and title != TITLE_COLUMN:
+        out[TITLE_COLUMN] = out[title].map(lambda v: ", ".join(v) if isinstance(v, list) else v)
     return out
+
+
+def _title_source(spec: SideTable, fields: list[str]) -> str | None:
+    """The items column shown as the title: ``title_field``, else a text field named ``title``, else the first."""
+    title = spec.title_field
+    if title is None:
+        title = TITLE_COLUMN if TITLE_COLUMN in spec.text_fields else (spec.text_fields[0] if spec.text_fields else None)
+    if title is not None and title != TITLE_COLUMN and TITLE_COLUMN in fields:
+        raise ConfigError(
+            f"items file {spec.path!r}: title_field = {title!r}, but the field {TITLE_COLUMN!r} is also declared and "
+            f"the dataset shows titles from a column named {TITLE_COLUMN!r}; set title_field = {TITLE_COLUMN!r} "
+            f"or leave {TITLE_COLUMN!r} out of text_fields/attribute_fields"
+        )
+    return title
 
 
 def _split_lists(col: pd.Series, sep: str | None) -> pd.Series:
@@ -546,12 +449,12 @@ def _split_lists(col: pd.Series, sep: str | None) -> pd.Series:
     col = col.reset_index(drop=True)
     is_list = col.map(lambda v: isinstance(v, (list, tuple, np.ndarray))).to_numpy() if col.dtype == object else None
     if is_list is not None and is_list.any():  # JSONL/Parquet arrays, maybe mixed with plain strings
-        text, empty = _strings(col.where(~is_list, None))
+        text, empty = strings(col.where(~is_list, None))
         scalar = text.where(~empty, None)
         scalar = scalar.str.split(sep) if sep is not None else scalar.map(lambda v: [v], na_action="ignore")
         parts = col.where(is_list, scalar)
     else:
-        text, empty = _strings(col)
+        text, empty = strings(col)
         parts = text.where(~empty, None)
         parts = parts.str.split(sep) if sep is not None else parts.map(lambda v: [v], na_action="ignore")
     flat = parts.explode().dropna().astype(str).str.strip()

@@ -34,13 +34,16 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from pathlib import Path
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 
 from ctxrec.errors import ConfigError
 
 if TYPE_CHECKING:
+    import pandas as pd
+
     from ctxrec.data.dataset import Dataset
 
 DAYPARTS: tuple[str, ...] = ("night", "morning", "afternoon", "evening")
@@ -448,3 +451,70 @@ def _resolve_sequences(
         seq[users, t] = items
         followed[users, t] = follow
     return seq, followed
+
+
+# ------------------------------------------------------------------------------ raw files
+RawTimestamps = Literal["unix_s", "unix_ms", "iso", "day-first", "month-first", "none"]
+_RAW_TIME = {"iso": "%Y-%m-%dT%H:%M:%SZ", "day-first": "%d/%m/%Y %H:%M:%S", "month-first": "%m/%d/%Y %H:%M"}
+
+
+def write_raw_log(
+    data: Dataset,
+    folder: str | Path,
+    *,
+    timestamps: RawTimestamps = "day-first",
+    fmt: Literal["csv", "tsv", "jsonl", "parquet"] = "csv",
+    null_token: str | None = "NULL",
+    null_share: float = 0.3,
+    items: bool = True,
+    order: Literal["time", "item"] = "time",
+    seed: int = 0,
+) -> dict[str, Path]:
+    """Write a simulated dataset as the files of a public-style log, for reader and ``data init`` tests.
+
+    ``events.<fmt>``: ``userID, itemID, DateTime`` (in the ``timestamps`` style; absent for ``"none"``),
+    ``rating`` (1-5), and the context ``daypart, device, weather``, with ``null_token`` in a
+    ``null_share`` of the weather cells (as public context logs write missing values). ``order = "item"``
+    lists each user's events sorted by item id, as some logs without timestamps do. ``items.<fmt>``:
+    ``itemID, name, description, genre``. Returns ``{"events": path, "items": path}``.
+    """
+    import pandas as pd
+
+    from ctxrec.data.dataset import Columns
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    inter = data.interactions
+    ev = pd.DataFrame({"userID": inter[Columns.USER].to_numpy(), "itemID": inter[Columns.ITEM].to_numpy()})
+    ts = inter[Columns.TIME].to_numpy()
+    if timestamps == "unix_s":
+        ev["DateTime"] = ts.astype(np.int64)
+    elif timestamps == "unix_ms":
+        ev["DateTime"] = (ts * 1000).astype(np.int64)
+    elif timestamps != "none":
+        ev["DateTime"] = pd.to_datetime(ts, unit="s", utc=True).strftime(_RAW_TIME[timestamps])
+    ev["rating"] = rng.integers(1, 6, len(ev))
+    for c in ("daypart", "device", "weather"):
+        ev[c] = inter[c].to_numpy()
+    if null_token is not None:
+        ev.loc[rng.random(len(ev)) < null_share, "weather"] = null_token
+    if order == "item":
+        ev = ev.sort_values(["userID", "itemID"], kind="stable")
+    paths = {"events": _write_table(ev, folder / f"events.{fmt}", fmt)}
+    if items:
+        it = data.items.reset_index()
+        table = pd.DataFrame({"itemID": it[Columns.ITEM], "name": it["title"], "description": it["description"],
+                              "genre": it["genre"]})
+        paths["items"] = _write_table(table, folder / f"items.{fmt}", fmt)
+    return paths
+
+
+def _write_table(frame: pd.DataFrame, path: Path, fmt: str) -> Path:
+    if fmt == "parquet":
+        frame.to_parquet(path, index=False)
+    elif fmt == "jsonl":
+        frame.to_json(path, orient="records", lines=True)
+    else:
+        frame.to_csv(path, sep="\t" if fmt == "tsv" else ",", index=False)
+    return path

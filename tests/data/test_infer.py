@@ -1,0 +1,148 @@
+"""``ctxrec data init``: known answers on generated files of each layout, then the reader on what it wrote."""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from ctxrec.data.dataset import Dataset
+from ctxrec.data.infer import infer_mapping
+from ctxrec.data.readers import read_dataset
+from ctxrec.data.splits import make_split
+from ctxrec.data.synthetic import SimulatorConfig, simulate, write_raw_log
+from ctxrec.errors import DataError
+
+CONTEXT = [{"column": c, "kind": "categorical"} for c in ("daypart", "device", "weather")]
+ITEMS = {"id_column": "itemID", "text_fields": ["name", "description"], "attribute_fields": ["genre"],
+         "title_field": "name"}
+
+
+@pytest.fixture(scope="module")
+def sim() -> Dataset:
+    return simulate(SimulatorConfig(n_users=60, n_items=50, n_genres=4, events_per_user=12, seed=5))
+
+
+def _init(paths: dict[str, Path], *names: str) -> tuple[dict[str, Any], list[str], Path]:
+    files = [paths[n] for n in names]
+    mapping = files[0].parent / "mapping.toml"
+    guess = infer_mapping(files, mapping_path=mapping)
+    mapping.write_text(guess.toml)
+    return tomllib.loads(guess.toml), guess.lines, mapping
+
+
+def _expected(fmt: str, ts_format: str | None, *, items: bool, na: bool = True) -> dict[str, Any]:
+    out: dict[str, Any] = {"interactions": f"events.{fmt}", "name": "events", "user_column": "userID",
+                           "item_column": "itemID", "weight_column": "rating", "dedupe": "exact", "context": CONTEXT}
+    if na:
+        out["na_values"] = ["NULL"]
+    if ts_format is not None:
+        out |= {"timestamp_column": "DateTime", "timestamp_format": ts_format}
+    if items:
+        out["items"] = {"path": f"items.{fmt}", **ITEMS}
+    return out
+
+
+@pytest.mark.parametrize(("fmt", "timestamps", "expected_format"), [
+    ("csv", "day-first", "%d/%m/%Y %H:%M:%S"),
+    ("csv", "month-first", "%m/%d/%Y %H:%M"),
+    ("csv", "unix_ms", "unix_ms"),
+    ("tsv", "unix_s", "unix_s"),
+    ("jsonl", "iso", "iso"),
+    ("parquet", "unix_s", "unix_s"),
+])
+def test_events_and_items_layouts(sim: Dataset, tmp_path: Path, fmt: str, timestamps: str, expected_format: str) -> None:
+    paths = write_raw_log(sim, tmp_path, fmt=fmt, timestamps=timestamps)  # type: ignore[arg-type]  # parametrized literals
+    mapping, lines, path = _init(paths, "events", "items")
+    assert mapping == _expected(fmt, expected_format, items=True)
+    printed = "\n".join(lines)
+    assert "'NULL' in" in printed and "cells of 'weather'" in printed
+    assert f"timestamp_format = {expected_format!r}" in printed
+    data = read_dataset(path)  # the reader takes what init wrote, as written
+    assert (data.n_users, data.n_events) == (sim.n_users, sim.n_events)
+    assert data.interactions["timestamp"].notna().all()
+    assert (data.interactions["weather"] == "<unk>").any() and "NULL" not in set(data.interactions["weather"])
+    assert data.items.loc[sim.item_vocab.ids[0], "title"] == sim.items["title"].iloc[0]
+    # Timestamps agree with the simulator's (to the second; the month-first style has minutes).
+    tol = 60 if timestamps == "month-first" else 1
+    got = data.interactions.sort_values(["user_id", "item_id"])["timestamp"].to_numpy()
+    want = sim.interactions.sort_values(["user_id", "item_id"])["timestamp"].to_numpy()
+    assert abs(got - want).max() < tol
+
+
+def test_events_only_csv(sim: Dataset, tmp_path: Path) -> None:
+    paths = write_raw_log(sim, tmp_path, timestamps="unix_s", null_token=None, items=False)
+    mapping, _, path = _init(paths, "events")
+    assert mapping == _expected("csv", "unix_s", items=False, na=False)
+    assert "# na_values = []" in path.read_text()
+    assert read_dataset(path).n_events == sim.n_events
+
+
+def test_no_timestamp_column_sorted_by_item(sim: Dataset, tmp_path: Path) -> None:
+    paths = write_raw_log(sim, tmp_path, timestamps="none", order="item", items=False)
+    mapping, lines, path = _init(paths, "events")
+    assert mapping == _expected("csv", None, items=False)
+    assert "order" not in mapping
+    printed = "\n".join(lines)
+    assert "sorted by 'itemID'" in printed and 'split = "random"' in printed
+    data = read_dataset(path)
+    with pytest.raises(DataError, match='order = "file"'):
+        make_split(data, "leave-one-out")
+    assert len(make_split(data, "random").test) == sim.n_users
+
+
+def test_no_timestamp_column_in_event_order(sim: Dataset, tmp_path: Path) -> None:
+    paths = write_raw_log(sim, tmp_path, timestamps="none", items=False)
+    mapping, lines, path = _init(paths, "events")
+    assert "order" not in mapping and "# order = \"file\"" in path.read_text()
+    assert "uncomment order = \"file\"" in "\n".join(lines)
+
+
+def test_unknown_extension_semicolons_and_latin1(tmp_path: Path) -> None:
+    rows = [f"u{u};m{(u * 7 + k) % 40};{1_600_000_000 + 3600 * k};Montr\xe9al" for u in range(30) for k in range(8)]
+    (tmp_path / "log.dat").write_bytes(("user;movie;time;city\n" + "\n".join(rows) + "\n").encode("latin-1"))
+    mapping, _, path = _init({"events": tmp_path / "log.dat"}, "events")
+    assert (mapping["format"], mapping["delimiter"], mapping["encoding"]) == ("csv", ";", "cp1252")
+    assert (mapping["user_column"], mapping["item_column"], mapping["timestamp_column"]) == ("user", "movie", "time")
+    assert "city" not in str(mapping.get("context"))  # one value only
+    data = read_dataset(path)
+    assert data.n_events == 240
+
+
+def test_side_file_matching_users_and_list_attributes(tmp_path: Path) -> None:
+    ev = pd.DataFrame({"customer_id": [f"c{i % 25}" for i in range(300)], "sku": [f"p{i % 30}" for i in range(300)],
+                       "created": pd.date_range("2023-01-01", periods=300, freq="h").strftime("%Y-%m-%d %H:%M:%S")})
+    ev.to_csv(tmp_path / "orders.csv", index=False)
+    pd.DataFrame({"sku": [f"p{i}" for i in range(30)], "tags": ["a|b", "b", "c|a"] * 10,
+                  "blurb": [f"a fine product number {i} for you" for i in range(30)]}).to_csv(tmp_path / "p.csv", index=False)
+    pd.DataFrame({"id": [f"c{i}" for i in range(25)], "country": ["FR", "DE", "ES", "IT", "PT"] * 5}).to_csv(
+        tmp_path / "c.csv", index=False)
+    mapping, _, path = _init({"e": tmp_path / "orders.csv", "p": tmp_path / "p.csv", "c": tmp_path / "c.csv"}, "e", "p", "c")
+    assert mapping["timestamp_format"] == "iso"
+    assert mapping["items"] == {"path": "p.csv", "id_column": "sku", "text_fields": ["blurb"],
+                                "attribute_fields": ["tags"], "list_separator": "|", "title_field": "blurb"}
+    assert mapping["users"] == {"path": "c.csv", "id_column": "id", "text_fields": [], "attribute_fields": ["country"]}
+    data = read_dataset(path)
+    assert data.items.loc["p0", "tags"] == ["a", "b"] and data.users.loc["c1", "country"] == "DE"
+
+
+def test_cli_data_init_writes_a_mapping_the_reader_loads(sim: Dataset, tmp_path: Path,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    from ctxrec.cli import app
+
+    paths = write_raw_log(sim, tmp_path / "poi")
+    monkeypatch.chdir(tmp_path)
+    runner = CliRunner()
+    result = runner.invoke(app, ["data", "init", "poi/events.csv", "poi/items.csv", "-o", "my.toml"])
+    assert result.exit_code == 0, result.output
+    assert "timestamp_format = '%d/%m/%Y %H:%M:%S'" in result.output and "wrote my.toml" in result.output
+    data = read_dataset(tmp_path / "my.toml")  # paths in the mapping are relative to it
+    assert data.n_events == sim.n_events and paths["events"].exists()
+    again = runner.invoke(app, ["data", "init", "poi/events.csv", "-o", "my.toml"])
+    assert again.exit_code == 2 and "exists; pass --force" in again.output
+    assert runner.invoke(app, ["data", "init", "poi/nothere.csv", "-o", "x.toml"]).exit_code == 2
+    assert not (tmp_path / "x.toml").exists()
