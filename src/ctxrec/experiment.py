@@ -173,11 +173,13 @@ def _run(cfg: ExperimentConfig, model_cfg: Any, out: Path, *, command: str | Non
 
 
 def _prepare_staging(stage: Path, out: Path, *, resume: bool) -> None:
-    """An empty staging folder; a resumed run starts from the checkpoints of the run folder it continues."""
+    """An empty staging folder, or for a resumed run a copy of the run folder it continues (checkpoints,
+    history and TensorBoard logs carry on)."""
     shutil.rmtree(stage, ignore_errors=True)  # left by a run that was killed outright
-    stage.mkdir(parents=True)
-    if resume and (out / "checkpoints").is_dir():
-        shutil.copytree(out / "checkpoints", stage / "checkpoints")
+    if resume and out.is_dir():
+        shutil.copytree(out, stage)
+    else:
+        stage.mkdir(parents=True)
 
 
 def _publish(stage: Path, out: Path) -> None:
