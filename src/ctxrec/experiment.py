@@ -48,7 +48,7 @@ class ExperimentConfig:
     model: str = "sasrec"
     """A registered model kind (``ctxrec.models.MODELS``)."""
     model_config: dict[str, Any] = field(default_factory=dict)
-    """Validated against the model's typed config by :func:`experiment_from_dict` (unknown keys are errors)."""
+    """Validated against the model's typed config by :func:`check_experiment` (unknown keys are errors)."""
     ks: tuple[int, ...] = (5, 10, 20)
     exclude_seen: bool | None = None
     """Drop already-seen items from the ranking; None = the dataset's default (kept where users return to
@@ -95,7 +95,7 @@ def run_experiment(
     ``data`` replaces loading ``cfg.dataset`` (used by the quickstart's synthetic fallback)."""
     from ctxrec.training.distributed import context
 
-    model_cfg = model_config(cfg)  # every config error before any data is read or any folder written
+    model_cfg = check_experiment(cfg)  # every config error before any data is read or any folder written
     dist = context()  # under torchrun every rank trains; rank 0 alone evaluates and writes the run folder
     main = dist is None or dist.is_main
     out = Path(run_dir)
@@ -192,23 +192,22 @@ def _publish(stage: Path, out: Path) -> None:
     shutil.rmtree(old, ignore_errors=True)
 
 
-def model_config(cfg: ExperimentConfig) -> Any:
-    """The typed config of ``cfg.model`` built from ``cfg.model_config``: an unknown model kind, an unknown
-    key (at any depth) or a wrong type is a :class:`~ctxrec.errors.ConfigError` naming it."""
+def check_experiment(cfg: ExperimentConfig) -> Any:
+    """Everything about ``cfg`` that can be checked without data: the split name, the model kind and the
+    model config (unknown keys at any depth, wrong types). Returns the model's typed config; each problem
+    is a :class:`~ctxrec.errors.ConfigError` naming it."""
+    from ctxrec.data.splits import SPLITS
     from ctxrec.models import get_model_class
 
+    if cfg.split not in SPLITS:
+        raise ConfigError(f"unknown split {cfg.split!r}; choose one of {sorted(SPLITS)}")
     return from_dict(get_model_class(cfg.model).config_class, cfg.model_config)
 
 
 def experiment_from_dict(d: dict[str, Any]) -> ExperimentConfig:
-    """Validate an experiment dict in full (split name and model config included): the error comes before
-    any data is read."""
-    from ctxrec.data.splits import SPLITS
-
+    """An :class:`ExperimentConfig` from a dict, checked in full by :func:`check_experiment`."""
     cfg = from_dict(ExperimentConfig, d)
-    if cfg.split not in SPLITS:
-        raise ConfigError(f"unknown split {cfg.split!r}; choose one of {sorted(SPLITS)}")
-    model_config(cfg)
+    check_experiment(cfg)
     return cfg
 
 
