@@ -9,7 +9,15 @@ from typing import Literal
 
 import pytest
 
-from ctxrec.config import apply_overrides, check_unknown_keys, from_dict, load_file, parse_kv, save_json, to_dict
+from ctxrec.config import (
+    apply_overrides,
+    check_unknown_keys,
+    from_dict,
+    load_file,
+    parse_kv,
+    save_json,
+    to_dict,
+)
 from ctxrec.errors import ConfigError
 
 

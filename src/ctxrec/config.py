@@ -13,8 +13,8 @@ import json
 import tomllib
 import types
 import typing
-from pathlib import Path
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any, TypeVar
 
 from ctxrec.errors import ConfigError

@@ -169,7 +169,7 @@ def test_an_initial_state_continues_a_run(tmp_path) -> None:
     from ctxrec.training.checkpoint import load_checkpoint
     from ctxrec.training.loop import TrainState
 
-    tc = dict(patience=5, lr=0.1, valid_metric="auc", progress=False)
+    tc = {"patience": 5, "lr": 0.1, "valid_metric": "auc", "progress": False}
     straight = _linear(0)
     _line_fit(straight, TrainConfig(max_epochs=2, **tc))
 
@@ -209,7 +209,7 @@ def test_the_initial_optimizer_state_is_used() -> None:
 def test_an_initial_state_of_other_shapes_or_beside_a_resume_is_refused(tmp_path) -> None:
     from ctxrec.training.loop import TrainState
 
-    tc = dict(patience=5, lr=0.1, valid_metric="auc", progress=False)
+    tc = {"patience": 5, "lr": 0.1, "valid_metric": "auc", "progress": False}
     with pytest.raises(RuntimeError, match="weight"):
         _line_fit(_linear(0), TrainConfig(max_epochs=1, **tc),
                   initial=TrainState(weights={"weight": torch.zeros(2, 1)}))
