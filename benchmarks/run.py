@@ -3,8 +3,10 @@
     python benchmarks/run.py --dataset ml-1m --model sasrec --name sasrec \
         --set train.max_epochs=200 --set max_len=200
 
-Results use the schema of ``metrics.json`` (see ``ctxrec.experiment``); the run folder (model,
-TensorBoard logs, curve) goes to ``runs/bench/<dataset>/<name>`` and is not committed.
+The same front door as ``ctxrec train`` (``ctxrec.experiment.experiment_config`` then ``run_experiment``):
+the config, model config included, is checked before any data is read. Results use the schema of
+``metrics.json`` (see ``ctxrec.experiment``); the run folder (model, TensorBoard logs, curve) goes to
+``runs/bench/<dataset>/<name>`` and is not committed.
 """
 
 from __future__ import annotations
@@ -19,8 +21,7 @@ ROOT = Path(__file__).resolve().parent
 
 
 def main(argv: list[str] | None = None) -> dict:
-    from ctxrec.config import apply_overrides
-    from ctxrec.experiment import ExperimentConfig, run_experiment
+    from ctxrec.experiment import experiment_config, run_experiment
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--dataset", required=True)
@@ -28,13 +29,12 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--name", help="result file name (default: the model kind)")
     ap.add_argument("--split", default="leave-one-out")
     ap.add_argument("--data-dir", default=None)
-    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="model config override")
+    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                    help="model config override, dotted for nested keys (e.g. train.lr=0.001)")
     args = ap.parse_args(argv)
     name = args.name or args.model
-    cfg = ExperimentConfig(
-        dataset=args.dataset, data_dir=args.data_dir, split=args.split, model=args.model,
-        model_config=apply_overrides({}, args.set),
-    )
+    cfg = experiment_config(dataset=args.dataset, model=args.model, split=args.split, data_dir=args.data_dir,
+                            overrides=args.set)
     command = "python benchmarks/run.py " + " ".join(shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:]))
     result = run_experiment(cfg, ROOT.parent / "runs" / "bench" / args.dataset / name, command=command)
     result["name"] = name

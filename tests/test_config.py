@@ -9,7 +9,15 @@ from typing import Literal
 
 import pytest
 
-from ctxrec.config import apply_overrides, from_dict, load_file, save_json, to_dict
+from ctxrec.config import (
+    apply_overrides,
+    check_unknown_keys,
+    from_dict,
+    load_file,
+    parse_kv,
+    save_json,
+    to_dict,
+)
 from ctxrec.errors import ConfigError
 
 
@@ -147,6 +155,20 @@ def test_override_errors() -> None:
         apply_overrides({"seed": 1}, ["seed.x=2"])
     with pytest.raises(ConfigError, match="unknown config key optim.'lrr'"):
         from_dict(Train, apply_overrides(to_dict(Train()), ["optim.lrr=0.1"]))
+    with pytest.raises(ConfigError, match="override '=3' must look like key=value"):
+        apply_overrides({}, ["=3"])
+
+
+def test_parse_kv_types_values_unless_asked_for_strings() -> None:
+    pairs = ["n=2", "x=0.5", "on=true", "off=null", "ids=[1, 2]", "device=mobile", "q=a=b", "empty="]
+    assert parse_kv(pairs) == {"n": 2, "x": 0.5, "on": True, "off": None, "ids": [1, 2], "device": "mobile",
+                               "q": "a=b", "empty": ""}
+    # request context: "2" is a category name, "true" a value like any other
+    assert parse_kv(pairs, strings=True) == {"n": "2", "x": "0.5", "on": "true", "off": "null", "ids": "[1, 2]",
+                                             "device": "mobile", "q": "a=b", "empty": ""}
+    assert parse_kv(["a=1", "a=2"]) == {"a": 2}  # the last one wins, as with overrides
+    with pytest.raises(ConfigError, match=r"context 'mobile' must look like key=value \(e.g. device=mobile\)"):
+        parse_kv(["mobile"], what="context", example="device=mobile", strings=True)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -160,7 +182,7 @@ def test_unknown_keys_inside_optional_tuple_and_dict_fields() -> None:
     # pydantic drops unknown keys of stdlib dataclasses silently; ctxrec must not.
     with pytest.raises(ConfigError, match=r"unknown config key optional\.'lrr' for Optim"):
         from_dict(Pipeline, {"optional": {"lrr": 1.0}})
-    with pytest.raises(ConfigError, match=r"unknown config key stages\.1\.'momentum' for Optim"):
+    with pytest.raises(ConfigError, match=r"unknown config key stages\[1\]\.'momentum' for Optim"):
         from_dict(Pipeline, {"stages": [{"lr": 0.1}, {"momentum": 0.9}]})
     with pytest.raises(ConfigError, match=r"unknown config key named\.fast\.'b' for Optim"):
         from_dict(Pipeline, {"named": {"fast": {"b": 1}}})
@@ -168,3 +190,9 @@ def test_unknown_keys_inside_optional_tuple_and_dict_fields() -> None:
     assert cfg == Pipeline(optional=Optim(lr=0.2), stages=(Optim(schedule="cosine"),), named={"x": Optim()})
     assert from_dict(Pipeline, to_dict(cfg)) == cfg
     assert from_dict(Pipeline, {"optional": None}) == Pipeline()
+
+
+def test_check_unknown_keys_names_the_kind_of_file_and_the_path() -> None:
+    with pytest.raises(ConfigError, match=r"unknown mapping key stages\[0\]\.'lrr' for Optim; known keys: betas, lr, schedule"):
+        check_unknown_keys(Pipeline, {"stages": [{"lrr": 1}]}, what="mapping")
+    check_unknown_keys(Pipeline, {"stages": [{"lr": 1}], "named": {"a": {"betas": [1, 2]}}})  # all known: no error

@@ -9,7 +9,8 @@ import pandas as pd
 import pytest
 
 from ctxrec.data.dataset import Dataset, DatasetSchema
-from ctxrec.experiment import ExperimentConfig, run_experiment
+from ctxrec.errors import ConfigError, DataError
+from ctxrec.experiment import ExperimentConfig, experiment_config, experiment_from_dict, run_experiment
 
 
 def _repeat_log() -> pd.DataFrame:
@@ -43,3 +44,44 @@ def test_result_keeps_the_validation_curve(tmp_path: Path) -> None:
     assert curve["metric"] == "valid_ndcg@10"
     assert len(curve["values"]) == res["fit_info"]["epochs_run"] == 3
     assert max(curve["values"]) == pytest.approx(res["fit_info"]["best_valid"], abs=1e-4)
+
+
+def test_experiment_config_merges_file_options_and_overrides(tmp_path: Path) -> None:
+    path = tmp_path / "exp.toml"
+    path.write_text('dataset = "ml-1m"\nmodel = "sasrec"\n[model_config]\nd_model = 32\n[model_config.train]\nlr = 0.01\n')
+    cfg = experiment_config(path, dataset="synthetic", overrides=["train.max_epochs=3", "d_model=16"])
+    assert (cfg.dataset, cfg.model, cfg.split) == ("synthetic", "sasrec", "leave-one-out")
+    assert cfg.model_config == {"d_model": 16, "train": {"lr": 0.01, "max_epochs": 3}}
+
+
+@pytest.mark.parametrize(("change", "message"), [
+    ({"model_config": {"train": {"lr_schedule": "cosine"}}}, r"unknown config key train\.'lr_schedule' for TrainConfig"),
+    ({"model_config": {"d_model": "wide"}}, "d_model"),
+    ({"model": "sasrek"}, "unknown model kind 'sasrek'"),
+    ({"split": "random"}, "unknown split 'random'"),
+    ({"epochs": 3}, "unknown config key 'epochs' for ExperimentConfig"),
+])
+def test_every_config_error_comes_before_the_data(tmp_path: Path, change: dict, message: str) -> None:
+    raw = {"dataset": "no-such-dataset", "model": "sasrec", **change}  # reading it would fail differently
+    with pytest.raises(ConfigError, match=message):
+        experiment_from_dict(raw)
+    if "epochs" not in change:  # run_experiment checks a config built in code as well
+        with pytest.raises(ConfigError, match=message):
+            run_experiment(ExperimentConfig(**raw), tmp_path / "run")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_failed_run_leaves_no_folder_and_keeps_an_earlier_one(tmp_path: Path) -> None:
+    log = _repeat_log().assign(timestamp=float("nan"))  # a temporal split needs timestamps: fails after staging
+    data = Dataset.from_frames(log, schema=DatasetSchema(repeat_consumption=True), name="no-times")
+    cfg = ExperimentConfig(dataset="no-times", model="popularity", split="temporal")
+    with pytest.raises(DataError, match="without a timestamp"):
+        run_experiment(cfg, tmp_path / "run", data=data)
+    assert list(tmp_path.iterdir()) == []
+    good = Dataset.from_frames(_repeat_log(), schema=DatasetSchema(repeat_consumption=True), name="repeat")
+    run_experiment(ExperimentConfig(dataset="repeat", model="popularity"), tmp_path / "run", data=good)
+    before = (tmp_path / "run" / "metrics.json").read_text()
+    with pytest.raises(DataError):
+        run_experiment(cfg, tmp_path / "run", data=data)
+    assert [p.name for p in tmp_path.iterdir()] == ["run"]
+    assert (tmp_path / "run" / "metrics.json").read_text() == before

@@ -1,4 +1,4 @@
-"""The ``ctxrec`` command line: data info, train, evaluate, recommend, quickstart.
+"""The ``ctxrec`` command line: data info, train, evaluate, recommend, export, quickstart, serve, retrain.
 
 Every command is a thin wrapper over the library; heavy imports happen inside the commands so
 ``ctxrec --help`` is instant.
@@ -6,12 +6,16 @@ Every command is a thin wrapper over the library; heavy imports happen inside th
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shlex
 from pathlib import Path
 from typing import Annotated, Any, Optional
 
 import typer
+
+from ctxrec.experiment import ExperimentConfig
+from ctxrec.models import MODELS
 
 app = typer.Typer(help="ctxrec: context-aware recommendation with pretrained language models.", no_args_is_help=True,
                   pretty_exceptions_enable=False, add_completion=False)
@@ -26,17 +30,7 @@ def _fail(msg: str) -> None:
     raise typer.Exit(code=2)
 
 
-def _parse_kv(pairs: list[str], what: str) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for p in pairs:
-        if "=" not in p:
-            _fail(f"{what} {p!r} must look like key=value (e.g. device=mobile)")
-        k, v = p.split("=", 1)
-        try:
-            out[k] = float(v) if v.replace(".", "", 1).lstrip("-").isdigit() else v
-        except ValueError:
-            out[k] = v
-    return out
+_EXPERIMENT_KEYS = ", ".join(f.name for f in dataclasses.fields(ExperimentConfig))
 
 
 @data_app.command("info")
@@ -84,11 +78,14 @@ def data_init(
 
 @app.command()
 def train(
-    config: Annotated[Optional[Path], typer.Argument(help="Experiment TOML/JSON (see configs/).")] = None,
-    dataset: Annotated[Optional[str], typer.Option(help="Dataset name (overrides the config).")] = None,
-    model: Annotated[Optional[str], typer.Option(help="Model kind: popularity, ease, sasrec.")] = None,
+    config: Annotated[Optional[Path], typer.Argument(help=f"Experiment file (TOML or JSON) with the keys {_EXPERIMENT_KEYS}; "
+                                                    "the options below override it.")] = None,
+    dataset: Annotated[Optional[str], typer.Option(help="Built-in dataset name (overrides the config).")] = None,
+    model: Annotated[Optional[str], typer.Option(help=f"Model kind: {', '.join(MODELS)}.")] = None,
     split: Annotated[Optional[str], typer.Option(help="leave-one-out or temporal.")] = None,
-    set_: Annotated[list[str], typer.Option("--set", help="Model config override key=value (repeatable).")] = [],  # noqa: B006
+    set_: Annotated[list[str], typer.Option("--set", help="Model config override key=value, dotted for nested keys "
+                                            "(e.g. train.lr=0.001; repeatable). Unknown keys fail before any data "
+                                            "is read.")] = [],  # noqa: B006
     out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Run folder (default runs/<dataset>-<model>).")] = None,
     data_dir: DataDir = None,
     nproc: Annotated[int, typer.Option("--nproc", help="Data-parallel processes on this machine (torchrun + DDP; "
@@ -97,19 +94,13 @@ def train(
     """Train a model and write a run folder: config, model, metrics.json, report.png, TensorBoard logs."""
     import os
 
-    from ctxrec.config import apply_overrides, load_file
     from ctxrec.errors import CtxrecError
-    from ctxrec.experiment import experiment_from_dict, run_experiment
+    from ctxrec.experiment import experiment_config, run_experiment
+    from ctxrec.reports import print_metrics
     from ctxrec.training import distributed
 
     try:
-        raw = load_file(config) if config else {}
-        for key, val in (("dataset", dataset), ("model", model), ("split", split), ("data_dir", data_dir)):
-            if val is not None:
-                raw[key] = val
-        if set_:
-            raw["model_config"] = apply_overrides(raw.get("model_config", {}), set_)
-        cfg = experiment_from_dict(raw)
+        cfg = experiment_config(config, dataset=dataset, model=model, split=split, data_dir=data_dir, overrides=set_)
         run_dir = out or Path("runs") / f"{cfg.dataset}-{cfg.model}"
         parts = ["ctxrec", "train"] + ([str(config)] if config else [])
         for flag, val in (("--dataset", dataset), ("--model", model), ("--split", split), ("--data-dir", data_dir)):
@@ -139,7 +130,7 @@ def train(
         return
     if not result:  # a non-zero rank: rank 0 reports
         return
-    _print_metrics({cfg.model: result["metrics"]})
+    print_metrics({cfg.model: result["metrics"]})
     typer.echo(f"run folder: {run_dir}")
 
 
@@ -159,6 +150,7 @@ def evaluate(
     from ctxrec.errors import CtxrecError
     from ctxrec.evaluation.evaluator import EvalConfig, Evaluator
     from ctxrec.models import load_model
+    from ctxrec.reports import print_metrics
 
     try:
         run_cfg = json.loads((run / "config.json").read_text()) if (run / "model").exists() else {}
@@ -173,7 +165,7 @@ def evaluate(
     except (CtxrecError, FileNotFoundError) as exc:
         _fail(str(exc))
         return
-    _print_metrics({m.kind: res})
+    print_metrics({m.kind: res})
 
 
 @app.command()
@@ -189,16 +181,17 @@ def recommend(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """Recommend for a user id or a given history, with request context."""
+    from ctxrec.config import parse_kv
     from ctxrec.errors import CtxrecError
     from ctxrec.models import load_model
-    from ctxrec.models.base import RecQuery
+    from ctxrec.queries import RecQuery
 
     if user is None and history is None and not context:
         _fail("give --user, --history or at least one --context key=value")
     try:
         m = load_model(run)
         q = RecQuery(user_id=user, history=history.split(",") if history else None,
-                     context=_parse_kv(context, "context"))
+                     context=parse_kv(context, what="context", example="device=mobile", strings=True))
         recs = m.recommend([q], k=k, explain=explain or explain_plot is not None)[0]
     except (CtxrecError, FileNotFoundError, ValueError) as exc:
         _fail(str(exc))
@@ -358,20 +351,6 @@ def retrain(
         if r.status_code != 200:
             _fail(f"promotion failed ({r.status_code}): {r.text}")
         typer.echo(f"service now serves {r.json()['version']}")
-
-
-def _print_metrics(rows: dict[str, dict[str, float]]) -> None:
-    from rich.console import Console
-    from rich.table import Table
-
-    cols = ["ndcg@10", "hr@10", "recall@10", "mrr@10", "map@10", "precision@10", "coverage@10"]
-    table = Table(title="test metrics (full ranking)")
-    table.add_column("model")
-    for c in cols:
-        table.add_column(c, justify="right")
-    for name, m in rows.items():
-        table.add_row(name, *[f"{m[c]:.4f}" if c in m else "-" for c in cols])
-    Console(width=max(Console().width, 120)).print(table)
 
 
 def main() -> None:

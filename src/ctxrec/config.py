@@ -2,8 +2,8 @@
 
 Every component has one ``@dataclass(frozen=True, kw_only=True)`` config. ``from_dict`` validates
 through pydantic, so unknown keys and wrong types are errors that name the key, and ``to_dict``
-gives plain JSON values back. ``apply_overrides`` gives nanoGPT-style ``key=value`` overrides
-without ``exec``.
+gives plain JSON values back. ``parse_kv`` is the one ``key=value`` parser (``--set`` overrides
+through ``apply_overrides``, ``-c`` request context); ``check_unknown_keys`` the one unknown-key check.
 """
 
 from __future__ import annotations
@@ -11,6 +11,9 @@ from __future__ import annotations
 import dataclasses
 import json
 import tomllib
+import types
+import typing
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -34,50 +37,46 @@ def to_dict(cfg: Any) -> dict[str, Any]:
     return conv(cfg)
 
 
-def _check_unknown(cls: type, data: Any, path: str) -> None:
+def check_unknown_keys(cls: type, data: Any, *, what: str = "config", path: str = "") -> None:
+    """Raise :class:`ConfigError` for a key of ``data`` that is no field of the dataclass ``cls``, at every
+    level: nested dataclasses, also inside ``X | None``, ``tuple[X, ...]``, ``list[X]`` and ``dict[str, X]``
+    (pydantic silently drops unknown keys of stdlib dataclasses wherever they sit).
+
+    The one unknown-key check of ctxrec (configs and mapping files); ``what`` names the kind of file in
+    the message ("unknown mapping key context[0].'type' for ContextColumn; known keys: ...")."""
     if not (dataclasses.is_dataclass(cls) and isinstance(data, dict)):
         return
-    fields = {f.name: f for f in dataclasses.fields(cls)}
+    fields = {f.name for f in dataclasses.fields(cls)}
     for key in data:
         if key not in fields:
             known = ", ".join(sorted(fields))
-            raise ConfigError(f"unknown config key {path}{key!r} for {cls.__name__}; known keys: {known}")
-    hints = _type_hints(cls)
+            raise ConfigError(f"unknown {what} key {path}{key!r} for {cls.__name__}; known keys: {known}")
+    hints = typing.get_type_hints(cls)
     for key, value in data.items():
-        _check_nested(hints.get(key), value, f"{path}{key}.")
+        _check_nested(hints.get(key), value, what, f"{path}{key}")
 
 
-def _check_nested(tp: Any, value: Any, path: str) -> None:
-    """Find dataclasses inside ``X | None``, ``tuple[X, ...]``, ``list[X]`` and ``dict[str, X]``
-    hints too: pydantic silently drops unknown keys of stdlib dataclasses wherever they sit."""
-    import types
-    import typing
-
-    if dataclasses.is_dataclass(tp):
-        _check_unknown(tp, value, path)
+def _check_nested(tp: Any, value: Any, what: str, path: str) -> None:
+    """Look for dataclasses inside the type hint ``tp`` of the value at ``path``."""
+    if dataclasses.is_dataclass(tp) and isinstance(tp, type):
+        check_unknown_keys(tp, value, what=what, path=f"{path}.")
         return
     origin, args = typing.get_origin(tp), typing.get_args(tp)
     if origin is typing.Annotated:
-        _check_nested(args[0], value, path)
+        _check_nested(args[0], value, what, path)
     elif origin in (typing.Union, types.UnionType):
         n_dc = sum(dataclasses.is_dataclass(a) for a in args)
         for arm in args:  # with several dataclass arms the key set picks one; leave that to pydantic
             if n_dc == 1 or not dataclasses.is_dataclass(arm):
-                _check_nested(arm, value, path)
+                _check_nested(arm, value, what, path)
     elif origin in (tuple, list) and isinstance(value, (list, tuple)):
+        homogeneous = origin is list or (len(args) == 2 and args[1] is Ellipsis)
         for i, v in enumerate(value):
-            homogeneous = origin is list or (len(args) == 2 and args[1] is Ellipsis)
             elem = args[0] if homogeneous else (args[i] if i < len(args) else None)
-            _check_nested(elem, v, f"{path}{i}.")
+            _check_nested(elem, v, what, f"{path}[{i}]")
     elif origin is dict and isinstance(value, dict) and len(args) == 2:
         for k, v in value.items():
-            _check_nested(args[1], v, f"{path}{k}.")
-
-
-def _type_hints(cls: type) -> dict[str, Any]:
-    import typing
-
-    return typing.get_type_hints(cls)
+            _check_nested(args[1], v, what, f"{path}.{k}")
 
 
 def from_dict(cls: type[T], data: dict[str, Any]) -> T:
@@ -86,7 +85,7 @@ def from_dict(cls: type[T], data: dict[str, Any]) -> T:
 
     if not isinstance(data, dict):
         raise ConfigError(f"{cls.__name__} config must be a table/object, got {type(data).__name__}")
-    _check_unknown(cls, data, "")
+    check_unknown_keys(cls, data)
     try:
         return pydantic.TypeAdapter(cls).validate_python(data, strict=False)
     except pydantic.ValidationError as exc:
@@ -109,19 +108,39 @@ def load_file(path: str | Path) -> dict[str, Any]:
         raise ConfigError(f"cannot parse config file {str(p)!r}: {exc}") from None
 
 
-def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
-    """Apply ``a.b=value`` overrides (values parsed as JSON when they parse, else kept as strings)."""
+def parse_value(raw: str) -> Any:
+    """A ``key=value`` value as a JSON scalar, list or table when it parses as one ("0.1", "true",
+    "[8, 4]"), else the string itself ("mobile", "hello world")."""
+    try:
+        return json.loads(raw)
+    except json.JSONDecodeError:
+        return raw
+
+
+def parse_kv(pairs: Sequence[str], *, what: str = "override", example: str = "train.lr=0.001",
+             strings: bool = False) -> dict[str, Any]:
+    """The one ``key=value`` parser (config overrides, request context): ``{key: value}`` in order.
+
+    Values go through :func:`parse_value` unless ``strings`` is set, which keeps every value the
+    string given (request context: "2" is a category name, not the number 2). Splits on the first
+    ``=``; a pair without one is a :class:`ConfigError` naming it, ``what`` and ``example``."""
+    out: dict[str, Any] = {}
+    for item in pairs:
+        key, sep, raw = item.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"{what} {item!r} must look like key=value (e.g. {example})")
+        out[key.strip()] = raw if strings else parse_value(raw)
+    return out
+
+
+def apply_overrides(data: dict[str, Any], overrides: Sequence[str]) -> dict[str, Any]:
+    """Apply dotted ``a.b=value`` overrides (nanoGPT style, without ``exec``) to a copy of ``data``;
+    values as :func:`parse_kv` reads them. Later overrides of the same key win."""
     out = json.loads(json.dumps(data))
     for item in overrides:
-        if "=" not in item:
-            raise ConfigError(f"override {item!r} must look like key=value (e.g. train.lr=0.001)")
-        key, raw = item.split("=", 1)
-        try:
-            value: Any = json.loads(raw)
-        except json.JSONDecodeError:
-            value = raw
+        ((key, value),) = parse_kv([item]).items()
         node = out
-        parts = key.strip().split(".")
+        parts = key.split(".")
         for part in parts[:-1]:
             node = node.setdefault(part, {})
             if not isinstance(node, dict):

@@ -38,7 +38,8 @@ def load_quickstart_data(data_dir: str | None, echo: Callable[[str], None]) -> t
 def run_quickstart(*, data_dir: str | None, out: Path, budget_seconds: float, echo: Callable[[str], None] = print) -> dict:
     from ctxrec.experiment import ExperimentConfig, run_experiment
     from ctxrec.models import load_model
-    from ctxrec.models.base import RecQuery
+    from ctxrec.queries import RecQuery
+    from ctxrec.reports import print_metrics
 
     t0 = time.perf_counter()
     data, synthetic = load_quickstart_data(data_dir, echo)
@@ -55,9 +56,7 @@ def run_quickstart(*, data_dir: str | None, out: Path, budget_seconds: float, ec
         echo(f"  {kind}: ndcg@10 {res['metrics']['ndcg@10']:.4f}  hr@10 {res['metrics']['hr@10']:.4f}  "
              f"({res['fit_seconds']:.0f}s)")
 
-    from ctxrec.cli import _print_metrics
-
-    _print_metrics(results)
+    print_metrics(results)
     best = QUICKSTART_MODELS[-1][0]
     model = load_model(out / best)
     user = data.user_vocab.ids[0]

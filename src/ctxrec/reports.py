@@ -1,4 +1,5 @@
-"""Plots a person would rather look at than read: training curves, metric bars."""
+"""What a person looks at after a run: the metrics table printed by the CLI and the quickstart, and the
+training curve saved as report.png."""
 
 from __future__ import annotations
 
@@ -31,3 +32,20 @@ def plot_training_curve(history: list[dict[str, Any]], path: str | Path, *, titl
     fig.savefig(p, dpi=110)
     plt.close(fig)
     return p
+
+
+METRIC_COLUMNS = ("ndcg@10", "hr@10", "recall@10", "mrr@10", "map@10", "precision@10", "coverage@10")
+
+
+def print_metrics(rows: dict[str, dict[str, float]], *, title: str = "test metrics (full ranking)") -> None:
+    """One table row per model (``{model: metrics}``), at least 120 columns wide; "-" where a metric is absent."""
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=title)
+    table.add_column("model")
+    for c in METRIC_COLUMNS:
+        table.add_column(c, justify="right")
+    for name, m in rows.items():
+        table.add_row(name, *[f"{m[c]:.4f}" if c in m else "-" for c in METRIC_COLUMNS])
+    Console(width=max(Console().width, 120)).print(table)

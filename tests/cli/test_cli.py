@@ -86,3 +86,47 @@ def test_train_rejects_unknown_config_key(tmp_path: Path) -> None:
                        "--set", "not_a_field=3")
     assert code == 2
     assert "not_a_field" in out
+
+
+def test_train_help_names_every_registered_model_kind() -> None:
+    from ctxrec.models import MODELS
+
+    code, out = invoke("train", "--help")
+    assert code == 0, out
+    flat = " ".join(out.split())  # rich wraps the help text
+    for kind in MODELS:
+        assert kind in flat, kind
+    assert "configs/" not in flat  # there is no such folder
+    assert "model_config" in flat  # the experiment file's keys are named
+
+
+@pytest.mark.parametrize(("args", "expected"), [
+    (["--model", "sasrec", "--set", "train.lrr=0.1"], "unknown config key train.'lrr' for TrainConfig"),
+    (["--model", "sasrec", "--set", "d_model=wide"], "d_model"),
+    (["--model", "no-such-model"], "unknown model kind 'no-such-model'"),
+    (["--model", "sasrec", "--split", "by-moon"], "unknown split 'by-moon'"),
+])
+def test_config_errors_come_before_any_data_is_read(tmp_path: Path, args: list[str], expected: str) -> None:
+    # the data directory does not exist: reading the dataset would fail with another message
+    code, out = invoke("train", "--dataset", "ml-1m", "--data-dir", str(tmp_path / "no-data"), "-o",
+                       str(tmp_path / "run"), *args)
+    assert code == 2
+    assert expected in " ".join(out.split())
+    assert "ml-1m" not in out.replace("--dataset ml-1m", "")  # the dataset was never looked at
+    assert list(tmp_path.iterdir()) == []  # no run folder, no staging folder
+
+
+def test_a_failed_train_leaves_no_run_folder_and_keeps_an_earlier_one(tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    code, text = invoke("train", "--dataset", "ml-1m", "--data-dir", str(tmp_path / "no-data"), "--model", "popularity",
+                        "-o", str(out))
+    assert code == 2 and "ml-1m" in text
+    assert list(tmp_path.iterdir()) == []
+    code, text = invoke("train", "--dataset", "synthetic", "--model", "popularity", "-o", str(out))
+    assert code == 0, text
+    before = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()}
+    code, text = invoke("train", "--dataset", "ml-1m", "--data-dir", str(tmp_path / "no-data"), "--model", "popularity",
+                        "-o", str(out))
+    assert code == 2
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]
+    assert {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()} == before

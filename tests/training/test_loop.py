@@ -133,3 +133,87 @@ def test_ema_restarts_from_the_resumed_weights(tmp_path) -> None:
     for w in (raw[1], probe.weight.item()):
         s = s + 0.5 * (w - s)
     assert seen[-1] == pytest.approx(s, rel=1e-6)
+
+
+def _line_fit(module: torch.nn.Module, cfg: TrainConfig, **kw: object) -> list[float]:
+    """Train ``module`` towards w = 3 for ``cfg.max_epochs`` epochs (2 steps each, every epoch a new best);
+    returns the weight seen before each step."""
+    before: list[float] = []
+
+    def batches(rng: np.random.Generator) -> Iterator[dict[str, torch.Tensor]]:
+        for scale in (1.0, 4.0):  # gradients of different sizes, so that AdamW's moments matter
+            yield {"x": torch.full((2, 1), scale)}
+
+    def loss_fn(batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        before.append(module.weight.item())
+        return (module(batch["x"]) - 3.0).pow(2).mean()
+
+    n_evals = [0]
+
+    def evaluate() -> dict[str, float]:
+        n_evals[0] += 1
+        return {"auc": float(n_evals[0])}
+
+    train_loop(module, batches=batches, loss_fn=loss_fn, evaluate=evaluate, cfg=cfg, **kw)  # type: ignore[arg-type]  # kw: run_dir / initial
+    return before
+
+
+def _linear(seed: int) -> torch.nn.Module:
+    torch.manual_seed(seed)
+    return torch.nn.Linear(1, 1, bias=False)
+
+
+def test_an_initial_state_continues_a_run(tmp_path) -> None:
+    """One epoch, then a second started from the first's weights and optimizer state (read back from its
+    checkpoint) ends on the weight of two epochs in one go."""
+    from ctxrec.training.checkpoint import load_checkpoint
+    from ctxrec.training.loop import TrainState
+
+    tc = {"patience": 5, "lr": 0.1, "valid_metric": "auc", "progress": False}
+    straight = _linear(0)
+    _line_fit(straight, TrainConfig(max_epochs=2, **tc))
+
+    _line_fit(_linear(0), TrainConfig(max_epochs=1, **tc), run_dir=tmp_path)
+    first = _linear(1)
+    opt = torch.optim.AdamW(first.parameters(), lr=0.1)
+    load_checkpoint(tmp_path / "checkpoints" / "last", first, opt)
+    state = TrainState(weights=first.state_dict(), optimizer=opt.state_dict(), epoch=1)
+
+    resumed = _linear(7)  # other initial weights: the state replaces them
+    assert resumed.weight.item() != pytest.approx(first.weight.item(), rel=1e-3)
+    before = _line_fit(resumed, TrainConfig(max_epochs=2, **tc), initial=state)
+    assert len(before) == 2  # epoch 1 only
+    assert before[0] == first.weight.item()
+    assert resumed.weight.item() == pytest.approx(straight.weight.item(), rel=1e-6)
+
+
+def test_the_initial_optimizer_state_is_used() -> None:
+    """AdamW moves a weight by about lr per step from a fresh state; from a state whose second moment is
+    huge (1e12) its first step is lr * m / sqrt(v) ~ 0 instead."""
+    from ctxrec.training.loop import TrainState
+
+    module = _linear(0)
+    opt = torch.optim.AdamW(module.parameters(), lr=0.1)
+    module(torch.ones(1, 1)).sum().backward()
+    opt.step()  # creates the state tensors
+    sd = opt.state_dict()
+    sd["state"][0].update(exp_avg=torch.zeros(1, 1), exp_avg_sq=torch.full((1, 1), 1e12), step=torch.tensor(1000.0))
+    tc = TrainConfig(max_epochs=1, patience=5, lr=0.1, weight_decay=0.0, valid_metric="auc", progress=False)
+    start = {k: v.clone() for k, v in module.state_dict().items()}
+    before = _line_fit(_linear(3), tc, initial=TrainState(weights=start, optimizer=sd))
+    assert abs(before[1] - before[0]) < 1e-3
+    fresh = _line_fit(_linear(3), tc, initial=TrainState(weights=start))
+    assert abs(fresh[1] - fresh[0]) == pytest.approx(0.1, rel=1e-3)  # first AdamW step: lr * sign(g)
+
+
+def test_an_initial_state_of_other_shapes_or_beside_a_resume_is_refused(tmp_path) -> None:
+    from ctxrec.training.loop import TrainState
+
+    tc = {"patience": 5, "lr": 0.1, "valid_metric": "auc", "progress": False}
+    with pytest.raises(RuntimeError, match="weight"):
+        _line_fit(_linear(0), TrainConfig(max_epochs=1, **tc),
+                  initial=TrainState(weights={"weight": torch.zeros(2, 1)}))
+    _line_fit(_linear(0), TrainConfig(max_epochs=1, **tc), run_dir=tmp_path)  # leaves checkpoints/last
+    with pytest.raises(ConfigError, match="train.resume=false"):
+        _line_fit(_linear(0), TrainConfig(max_epochs=2, resume=True, **tc), run_dir=tmp_path,
+                  initial=TrainState(weights=_linear(3).state_dict()))

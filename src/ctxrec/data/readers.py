@@ -21,10 +21,8 @@ items file's ``title_field``; models save it for the CLI and the service.
 
 from __future__ import annotations
 
-import dataclasses
 import difflib
 import logging
-import typing
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -32,7 +30,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
-from ctxrec.config import from_dict, load_file
+from ctxrec.config import check_unknown_keys, from_dict, load_file
 from ctxrec.data.dataset import Columns, ContextField, Dataset, DatasetSchema
 from ctxrec.data.sources import FileFormat, Source
 from ctxrec.data.values import (
@@ -168,7 +166,7 @@ def load_mapping(path: str | Path) -> ColumnMapping:
 
 def mapping_from_dict(data: dict[str, Any]) -> ColumnMapping:
     """Validate a mapping given as a dict (as parsed from TOML/JSON)."""
-    _check_keys(ColumnMapping, data, "")
+    check_unknown_keys(ColumnMapping, data, what="mapping")
     return _validate(from_dict(ColumnMapping, data))
 
 
@@ -196,31 +194,6 @@ def _validate(mapping: ColumnMapping) -> ColumnMapping:
     if dup:
         raise ConfigError(f"context names {dup} are listed more than once; give each a distinct `name`")
     return mapping
-
-
-def _check_keys(cls: type, data: Any, path: str) -> None:
-    """Unknown keys are errors at every level, also inside optional tables and lists of tables."""
-    if not isinstance(data, dict):
-        return
-    fields = {f.name for f in dataclasses.fields(cls)}
-    for key in data:
-        if key not in fields:
-            known = ", ".join(sorted(fields))
-            raise ConfigError(f"unknown mapping key {path}{key!r} for {cls.__name__}; known keys: {known}")
-    hints = typing.get_type_hints(cls)
-    for key, value in data.items():
-        for sub in _dataclasses_in(hints[key]):
-            if isinstance(value, list):
-                for i, v in enumerate(value):
-                    _check_keys(sub, v, f"{path}{key}[{i}].")
-            else:
-                _check_keys(sub, value, f"{path}{key}.")
-
-
-def _dataclasses_in(tp: Any) -> list[type]:
-    if dataclasses.is_dataclass(tp) and isinstance(tp, type):
-        return [tp]
-    return [c for arg in typing.get_args(tp) for c in _dataclasses_in(arg)]
 
 
 # ------------------------------------------------------------------------------------ the reader

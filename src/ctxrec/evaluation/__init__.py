@@ -1,1 +1,1 @@
-"""Evaluation: pure ranking/pointwise metrics and an evaluator over any Recommender."""
+"""Evaluation: pure ranking/pointwise metrics and an evaluator over anything that ranks items (no model code)."""

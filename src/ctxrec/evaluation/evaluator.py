@@ -1,15 +1,32 @@
-"""Full-catalogue evaluation of any Recommender on an EvalSet."""
+"""Full-catalogue evaluation of anything that ranks items (:class:`Ranker`) on an EvalSet.
+
+The evaluator knows no model code: a ctxrec ``Recommender``, the ONNX Runtime backend or any object
+with ``n_items`` and ``recommend_indices`` is evaluated the same way.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Protocol
 
 import numpy as np
 
 from ctxrec.data.splits import EvalSet
 from ctxrec.evaluation.metrics import RANKING_METRICS, coverage_at_k
-from ctxrec.models.base import QueryBatch, Recommender
+from ctxrec.queries import QueryBatch
+
+
+class Ranker(Protocol):
+    """What the evaluator needs from a model: the catalogue size and a dense top-k over it."""
+
+    @property
+    def n_items(self) -> int: ...
+
+    def recommend_indices(self, batch: QueryBatch, k: int, *, exclude_seen: bool = True
+                          ) -> tuple[np.ndarray, np.ndarray]:
+        """``(B, k)`` item indices and scores, best first; ``-inf`` scores where fewer than k exist."""
+        ...
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -33,7 +50,7 @@ class Evaluator:
         if unknown:
             raise ValueError(f"unknown metrics {sorted(unknown)}; choose from {sorted(RANKING_METRICS)}")
 
-    def rank(self, model: Recommender, cases: EvalSet) -> np.ndarray:
+    def rank(self, model: Ranker, cases: EvalSet) -> np.ndarray:
         """``(n, max_k)`` dense top items per case."""
         kmax = max(self.config.ks)
         out = []
@@ -45,7 +62,7 @@ class Evaluator:
             out.append(idx)
         return np.concatenate(out) if out else np.zeros((0, kmax), np.int64)
 
-    def evaluate(self, model: Recommender, cases: EvalSet) -> dict[str, float]:
+    def evaluate(self, model: Ranker, cases: EvalSet) -> dict[str, float]:
         """``{"ndcg@10": ..., "hr@10": ..., "coverage@10": ..., "n_cases": ...}``."""
         ranked = self.rank(model, cases)
         return self.metrics_from_ranking(ranked, cases.targets, model.n_items)
@@ -60,7 +77,7 @@ class Evaluator:
         return res
 
 
-def validation_fn(model: Recommender, valid: EvalSet | None, monitor: EvalSet | None = None
+def validation_fn(model: Ranker, valid: EvalSet | None, monitor: EvalSet | None = None
                   ) -> Callable[[], dict[str, float]] | None:
     """Per-epoch validation for training loops: NDCG@10 and HR@10 on ``valid`` (used for model
     selection), plus the same on ``monitor`` logged as ``monitor_*`` for curves only."""

@@ -24,6 +24,7 @@ from ctxrec.queries import QueryBatch, RecQuery, Recommendations
 if TYPE_CHECKING:
     from ctxrec.data.dataset import Dataset, DatasetSchema
     from ctxrec.data.splits import EvalSet
+    from ctxrec.training.loop import TrainState
 
 FORMAT_VERSION = 1
 
@@ -36,6 +37,8 @@ class Recommender(ABC):
     supports_add_items: ClassVar[bool] = False
     """True when the model can score items added after training (from their text or attributes):
     :meth:`add_items` works. Callers test this flag instead of comparing methods."""
+    supports_warm_start: ClassVar[bool] = False
+    """True when :meth:`fit` can start from given weights (``warm_start``; ``ctxrec retrain``)."""
     context_blind: ClassVar[bool] = False
     """True when scores depend only on the user's history (not on request context, time or text), so
     a service may keep a user's state between requests."""
@@ -54,6 +57,7 @@ class Recommender(ABC):
         self._hist_items: np.ndarray | None = None
         self.fit_info: dict[str, Any] = {}
         self._monitor: EvalSet | None = None
+        self._warm_start: TrainState | None = None
         self.item_titles: dict[str, str] = {}
         """Display titles (external id -> title) for CLI and service output; saved as items.json."""
 
@@ -65,14 +69,19 @@ class Recommender(ABC):
         valid: EvalSet | None = None,
         run_dir: str | Path | None = None,
         monitor: EvalSet | None = None,
+        warm_start: TrainState | None = None,
     ) -> Self:
         """Train on ``data`` (and early-stop on ``valid`` where the model supports it).
 
         ``monitor`` (e.g. the test cases, for benchmark curves such as time-to-quality) is evaluated
         after each epoch by iterative models and logged as ``monitor_*``; it never influences model
-        selection, which uses ``valid`` only.
+        selection, which uses ``valid`` only. ``warm_start`` starts training from those weights instead of
+        fresh ones (models with ``supports_warm_start``).
         """
-        self._monitor = monitor
+        if warm_start is not None and not self.supports_warm_start:
+            raise UnsupportedError(f"{self.kind} models do not train from given weights; fit them without warm_start "
+                                   "(sasrec, fusion and pointwise models can)")
+        self._monitor, self._warm_start = monitor, warm_start
         self.item_vocab = Vocab(data.item_vocab.ids, kind="item")
         self.user_vocab = Vocab(data.user_vocab.ids, kind="user")
         self.schema = data.schema

@@ -282,6 +282,7 @@ class PointwiseRecommender(Recommender):
 
     kind = "pointwise"
     config_class = PointwiseConfig
+    supports_warm_start = True
 
     def __init__(self, config: Any = None) -> None:
         super().__init__(config)
@@ -368,7 +369,7 @@ class PointwiseRecommender(Recommender):
             return loss
 
         result = train_loop(net, batches=batches, loss_fn=loss_fn, evaluate=evaluate, cfg=tc, run_dir=run_dir,
-                            n_batches=n_batches)
+                            n_batches=n_batches, initial=self._warm_start)
         net.eval()
         self.fit_info = {"best_epoch": result.best_epoch, "best_valid": result.best_score, "epochs_run": result.epochs_run,
                          "train_seconds": result.seconds, "stopped_by": result.stopped_by, "history": result.history,

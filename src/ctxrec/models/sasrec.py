@@ -83,6 +83,7 @@ class SASRecRecommender(Recommender):
     kind = "sasrec"
     config_class = SASRecConfig
     context_blind = True
+    supports_warm_start = True
 
     def __init__(self, config: SASRecConfig | None = None) -> None:
         super().__init__(config)
@@ -128,7 +129,7 @@ class SASRecRecommender(Recommender):
 
         n_batches = math.ceil(len(seqs) / tc.batch_size)
         result = train_loop(net, batches=batches, loss_fn=loss_fn, evaluate=evaluate, cfg=tc, run_dir=run_dir,
-                            n_batches=n_batches)
+                            n_batches=n_batches, initial=self._warm_start)
         net.eval()
         self.fit_info = {"best_epoch": result.best_epoch, "best_valid": result.best_score,
                          "epochs_run": result.epochs_run, "train_seconds": result.seconds,

@@ -5,9 +5,9 @@ Policy (``ctxrec retrain``; docs/serving.md):
 1. Data = the run's training dataset + every event in the store (events of unknown items are
    dropped and counted; items added through the API are part of the catalogue), with each user's
    *last stored event held out* for evaluation.
-2. Warm start: the new model starts from the current weights (a ``checkpoints/last`` seeded with
-   them) and trains ``epochs`` more epochs; models without a warm start (non-neural, or a catalogue
-   whose shapes changed) are refit from scratch. The report says which happened.
+2. Warm start: the new model starts from the current weights (``fit(warm_start=...)``, a training
+   loop ``TrainState``) and trains ``epochs`` more epochs; models without a warm start (non-neural, or a
+   catalogue whose shapes changed) are refit from scratch. The report says which happened.
 3. Evaluation: leave-one-out on the held-out new events (HR@10 / NDCG@10, full ranking, history =
    everything before the held-out event), for the current and the new model on the same cases.
 4. Promotion: the new version is promoted when its NDCG@10 is at least the current one's minus
@@ -87,7 +87,6 @@ def retrain(run_dir: str | Path, store_url: str, out: str | Path, *, epochs: int
     from ctxrec.data.vocab import Vocab
     from ctxrec.models import build_model, load_model
     from ctxrec.serving.store import EventStore
-    from ctxrec.training.checkpoint import save_checkpoint
 
     t0 = time.perf_counter()
     run, out = Path(run_dir), Path(out)
@@ -140,25 +139,24 @@ def retrain(run_dir: str | Path, store_url: str, out: str | Path, *, epochs: int
     model_kind = current.kind
     warm = "refit"
     model = None
-    if hasattr(current, "net") and getattr(current, "net", None) is not None and "train" in cfg_dict:
-        ckpt = out / "checkpoints"
-        shutil.rmtree(ckpt, ignore_errors=True)
-        save_checkpoint(ckpt / "last", current.net, None, {"epoch": -1, "best_score": -math.inf, "best_epoch": -1,
-                                                           "bad_evals": 0, "history": []})
+    net = getattr(current, "net", None)  # the neural models' torch module
+    if current.supports_warm_start and net is not None:
+        from ctxrec.training.loop import TrainState
+
         cfg_w = json.loads(json.dumps(cfg_dict))
-        cfg_w["train"].update({"resume": True, "max_epochs": epochs})
+        cfg_w["train"].update({"resume": False, "max_epochs": epochs})
         try:
-            model = build_model(model_kind, cfg_w).fit(combined, run_dir=out)
+            model = build_model(model_kind, cfg_w).fit(combined, run_dir=out, warm_start=TrainState(weights=net.state_dict()))
             warm = "warm-start"
         except RuntimeError as exc:  # shapes changed (e.g. new attribute values): refit below
             warm = f"refit (warm start impossible: {str(exc).splitlines()[0][:200]})"
             model = None
-        shutil.rmtree(ckpt, ignore_errors=True)
     if model is None:
         cfg_r = json.loads(json.dumps(cfg_dict))
         if "train" in cfg_r:
             cfg_r["train"]["resume"] = False
         model = build_model(model_kind, cfg_r).fit(combined, run_dir=out)
+    shutil.rmtree(out / "checkpoints", ignore_errors=True)  # training scratch; the new version is out/model
     # the new version keeps the training config (no resume flag) for later retrains
     model.config = from_dict(type(model.config), cfg_dict)
     before = evaluate_cases(current, queries, targets)

@@ -17,7 +17,7 @@ import math
 import string
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 import numpy as np
 
@@ -26,9 +26,8 @@ from ctxrec.errors import ConfigError
 if TYPE_CHECKING:
     import pandas as pd
 
-    from ctxrec.data.dataset import Dataset
-
 __all__ = [
+    "TextTables",
     "TextTemplateConfig",
     "format_column",
     "item_texts",
@@ -261,7 +260,40 @@ def render_user_texts(
 
 
 # ---------------------------------------------------------------------------------- dataset views
-def item_texts(dataset: Dataset, cfg: TextTemplateConfig | None = None) -> list[str]:
+class _Ids(Protocol):
+    @property
+    def ids(self) -> Sequence[str]: ...
+
+
+class _TextSchema(Protocol):
+    @property
+    def item_text_fields(self) -> tuple[str, ...]: ...
+
+    @property
+    def user_text_fields(self) -> tuple[str, ...]: ...
+
+
+class TextTables(Protocol):
+    """What :func:`item_texts` and :func:`user_texts` read; a :class:`ctxrec.data.dataset.Dataset` is one.
+    A protocol, so that this text layer needs nothing from the data layer above it."""
+
+    @property
+    def items(self) -> pd.DataFrame: ...
+
+    @property
+    def users(self) -> pd.DataFrame | None: ...
+
+    @property
+    def item_vocab(self) -> _Ids: ...
+
+    @property
+    def user_vocab(self) -> _Ids: ...
+
+    @property
+    def schema(self) -> _TextSchema: ...
+
+
+def item_texts(dataset: TextTables, cfg: TextTemplateConfig | None = None) -> list[str]:
     """One text per catalogue item, aligned with ``dataset.item_vocab`` (dense item index order).
 
     Schema fields that the items table lacks are skipped; fields named in ``cfg.fields`` must exist.
@@ -274,7 +306,7 @@ def item_texts(dataset: Dataset, cfg: TextTemplateConfig | None = None) -> list[
     )
 
 
-def user_texts(dataset: Dataset, cfg: TextTemplateConfig | None = None) -> list[str]:
+def user_texts(dataset: TextTables, cfg: TextTemplateConfig | None = None) -> list[str]:
     """One text per user, aligned with ``dataset.user_vocab``; users without a row get ``""``."""
     import pandas as pd
 

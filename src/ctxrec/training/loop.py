@@ -3,7 +3,9 @@
 AdamW, gradient clipping, optional bf16 autocast, evaluation on the validation set after each
 epoch, early stopping on ``valid_metric`` (NDCG@10 by default), best weights kept, a resumable
 checkpoint after every epoch, progress bars and TensorBoard logs. Ctrl-C stops cleanly: the last
-checkpoint is saved and the best weights are restored, so ``--resume`` continues the run.
+checkpoint is saved and the best weights are restored, so ``--resume`` continues the run. A
+:class:`TrainState` starts training from given weights instead (``ctxrec retrain``'s warm start). The
+loop knows nothing of models: it trains any module through ``batches``, ``loss_fn`` and ``evaluate``.
 
 Distributed (under torchrun, see ``ctxrec.training.distributed``): the same loop, with the model and its
 loss under DDP, each rank training on its shard of every global batch, and rank 0 evaluating, writing
@@ -19,7 +21,7 @@ import os
 import queue
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -74,6 +76,20 @@ class TrainConfig:
             raise ConfigError(f"TrainConfig.lr_decay must be in (0, 1] (1 = off), got {self.lr_decay}")
 
 
+@dataclass(frozen=True)
+class TrainState:
+    """Where training starts instead of the module's fresh weights: a warm start (``ctxrec retrain``
+    continues from the served model's weights). No checkpoint folder is involved, and the run's own
+    bookkeeping (best score, patience, history) starts afresh."""
+
+    weights: Mapping[str, torch.Tensor]
+    """A ``state_dict`` of a module of the same architecture and shapes."""
+    optimizer: Mapping[str, Any] | None = None
+    """An AdamW ``state_dict`` (moments, step counts); None = a fresh optimizer."""
+    epoch: int = 0
+    """The first epoch to run; ``max_epochs`` still counts from 0."""
+
+
 @dataclass
 class TrainResult:
     best_epoch: int
@@ -101,13 +117,15 @@ def train_loop(
     cfg: TrainConfig,
     run_dir: Path | None = None,
     n_batches: int | None = None,
+    initial: TrainState | None = None,
 ) -> TrainResult:
     """Train ``module`` in place and leave it holding the best weights seen on validation.
 
     ``batches(rng)`` yields one epoch of tensor dicts whose tensors have the batch dimension first (on
     the CPU, or already on the module's device; CPU tensors are moved here); ``loss_fn(batch)`` returns a
-    scalar loss (mean over the batch); ``evaluate()`` returns validation metrics. Under torchrun every
-    rank calls this with the same arguments (see ``ctxrec.training.distributed``).
+    scalar loss (mean over the batch); ``evaluate()`` returns validation metrics. ``initial`` starts from
+    those weights (and optimizer state); a shape mismatch is torch's ``RuntimeError`` naming the tensors.
+    Under torchrun every rank calls this with the same arguments (see ``ctxrec.training.distributed``).
     """
     if cfg.num_threads:
         torch.set_num_threads(cfg.num_threads)
@@ -126,6 +144,14 @@ def train_loop(
     writer = _tensorboard(run_dir) if main else None
     history: list[dict[str, float]] = []
     best_score, best_epoch, start_epoch, bad_evals = -math.inf, -1, 0, 0
+    if initial is not None:
+        if cfg.resume and ckpt_dir and (ckpt_dir / "last").exists():
+            raise ConfigError(f"train.resume=true would continue from the checkpoint in {ckpt_dir}, and an initial "
+                              "state was given too: set train.resume=false to start from the initial state")
+        module.load_state_dict(dict(initial.weights))
+        if initial.optimizer is not None:
+            optimizer.load_state_dict(dict(initial.optimizer))
+        start_epoch = initial.epoch
     best_state = {k: v.detach().clone() for k, v in module.state_dict().items()}
     resumed = False
     if main and cfg.resume and ckpt_dir and (ckpt_dir / "last").exists():
@@ -152,7 +178,7 @@ def train_loop(
             optimizer.load_state_dict(opt_state)
         step_loss = dist_.wrap(module, loss_fn, ctx)
         torch.manual_seed(cfg.seed + 1 + rank)  # distinct dropout noise per rank
-    if resumed:
+    if resumed or start_epoch > 0:
         rng = np.random.default_rng([cfg.seed, start_epoch])
     # After resuming and DDP's broadcast: the average starts from the weights training starts from.
     ema = _WeightAverage(module, cfg.ema) if cfg.ema > 0 else None

@@ -42,6 +42,7 @@ class FusionRecommender(Recommender):
     config_class = FusionConfig
 
     supports_add_items = True
+    supports_warm_start = True
 
     def __init__(self, config: FusionConfig | None = None) -> None:
         super().__init__(config)
@@ -199,7 +200,8 @@ class FusionRecommender(Recommender):
         evaluate = validation_fn(self, valid, self._monitor)
         n_batches = math.ceil(len(events.users) / tc.batch_size)
         result = train_loop(net, batches=training_batches(events, tc.batch_size, cfg.max_len), loss_fn=loss_fn,
-                            evaluate=evaluate, cfg=tc, run_dir=run_dir, n_batches=n_batches)
+                            evaluate=evaluate, cfg=tc, run_dir=run_dir, n_batches=n_batches,
+                            initial=self._warm_start)
         net.eval()
         self.fit_info = {"best_epoch": result.best_epoch, "best_valid": result.best_score, "epochs_run": result.epochs_run,
                          "train_seconds": result.seconds, "stopped_by": result.stopped_by, "history": result.history,
