@@ -14,13 +14,14 @@ Endpoints added here (``read`` scope, like recommend):
 
 import math
 from importlib import resources
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import Annotated, Any
 
 from fastapi import FastAPI, Query
 from fastapi.responses import RedirectResponse, Response
 
-if TYPE_CHECKING:
-    from ctxrec.serving.app import ServiceState
+from ctxrec.serving.deps import Read, Service
+from ctxrec.serving.engine import RequestError
+from ctxrec.serving.security import pseudonymise
 
 _ASSETS = {"index.html": "text/html; charset=utf-8", "app.js": "text/javascript; charset=utf-8",
            "style.css": "text/css; charset=utf-8"}
@@ -36,14 +37,11 @@ def asset(name: str) -> bytes:
     return resources.files("ctxrec.serving").joinpath("web", name).read_bytes()
 
 
-def add_web_routes(app: FastAPI, state: "ServiceState") -> None:
+def add_web_routes(app: FastAPI, state: Service) -> None:
     """Register the page and its endpoints on ``app`` (called by ``create_app``).
 
-    No ``from __future__ import annotations`` in this module: FastAPI must see the ``Read`` dependency
-    (imported here, not at module level) as a real annotation, not a string."""
-    from ctxrec.serving.app import Read
-    from ctxrec.serving.engine import RequestError
-    from ctxrec.serving.security import pseudonymise
+    No ``from __future__ import annotations`` in this module: FastAPI sees the ``Read`` dependency
+    as a real annotation, not a string to resolve."""
 
     @app.get("/ui", include_in_schema=False)
     async def ui_redirect() -> RedirectResponse:
