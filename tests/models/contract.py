@@ -30,12 +30,11 @@ import pytest
 
 from ctxrec.config import from_dict, to_dict
 from ctxrec.data.dataset import Dataset
-from ctxrec.data.splits import leave_one_out
-from ctxrec.data.splits import EvalSet
+from ctxrec.data.splits import EvalSet, leave_one_out
 from ctxrec.errors import ConfigError, NotFittedError, QueryError, UnknownIdError, UnknownQueryIdError
 from ctxrec.evaluation.evaluator import EvalConfig, Evaluator
 from ctxrec.models import MODELS, get_model_class, load_model
-from ctxrec.models.base import RecQuery, Recommendations, Recommender
+from ctxrec.models.base import Recommendations, Recommender, RecQuery
 
 GROUPS = ("a", "b")
 ITEMS_PER_GROUP = 5

@@ -335,7 +335,8 @@ class Recommender(ABC):
         if meta.get("schema"):
             s = dict(meta["schema"])
             s["context"] = tuple(ContextField(**c) for c in s.get("context", []))
-            model.schema = DatasetSchema(**{k: tuple(v) if isinstance(v, list) else v for k, v in s.items()})
+            fields: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v for k, v in s.items()}
+            model.schema = DatasetSchema(**fields)
         model.fit_info = meta.get("fit_info", {})
         if (p / "items.json").exists():
             model.item_titles = json.loads((p / "items.json").read_text()).get("titles", {})

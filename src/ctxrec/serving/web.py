@@ -68,7 +68,7 @@ def add_web_routes(app: FastAPI, state: Service) -> None:
         ids = list(vocab.ids) if vocab is not None else []
         page = ids[offset: offset + limit]
         return {"total": len(ids), "offset": offset,
-                "users": [{"user_id": u, "history_length": int(len(model.known_history(offset + n)))}
+                "users": [{"user_id": u, "history_length": len(model.known_history(offset + n))}
                           for n, u in enumerate(page)]}
 
     @app.get("/v1/users/{user_id}/history", tags=["users"])
@@ -84,7 +84,7 @@ def add_web_routes(app: FastAPI, state: Service) -> None:
         base = [str(x) for x in vocab.external(model.known_history(u))] if u >= 0 else []
         events = state.store.user_events(uid, state.settings.max_history)
         titles = model.item_titles
-        rows = [{"item_id": i, "title": titles.get(i), "source": "model", "type": None, "timestamp": None,
+        rows: list[dict[str, Any]] = [{"item_id": i, "title": titles.get(i), "source": "model", "type": None, "timestamp": None,
                  "context": {}} for i in base]
         rows += [{"item_id": e.item_id, "title": titles.get(e.item_id), "source": "event", "type": e.event_type,
                   "timestamp": e.timestamp, "context": e.context} for e in events]
