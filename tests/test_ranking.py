@@ -98,3 +98,15 @@ def test_rank_filters_each_row_with_its_own_filter() -> None:
     assert idx.tolist() == [[1, 2], [0, 1]] and sc.tolist() == [[2.0, 1.0], [3.0, 2.0]]
     with pytest.raises(ValueError, match="1 filters for 2 score rows"):
         rank(scores, 2, filters[:1])
+
+
+def test_top_k_equals_a_full_stable_sort() -> None:
+    """Against the definition: sort every row by (-score, index) and cut at k (tie-heavy rows)."""
+    rng = np.random.default_rng(1)
+    scores = rng.integers(0, 4, (20, 50)).astype(np.float64)
+    scores[rng.random((20, 50)) < 0.2] = NEG
+    order = np.lexsort((np.broadcast_to(np.arange(50), scores.shape), -scores), axis=1)
+    for k in (1, 2, 7, 49, 50, 60):
+        idx, sc = top_k(scores, k)
+        np.testing.assert_array_equal(idx, order[:, :k])
+        np.testing.assert_array_equal(sc, np.take_along_axis(scores, order[:, :k], axis=1))

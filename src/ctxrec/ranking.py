@@ -39,10 +39,11 @@ def top_k(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         part = _candidates(scores, k_eff)  # (B, k_eff): the k largest, ties in arbitrary order
         # The candidates hold an arbitrary subset of the items tied with the k-th score; swap in the
         # lowest-index ones so the tie-break holds and top-k is a prefix of top-(k+1).
-        kth = np.take_along_axis(scores, part, axis=1).min(axis=1, keepdims=True)  # (B, 1)
+        cand = np.take_along_axis(scores, part, axis=1)  # (B, k_eff)
+        kth = cand.min(axis=1, keepdims=True)  # (B, 1)
+        need = (cand == kth).sum(axis=1)  # (B,) tied items that fit in the top k
         tied = scores == kth  # (B, N)
-        need = k_eff - (scores > kth).sum(axis=1)  # (B,) tied items that fit in the top k
-        rows = np.flatnonzero(tied.sum(axis=1) > need)
+        rows = np.flatnonzero(tied.sum(axis=1) > need)  # rows where some tied item was left out
         if len(rows):
             first_ties = np.cumsum(tied[rows], axis=1, dtype=np.int32) <= need[rows, None]
             keep = (scores[rows] > kth[rows]) | (tied[rows] & first_ties)  # exactly k_eff per row
