@@ -33,3 +33,17 @@ class UnknownIdError(CtxrecError, KeyError):
 class UnsupportedError(CtxrecError, NotImplementedError):
     """A model cannot do this by design (an ID-only model asked to add items, an ONNX export asked to
     train); the message says which model can. A NotImplementedError, so callers may catch either."""
+
+
+class QueryError(CtxrecError, ValueError):
+    """A recommendation query is invalid. ``query`` is its position in the batch and ``field`` the
+    offending field as a path (``"history.3"``), so a service can point at it."""
+
+    def __init__(self, message: str, *, query: int, field: str) -> None:
+        super().__init__(message)
+        self.query, self.field = query, field
+
+
+class UnknownQueryIdError(QueryError, UnknownIdError):
+    """A query names a user or item the model does not know (a :class:`QueryError` and an
+    :class:`UnknownIdError`, so either may be caught)."""

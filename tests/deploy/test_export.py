@@ -38,8 +38,8 @@ def _assert_ranks_like(model: Recommender, q: OnnxRecommender) -> None:
     """A quantized export ranks like the PyTorch model up to small swaps: top-10 overlap and score
     correlation per query."""
     queries = _queries(model)
-    ref = np.asarray(model._score(model.encode_queries(queries)), np.float32)
-    got = q._score(q.encode_queries(queries))
+    ref = np.asarray(model.score(model.encode_queries(queries)), np.float32)
+    got = q.score(q.encode_queries(queries))
     overlap = np.mean([len(set(np.argsort(-a)[:10]) & set(np.argsort(-b)[:10])) / 10 for a, b in zip(ref, got, strict=True)])
     assert overlap >= 0.7
     assert min(np.corrcoef(a, b)[0, 1] for a, b in zip(ref, got, strict=True)) > 0.95
@@ -51,13 +51,13 @@ def test_fp32_export_matches_pytorch(name: str, exports: dict[str, Path], reques
     onnx_model = OnnxRecommender.load(exports[f"{name}-none"])
     queries = _queries(model, with_text=name == "fusion")
     batch = model.encode_queries(queries)
-    ref = np.asarray(model._score(batch), np.float32)
-    got = onnx_model._score(onnx_model.encode_queries(queries))
+    ref = np.asarray(model.score(batch), np.float32)
+    got = onnx_model.score(onnx_model.encode_queries(queries))
     assert got.shape == ref.shape == (len(queries), model.n_items)
     np.testing.assert_allclose(got, ref, atol=1e-4, rtol=1e-5)
     # One query at a time (batch 1) gives the same scores as the batch (dynamic batch axis).
     for q, row in zip(queries[:3], ref[:3], strict=True):
-        np.testing.assert_allclose(onnx_model._score(onnx_model.encode_queries([q]))[0], row, atol=1e-4, rtol=1e-5)
+        np.testing.assert_allclose(onnx_model.score(onnx_model.encode_queries([q]))[0], row, atol=1e-4, rtol=1e-5)
     # recommend() answers like the PyTorch model (external ids, exclude_seen, candidates).
     for a, b in zip(model.recommend(queries, k=5), onnx_model.recommend(queries, k=5), strict=True):
         assert a.item_ids == b.item_ids
@@ -123,6 +123,18 @@ def test_export_folder_is_self_contained(exports: dict[str, Path], sasrec: Recom
         m.save(d / "again")
     with pytest.raises(UnsupportedError, match="export it again"):
         m.add_items(None)
+
+
+def test_onnx_backend_cannot_add_items_even_when_its_model_can(exports: dict[str, Path], fusion: Recommender) -> None:
+    """The item table is inside the graph: the capability flag the service reads says no, and
+    ``add_items`` says what to do instead, for a model kind that can add items in PyTorch."""
+    import pandas as pd
+
+    m = OnnxRecommender.load(exports["fusion-none"])
+    assert fusion.supports_add_items and not m.supports_add_items
+    with pytest.raises(UnsupportedError, match="export it again"):
+        m.add_items(pd.DataFrame({"item_id": ["brand-new"], "title": ["a new title"]}))
+    assert m.n_items == fusion.n_items
 
 
 def test_unsupported_models_say_why(synth: Dataset, tmp_path: Path) -> None:
@@ -212,10 +224,10 @@ def test_last_position_only_graph_matches_full_graph(synth: Dataset, tmp_path: P
         assert info["config"]["last_position_only"] is last
         outs[last] = OnnxRecommender.load(d)
     queries = _queries(model) + [RecQuery(history=model.item_vocab.ids[:n]) for n in (2, 11, 12, 13)]  # type: ignore[index]
-    ref = np.asarray(model._score(model.encode_queries(queries)), np.float32)
+    ref = np.asarray(model.score(model.encode_queries(queries)), np.float32)
     for m in outs.values():
-        np.testing.assert_allclose(m._score(m.encode_queries(queries)), ref, atol=1e-4, rtol=1e-5)
-        np.testing.assert_allclose(m._score(m.encode_queries(queries[3:4]))[0], ref[3], atol=1e-4, rtol=1e-5)
+        np.testing.assert_allclose(m.score(m.encode_queries(queries)), ref, atol=1e-4, rtol=1e-5)
+        np.testing.assert_allclose(m.score(m.encode_queries(queries[3:4]))[0], ref[3], atol=1e-4, rtol=1e-5)
 
 
 @pytest.mark.parametrize("name", ["sasrec", "fusion"])
@@ -260,6 +272,6 @@ def test_fusion_export_keeps_the_cold_item_handling(fusion: Recommender, tmp_pat
     export_model(model, tmp_path / "e", ExportConfig(text_encoder=False))
     onnx_model = OnnxRecommender.load(tmp_path / "e")
     queries = _queries(model)
-    ref = np.asarray(model._score(model.encode_queries(queries)), np.float32)
-    np.testing.assert_allclose(onnx_model._score(onnx_model.encode_queries(queries)), ref, atol=1e-4, rtol=1e-5)
-    assert not np.allclose(ref, fusion._score(fusion.encode_queries(queries)), atol=1e-3)
+    ref = np.asarray(model.score(model.encode_queries(queries)), np.float32)
+    np.testing.assert_allclose(onnx_model.score(onnx_model.encode_queries(queries)), ref, atol=1e-4, rtol=1e-5)
+    assert not np.allclose(ref, fusion.score(fusion.encode_queries(queries)), atol=1e-3)

@@ -18,6 +18,7 @@ tests/models/test_registry.py fails if a registered model kind has no such class
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,11 +30,11 @@ import pytest
 
 from ctxrec.config import from_dict, to_dict
 from ctxrec.data.dataset import Dataset
-from ctxrec.data.splits import leave_one_out
-from ctxrec.errors import ConfigError, NotFittedError, UnknownIdError
+from ctxrec.data.splits import EvalSet, leave_one_out
+from ctxrec.errors import ConfigError, NotFittedError, QueryError, UnknownIdError, UnknownQueryIdError
 from ctxrec.evaluation.evaluator import EvalConfig, Evaluator
 from ctxrec.models import MODELS, get_model_class, load_model
-from ctxrec.models.base import RecQuery, Recommendations, Recommender
+from ctxrec.models.base import Recommendations, Recommender, RecQuery
 
 GROUPS = ("a", "b")
 ITEMS_PER_GROUP = 5
@@ -41,6 +42,15 @@ USERS_PER_GROUP = {"a": 10, "b": 15}  # unequal, so popularity ranks group b fir
 COLD_ITEM = "cold-item"  # in the catalogue, never interacted with
 DAY = 86_400.0
 PICKLE_SUFFIXES = {".pkl", ".pickle", ".pt", ".pth", ".bin", ".joblib", ".npy", ".npz"}
+
+
+@dataclass(frozen=True)
+class _Event:
+    """An event recorded after training, as a service's event store returns it."""
+
+    item_id: str
+    timestamp: float
+    context: dict[str, str]
 
 
 @dataclass(frozen=True)
@@ -304,6 +314,74 @@ class RecommenderContract:
         res = Evaluator(EvalConfig(ks=(1, 5))).evaluate(fitted, cases)
         assert res["n_cases"] == len(board.users)
         assert all(0.0 <= v <= 1.0 for k, v in res.items() if k != "n_cases")
+
+    def test_evaluator_metrics_have_the_known_values(self, fitted: Recommender, board: Checkerboard) -> None:
+        """One case per user: its stored history, target its withheld item, the only unseen item of its
+        group. Where the model learns the groups (top-1 in the user's group) every case is a hit at
+        rank 1, so HR, recall, NDCG, MRR and MAP are 1 and precision@k is 1/k. For every model the
+        figures equal those worked out from the rank ``recommend`` gives each target: the evaluator's
+        batch path and the public path rank alike."""
+        ks = (1, 3, 5)
+        users = board.users
+        assert fitted.user_vocab is not None and fitted.item_vocab is not None
+        dense = fitted.user_vocab.lookup(users)
+        hists = [fitted.known_history(int(u)) for u in dense]
+        cases = EvalSet(users=dense, histories=hists, history_times=[np.full(len(h), np.nan) for h in hists],
+                        targets=[fitted.item_vocab.lookup([board.withheld[u]]) for u in users],
+                        contexts=[{} for _ in users], timestamps=np.full(len(users), np.nan))
+        res = Evaluator(EvalConfig(ks=ks)).evaluate(fitted, cases)
+        full = fitted.recommend([RecQuery(user_id=u) for u in users], k=fitted.n_items)
+        rank = np.array([rec.item_ids.index(board.withheld[u]) for u, rec in zip(users, full, strict=True)])  # 0-based
+        if self.learns_groups:
+            assert rank.tolist() == [0] * len(users)
+        for k in ks:
+            hit = rank < k
+            want = {"hr": hit.mean(), "recall": hit.mean(), "precision": hit.mean() / k,
+                    "ndcg": np.where(hit, 1 / np.log2(rank + 2), 0).mean(),
+                    "mrr": np.where(hit, 1 / (rank + 1), 0).mean(), "map": np.where(hit, 1 / (rank + 1), 0).mean(),
+                    "f1": np.where(hit, 2 * (1 / k) / (1 / k + 1), 0).mean()}
+            for name, value in want.items():
+                assert res[f"{name}@{k}"] == pytest.approx(value, abs=1e-12), (name, k)
+        if self.learns_groups:
+            assert res["ndcg@5"] == res["mrr@5"] == res["hr@1"] == 1.0 and res["precision@5"] == pytest.approx(0.2)
+
+    # ------------------------------------------------------------------ query encoding
+    def test_invalid_queries_name_the_query_and_field(self, fitted: Recommender, board: Checkerboard) -> None:
+        a = board.group_items["a"]
+        with pytest.raises(UnknownQueryIdError, match="no-such-item") as exc:
+            fitted.encode_queries([RecQuery(), RecQuery(history=[a[0], "no-such-item"])])
+        assert (exc.value.query, exc.value.field) == (1, "history.1")
+        bad = [
+            (RecQuery(history_timestamps=[1.0]), "history_timestamps", "needs history"),
+            (RecQuery(history=a[:2], history_timestamps=[1.0]), "history_timestamps", "1 values but history has 2"),
+            (RecQuery(history=a[:1], history_contexts=[{}, {}]), "history_contexts", "2 values but history has 1"),
+        ]
+        for q, field, message in bad:
+            with pytest.raises(QueryError, match=message) as err:
+                fitted.encode_queries([q])
+            assert (err.value.query, err.value.field) == (0, field)
+
+    def test_new_events_extend_the_known_history(self, fitted: Recommender, board: Checkerboard) -> None:
+        """Events recorded after training (a service's store) follow the user's stored history; a new
+        user has them alone; events of items the model does not know are skipped. The result ranks
+        like the same history given explicitly."""
+        user, extra = "a-user-0", board.withheld["a-user-0"]
+        events = [_Event(extra, 1.9e9, {}), _Event("not-in-the-catalogue", 1.9e9 + 1, {})]
+        batch = fitted.encode_queries([RecQuery(user_id=user), RecQuery(user_id="brand-new"), RecQuery(user_id=user)],
+                                      new_events=[events, events, []])
+        assert fitted.item_vocab is not None
+        stored = fitted.item_vocab.external(fitted.known_history(fitted.user_vocab.index(user)))  # type: ignore[union-attr]
+        assert fitted.item_vocab.external(batch.histories[0]) == [*stored, extra]
+        assert fitted.item_vocab.external(batch.histories[1]) == [extra]
+        assert fitted.item_vocab.external(batch.histories[2]) == stored and batch.history_contexts[2] is None  # type: ignore[index]
+        assert batch.history_times[0][-1] == 1.9e9 and np.isnan(batch.history_times[0][0])
+        idx, _ = fitted.recommend_indices(batch, 3)
+        explicit_query = RecQuery(user_id=user, history=[*stored, extra], history_contexts=[{}] * (len(stored) + 1),
+                                  history_timestamps=[math.nan] * len(stored) + [1.9e9])
+        (explicit,) = fitted.recommend([explicit_query], k=3)
+        assert fitted.item_vocab.external(idx[0]) == explicit.item_ids
+        with pytest.raises(QueryError, match="takes no new events"):
+            fitted.encode_queries([RecQuery(history=[extra])], new_events=[events])
 
     # ------------------------------------------------------------------ persistence / determinism
     def test_save_load_round_trip(self, fitted: Recommender, board: Checkerboard, tmp_path: Path) -> None:

@@ -32,10 +32,10 @@ def test_members_differ_only_by_seed_and_their_probabilities_are_averaged(ensemb
     assert [m.config.train.seed for m in ensemble.members] == [3, 4, 5]
     batch = ensemble.encode_queries([RecQuery(history=["A1", "A2"], context={"device": "tv"}),
                                      RecQuery(history=["B3"], context={"device": "mobile"})])
-    probs = np.stack([np.exp(m._score(batch)) for m in ensemble.members])  # (M, B, V)
+    probs = np.stack([np.exp(m.score(batch)) for m in ensemble.members])  # (M, B, V)
     assert not np.allclose(probs[0], probs[1])  # different seeds, different models
-    np.testing.assert_allclose(np.exp(ensemble._score(batch)), probs.mean(0), rtol=1e-5, atol=1e-7)
-    np.testing.assert_allclose(np.exp(ensemble._score(batch)).sum(1), 1.0, rtol=1e-5)
+    np.testing.assert_allclose(np.exp(ensemble.score(batch)), probs.mean(0), rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(np.exp(ensemble.score(batch)).sum(1), 1.0, rtol=1e-5)
 
 
 def test_ensemble_round_trips_with_every_member(ensemble: EnsembleRecommender, tmp_path) -> None:

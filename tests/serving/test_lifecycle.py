@@ -4,14 +4,67 @@ held-out new events, promotion decided and recorded; CLI key creation."""
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
+import pandas as pd
+import pytest
 from typer.testing import CliRunner
 
 from ctxrec.cli import app
+from ctxrec.data.dataset import Dataset
 from ctxrec.data.synthetic import SimulatorConfig, simulate
-from ctxrec.serving.lifecycle import retrain
+from ctxrec.models.base import RecQuery
+from ctxrec.models.popularity import PopularityRecommender
+from ctxrec.serving.lifecycle import evaluate_cases, retrain, should_promote
 from ctxrec.serving.store import EventStore
+
+ITEMS = [f"i{j:02d}" for j in range(12)]
+
+
+def popularity_by(order: list[str]) -> PopularityRecommender:
+    """A popularity model over ITEMS ranking them in ``order`` (the first item has 12 events, the
+    next 11, ...): a model whose every ranking is known by hand."""
+    rows = [{"user_id": f"u{n}", "item_id": item, "timestamp": 1.7e9 + n}
+            for rank, item in enumerate(order) for n in range(len(order) - rank)]
+    data = Dataset.from_frames(pd.DataFrame(rows), items=pd.DataFrame({"item_id": ITEMS}), name="by-hand")
+    return PopularityRecommender().fit(data)
+
+
+# Three held-out events: a new user's first event (i03), a user with history [i00] (next: i01), and one
+# more new user's first event (i11).
+CASES = [RecQuery(history=[]), RecQuery(history=["i00"]), RecQuery(history=[])]
+TARGETS = ["i03", "i01", "i11"]
+
+
+def test_held_out_events_are_scored_by_hand() -> None:
+    """Popularity order i00, i01, ...: i03 ranks 4th (NDCG 1/log2 5), i01 first once i00 is seen
+    (NDCG 1), i11 12th, outside the top 10 (NDCG 0)."""
+    got = evaluate_cases(popularity_by(ITEMS), CASES, TARGETS)
+    assert got["cases"] == 3
+    assert got["hr@10"] == pytest.approx(2 / 3)
+    assert got["ndcg@10"] == pytest.approx((1 / math.log2(5) + 1.0 + 0.0) / 3)
+
+
+def test_promotion_rule_promotes_a_better_candidate_and_not_a_worse_one() -> None:
+    """Current: the order above (NDCG@10 0.4769). Better candidate: i11 and i03 first (i01 then 3rd
+    after i00 is seen): (1/log2 3 + 1/log2 4 + 1) / 3 = 0.8770. Worse: the reverse order, where i03
+    ranks 9th, i01 11th and i11 first: (1/log2 10 + 0 + 1) / 3 = 0.4337."""
+    current = evaluate_cases(popularity_by(ITEMS), CASES, TARGETS)
+    better = evaluate_cases(popularity_by(["i11", "i03", *[i for i in ITEMS if i not in ("i11", "i03")]]), CASES, TARGETS)
+    worse = evaluate_cases(popularity_by(ITEMS[::-1]), CASES, TARGETS)
+    assert current["ndcg@10"] == pytest.approx(0.4769, abs=1e-4)
+    assert better["ndcg@10"] == pytest.approx((1 / math.log2(3) + 1 / math.log2(4) + 1.0) / 3)
+    assert worse["ndcg@10"] == pytest.approx((1 / math.log2(10) + 0.0 + 1.0) / 3)
+    assert should_promote(current, better)
+    assert not should_promote(current, worse)
+    assert should_promote(current, current)  # a tie keeps the newer model (it has folded in more events)
+    # tolerance: a candidate up to `tolerance` below the current one is still promoted, not further
+    gap = current["ndcg@10"] - worse["ndcg@10"]  # 0.0432
+    assert should_promote(current, worse, tolerance=gap + 1e-9)
+    assert not should_promote(current, worse, tolerance=gap - 1e-3)
+    # no held-out events: nothing to compare, the candidate is promoted
+    assert should_promote(current, {"hr@10": math.nan, "ndcg@10": math.nan, "cases": 0})
 
 
 def test_retrain_folds_events_warm_start_and_records_the_decision(fusion_run: Path, tmp_path: Path) -> None:
@@ -29,7 +82,9 @@ def test_retrain_folds_events_warm_start_and_records_the_decision(fusion_run: Pa
     assert report["training"] == "refit" or report["training"] == "warm-start"
     assert report["events_dropped_unknown_item"] == 1  # zz-unknown is in no catalogue
     assert report["held_out"] == 21 and report["candidate"]["cases"] == 21 and report["events_used"] == 62
-    assert isinstance(report["promoted"], bool)
+    # the decision recorded is the promotion rule applied to the figures recorded beside it
+    assert report["promoted"] is should_promote(report["current"], report["candidate"], report["tolerance"])
+    assert report["current"]["cases"] == report["candidate"]["cases"] == 21
     saved = json.loads((out / "serving.json").read_text())
     assert saved["event_watermark"] == len(rows) and saved["version"] == report["version"]
     assert (out / "model" / "config.json").exists() and not (out / "checkpoints").exists()

@@ -55,4 +55,4 @@ def test_id_only_model_refuses_add_items_clearly(sim_data) -> None:  # type: ign
         m.add_items(pd.DataFrame({"item_id": ["x"]}))
     q = m.encode_queries([RecQuery(history=sim_data.item_vocab.ids[:3])])
     scores = m.user_embeddings(q) @ m.item_embeddings().T
-    np.testing.assert_allclose(scores, m._score(q), rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(scores, m.score(q), rtol=1e-4, atol=1e-5)

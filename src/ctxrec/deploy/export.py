@@ -335,7 +335,7 @@ def _runtime_files(model: Recommender, src_dir: Path | None, out: Path) -> None:
 
 def _compare(ref: np.ndarray, got: np.ndarray, k: int = 10) -> dict[str, float]:
     """Max abs difference over finite entries and the mean top-k overlap (ranking agreement)."""
-    from ctxrec.models.base import top_k
+    from ctxrec.ranking import top_k
 
     finite = np.isfinite(ref) & np.isfinite(got)
     ti, _ = top_k(ref, k)
@@ -414,8 +414,8 @@ def export_model(model: Recommender | str | Path, out: str | Path, config: Expor
 
     # Verify: ONNX Runtime vs PyTorch on real queries (incl. an empty history), other batch size and T.
     check = sample_batch(model, cfg.verify_batch, seed=2)
-    ref = np.asarray(model._score(check), np.float32)
-    got = OnnxRecommender.load(out)._score(check)
+    ref = np.asarray(model.score(check), np.float32)
+    got = OnnxRecommender.load(out).score(check)
     v = _compare(ref, got)
     v["queries"] = len(check)
     v["atol"] = cfg.atol

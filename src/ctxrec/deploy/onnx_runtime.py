@@ -102,31 +102,17 @@ def query_feeds(host: Recommender, batch: QueryBatch, input_names: Sequence[str]
 
 def _host_from_folder(p: Path) -> Recommender:
     """The PyTorch model class, instantiated without its network, with everything else of the model:
-    vocabularies, schema, titles, JSON state and the non-network arrays."""
+    vocabularies, schema, titles, JSON state (``Recommender.restore``, as ``load`` does) and the
+    non-network arrays of ``runtime.safetensors``."""
     from safetensors.numpy import load_file
 
-    from ctxrec.config import from_dict
-    from ctxrec.data.dataset import ContextField, DatasetSchema
-    from ctxrec.data.vocab import Vocab
     from ctxrec.models import get_model_class
+    from ctxrec.models.base import read_saved_config
 
-    meta = json.loads((p / "config.json").read_text())
+    meta = read_saved_config(p)
     cls = get_model_class(meta["kind"])
-    host = cls(from_dict(cls.config_class, meta["config"]))
-    host.item_vocab = Vocab.load(p / "vocab" / "items.json")
-    host.user_vocab = Vocab.load(p / "vocab" / "users.json")
-    if meta.get("schema"):
-        s = dict(meta["schema"])
-        s["context"] = tuple(ContextField(**c) for c in s.get("context", []))
-        host.schema = DatasetSchema(**{k: tuple(v) if isinstance(v, list) else v for k, v in s.items()})
-    host.fit_info = meta.get("fit_info", {})
-    if (p / "items.json").exists():
-        host.item_titles = json.loads((p / "items.json").read_text()).get("titles", {})
-    if (p / "state.json").exists():
-        host._load_meta(json.loads((p / "state.json").read_text()))
     arrays = load_file(str(p / "runtime.safetensors"))
-    host._hist_indptr = arrays.pop("history.indptr")
-    host._hist_items = arrays.pop("history.items")
+    host = cls.restore(p, meta, arrays)
     for k, v in arrays.items():
         name = k[len("state."):]
         if not hasattr(host, name):
@@ -143,6 +129,8 @@ class OnnxRecommender(Recommender):
 
     kind = "onnx"
     config_class = object
+    supports_add_items = False
+    """The item table is inside the graph: new items need a new export (``add_items`` says how)."""
 
     def __init__(self, path: str | Path, *, threads: int | None = None) -> None:
         p = Path(path)

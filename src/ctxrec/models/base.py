@@ -10,16 +10,19 @@ from __future__ import annotations
 import json
 import math
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar, Self
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol, Self
 
 import numpy as np
 
 from ctxrec.config import from_dict, to_dict
 from ctxrec.data.vocab import Vocab
-from ctxrec.errors import ConfigError, NotFittedError, UnknownIdError, UnsupportedError
-from ctxrec.queries import QueryBatch, RecQuery, Recommendations
+from ctxrec.errors import ConfigError, NotFittedError, QueryError, UnknownQueryIdError, UnsupportedError
+from ctxrec.queries import QueryBatch, Recommendations, RecQuery
+from ctxrec.ranking import item_filter, rank, top_k
+
+__all__ = ["FORMAT_VERSION", "NewEvent", "QueryBatch", "RecQuery", "Recommendations", "Recommender", "top_k"]
 
 if TYPE_CHECKING:
     from ctxrec.data.dataset import Dataset, DatasetSchema
@@ -27,6 +30,20 @@ if TYPE_CHECKING:
     from ctxrec.training.loop import TrainState
 
 FORMAT_VERSION = 1
+
+
+class NewEvent(Protocol):
+    """An event of a known or new user recorded after the model was trained (a service's event store
+    holds these); :meth:`Recommender.encode_queries` appends them to the user's known history."""
+
+    @property
+    def item_id(self) -> str: ...
+
+    @property
+    def timestamp(self) -> float: ...
+
+    @property
+    def context(self) -> Mapping[str, Any]: ...
 
 
 class Recommender(ABC):
@@ -157,56 +174,76 @@ class Recommender(ABC):
         exclude_seen: bool = True,
         candidates: np.ndarray | None = None,
     ) -> tuple[np.ndarray, np.ndarray]:
-        """Dense top-k: ``(B, k)`` item indices and scores (``-inf`` where fewer than k exist)."""
+        """Dense top-k: ``(B, k)`` item indices and scores (``-inf`` where fewer than k exist).
+
+        ``candidates`` (dense indices) are the only items ranked; ``exclude_seen`` drops each query's
+        history. Filtering and top-k are :mod:`ctxrec.ranking`'s, as in the service."""
         if k < 1:
             raise ValueError(f"k must be a positive integer, got {k}")
         scores = np.asarray(self.score(batch), dtype=np.float32).copy()  # (B, n_items)
-        if candidates is not None:
-            mask = np.full(scores.shape[1], True)
-            mask[candidates] = False
-            scores[:, mask] = -np.inf
-        if exclude_seen:
-            for b, hist in enumerate(batch.histories):
-                if len(hist):
-                    scores[b, hist] = -np.inf
-        return top_k(scores, k)
+        n = scores.shape[1]
+        filters = [item_filter(n, seen=hist if exclude_seen else None, allow=candidates) for hist in batch.histories]
+        return rank(scores, k, filters)
 
-    def encode_queries(self, queries: Sequence[RecQuery]) -> QueryBatch:
-        """External-id queries to a dense :class:`QueryBatch` (unknown history items are an error)."""
+    def encode_queries(
+        self, queries: Sequence[RecQuery], *, new_events: Sequence[Sequence[NewEvent]] | None = None
+    ) -> QueryBatch:
+        """External-id queries to a dense :class:`QueryBatch`: the one query encoding of the library,
+        the service and deploy. Invalid queries raise :class:`~ctxrec.errors.QueryError` naming the
+        query and field (unknown ids: :class:`~ctxrec.errors.UnknownQueryIdError`).
+
+        ``new_events`` (one sequence per query, oldest first): events recorded since training for a
+        query that names a user without a ``history``; they are appended to the user's known history
+        (a new user gets them alone). Events of items the model does not know are skipped: an event
+        store may outlive the model version that accepted them."""
         assert self.item_vocab is not None and self.user_vocab is not None
-        users, hists, htimes, ts, hctx = [], [], [], [], []
-        for q in queries:
-            if q.history_contexts is not None and (q.history is None or len(q.history_contexts) != len(q.history)):
-                raise ValueError(
-                    "history_contexts must have one context per history item; got "
-                    f"{len(q.history_contexts)} contexts for {0 if q.history is None else len(q.history)} items"
-                )
-            hctx.append(q.history_contexts)
+        if new_events is not None and len(new_events) != len(queries):
+            raise ValueError(f"new_events has {len(new_events)} entries for {len(queries)} queries; give one per query")
+        users, hists, htimes, ts = [], [], [], []
+        hctx: list[Sequence[Mapping[str, Any]] | None] = []
+        for b, q in enumerate(queries):
+            events = new_events[b] if new_events is not None else ()
+            for name, given in (("history_timestamps", q.history_timestamps), ("history_contexts", q.history_contexts)):
+                if given is None:
+                    continue
+                if q.history is None:
+                    raise QueryError(f"{name} needs history: it describes the items of `history`, and this "
+                                     "query has none", query=b, field=name)
+                if len(given) != len(q.history):
+                    raise QueryError(f"{name} has {len(given)} values but history has {len(q.history)} items; "
+                                     "give one per history item", query=b, field=name)
+            if events and q.history is not None:
+                raise QueryError("a query with its own history takes no new events (the history replaces "
+                                 "the user's)", query=b, field="history")
             u = self.user_vocab.get(q.user_id) if q.user_id is not None else -1
+            ctx: Sequence[Mapping[str, Any]] | None = q.history_contexts
             if q.history is not None:
-                h = self.item_vocab.lookup(list(q.history))
-                if q.history_timestamps is not None:
-                    if len(q.history_timestamps) != len(q.history):
-                        raise ValueError(
-                            f"history_timestamps has {len(q.history_timestamps)} values but history has "
-                            f"{len(q.history)} items; give one timestamp per history item"
-                        )
-                    t = np.asarray(q.history_timestamps, dtype=np.float64)
-                else:
-                    t = np.full(len(h), np.nan)
-            elif u >= 0:
-                h = self.known_history(u)
-                t = np.full(len(h), np.nan)
+                h = self.item_vocab.lookup(list(q.history), strict=False)
+                if (h < 0).any():
+                    j = int(np.argmax(h < 0))
+                    raise UnknownQueryIdError(
+                        f"unknown item id {q.history[j]!r} at history[{j}]: the model knows "
+                        f"{len(self.item_vocab)} items; drop it or retrain with it", query=b, field=f"history.{j}")
+                t = (np.asarray(q.history_timestamps, dtype=np.float64) if q.history_timestamps is not None
+                     else np.full(len(h), np.nan))
             else:
-                if q.user_id is not None and not self._allows_unknown_users():
-                    raise UnknownIdError(
+                h = self.known_history(u) if u >= 0 else np.zeros(0, np.int64)
+                t = np.full(len(h), np.nan)
+                if events:
+                    e_idx = self.item_vocab.lookup([e.item_id for e in events], strict=False)
+                    keep = e_idx >= 0
+                    kept = [e for e, k in zip(events, keep, strict=True) if k]
+                    ctx = [{}] * len(h) + [e.context for e in kept]
+                    h = np.concatenate([h, e_idx[keep]])
+                    t = np.concatenate([t, np.array([e.timestamp for e in kept], np.float64)])
+                elif u < 0 and q.user_id is not None and not self._allows_unknown_users():
+                    raise UnknownQueryIdError(
                         f"unknown user id {q.user_id!r} and no history given: pass the user's recent "
-                        "items as `history` to get recommendations for a new user"
-                    )
-                h, t = np.zeros(0, np.int64), np.zeros(0)
+                        "items as `history` to get recommendations for a new user", query=b, field="user_id")
             users.append(u)
-            hists.append(h)
+            hists.append(h.astype(np.int64))
             htimes.append(t)
+            hctx.append(ctx)
             ts.append(np.nan if q.timestamp is None else float(q.timestamp))
         return QueryBatch(
             users=np.asarray(users, dtype=np.int64),
@@ -284,30 +321,38 @@ class Recommender(ABC):
         """Rebuild a model from a folder written by :meth:`save` (no pickle involved)."""
         from safetensors.numpy import load_file
 
-        from ctxrec.data.dataset import ContextField, DatasetSchema
-
         p = Path(path)
-        if not (p / "config.json").exists():
-            raise FileNotFoundError(f"{str(p)!r} is not a saved ctxrec model: it has no config.json")
-        meta = json.loads((p / "config.json").read_text())
+        meta = read_saved_config(p)
         if meta.get("kind") != cls.kind:
             raise ConfigError(f"{str(p)!r} holds a {meta.get('kind')!r} model, not {cls.kind!r}; use ctxrec.load_model")
+        tensors = load_file(str(p / "model.safetensors"))
+        model = cls.restore(p, meta, tensors)
+        model._load_state({k[len("state.") :]: v for k, v in tensors.items() if k.startswith("state.")})
+        return model
+
+    @classmethod
+    def restore(cls, folder: str | Path, meta: dict[str, Any], arrays: dict[str, np.ndarray]) -> Self:
+        """Everything of a saved model but its weights: config, vocabularies, schema, fit info, titles,
+        JSON state, and the stored histories popped from ``arrays`` (the folder's safetensors). Used by
+        :meth:`load` (which then loads the weights) and by the ONNX backend (whose weights are a graph)."""
+        from ctxrec.data.dataset import ContextField, DatasetSchema
+
+        p = Path(folder)
         model = cls(from_dict(cls.config_class, meta["config"]))
         model.item_vocab = Vocab.load(p / "vocab" / "items.json")
         model.user_vocab = Vocab.load(p / "vocab" / "users.json")
         if meta.get("schema"):
             s = dict(meta["schema"])
             s["context"] = tuple(ContextField(**c) for c in s.get("context", []))
-            model.schema = DatasetSchema(**{k: tuple(v) if isinstance(v, list) else v for k, v in s.items()})
+            fields: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v for k, v in s.items()}
+            model.schema = DatasetSchema(**fields)
         model.fit_info = meta.get("fit_info", {})
         if (p / "items.json").exists():
             model.item_titles = json.loads((p / "items.json").read_text()).get("titles", {})
         if (p / "state.json").exists():
             model._load_meta(json.loads((p / "state.json").read_text()))
-        tensors = load_file(str(p / "model.safetensors"))
-        model._hist_indptr = tensors.pop("history.indptr")
-        model._hist_items = tensors.pop("history.items")
-        model._load_state({k[len("state.") :]: v for k, v in tensors.items() if k.startswith("state.")})
+        model._hist_indptr = arrays.pop("history.indptr")
+        model._hist_items = arrays.pop("history.items")
         return model
 
     # ------------------------------------------------------------------ for subclasses
@@ -343,31 +388,13 @@ class Recommender(ABC):
             raise NotFittedError(f"{type(self).__name__} is not fitted: call fit(data) or load(path) first")
 
 
-def top_k(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """Row-wise top-k of a ``(B, N)`` matrix, sorted descending; ties broken by lower index."""
-    n = scores.shape[1]
-    k_eff = min(k, n)
-    if np.isnan(scores).any():  # NaN would break the tie logic below; rank it like -inf (dropped later)
-        scores = np.where(np.isnan(scores), -np.inf, scores)
-    if k_eff < n:
-        part = np.argpartition(-scores, k_eff - 1, axis=1)[:, :k_eff]
-        # argpartition keeps an arbitrary subset of the items tied with the k-th score; swap in the
-        # lowest-index ones so the tie-break above holds and top-k is a prefix of top-(k+1).
-        kth = np.take_along_axis(scores, part, axis=1).min(axis=1, keepdims=True)  # (B, 1)
-        tied = scores == kth  # (B, N)
-        need = k_eff - (scores > kth).sum(axis=1)  # (B,) tied items that fit in the top k
-        rows = np.flatnonzero(tied.sum(axis=1) > need)
-        if len(rows):
-            first_ties = np.cumsum(tied[rows], axis=1, dtype=np.int32) <= need[rows, None]
-            keep = (scores[rows] > kth[rows]) | (tied[rows] & first_ties)  # exactly k_eff per row
-            part[rows] = np.nonzero(keep)[1].reshape(len(rows), k_eff)
-    else:
-        part = np.tile(np.arange(n), (len(scores), 1))
-    part_scores = np.take_along_axis(scores, part, axis=1)
-    # lexsort: primary key -score, secondary key index (deterministic tie-break)
-    order = np.lexsort((part, -part_scores), axis=1)
-    idx = np.take_along_axis(part, order, axis=1)
-    return idx, np.take_along_axis(scores, idx, axis=1)
+def read_saved_config(folder: str | Path) -> dict[str, Any]:
+    """``config.json`` of a saved model (or export) folder: kind, config, schema and fit info."""
+    p = Path(folder)
+    if not (p / "config.json").exists():
+        raise FileNotFoundError(f"{str(p)!r} is not a saved ctxrec model: it has no config.json")
+    meta: dict[str, Any] = json.loads((p / "config.json").read_text())
+    return meta
 
 
 def _json_default(o: Any) -> Any:

@@ -84,7 +84,7 @@ class EnsembleRecommender(Recommender):
 
     def _score(self, batch: QueryBatch) -> np.ndarray:
         # Each member returns log P_m over the catalogue; log mean_m P_m, computed stably.
-        log_ps = np.stack([np.asarray(m._score(batch), dtype=np.float64) for m in self.members])  # (M, B, V)
+        log_ps = np.stack([np.asarray(m.score(batch), dtype=np.float64) for m in self.members])  # (M, B, V)
         out = np.logaddexp.reduce(log_ps, axis=0) - np.log(len(self.members))
         return out.astype(np.float32)
 

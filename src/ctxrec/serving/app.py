@@ -17,13 +17,13 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Annotated, Any
 
-from fastapi import Depends, FastAPI, Query, Request
+from fastapi import FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
-from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 
 from ctxrec import __version__ as ctxrec_version
 from ctxrec.serving import engine
+from ctxrec.serving.deps import Admin, Read, Write
 from ctxrec.serving.engine import ModelHandle, RecRequest, RequestError
 from ctxrec.serving.schemas import (
     EventBatch,
@@ -38,14 +38,12 @@ from ctxrec.serving.schemas import (
     RecommendResponse,
     SimilarResponse,
 )
-from ctxrec.serving.security import AuthError, KeyRing, Principal, pseudonymise
+from ctxrec.serving.security import AuthError, KeyRing, pseudonymise
 from ctxrec.serving.settings import ServingSettings
 from ctxrec.serving.store import EventStore
+from ctxrec.serving.web import add_web_routes
 
 log = logging.getLogger("ctxrec.serving")
-
-_api_key = APIKeyHeader(name="X-API-Key", auto_error=False, description="API key (or use Authorization: Bearer)")
-_bearer = HTTPBearer(auto_error=False, description="API key as a bearer token")
 
 
 class ServiceState:
@@ -133,24 +131,8 @@ def create_app(settings: ServingSettings) -> FastAPI:
     app.add_middleware(_EdgeMiddleware, state=state)
     _exception_handlers(app, state)
     _routes(app, state)
-    from ctxrec.serving.web import add_web_routes  # the demo page (GET /ui/) and the read-only endpoints it uses
-
-    add_web_routes(app, state)
+    add_web_routes(app, state)  # the demo page (GET /ui/) and the read-only endpoints it uses
     return app
-
-
-def _principal(scope: str) -> Callable[..., Principal]:
-    def dep(request: Request, key: Annotated[str | None, Depends(_api_key)] = None,
-            bearer: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)] = None) -> Principal:
-        state: ServiceState = request.app.state.ctxrec
-        return state.keys.check(key or (bearer.credentials if bearer else None), scope)
-
-    return dep
-
-
-Read = Annotated[Principal, Depends(_principal("read"))]
-Write = Annotated[Principal, Depends(_principal("write"))]
-Admin = Annotated[Principal, Depends(_principal("admin"))]
 
 
 def _err(status: int, field: str | None, msg: str) -> JSONResponse:
@@ -191,18 +173,8 @@ def _routes(app: FastAPI, state: ServiceState) -> None:
     async def recommend(body: RecommendRequest, who: Read) -> Any:
         """Top-k items for a user (stored history + stored events) or an anonymous history, in context."""
         _check_k(body.k, s, "body.k")
-        h = state.handle
-        vocab = h.model.item_vocab
-        assert vocab is not None
-        if body.history is not None:
-            for i, item in enumerate(body.history):
-                if vocab.get(item) < 0:
-                    raise RequestError(422, f"body.history.{i}", f"unknown item id {item!r}")
-            if body.history_timestamps is not None and len(body.history_timestamps) != len(body.history):
-                raise RequestError(422, "body.history_timestamps",
-                                   f"{len(body.history_timestamps)} timestamps for {len(body.history)} history items")
-        elif body.history_timestamps is not None:
-            raise RequestError(422, "body.history_timestamps", "history_timestamps needs history")
+        # The query itself (history ids, timestamps) is validated where it is encoded, by the model's
+        # encode_queries (engine.build_queries): an invalid one is a 422 naming its field.
         f = body.filters
         req = RecRequest(
             user_id=pseudonymise(body.user_id, state.secret) if body.user_id is not None else None,

@@ -20,10 +20,11 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ctxrec.serving.index import HNSWIndex, topk_row
+from ctxrec.ranking import ItemFilter, item_filter, top_k_row
+from ctxrec.serving.index import HNSWIndex
 
 if TYPE_CHECKING:
-    from ctxrec.models.base import Recommender
+    from ctxrec.models.base import QueryBatch, Recommender
     from ctxrec.serving.settings import ServingSettings
     from ctxrec.serving.store import EventStore
 
@@ -202,49 +203,30 @@ def add_items(h: ModelHandle, items: Sequence[tuple[str, dict[str, Any]]]) -> np
 
 
 # ------------------------------------------------------------------------------------- scoring
-def build_queries(h: ModelHandle, reqs: Sequence[RecRequest], store: EventStore, max_history: int) -> Any:
-    """Requests -> QueryBatch: the model's stored history of the user + the store's events for them."""
-    from ctxrec.models.base import QueryBatch
+def build_queries(h: ModelHandle, reqs: Sequence[RecRequest], store: EventStore, max_history: int
+                  ) -> tuple[QueryBatch, list[Any]]:
+    """Requests -> QueryBatch through the model's own ``encode_queries`` (the library's query path):
+    a named user without a ``history`` is scored with the model's stored history of them followed by
+    their last ``max_history`` events in the store. Also returns each request's user-state cache key
+    (``None`` for an explicit history). An invalid request is a 422 naming its field."""
+    from ctxrec.errors import QueryError
+    from ctxrec.models.base import RecQuery
 
-    model = h.model
-    vocab, users_v = model.item_vocab, model.user_vocab
-    assert vocab is not None and users_v is not None
-    users, hists, times, hctx, ctxs, ts, texts = [], [], [], [], [], [], []
-    keys: list[Any] = []
+    queries, events, keys = [], [], []
     for r in reqs:
-        u = users_v.get(r.user_id) if r.user_id is not None else -1
-        if r.history is not None:
-            h_idx = vocab.lookup(r.history, strict=False)
-            keep = h_idx >= 0
-            t = (np.asarray(r.history_timestamps, np.float64) if r.history_timestamps is not None
-                 else np.full(len(h_idx), np.nan))
-            hi, ti, ci = h_idx[keep], t[keep], None
-            keys.append(None)
-        else:
-            base = model.known_history(u) if u >= 0 else np.zeros(0, np.int64)
-            events = store.user_events(r.user_id, max_history) if r.user_id is not None else []
-            if events:
-                e_idx = vocab.lookup([e.item_id for e in events], strict=False)
-                keep = e_idx >= 0
-                hi = np.concatenate([base, e_idx[keep]])
-                ti = np.concatenate([np.full(len(base), np.nan), np.array([e.timestamp for e in events], np.float64)[keep]])
-                ci = [{}] * len(base) + [e.context for e, k in zip(events, keep, strict=True) if k]
-            else:  # the model's own stored history (and, for fusion, its stored event contexts)
-                hi, ti, ci = base, np.full(len(base), np.nan), None
-            keys.append((r.user_id, events[-1].id if events else 0, len(events)))
-        users.append(u)
-        hists.append(hi.astype(np.int64))
-        times.append(ti)
-        hctx.append(ci)
-        ctxs.append(r.context)
-        ts.append(r.timestamp)
-        texts.append(r.text)
-    qb = QueryBatch(users=np.asarray(users, np.int64), histories=hists, history_times=times, contexts=ctxs,
-                    timestamps=np.asarray(ts, np.float64), history_contexts=hctx, texts=texts)
+        evs = store.user_events(r.user_id, max_history) if r.history is None and r.user_id is not None else []
+        queries.append(RecQuery(user_id=r.user_id, history=r.history, history_timestamps=r.history_timestamps,
+                                context=r.context, timestamp=r.timestamp, text=r.text))
+        events.append(evs)
+        keys.append(None if r.history is not None else (r.user_id, evs[-1].id if evs else 0, len(evs)))
+    try:
+        qb = h.model.encode_queries(queries, new_events=events)
+    except QueryError as exc:  # the micro-batcher retries each request alone, so only this one fails
+        raise RequestError(422, f"body.{exc.field}", str(exc)) from exc
     return qb, keys
 
 
-def user_vectors(h: ModelHandle, qb: Any, rows: Sequence[int], keys: Sequence[Any]) -> np.ndarray:
+def user_vectors(h: ModelHandle, qb: QueryBatch, rows: Sequence[int], keys: Sequence[Any]) -> np.ndarray:
     """(len(rows), D) user vectors of a dot-product model, from the LRU where the key is cached."""
     out: list[Any] = [None] * len(rows)
     missing = []
@@ -269,14 +251,14 @@ def user_vectors(h: ModelHandle, qb: Any, rows: Sequence[int], keys: Sequence[An
     return np.stack(out).astype(np.float32)
 
 
-def score_rows(h: ModelHandle, qb: Any, rows: Sequence[int], keys: Sequence[Any]) -> np.ndarray:
+def score_rows(h: ModelHandle, qb: QueryBatch, rows: Sequence[int], keys: Sequence[Any]) -> np.ndarray:
     """(len(rows), n_items) scores: user vector @ item table for context-blind dot-product models with
-    a history (cached user state), the model's own ``_score`` otherwise."""
+    a history (cached user state), the model's public ``score`` otherwise."""
     import torch
 
     model = h.model
     if h.item_matrix is None:
-        return np.asarray(model._score(_subset(qb, rows)), dtype=np.float32)
+        return np.asarray(model.score(_subset(qb, rows)), dtype=np.float32)
     fast = [j for j, b in enumerate(rows) if len(qb.histories[b])]
     if len(fast) == len(rows):
         uv = torch.from_numpy(user_vectors(h, qb, rows, keys))
@@ -286,28 +268,25 @@ def score_rows(h: ModelHandle, qb: Any, rows: Sequence[int], keys: Sequence[Any]
         uv = torch.from_numpy(user_vectors(h, qb, [rows[j] for j in fast], keys))
         out[fast] = (uv @ h.item_matrix.T).numpy()
     slow = [j for j in range(len(rows)) if j not in set(fast)]
-    out[slow] = np.asarray(model._score(_subset(qb, [rows[j] for j in slow])), dtype=np.float32)
+    out[slow] = np.asarray(model.score(_subset(qb, [rows[j] for j in slow])), dtype=np.float32)
     return out
 
 
-def _candidate_mask(h: ModelHandle, r: RecRequest) -> np.ndarray | None:
-    """Boolean (n_items,) of allowed items from allow list + attribute filters (None = all)."""
+def request_filter(h: ModelHandle, r: RecRequest, history: np.ndarray) -> ItemFilter:
+    """What request ``r`` may get (:mod:`ctxrec.ranking`): not retired, not seen (when asked), not
+    denied, in the allow list and matching the attribute filters. Unknown ids in allow/deny name no
+    item and are ignored."""
     vocab = h.model.item_vocab
     assert vocab is not None
-    mask = None
-    if r.allow is not None:
-        mask = np.zeros(h.n_items, bool)
-        a = vocab.lookup(r.allow, strict=False)
-        mask[a[a >= 0]] = True
-    for f, values in r.attributes.items():
-        m = np.zeros(h.n_items, bool)
-        table = h.attributes.get(f, {})
-        for v in values:
-            ids = table.get(str(v))
-            if ids:
-                m[np.fromiter(ids, np.int64, len(ids))] = True
-        mask = m if mask is None else (mask & m)
-    return mask
+    return item_filter(
+        h.n_items,
+        seen=history if r.exclude_seen else None,
+        deny=vocab.lookup(r.deny, strict=False) if r.deny else None,
+        allow=vocab.lookup(r.allow, strict=False) if r.allow is not None else None,
+        attributes=r.attributes,
+        attribute_index=h.attributes,
+        blocked=h.retired,
+    )
 
 
 def recommend_batch(h: ModelHandle, reqs: Sequence[RecRequest], store: EventStore, max_history: int
@@ -342,26 +321,19 @@ def recommend_batch(h: ModelHandle, reqs: Sequence[RecRequest], store: EventStor
         out: list[dict[str, Any]] = []
         tops: list[np.ndarray] = []
         for b, r in enumerate(reqs):
-            deny = vocab.lookup(r.deny, strict=False) if r.deny else np.zeros(0, np.int64)
-            cand = _candidate_mask(h, r)
+            filt = request_filter(h, r, qb.histories[b])
             if b in ann_rows:
                 idx, sc = ann_rows[b]
                 ok = idx >= 0
                 idx, sc = idx[ok], sc[ok]
-                bad = h.retired[idx]
-                if r.exclude_seen and len(qb.histories[b]):
-                    bad |= np.isin(idx, qb.histories[b])
-                if len(deny):
-                    bad |= np.isin(idx, deny)
-                if cand is not None:
-                    bad |= ~cand[idx]
-                idx, sc = idx[~bad][: r.k], sc[~bad][: r.k]
+                keep = filt.admits(idx)
+                idx, sc = idx[keep][: r.k], sc[keep][: r.k]
                 if len(idx) < r.k:  # filters ate the approximate candidates: score this one exactly
-                    sub_scores = score_rows(h, qb, [b], keys)[0]
-                    idx, sc = _filter_top(sub_scores, h, r, qb.histories[b], deny, cand)
+                    idx, sc = top_k_row(filt.apply(score_rows(h, qb, [b], keys)[0]), r.k)
             else:
                 assert scores is not None
-                idx, sc = _filter_top(scores[b], h, r, qb.histories[b], deny, cand)
+                # this request's own row of a fresh score matrix: filtered in place (no copy at 1M items)
+                idx, sc = top_k_row(filt.apply(scores[b]), r.k)
             tops.append(idx)
             out.append({"idx": idx, "scores": sc})
         want = [b for b, r in enumerate(reqs) if r.explain]
@@ -370,8 +342,7 @@ def recommend_batch(h: ModelHandle, reqs: Sequence[RecRequest], store: EventStor
             top = np.full((len(want), k), -1, np.int64)
             for j, b in enumerate(want):
                 top[j, : len(tops[b])] = tops[b]
-            sub = _one(qb, want[0]) if len(want) == 1 else _subset(qb, want)
-            expl = model._explain(sub, top)
+            expl = model.explain(_subset(qb, want), top)
             for j, b in enumerate(want):
                 out[b]["explanation"] = expl[j]
     titles = model.item_titles
@@ -382,22 +353,8 @@ def recommend_batch(h: ModelHandle, reqs: Sequence[RecRequest], store: EventStor
     return out
 
 
-def _filter_top(row: np.ndarray, h: ModelHandle, r: RecRequest, hist: np.ndarray, deny: np.ndarray,
-                cand: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
-    # ``row`` is this request's own row of a fresh score matrix: masked in place (no 4 MB copy at 1M items)
-    retired = h.retired[: len(row)]
-    if retired.any():
-        row[retired] = -np.inf
-    if r.exclude_seen and len(hist):
-        row[hist] = -np.inf
-    if len(deny):
-        row[deny[deny >= 0]] = -np.inf
-    if cand is not None:
-        row[~cand[: len(row)]] = -np.inf
-    return topk_row(row, r.k)
-
-
-def _subset(qb: Any, rows: Sequence[int]) -> Any:
+def _subset(qb: QueryBatch, rows: Sequence[int]) -> QueryBatch:
+    """The queries ``rows`` of a batch (a view of its arrays, for scoring part of a batch)."""
     from ctxrec.models.base import QueryBatch
 
     return QueryBatch(users=qb.users[list(rows)], histories=[qb.histories[b] for b in rows],
@@ -407,16 +364,16 @@ def _subset(qb: Any, rows: Sequence[int]) -> Any:
                       texts=[qb.texts[b] for b in rows] if qb.texts else None)
 
 
-def _one(qb: Any, b: int) -> Any:
-    return _subset(qb, [b])
-
-
 def similar_items(h: ModelHandle, item: int, k: int) -> tuple[np.ndarray, np.ndarray, str]:
     """Nearest items by cosine of item vectors (dot-product models), else the model's next-item
     prediction after a one-item history."""
     import torch
 
+    from ctxrec.models.base import RecQuery
+
     model = h.model
+    vocab = model.item_vocab
+    assert vocab is not None
     try:
         if h.item_unit is None:
             v = model.item_embeddings()
@@ -424,18 +381,13 @@ def similar_items(h: ModelHandle, item: int, k: int) -> tuple[np.ndarray, np.nda
         sims = h.item_unit @ h.item_unit[item]
         method = "item-vector cosine"
     except NotImplementedError:
-        from ctxrec.models.base import QueryBatch
-
         with torch.inference_mode():
-            qb = QueryBatch(users=np.array([-1]), histories=[np.array([item])], history_times=[np.array([np.nan])],
-                            contexts=[{}], timestamps=np.array([np.nan]), texts=[None])
-            sims = np.asarray(model._score(qb), np.float32)[0]
+            qb = model.encode_queries([RecQuery(history=vocab.external([item]))])
+            sims = np.asarray(model.score(qb), np.float32)[0]
         method = "next-item after a one-item history"
     sims = np.asarray(sims, np.float32).copy()
-    sims[item] = -np.inf
-    sims[h.retired[: len(sims)]] = -np.inf
-    idx, sc = topk_row(sims, k)
-    return idx, sc, method
+    filt = item_filter(len(sims), seen=np.array([item]), blocked=h.retired)
+    return (*top_k_row(filt.apply(sims), k), method)
 
 
 # ------------------------------------------------------------------------------------- batching

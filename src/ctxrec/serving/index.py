@@ -1,4 +1,5 @@
-"""Retrieval over the item table: exact top-k over model scores, or faiss HNSW for dot-product models.
+"""Approximate retrieval over the item table: faiss HNSW for dot-product models. Exact top-k over
+model scores, and every filter, are :mod:`ctxrec.ranking`'s.
 
 Exact scoring is the default and handles 1M items (one user against 1M x 64 is ~13 ms of memory
 bandwidth on the reference machine). HNSW (``--index hnsw``) needs ``model.item_embeddings()``; its
@@ -8,27 +9,6 @@ recall@10 against exact is measured by benchmarks/serving_catalogue.py.
 from __future__ import annotations
 
 import numpy as np
-
-
-def topk_row(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """Top-k of one score row, best first, dropping ``-inf``; ties go to the lower index."""
-    n = scores.shape[0]
-    k = min(k, n)
-    if k <= 0:
-        return np.zeros(0, np.int64), np.zeros(0, np.float32)
-    if n > 50_000:  # large catalogues: torch.topk is several times faster than argpartition + sort
-        import torch
-
-        v, i = torch.topk(torch.from_numpy(np.ascontiguousarray(scores, dtype=np.float32)), k)
-        idx, s = i.numpy().astype(np.int64), v.numpy()
-        keep = np.isfinite(s)
-        return idx[keep], s[keep].astype(np.float32)
-    part = np.argpartition(-scores, k - 1)[:k] if k < n else np.arange(n)
-    s = scores[part]
-    order = np.lexsort((part, -s))
-    idx, s = part[order], s[order]
-    keep = np.isfinite(s)
-    return idx[keep].astype(np.int64), s[keep].astype(np.float32)
 
 
 class HNSWIndex:

@@ -66,6 +66,13 @@ def evaluate_cases(model: Any, queries: list[Any], targets: list[str], k: int = 
     return {"hr@10": float(np.mean(hits)), "ndcg@10": float(np.mean(gains)), "cases": len(queries)}
 
 
+def should_promote(current: dict[str, float], candidate: dict[str, float], tolerance: float = 0.0) -> bool:
+    """The promotion rule: the candidate's NDCG@10 on the held-out events is at least the current
+    model's minus ``tolerance``. With no held-out events there is nothing to compare, and the candidate
+    (which has folded in more events) is promoted."""
+    return bool(candidate["cases"] == 0 or candidate["ndcg@10"] >= current["ndcg@10"] - tolerance)
+
+
 def _known(q: Any, vocab: Any) -> Any:
     from dataclasses import replace
 
@@ -161,7 +168,7 @@ def retrain(run_dir: str | Path, store_url: str, out: str | Path, *, epochs: int
     model.config = from_dict(type(model.config), cfg_dict)
     before = evaluate_cases(current, queries, targets)
     after = evaluate_cases(model, queries, targets)
-    promote = bool(after["cases"] == 0 or (after["ndcg@10"] >= before["ndcg@10"] - tolerance))
+    promote = should_promote(before, after, tolerance)
     model.save(out / "model")
     version = f"{model_kind}-{out.resolve().name}-{int(time.time())}"
     report = {"version": version, "parent": str(run.resolve()), "event_watermark": watermark, "events_used": len(usable),

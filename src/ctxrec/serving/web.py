@@ -14,13 +14,14 @@ Endpoints added here (``read`` scope, like recommend):
 
 import math
 from importlib import resources
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import Annotated, Any
 
 from fastapi import FastAPI, Query
 from fastapi.responses import RedirectResponse, Response
 
-if TYPE_CHECKING:
-    from ctxrec.serving.app import ServiceState
+from ctxrec.serving.deps import Read, Service
+from ctxrec.serving.engine import RequestError
+from ctxrec.serving.security import pseudonymise
 
 _ASSETS = {"index.html": "text/html; charset=utf-8", "app.js": "text/javascript; charset=utf-8",
            "style.css": "text/css; charset=utf-8"}
@@ -36,14 +37,11 @@ def asset(name: str) -> bytes:
     return resources.files("ctxrec.serving").joinpath("web", name).read_bytes()
 
 
-def add_web_routes(app: FastAPI, state: "ServiceState") -> None:
+def add_web_routes(app: FastAPI, state: Service) -> None:
     """Register the page and its endpoints on ``app`` (called by ``create_app``).
 
-    No ``from __future__ import annotations`` in this module: FastAPI must see the ``Read`` dependency
-    (imported here, not at module level) as a real annotation, not a string."""
-    from ctxrec.serving.app import Read
-    from ctxrec.serving.engine import RequestError
-    from ctxrec.serving.security import pseudonymise
+    No ``from __future__ import annotations`` in this module: FastAPI sees the ``Read`` dependency
+    as a real annotation, not a string to resolve."""
 
     @app.get("/ui", include_in_schema=False)
     async def ui_redirect() -> RedirectResponse:
@@ -70,7 +68,7 @@ def add_web_routes(app: FastAPI, state: "ServiceState") -> None:
         ids = list(vocab.ids) if vocab is not None else []
         page = ids[offset: offset + limit]
         return {"total": len(ids), "offset": offset,
-                "users": [{"user_id": u, "history_length": int(len(model.known_history(offset + n)))}
+                "users": [{"user_id": u, "history_length": len(model.known_history(offset + n))}
                           for n, u in enumerate(page)]}
 
     @app.get("/v1/users/{user_id}/history", tags=["users"])
@@ -86,7 +84,7 @@ def add_web_routes(app: FastAPI, state: "ServiceState") -> None:
         base = [str(x) for x in vocab.external(model.known_history(u))] if u >= 0 else []
         events = state.store.user_events(uid, state.settings.max_history)
         titles = model.item_titles
-        rows = [{"item_id": i, "title": titles.get(i), "source": "model", "type": None, "timestamp": None,
+        rows: list[dict[str, Any]] = [{"item_id": i, "title": titles.get(i), "source": "model", "type": None, "timestamp": None,
                  "context": {}} for i in base]
         rows += [{"item_id": e.item_id, "title": titles.get(e.item_id), "source": "event", "type": e.event_type,
                   "timestamp": e.timestamp, "context": e.context} for e in events]
