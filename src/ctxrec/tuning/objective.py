@@ -22,13 +22,13 @@ if TYPE_CHECKING:
     from ctxrec.tuning.spaces import SearchSpace
 
 
-class TestSetSealedError(CtxrecError, RuntimeError):
+class SealedTestCasesError(CtxrecError, RuntimeError):
     """Something read the test cases while a study was running."""
 
 
 class SealedEvalSet:
     """Stands in for the test :class:`EvalSet` during a study: every attribute access (and ``len``)
-    raises :class:`TestSetSealedError`. ``attempts`` counts them."""
+    raises :class:`SealedTestCasesError`. ``attempts`` counts them."""
 
     def __init__(self, cases: EvalSet) -> None:
         object.__setattr__(self, "_cases", cases)
@@ -36,7 +36,7 @@ class SealedEvalSet:
 
     def __getattr__(self, name: str) -> Any:  # only called for names not set in __init__
         object.__setattr__(self, "attempts", self.attempts + 1)
-        raise TestSetSealedError(f"the test cases were read ({name!r}) during a tuning study; trials may use "
+        raise SealedTestCasesError(f"the test cases were read ({name!r}) during a tuning study; trials may use "
                                  "the training part and the validation cases only")
 
     def __len__(self) -> int:
