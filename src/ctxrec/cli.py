@@ -125,16 +125,16 @@ def tune(
     dataset: Annotated[str, typer.Option(help="Built-in dataset name, e.g. ml-100k.")],
     model: Annotated[str, typer.Option(help="Model kind with a search space: sasrec, fusion, pointwise, ease.")],
     trials: Annotated[int, typer.Option(help="Trials in the study in all (a rerun resumes up to this many).")],
-    timeout: Annotated[Optional[str], typer.Option(help="Start no trial after this long, e.g. 2h, 90m, 1h30m.")] = None,
+    timeout: Annotated[str | None, typer.Option(help="Start no trial after this long, e.g. 2h, 90m, 1h30m.")] = None,
     jobs: Annotated[int, typer.Option(help="Worker processes on this machine (they share the CPU cores).")] = 1,
-    storage: Annotated[Optional[str], typer.Option(help="Study storage: an SQLAlchemy URL; a postgresql:// URL lets "
+    storage: Annotated[str | None, typer.Option(help="Study storage: an SQLAlchemy URL; a postgresql:// URL lets "
                                                    "several machines share one study (default: SQLite file in the run folder).")] = None,
-    study: Annotated[Optional[str], typer.Option(help="Study name (default <dataset>-<model>).")] = None,
-    space: Annotated[Optional[Path], typer.Option(help="TOML file editing the model's search space (see ctxrec.tuning.spaces).")] = None,
+    study: Annotated[str | None, typer.Option(help="Study name (default <dataset>-<model>).")] = None,
+    space: Annotated[Path | None, typer.Option(help="TOML file editing the model's search space (see ctxrec.tuning.spaces).")] = None,
     set_: Annotated[list[str], typer.Option("--set", help="Model config key=value fixed in every trial (repeatable).")] = [],  # noqa: B006
     split: Annotated[str, typer.Option(help="leave-one-out or temporal.")] = "leave-one-out",
     seed: Annotated[int, typer.Option(help="Sampler seed (give each machine sharing a study its own).")] = 0,
-    out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Run folder; files go to <out>/tune/ (default runs/<dataset>-<model>).")] = None,
+    out: Annotated[Path | None, typer.Option("--out", "-o", help="Run folder; files go to <out>/tune/ (default runs/<dataset>-<model>).")] = None,
     data_dir: DataDir = None,
 ) -> None:
     """Tune a model's hyperparameters on validation NDCG@10 (Optuna: TPE, median pruning).

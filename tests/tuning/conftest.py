@@ -13,7 +13,7 @@ _SERVING = str(Path(__file__).parent.parent / "serving")
 if _SERVING not in sys.path:
     sys.path.insert(0, _SERVING)
 
-from pg import PostgresCluster, find_pg_bin  # noqa: E402  (the service tests' throwaway cluster)
+from pg import PostgresCluster, find_pg_bin
 
 # Every trial: a 1-layer d 16 SASRec, large batches, few epochs -- about a second each on the simulator.
 TINY = {"d_model": 16, "n_layers": 1, "n_heads": 1, "train.batch_size": 256, "train.max_epochs": 2}

@@ -59,7 +59,7 @@ def test_cli_tune_writes_every_artefact(tmp_path: Path) -> None:
 
 
 def test_study_never_reads_the_test_cases_and_resumes(tmp_path: Path, trial_data: TrialData) -> None:
-    base = dict(dataset="synthetic", model="sasrec", out=str(tmp_path), overrides=TINY, seed=1)
+    base: dict = {"dataset": "synthetic", "model": "sasrec", "out": str(tmp_path), "overrides": TINY, "seed": 1}
     study = run_study(TuneConfig(trials=2, **base), echo=lambda s: None, data=trial_data)
     assert len(study.trials) == 2
     # Resumed (same storage and study name): tops the study up to the new total, numbers continue.

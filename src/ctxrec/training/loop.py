@@ -33,7 +33,6 @@ from ctxrec.errors import ConfigError
 from ctxrec.training import distributed as dist_
 from ctxrec.training.checkpoint import load_checkpoint, save_checkpoint
 
-
 _EPOCH_REPORTER: ContextVar[Callable[[int, float], None] | None] = ContextVar("ctxrec_epoch_reporter", default=None)
 
 

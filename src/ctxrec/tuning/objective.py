@@ -105,10 +105,13 @@ def run_trial(trial: optuna.Trial, space: SearchSpace, data: TrialData, metric: 
     values = space.suggest(trial)
     model = build_model(space.model, trial_model_config(space, values))
 
+    train_cfg = getattr(model.config, "train", None)
+    last_epoch = train_cfg.max_epochs - 1 if train_cfg is not None else None
+
     def report(epoch: int, score: float) -> None:
         trial.report(score, epoch)
         trial.set_user_attr("epochs_run", epoch + 1)
-        if trial.should_prune():
+        if epoch != last_epoch and trial.should_prune():  # after the last epoch, finishing costs nothing
             raise optuna.TrialPruned(f"pruned after epoch {epoch} (validation {score:.4f})")
 
     t0 = time.perf_counter()

@@ -8,7 +8,12 @@ from typing import TYPE_CHECKING, Any
 
 from ctxrec.errors import CtxrecError
 from ctxrec.tuning.report import (
-    best_experiment, param_importances, plot_history, plot_importances, write_json, write_trials_csv,
+    best_experiment,
+    param_importances,
+    plot_history,
+    plot_importances,
+    write_json,
+    write_trials_csv,
 )
 from ctxrec.tuning.spaces import load_space
 from ctxrec.tuning.study import Echo, TuneConfig, counted, run_study, safe_url

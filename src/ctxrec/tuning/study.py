@@ -128,18 +128,23 @@ def study_setup(cfg: TuneConfig, space: SearchSpace) -> dict[str, Any]:
 def open_study(cfg: TuneConfig, space: SearchSpace, worker: int = 0) -> optuna.Study:
     """Create the study, or load it (``load_if_exists``) after checking it was made for the same setup."""
     import optuna
+    import sqlalchemy.exc
+    from sqlalchemy.pool import NullPool
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     if cfg.storage is None:
         cfg.tune_dir.mkdir(parents=True, exist_ok=True)
     url = cfg.storage_url
-    engine_kwargs = {"connect_args": {"timeout": 60}} if url.startswith("sqlite") else {"pool_pre_ping": True}
+    # No connection pool: a connection per storage operation (a few per trial), none left open between trials.
+    engine_kwargs: dict[str, Any] = {"poolclass": NullPool}
+    if url.startswith("sqlite"):
+        engine_kwargs["connect_args"] = {"timeout": 60}  # seconds to wait for another worker's write lock
     try:
         with warnings.catch_warnings():  # heartbeats are experimental in Optuna; they free a killed worker's trials
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
             storage = optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs, heartbeat_interval=30,
                                                  grace_period=120)
-    except Exception as exc:  # sqlalchemy / driver errors: say which storage and how to fix it
+    except (sqlalchemy.exc.SQLAlchemyError, ImportError) as exc:  # a bad URL, a missing driver, no server
         raise ConfigError(f"cannot open the study storage {safe_url(url)!r}: {exc}. Give --storage as "
                           "sqlite:///path/file.sqlite3 or postgresql://user:password@host:5432/db") from None
     n_startup = cfg.startup_trials if cfg.startup_trials is not None else min(10, max(1, cfg.trials // 4))
@@ -253,8 +258,7 @@ def progress_line(study: optuna.Study, last: optuna.trial.FrozenTrial | None, to
         epochs = last.user_attrs.get("epochs_run")
         secs = last.duration.total_seconds() if last.duration else 0.0
         what = {TrialState.COMPLETE: f"{last.value:.4f}" if last.value is not None else "-",
-                TrialState.PRUNED: f"pruned at {last.last_step if last.last_step is not None else '-'}"
-                                   f" ({_last_intermediate(last)})",
+                TrialState.PRUNED: f"pruned after epoch {last.last_step} ({_last_intermediate(last)})",
                 TrialState.FAIL: f"FAILED: {last.user_attrs.get('error', 'interrupted')}"}.get(last.state, last.state.name)
         head = f"trial {last.number}: {what} ({f'{epochs} epochs, ' if epochs else ''}{secs:.1f} s)"
     try:
