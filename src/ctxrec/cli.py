@@ -161,7 +161,7 @@ def tune(
         _fail(str(exc))
         return
     except KeyboardInterrupt:
-        typer.echo(f"\ninterrupted; rerun the same command to resume the study ({cfg.study_name})", err=True)
+        typer.echo(f"\ninterrupted; rerun the same command to resume the study ({study or f'{dataset}-{model}'})", err=True)
         raise typer.Exit(code=130) from None
     _print_metrics({f"{model} (tuned, trial {summary['best_trial']})": summary["test_metrics"]})
 

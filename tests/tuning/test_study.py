@@ -19,7 +19,7 @@ from ctxrec.models import build_model
 from ctxrec.tuning import TuneConfig, run_study
 from ctxrec.tuning.objective import SealedEvalSet, SealedTestCasesError, TrialData, load_trial_data
 from ctxrec.tuning.spaces import load_space
-from ctxrec.tuning.study import counted, open_study
+from ctxrec.tuning.study import counted, open_study, safe_url
 
 PNG = b"\x89PNG\r\n\x1a\n"
 
@@ -119,3 +119,19 @@ def test_interrupted_trials_are_redone_and_errors_count() -> None:
         study.tell(trial, 0.5 if state == "COMPLETE" else None, state=optuna.trial.TrialState[state])
     study.ask()  # running
     assert counted(study.get_trials()) == 4  # complete, error, pruned, running
+
+
+def test_no_trial_starts_after_the_timeout(tmp_path: Path, trial_data: TrialData) -> None:
+    cfg = TuneConfig(dataset="synthetic", model="sasrec", trials=5, timeout_s=1e-3, out=str(tmp_path), overrides=TINY)
+    assert run_study(cfg, echo=lambda s: None, data=trial_data).trials == []
+
+
+def test_storage_urls() -> None:
+    cfg = TuneConfig(dataset="d", model="ease", trials=1, out="runs/x", storage="postgresql://me:secret@db:5432/tune")
+    assert cfg.storage_url == "postgresql+psycopg://me:secret@db:5432/tune"
+    assert "secret" not in safe_url(cfg.storage_url) and "***" in safe_url(cfg.storage_url)
+    local = TuneConfig(dataset="d", model="ease", trials=1, out="runs/x").storage_url
+    assert local.startswith("sqlite:////") and local.endswith("runs/x/tune/study.sqlite3")
+    with pytest.raises(ConfigError, match="cannot open the study storage 'nosuchdb://x'"):
+        open_study(TuneConfig(dataset="d", model="ease", trials=1, out="runs/x", storage="nosuchdb://x"),
+                   load_space("ease")[0])
