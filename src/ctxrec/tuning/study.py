@@ -206,44 +206,50 @@ def run_worker(cfg: TuneConfig, worker: int = 0, deadline: float | None = None, 
     tag = f"[worker {worker}] " if cfg.jobs > 1 else ""
     ran = fails_in_a_row = 0
     while deadline is None or time.time() < deadline:
-        with _file_lock(cfg.tune_dir / ".trials.lock") as release:
-            with warnings.catch_warnings():  # experimental in Optuna, but the documented way to free stale trials
-                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-                optuna.storages.fail_stale_trials(study)
-            if counted(study.get_trials(deepcopy=False)) >= cfg.trials:
-                break
-
-            def objective(trial: optuna.Trial) -> float:
-                release()  # the trial is RUNNING in the storage now, so other workers count it
-                trial.set_user_attr("worker", f"{os.uname().nodename}/{worker}")
-                try:
-                    return run_trial(trial, space, data, cfg.metric)
-                except optuna.TrialPruned:
-                    raise
-                except Exception as exc:
-                    trial.set_user_attr("error", f"{type(exc).__name__}: {exc}"[:2000])
-                    raise
-                except KeyboardInterrupt:
-                    trial.set_user_attr("interrupted", True)
-                    raise
-
-            study.optimize(objective, n_trials=1, catch=(Exception,))
+        last = _run_one(study, cfg, space, data, worker)
+        if last is None:
+            break
         ran += 1
-        last = study.get_trials(deepcopy=False)[-1] if cfg.jobs == 1 else _last_of(study, worker)
-        failed = last is not None and last.state == optuna.trial.TrialState.FAIL
-        fails_in_a_row = fails_in_a_row + 1 if failed else 0
+        fails_in_a_row = fails_in_a_row + 1 if last.state == optuna.trial.TrialState.FAIL else 0
         echo(tag + progress_line(study, last, cfg.trials))
         if fails_in_a_row >= MAX_FAILS_IN_A_ROW:
-            assert last is not None
             raise CtxrecError(f"{MAX_FAILS_IN_A_ROW} trials in a row failed; the last with {last.user_attrs.get('error')}. "
                               "Fix the setup (or the search space) and rerun the same command to resume")
     return ran
 
 
-def _last_of(study: optuna.Study, worker: int) -> optuna.trial.FrozenTrial | None:
-    me = f"{os.uname().nodename}/{worker}"
-    mine = [t for t in study.get_trials(deepcopy=False) if t.user_attrs.get("worker") == me]
-    return max(mine, key=lambda t: t.number) if mine else None
+def _run_one(study: optuna.Study, cfg: TuneConfig, space: SearchSpace, data: TrialData, worker: int
+             ) -> optuna.trial.FrozenTrial | None:
+    """Run one trial, unless the study already has its ``cfg.trials`` (then None); returns the finished trial."""
+    import optuna
+
+    started: list[int] = []
+    with _file_lock(cfg.tune_dir / ".trials.lock") as release:
+        with warnings.catch_warnings():  # experimental in Optuna, but the documented way to free stale trials
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            optuna.storages.fail_stale_trials(study)
+        if counted(study.get_trials(deepcopy=False)) >= cfg.trials:
+            return None
+
+        def objective(trial: optuna.Trial) -> float:
+            release()  # the trial is RUNNING in the storage now, so other workers count it
+            started.append(trial.number)
+            trial.set_user_attr("worker", f"{os.uname().nodename}/{worker}")
+            try:
+                return run_trial(trial, space, data, cfg.metric)
+            except optuna.TrialPruned:
+                raise
+            except Exception as exc:
+                trial.set_user_attr("error", f"{type(exc).__name__}: {exc}"[:2000])
+                raise
+            except KeyboardInterrupt:
+                trial.set_user_attr("interrupted", True)
+                raise
+
+        study.optimize(objective, n_trials=1, catch=(Exception,))
+    if not started:
+        raise CtxrecError(f"study {cfg.study_name!r}: Optuna finished a trial without running it; see the log above")
+    return next(t for t in study.get_trials(deepcopy=False) if t.number == started[0])
 
 
 def progress_line(study: optuna.Study, last: optuna.trial.FrozenTrial | None, total: int) -> str:
