@@ -135,6 +135,52 @@ def train(
 
 
 @app.command()
+def tune(
+    dataset: Annotated[str, typer.Option(help="Built-in dataset name, e.g. ml-100k.")],
+    model: Annotated[str, typer.Option(help="Model kind with a search space: sasrec, fusion, pointwise, ease.")],
+    trials: Annotated[int, typer.Option(help="Trials in the study in all (a rerun resumes up to this many).")],
+    timeout: Annotated[str | None, typer.Option(help="Start no trial after this long, e.g. 2h, 90m, 1h30m.")] = None,
+    jobs: Annotated[int, typer.Option(help="Worker processes on this machine (they share the CPU cores).")] = 1,
+    storage: Annotated[str | None, typer.Option(help="Study storage: an SQLAlchemy URL; a postgresql:// URL lets "
+                                                   "several machines share one study (default: SQLite file in the run folder).")] = None,
+    study: Annotated[str | None, typer.Option(help="Study name (default <dataset>-<model>).")] = None,
+    space: Annotated[Path | None, typer.Option(help="TOML file editing the model's search space (see ctxrec.tuning.spaces).")] = None,
+    set_: Annotated[list[str], typer.Option("--set", help="Model config key=value fixed in every trial (repeatable).")] = [],  # noqa: B006
+    split: Annotated[str, typer.Option(help="leave-one-out or temporal.")] = "leave-one-out",
+    seed: Annotated[int, typer.Option(help="Sampler seed (give each machine sharing a study its own).")] = 0,
+    out: Annotated[Path | None, typer.Option("--out", "-o", help="Run folder; files go to <out>/tune/ (default runs/<dataset>-<model>).")] = None,
+    data_dir: DataDir = None,
+) -> None:
+    """Tune a model's hyperparameters on validation NDCG@10 (Optuna: TPE, median pruning).
+
+    Writes <out>/tune/: trials.csv, best_config.json (for `ctxrec train`), history.png, importance.png,
+    best/ (the best config retrained and evaluated once on test) and summary.json.
+    """
+    import sys
+
+    from ctxrec.config import apply_overrides
+    from ctxrec.errors import CtxrecError
+    from ctxrec.tuning import TuneConfig, parse_duration
+    from ctxrec.tuning import tune as run_tune
+    from ctxrec.tuning.spaces import flatten_overrides
+
+    try:
+        cfg = TuneConfig(dataset=dataset, model=model, trials=trials, out=str(out or Path("runs") / f"{dataset}-{model}"),
+                         data_dir=data_dir, split=split, timeout_s=parse_duration(timeout) if timeout else None,
+                         jobs=jobs, storage=storage, study=study, seed=seed, space_file=str(space) if space else None,
+                         overrides=flatten_overrides(apply_overrides({}, set_)),
+                         command=" ".join(shlex.quote(a) for a in ["ctxrec", *sys.argv[1:]]))
+        summary = run_tune(cfg, echo=typer.echo)
+    except CtxrecError as exc:
+        _fail(str(exc))
+        return
+    except KeyboardInterrupt:
+        typer.echo(f"\ninterrupted; rerun the same command to resume the study ({study or f'{dataset}-{model}'})", err=True)
+        raise typer.Exit(code=130) from None
+    _print_metrics({f"{model} (tuned, trial {summary['best_trial']})": summary["test_metrics"]})
+
+
+@app.command()
 def evaluate(
     run: Annotated[Path, typer.Argument(help="Run folder written by `ctxrec train` (or a model folder).")],
     dataset: Annotated[Optional[str], typer.Option(help="Dataset (default: the run's).")] = None,

@@ -23,6 +23,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager, nullcontext
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -33,6 +34,19 @@ import torch
 from ctxrec.errors import ConfigError
 from ctxrec.training import distributed as dist_
 from ctxrec.training.checkpoint import load_checkpoint, save_checkpoint
+
+_EPOCH_REPORTER: ContextVar[Callable[[int, float], None] | None] = ContextVar("ctxrec_epoch_reporter", default=None)
+
+
+@contextmanager
+def epoch_reporter(fn: Callable[[int, float], None]) -> Iterator[None]:
+    """Call ``fn(epoch, valid_score)`` after each validation of any training loop run inside this block
+    (a tuning study's pruner, without changing model code); ``fn`` may raise to stop the run."""
+    token = _EPOCH_REPORTER.set(fn)
+    try:
+        yield
+    finally:
+        _EPOCH_REPORTER.reset(token)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -245,6 +259,8 @@ def train_loop(
                 save_checkpoint(ckpt_dir / "last", module, optimizer, {
                     "epoch": epoch, "best_score": best_score, "best_epoch": best_epoch,
                     "bad_evals": bad_evals, "history": history})
+            if (report := _EPOCH_REPORTER.get()) is not None and f"valid_{cfg.valid_metric}" in record:
+                report(epoch, score)
             if evaluate is not None and bad_evals >= cfg.patience:
                 stopped_by = "early_stopping"
                 break

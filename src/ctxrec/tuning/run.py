@@ -1,0 +1,94 @@
+"""``ctxrec tune`` end to end: run the study, then write its files and evaluate the best config on test once."""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import TYPE_CHECKING, Any
+
+from ctxrec.errors import CtxrecError
+from ctxrec.tuning.report import (
+    best_experiment,
+    param_importances,
+    plot_history,
+    plot_importances,
+    write_json,
+    write_trials_csv,
+)
+from ctxrec.tuning.spaces import load_space
+from ctxrec.tuning.study import Echo, TuneConfig, counted, run_study, safe_url
+
+if TYPE_CHECKING:
+    import optuna
+
+    from ctxrec.tuning.objective import TrialData
+
+
+def tune(cfg: TuneConfig, echo: Echo = print, data: TrialData | None = None) -> dict[str, Any]:
+    """Run (or resume) the study, then :func:`finish` it. Returns the summary."""
+    t0 = time.time()
+    study = run_study(cfg, echo, data)
+    return finish(cfg, study, echo, study_seconds=time.time() - t0)
+
+
+def finish(cfg: TuneConfig, study: optuna.Study, echo: Echo = print, study_seconds: float | None = None) -> dict[str, Any]:
+    """Write the trials table, plots and best config; retrain the best config into ``tune/best`` and
+    evaluate it on the test cases (the only time a study reads them). A finished study whose best trial
+    already has its ``best/`` run is not retrained."""
+    from ctxrec.experiment import experiment_from_dict, machine_description, run_experiment
+
+    space, _ = load_space(cfg.model, cfg.space_file, cfg.overrides)
+    out = cfg.tune_dir
+    out.mkdir(parents=True, exist_ok=True)
+    trials = study.get_trials(deepcopy=False)
+    states = {s: sum(t.state.name == s for t in trials) for s in ("COMPLETE", "PRUNED", "FAIL", "RUNNING")}
+    write_trials_csv(study, out / "trials.csv")
+    plot_history(study, out / "history.png", cfg.metric)
+    if not states["COMPLETE"]:
+        errors = [t.user_attrs["error"] for t in trials if "error" in t.user_attrs]
+        raise CtxrecError(f"no trial of study {cfg.study_name!r} completed ({states['PRUNED']} pruned, "
+                          f"{states['FAIL']} failed{'; first error: ' + errors[0] if errors else ''}); "
+                          f"see {out / 'trials.csv'}")
+    best = study.best_trial
+    experiment = best_experiment(cfg, space, best.params)
+    write_json(experiment, out / "best_config.json")
+    importances = param_importances(study, cfg.seed)
+    if isinstance(importances, dict):
+        plot_importances(importances, out / "importance.png", f"parameter importance: {study.study_name}")
+    else:
+        (out / "importance.png").unlink(missing_ok=True)
+        echo(f"note: no importance.png: {importances}")
+    best_dir = out / "best"
+    previous = _load(out / "summary.json")
+    if previous.get("best_trial") == best.number and (best_dir / "metrics.json").exists():
+        echo(f"best trial {best.number} was already evaluated on test: {best_dir}")
+        result = _load(best_dir / "metrics.json")
+    else:
+        echo(f"best trial {best.number} (validation {cfg.metric} {best.value:.4f}): retraining it and "
+             "evaluating once on the test cases")
+        command = f"ctxrec train {out / 'best_config.json'} -o {best_dir}"
+        result = run_experiment(experiment_from_dict(experiment), best_dir, command=command)
+    summary = {
+        "dataset": cfg.dataset, "model": cfg.model, "split": cfg.split, "metric": cfg.metric,
+        "study": cfg.study_name, "storage": safe_url(cfg.storage_url),
+        "trials": counted(trials), "states": states,
+        "trial_seconds": round(sum(t.duration.total_seconds() for t in trials if t.duration), 1),
+        "study_seconds": round(study_seconds, 1) if study_seconds is not None else previous.get("study_seconds"),
+        "best_trial": best.number, "best_valid": best.value, "best_params": best.params,
+        "retrained_valid": result.get("fit_info", {}).get("best_valid"),
+        "test_metrics": result["metrics"],
+        "importances": importances if isinstance(importances, dict) else None,
+        "best_config": experiment, "best_run": str(best_dir),
+        "command": cfg.command, "machine": machine_description(),
+    }
+    write_json(summary, out / "summary.json")
+    echo(f"tune folder: {out} (trials.csv, best_config.json, history.png"
+         f"{', importance.png' if isinstance(importances, dict) else ''}, best/, summary.json)")
+    return summary
+
+
+def _load(path: Any) -> dict[str, Any]:
+    try:
+        return dict(json.loads(path.read_text()))
+    except (OSError, ValueError):
+        return {}

@@ -1,0 +1,137 @@
+"""Studies on the seeded simulator, in one process: artefacts, the sealed test split, resume, pruning."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import optuna
+import pytest
+from conftest import TINY
+from typer.testing import CliRunner
+
+from ctxrec.cli import app
+from ctxrec.config import load_file
+from ctxrec.errors import ConfigError, CtxrecError
+from ctxrec.experiment import experiment_from_dict
+from ctxrec.models import build_model
+from ctxrec.tuning import TuneConfig, run_study
+from ctxrec.tuning.objective import SealedEvalSet, SealedTestCasesError, TrialData, load_trial_data
+from ctxrec.tuning.spaces import load_space
+from ctxrec.tuning.study import counted, open_study, safe_url
+
+PNG = b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.fixture(scope="module")
+def trial_data() -> TrialData:
+    return load_trial_data("synthetic", None, "leave-one-out")
+
+
+def test_cli_tune_writes_every_artefact(tmp_path: Path) -> None:
+    sets = [x for k, v in TINY.items() for x in ("--set", f"{k}={v}")]
+    res = CliRunner().invoke(app, ["tune", "--dataset", "synthetic", "--model", "sasrec", "--trials", "3",
+                                   "-o", str(tmp_path / "run"), *sets])
+    assert res.exit_code == 0, res.output
+    assert "3/3 counted" in res.output and "| best 0." in res.output  # progress with the best so far
+    out = tmp_path / "run" / "tune"
+    with open(out / "trials.csv") as fh:
+        rows = list(csv.DictReader(fh))
+    assert [r["number"] for r in rows] == ["0", "1", "2"] and {r["state"] for r in rows} == {"COMPLETE"}
+    assert {"dropout", "train.lr", "train.weight_decay", "value", "epochs_run"} <= set(rows[0])
+    best_row = max(rows, key=lambda r: float(r["value"]))
+    for png in ("history.png", "importance.png"):
+        assert (out / png).read_bytes()[:8] == PNG
+    # The best config is a `ctxrec train` config holding the best trial's values and the --set ones.
+    exp = experiment_from_dict(load_file(out / "best_config.json"))
+    assert (exp.dataset, exp.model) == ("synthetic", "sasrec")
+    assert exp.model_config["train"]["lr"] == pytest.approx(float(best_row["train.lr"]))
+    assert exp.model_config["d_model"] == 16 and exp.model_config["train"]["max_epochs"] == 2
+    build_model(exp.model, exp.model_config)
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["best_trial"] == int(best_row["number"]) and summary["trials"] == 3
+    assert summary["best_valid"] == pytest.approx(float(best_row["value"]), abs=1e-6)
+    # Retrained with the same seed, the best config scores the same on validation (CPU, deterministic).
+    assert summary["retrained_valid"] == pytest.approx(summary["best_valid"], abs=1e-6)
+    metrics = json.loads((out / "best" / "metrics.json").read_text())
+    assert metrics["metrics"]["ndcg@10"] == summary["test_metrics"]["ndcg@10"] and (out / "best" / "model").is_dir()
+
+
+def test_study_never_reads_the_test_cases_and_resumes(tmp_path: Path, trial_data: TrialData) -> None:
+    base: dict = {"dataset": "synthetic", "model": "sasrec", "out": str(tmp_path), "overrides": TINY, "seed": 1}
+    study = run_study(TuneConfig(trials=2, **base), echo=lambda s: None, data=trial_data)
+    assert len(study.trials) == 2
+    # Resumed (same storage and study name): tops the study up to the new total, numbers continue.
+    study = run_study(TuneConfig(trials=3, **base), echo=lambda s: None, data=trial_data)
+    assert [t.number for t in study.trials] == [0, 1, 2]
+    assert all(t.state in (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED) for t in study.trials)
+    assert run_study(TuneConfig(trials=3, **base), echo=lambda s: None, data=trial_data).trials == study.trials
+    assert trial_data.test.attempts == 0  # nothing in a study looked at the test cases
+    with pytest.raises(ConfigError, match="was created with a different metric"):
+        run_study(TuneConfig(trials=4, metric="hr@10", **base), echo=lambda s: None, data=trial_data)
+
+
+def test_the_sealed_test_cases_raise_on_any_use(trial_data: TrialData) -> None:
+    sealed = SealedEvalSet(trial_data.valid)
+    with pytest.raises(SealedTestCasesError, match="'targets'"):
+        sealed.targets  # noqa: B018
+    with pytest.raises(SealedTestCasesError):
+        len(sealed)
+    assert sealed.attempts == 2
+
+
+def test_a_trial_with_bad_epochs_is_pruned(tmp_path: Path, trial_data: TrialData) -> None:
+    (tmp_path / "space.toml").write_text('[params."train.lr"]\nlow = 1e-7\n')  # room for a learning rate too low
+    cfg = TuneConfig(dataset="synthetic", model="sasrec", trials=4, out=str(tmp_path), space_file=str(tmp_path / "space.toml"),
+                     overrides={**TINY, "train.max_epochs": 3, "dropout": 0.2, "train.weight_decay": 0.0},
+                     prune_after_trials=3, prune_after_epochs=1)
+    space, _ = load_space(cfg.model, cfg.space_file, cfg.overrides)
+    assert space.names() == ["train.lr"]
+    study = open_study(cfg, space)
+    for lr in (1e-2, 1e-2, 1e-2, 1e-6):  # three that learn, then one that cannot
+        study.enqueue_trial({"train.lr": lr})
+    study = run_study(cfg, echo=lambda s: None, data=trial_data)
+    states = [t.state for t in study.trials]
+    assert states[:3] == [optuna.trial.TrialState.COMPLETE] * 3
+    bad = study.trials[3]
+    assert bad.state == optuna.trial.TrialState.PRUNED
+    assert bad.last_step == 1 and bad.user_attrs["epochs_run"] == 2  # stopped after epoch 1 of 0..2
+    assert bad.intermediate_values[1] < min(t.intermediate_values[1] for t in study.trials[:3])
+
+
+def test_trials_that_keep_failing_stop_the_study_with_their_error(tmp_path: Path, trial_data: TrialData) -> None:
+    cfg = TuneConfig(dataset="synthetic", model="sasrec", trials=10, out=str(tmp_path),
+                     overrides={**TINY, "n_heads": 3})  # 16 is not divisible by 3 heads
+    with pytest.raises(CtxrecError, match="3 trials in a row failed; the last with"):
+        run_study(cfg, echo=lambda s: None, data=trial_data)
+    study = open_study(cfg, load_space("sasrec", overrides=cfg.overrides)[0])
+    assert len(study.trials) == 3 and all("error" in t.user_attrs for t in study.trials)
+
+
+def test_interrupted_trials_are_redone_and_errors_count() -> None:
+    study = optuna.create_study(direction="maximize")
+    for attrs, state in (({}, "COMPLETE"), ({"interrupted": True}, "FAIL"), ({"error": "ValueError: x"}, "FAIL"),
+                         ({}, "PRUNED"), ({}, "FAIL")):  # the last: a killed worker's trial, failed by the heartbeat
+        trial = study.ask()
+        for k, v in attrs.items():
+            trial.set_user_attr(k, v)
+        study.tell(trial, 0.5 if state == "COMPLETE" else None, state=optuna.trial.TrialState[state])
+    study.ask()  # running
+    assert counted(study.get_trials()) == 4  # complete, error, pruned, running
+
+
+def test_no_trial_starts_after_the_timeout(tmp_path: Path, trial_data: TrialData) -> None:
+    cfg = TuneConfig(dataset="synthetic", model="sasrec", trials=5, timeout_s=1e-3, out=str(tmp_path), overrides=TINY)
+    assert run_study(cfg, echo=lambda s: None, data=trial_data).trials == []
+
+
+def test_storage_urls() -> None:
+    cfg = TuneConfig(dataset="d", model="ease", trials=1, out="runs/x", storage="postgresql://me:secret@db:5432/tune")
+    assert cfg.storage_url == "postgresql+psycopg://me:secret@db:5432/tune"
+    assert "secret" not in safe_url(cfg.storage_url) and "***" in safe_url(cfg.storage_url)
+    local = TuneConfig(dataset="d", model="ease", trials=1, out="runs/x").storage_url
+    assert local.startswith("sqlite:////") and local.endswith("runs/x/tune/study.sqlite3")
+    with pytest.raises(ConfigError, match="cannot open the study storage 'nosuchdb://x'"):
+        open_study(TuneConfig(dataset="d", model="ease", trials=1, out="runs/x", storage="nosuchdb://x"),
+                   load_space("ease")[0])
