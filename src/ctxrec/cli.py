@@ -177,7 +177,9 @@ def tune(
     except KeyboardInterrupt:
         typer.echo(f"\ninterrupted; rerun the same command to resume the study ({study or f'{dataset}-{model}'})", err=True)
         raise typer.Exit(code=130) from None
-    _print_metrics({f"{model} (tuned, trial {summary['best_trial']})": summary["test_metrics"]})
+    from ctxrec.reports import print_metrics
+
+    print_metrics({f"{model} (tuned, trial {summary['best_trial']})": summary["test_metrics"]})
 
 
 @app.command()
