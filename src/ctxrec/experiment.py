@@ -87,6 +87,7 @@ def run_experiment(
     from ctxrec.data.splits import make_split
     from ctxrec.evaluation.evaluator import EvalConfig, Evaluator
     from ctxrec.models import build_model
+    from ctxrec.privacy import pseudonym_secret, pseudonymise_dataset
 
     from ctxrec.training.distributed import context
 
@@ -99,6 +100,7 @@ def run_experiment(
     t0 = time.perf_counter()
     if data is None:
         data = load_dataset(cfg.dataset, cfg.data_dir)
+    data = pseudonymise_dataset(data, pseudonym_secret())  # $CTXREC_PSEUDONYM_SECRET: train on the ids serve uses
     split = make_split(data, cfg.split)
     model = build_model(cfg.model, cfg.model_config)
     t_fit = time.perf_counter()
