@@ -84,10 +84,11 @@ def test_erasing_a_user_leaves_nothing_of_them(fusion_run: Path, tmp_path: Path,
         r = c.delete("/v1/users/u05")
         assert r.status_code == 200 and r.json()["events_deleted"] == 3
         # no answer knows them: recommendations are a stranger's, no history, not listed
-        assert c.post("/v1/recommend", json=body).json()["items"] == cold
+        assert _same(c.post("/v1/recommend", json=body).json()["items"], cold)
         h = c.get("/v1/users/u05/history").json()
         assert h["known_user"] is False and h["items"] == []
-        assert "u05" not in [u["user_id"] for u in c.get("/v1/users", params={"limit": 1000}).json()["users"]]
+        listed = [u["user_id"] for u in c.get("/v1/users", params={"limit": 1000}).json()["users"]]
+        assert pseudonymise("u05", secret) not in listed  # (with a secret, this model's raw "u05" is someone else)
         text = _store_text(db)
         for needle in ("u05", pseudonymise("u05", SECRET)):
             assert needle not in text
@@ -95,4 +96,9 @@ def test_erasing_a_user_leaves_nothing_of_them(fusion_run: Path, tmp_path: Path,
         assert c.post("/v1/events", json=events[0]).json() == {"stored": 1, "duplicates": 0}
     with TestClient(create_app(ServingSettings(model=str(fusion_run), store=str(db), pseudonym_secret=secret))) as c:
         c.delete("/v1/users/u05")
-        assert c.post("/v1/recommend", json=body).json()["items"] == cold  # after a restart as well
+        assert _same(c.post("/v1/recommend", json=body).json()["items"], cold)  # after a restart as well
+
+
+def _same(a: list[dict[str, Any]], b: list[dict[str, Any]]) -> bool:
+    return [x["item_id"] for x in a] == [x["item_id"] for x in b] and all(
+        abs(x["score"] - y["score"]) < 1e-4 for x, y in zip(a, b, strict=True))
