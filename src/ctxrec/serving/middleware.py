@@ -52,7 +52,7 @@ class RequestIdMiddleware:
 
         try:
             await self.app(scope, receive, send_with_id)
-        except Exception:  # noqa: BLE001 - the last line of defence: log with the id, answer 500
+        except Exception:
             log.exception("request %s: unhandled error on %s %s", rid, scope.get("method"), scope.get("path"))
             if started:  # the answer is half sent: nothing sound can follow on this connection
                 return

@@ -76,11 +76,11 @@ _EVENTS = ("CREATE TABLE IF NOT EXISTS events (id {serial}, user_id TEXT NOT NUL
 _SCHEMA = [
     _EVENTS,
     "CREATE INDEX IF NOT EXISTS events_user ON events (user_id, ts, id)",
-    "CREATE TABLE IF NOT EXISTS items (item_id TEXT PRIMARY KEY, payload TEXT NOT NULL, retired INTEGER NOT NULL, "
-    "seq BIGINT NOT NULL)",
+    ("CREATE TABLE IF NOT EXISTS items (item_id TEXT PRIMARY KEY, payload TEXT NOT NULL, retired INTEGER NOT NULL, "
+     "seq BIGINT NOT NULL)"),
     "CREATE TABLE IF NOT EXISTS api_keys (sha256 TEXT PRIMARY KEY, name TEXT NOT NULL, scopes TEXT NOT NULL)",
-    "CREATE TABLE IF NOT EXISTS quarantine (id {serial}, source TEXT NOT NULL, key TEXT NOT NULL, "
-    "payload TEXT NOT NULL, reason TEXT NOT NULL, at DOUBLE PRECISION NOT NULL)",
+    ("CREATE TABLE IF NOT EXISTS quarantine (id {serial}, source TEXT NOT NULL, key TEXT NOT NULL, "
+     "payload TEXT NOT NULL, reason TEXT NOT NULL, at DOUBLE PRECISION NOT NULL)"),
     "CREATE TABLE IF NOT EXISTS erased_users (tombstone TEXT PRIMARY KEY, at DOUBLE PRECISION NOT NULL)",
 ]
 # AUTOINCREMENT: ids are never reused after deletions (erasure), so "last event id" stays a version
@@ -110,7 +110,7 @@ class _Link:
         if self.conn is not None:
             try:
                 self.conn.close()
-            except Exception:  # noqa: BLE001 - a broken connection may fail to close; it is gone either way
+            except Exception:  # noqa: BLE001, S110 - a broken connection may fail to close; it is gone either way
                 pass
         self.conn = None
 
@@ -188,7 +188,7 @@ class EventStore:
             self.kind, self.path = "postgres", None
         else:
             self.kind = "sqlite"
-            path = url[len("sqlite:///"):] if url.startswith("sqlite:///") else url
+            path = url.removeprefix("sqlite:///")
             if path == ":memory:" or path.startswith("file:"):
                 raise ValueError(f"store {url!r}: the service store needs a file path (several threads open it); "
                                  "use a temporary file instead of an in-memory database")
@@ -234,7 +234,7 @@ class EventStore:
                 conn = sqlite3.connect(str(self.path), check_same_thread=False, isolation_level=None, timeout=self.deadline)
                 conn.execute("PRAGMA journal_mode=WAL")
                 conn.execute(f"PRAGMA synchronous={self.synchronous}")
-        except Exception as exc:  # noqa: BLE001 - any failure to connect is an outage to back off from
+        except Exception as exc:
             with self._state_lock:
                 self._backoff = min(max(self._backoff * 2, 0.05), 1.0)
                 self._retry_at = time.monotonic() + self._backoff
@@ -297,7 +297,7 @@ class EventStore:
                         try:
                             results.append((True, j.fn(tx)))
                             cur.execute("RELEASE SAVEPOINT w")
-                        except Exception as exc:  # noqa: BLE001 - this write fails alone, unless the connection broke
+                        except Exception as exc:
                             if self._is_connection_error(exc):
                                 raise
                             cur.execute("ROLLBACK TO SAVEPOINT w")
@@ -333,7 +333,7 @@ class EventStore:
             return
         try:
             link.conn.rollback() if self.kind == "postgres" else link.conn.execute("ROLLBACK")
-        except Exception:  # noqa: BLE001 - no transaction open, or the connection is gone (dropped next)
+        except Exception:  # noqa: BLE001, S110 - no transaction open, or the connection is gone (dropped next)
             pass
 
     def _submit(self, q: queue.Queue[_Job | None], fn: Callable[[Any], Any], write: bool, deadline: float | None) -> Any:
