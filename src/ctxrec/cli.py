@@ -331,6 +331,8 @@ def serve(
     threads: Annotated[int, typer.Option(help="torch threads of the model thread.")] = 1,
     user_cache: Annotated[int, typer.Option(help="Users whose state is cached (context-blind models; 0 = off).")] = 100_000,
     log_level: Annotated[str, typer.Option(help="uvicorn log level.")] = "warning",
+    store_deadline: Annotated[float, typer.Option(help="Seconds a store call may take before the request gets 503 "
+                                                       "(and /healthz fails while one runs longer).")] = 2.0,
 ) -> None:
     """Serve a model over HTTP (FastAPI + uvicorn; OpenAPI docs at /docs). See docs/serving.md."""
     if new_key is not None:
@@ -360,14 +362,16 @@ def serve(
     settings = ServingSettings(model=str(model), store=store, keys_file=str(keys) if keys else None,
                                items_file=str(items) if items else None, index=index, hnsw_ef_search=hnsw_ef_search,  # type: ignore[arg-type]
                                cors_origins=tuple(cors), allowed_model_roots=tuple(model_root), max_k=max_k,
-                               sqlite_synchronous=synchronous, torch_threads=threads, user_cache=user_cache)  # type: ignore[arg-type]
+                               sqlite_synchronous=synchronous, torch_threads=threads, user_cache=user_cache,  # type: ignore[arg-type]
+                               store_deadline=store_deadline)
     try:
         application = create_app(settings)
     except (FileNotFoundError, ValueError) as exc:
         _fail(str(exc))
         return
     typer.echo(f"serving {model} on http://{host}:{port} (docs: /docs)", err=True)
-    uvicorn.run(application, host=host, port=port, log_level=log_level, access_log=False)
+    # SIGTERM: stop accepting, let requests in flight finish (each store call ends within its deadline), exit in < 10 s
+    uvicorn.run(application, host=host, port=port, log_level=log_level, access_log=False, timeout_graceful_shutdown=5)
 
 
 @app.command()

@@ -121,6 +121,7 @@ def _run(cfg: ExperimentConfig, model_cfg: Any, out: Path, *, command: str | Non
     from ctxrec.data.splits import make_split
     from ctxrec.evaluation.evaluator import EvalConfig, Evaluator
     from ctxrec.models import get_model_class
+    from ctxrec.privacy import pseudonym_secret, pseudonymise_dataset
 
     main = dist is None or dist.is_main
     if main:
@@ -128,6 +129,7 @@ def _run(cfg: ExperimentConfig, model_cfg: Any, out: Path, *, command: str | Non
     t0 = time.perf_counter()
     if data is None:
         data = load_dataset(cfg.dataset, cfg.data_dir)
+    data = pseudonymise_dataset(data, pseudonym_secret())  # $CTXREC_PSEUDONYM_SECRET: train on the ids serve uses
     split = make_split(data, cfg.split)
     model = get_model_class(cfg.model)(model_cfg)
     t_fit = time.perf_counter()

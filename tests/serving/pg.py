@@ -14,7 +14,7 @@ from pathlib import Path
 
 
 def find_pg_bin() -> Path | None:
-    for cand in [os.environ.get("CTXREC_PG_BIN"), shutil.which("initdb") and str(Path(shutil.which("initdb")).parent)]:  # type: ignore[arg-type]
+    for cand in [os.environ.get("CTXREC_PG_BIN"), shutil.which("initdb") and str(Path(shutil.which("initdb")).resolve().parent)]:  # type: ignore[arg-type]
         if cand and (Path(cand) / "initdb").exists() and (Path(cand) / "pg_ctl").exists():
             return Path(cand)
     for d in sorted(Path("/usr/lib/postgresql").glob("*/bin"), reverse=True):

@@ -48,14 +48,14 @@ def test_event_is_reflected_in_the_users_next_recommendation(client: TestClient)
     before = ids(rec(client, user_id="u05", context=CTX, k=5))
     top = before[0]
     r = client.post("/v1/events", json={"user_id": "u05", "item_id": top, "type": "view", "context": CTX})
-    assert r.status_code == 200 and r.json() == {"stored": 1}
+    assert r.status_code == 200 and r.json() == {"stored": 1, "duplicates": 0}
     after = ids(rec(client, user_id="u05", context=CTX, k=5))
     assert top not in after  # now seen (exclude_seen), read back from the store
     assert after != before
     # a brand-new user: cold (context-only) before, history-driven after a batch of events
     cold = ids(rec(client, user_id="new-user", context=CTX, k=5))
     batch = [{"user_id": "new-user", "item_id": i, "timestamp": 1.7e9 + n} for n, i in enumerate(cold[:3])]
-    assert client.post("/v1/events", json={"events": batch}).json() == {"stored": 3}
+    assert client.post("/v1/events", json={"events": batch}).json() == {"stored": 3, "duplicates": 0}
     warm = ids(rec(client, user_id="new-user", context=CTX, k=5))
     assert not set(cold[:3]) & set(warm)
 
@@ -68,7 +68,8 @@ def test_added_item_is_recommendable_at_once_and_retired_never_returns(client: T
     got = rec(client, user_id="u01", context=CTX, k=3, filters={"allow": ["fresh-1", "i03"]})
     assert "fresh-1" in ids(got)
     got = rec(client, user_id="u01", context=CTX, k=50, filters={"attributes": {"genre": ["genre_1"]}})
-    assert ids(got) == ["fresh-1"]  # only added items carry attributes here (no items file)
+    # no items file: the trained items' own attributes (from the model) filter too, plus the added item's
+    assert "fresh-1" in ids(got) and len(ids(got)) > 1
     # events on the new item are accepted and reflected
     assert client.post("/v1/events", json={"user_id": "u01", "item_id": "fresh-1"}).status_code == 200
     assert "fresh-1" not in ids(rec(client, user_id="u01", context=CTX, k=50))

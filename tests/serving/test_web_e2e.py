@@ -39,6 +39,7 @@ def keyed(fusion_run: Path, tmp_path: Path) -> Iterator[tuple[TestClient, dict[s
     keys = tmp_path / "keys.json"
     read = {"X-API-Key": add_key_to_file(keys, "reader", ["read"])}
     write = {"X-API-Key": add_key_to_file(keys, "writer", ["read", "write"])}
+    (tmp_path / "admin.key").write_text(add_key_to_file(keys, "admin", ["admin"]))
     app = create_app(ServingSettings(model=str(fusion_run), store=str(tmp_path / "s.sqlite"), keys_file=str(keys)))
     with TestClient(app) as c:
         yield c, read, write
@@ -64,7 +65,7 @@ def test_page_and_assets_are_served_same_origin_only(keyed: tuple[TestClient, di
     assert "/ui/" not in c.get("/openapi.json").json()["paths"]
 
 
-def test_users_history_and_context_fields_endpoints(fusion_run: Path,
+def test_users_history_and_context_fields_endpoints(fusion_run: Path, tmp_path: Path,
                                                     keyed: tuple[TestClient, dict[str, str], dict[str, str]]) -> None:
     from ctxrec.models import load_model
 
@@ -73,11 +74,13 @@ def test_users_history_and_context_fields_endpoints(fusion_run: Path,
     for path in ("/v1/users", "/v1/users/u00/history", "/v1/model/context-fields"):
         assert c.get(path).status_code == 401, path  # read scope, like recommend
 
-    r = c.get("/v1/users", params={"limit": 5, "offset": 2}, headers=read).json()
+    assert c.get("/v1/users", headers=read).status_code == 403  # listing users needs the admin scope
+    admin = {"X-API-Key": (tmp_path / "admin.key").read_text()}
+    r = c.get("/v1/users", params={"limit": 5, "offset": 2}, headers=admin).json()
     assert r["total"] == len(model.user_vocab.ids) and r["offset"] == 2
     assert [u["user_id"] for u in r["users"]] == list(model.user_vocab.ids[2:7])
     assert all(u["history_length"] == len(model.known_history(2 + n)) for n, u in enumerate(r["users"]))
-    assert c.get("/v1/users", params={"limit": 0}, headers=read).status_code == 422
+    assert c.get("/v1/users", params={"limit": 0}, headers=admin).status_code == 422
 
     f = c.get("/v1/model/context-fields", headers=read).json()
     by_name = {x["name"]: x for x in f["fields"]}
@@ -323,7 +326,7 @@ def test_page_end_to_end_in_headless_chromium(fusion_run: Path, tmp_path: Path) 
     model = load_model(fusion_run)
     titles = model.item_titles
     keys = tmp_path / "keys.json"
-    key = add_key_to_file(keys, "web", ["read", "write"])
+    key = add_key_to_file(keys, "web", ["read", "write", "admin"])  # admin: the user picker lists users
     app = create_app(ServingSettings(model=str(fusion_run), store=str(tmp_path / "s.sqlite"), keys_file=str(keys)))
     profile = Path(tempfile.mkdtemp(prefix="ctxrec-chromium-", dir=tmp_path))
     with Server(app) as srv, Browser(binary, profile) as b, httpx.Client(base_url=srv.url, trust_env=False) as api:

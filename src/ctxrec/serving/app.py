@@ -40,7 +40,7 @@ from ctxrec.serving.schemas import (
 )
 from ctxrec.serving.security import AuthError, KeyRing, pseudonymise
 from ctxrec.serving.settings import ServingSettings
-from ctxrec.serving.store import EventStore
+from ctxrec.serving.store import EventStore, StoreUnavailable
 from ctxrec.serving.web import add_web_routes
 
 log = logging.getLogger("ctxrec.serving")
@@ -54,7 +54,7 @@ class ServiceState:
 
         self.settings = settings
         torch.set_num_threads(max(1, settings.torch_threads))
-        self.store = EventStore(settings.store, synchronous=settings.sqlite_synchronous)
+        self.store = EventStore(settings.store, synchronous=settings.sqlite_synchronous, deadline=settings.store_deadline)
         self.keys = KeyRing.from_file(settings.keys_file, self.store.keys())
         self.secret = settings.secret()
         self.model_exec = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ctxrec-model")
@@ -79,7 +79,7 @@ class ServiceState:
                          index="hnsw" if h.index is not None else "exact")
 
     def close(self) -> None:
-        self.model_exec.shutdown(wait=True)
+        self.model_exec.shutdown(wait=False, cancel_futures=True)  # never wait on a call stuck in the store
         self.store.close()
 
 
@@ -128,6 +128,9 @@ def create_app(settings: ServingSettings) -> FastAPI:
 
         app.add_middleware(CORSMiddleware, allow_origins=list(settings.cors_origins), allow_methods=["GET", "POST", "DELETE"],
                            allow_headers=["Authorization", "X-API-Key", "Content-Type"])
+    from ctxrec.serving import middleware
+
+    middleware.install(app)  # request ids, JSON 500s, 503 on store outages (inside the metrics middleware)
     app.add_middleware(_EdgeMiddleware, state=state)
     _exception_handlers(app, state)
     _routes(app, state)
@@ -155,11 +158,6 @@ def _exception_handlers(app: FastAPI, state: ServiceState) -> None:
         errors = [{"loc": list(e.get("loc", ())), "msg": e.get("msg", ""), "type": e.get("type", "")} for e in exc.errors()]
         return JSONResponse({"detail": errors}, status_code=422)
 
-    @app.exception_handler(Exception)
-    async def _internal(request: Request, exc: Exception) -> JSONResponse:
-        log.exception("internal error on %s %s", request.method, request.url.path)
-        return JSONResponse({"detail": "internal error; the service log has the traceback"}, status_code=500)
-
 
 def _check_k(k: int, settings: ServingSettings, field: str) -> None:
     if k > settings.max_k:
@@ -175,7 +173,11 @@ def _routes(app: FastAPI, state: ServiceState) -> None:
         _check_k(body.k, s, "body.k")
         # The query itself (history ids, timestamps) is validated where it is encoded, by the model's
         # encode_queries (engine.build_queries): an invalid one is a 422 naming its field.
-        f = body.filters
+        f, h = body.filters, state.handle
+        for fld in (f.attributes if f else {}):  # a field no item carries would silently filter out everything
+            if fld not in h.attributes:
+                raise RequestError(422, f"body.filters.attributes.{fld}", f"no item has the attribute {fld!r}; known: "
+                                                                          f"{sorted(h.attributes)}")
         req = RecRequest(
             user_id=pseudonymise(body.user_id, state.secret) if body.user_id is not None else None,
             history=body.history, history_timestamps=body.history_timestamps, context=dict(body.context),
@@ -201,8 +203,9 @@ def _routes(app: FastAPI, state: ServiceState) -> None:
                 field = f"body.events.{i}.item_id" if isinstance(body, EventBatch) else "body.item_id"
                 raise RequestError(422, field, f"unknown item id {e.item_id!r}: add it with POST /v1/items first")
             rows.append((pseudonymise(e.user_id, state.secret), e.item_id, e.type,
-                         e.timestamp if e.timestamp is not None else now, dict(e.context)))
-        return {"stored": state.store.add_events(rows)}
+                         e.timestamp if e.timestamp is not None else now, dict(e.context), e.event_id))
+        stored = state.store.add_events(rows)
+        return {"stored": stored, "duplicates": len(rows) - stored}
 
     @app.post("/v1/items", response_model=ItemsResponse, tags=["items"])
     async def add_items(body: ItemBatch | ItemIn, who: Write) -> Any:
@@ -220,6 +223,11 @@ def _routes(app: FastAPI, state: ServiceState) -> None:
         loop = asyncio.get_running_loop()
         await loop.run_in_executor(None, state.store.put_items, [(it.item_id, dict(it.fields)) for it in items])
         await loop.run_in_executor(state.model_exec, engine.apply_store_items, state.handle, state.store)
+        failed = state.handle.failed_items
+        for n, i in enumerate(ids):  # the model refused it: quarantined, so the request changed nothing
+            if i in failed:
+                raise RequestError(422, f"body.items.{n}" if isinstance(body, ItemBatch) else "body",
+                                   f"item {i!r} was not added: {failed[i]}")
         return {"added": ids, "catalogue_size": state.handle.n_items}
 
     @app.delete("/v1/items/{item_id}", tags=["items"])
@@ -284,8 +292,22 @@ def _routes(app: FastAPI, state: ServiceState) -> None:
 
     @app.get("/healthz", tags=["ops"])
     async def healthz() -> Any:
-        """Liveness: the process answers."""
+        """Liveness: the process answers and no store call has run past its deadline (a driver call
+        stuck for good: restart the process)."""
+        stalled = state.store.stalled_for()
+        if stalled > 0:
+            return JSONResponse({"status": f"a store call is {stalled:.1f} s past its deadline"}, status_code=503)
         return {"status": "ok"}
+
+    @app.delete("/v1/users/{user_id}", tags=["users"])
+    async def erase_user(user_id: str, who: Admin) -> Any:
+        """Erase a user: their stored events, their cached state, and the model's trained history of
+        them (never served again; ``ctxrec retrain`` leaves them out)."""
+        uid = pseudonymise(user_id, state.secret)
+        loop = asyncio.get_running_loop()
+        n = await loop.run_in_executor(None, state.store.erase_user, uid)
+        await loop.run_in_executor(state.model_exec, engine.forget_user, state.handle, uid)
+        return {"erased": True, "events_deleted": n}
 
     @app.get("/readyz", tags=["ops"])
     async def readyz() -> Any:
@@ -305,10 +327,13 @@ def _routes(app: FastAPI, state: ServiceState) -> None:
         retired = int(h.retired[: h.n_items].sum())
         m.catalogue.labels(state="active").set(h.n_items - retired)
         m.catalogue.labels(state="retired").set(retired)
-        total, pending, oldest = state.store.event_stats(h.watermark)
-        m.events.set(total)
-        m.unfolded.set(pending)
-        m.lag.set(0.0 if oldest is None else max(0.0, time.time() - oldest))
+        try:
+            total, pending, oldest = state.store.event_stats(h.watermark)
+            m.events.set(total)
+            m.unfolded.set(pending)
+            m.lag.set(0.0 if oldest is None else max(0.0, time.time() - oldest))
+        except StoreUnavailable:  # metrics still answer during an outage (the store gauges keep their last value)
+            pass
         m.cache.labels(result="hit").set(h.cache_hits)
         m.cache.labels(result="miss").set(h.cache_misses)
         return Response(generate_latest(m.registry), media_type=CONTENT_TYPE_LATEST)

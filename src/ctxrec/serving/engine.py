@@ -22,6 +22,7 @@ import numpy as np
 
 from ctxrec.ranking import ItemFilter, item_filter, top_k_row
 from ctxrec.serving.index import HNSWIndex
+from ctxrec.serving.store import user_tombstone
 
 if TYPE_CHECKING:
     from ctxrec.models.base import QueryBatch, Recommender
@@ -78,6 +79,10 @@ class ModelHandle:
     cache_size: int = 0
     cache_hits: int = 0
     cache_misses: int = 0
+    erased: set[str] = field(default_factory=set)
+    """Tombstones of erased users (store.user_tombstone): their trained history is never used."""
+    failed_items: dict[str, str] = field(default_factory=dict)
+    """Item ids the model refused in the last item update (quarantined), with the reason."""
 
     @property
     def n_items(self) -> int:
@@ -112,6 +117,9 @@ def load_handle(path: str | Path, settings: ServingSettings, store: EventStore) 
     h.grow()
     if settings.items_file:
         _load_items_file(h, settings.items_file)
+    else:
+        _model_attributes(h)
+    h.erased = store.erased_users()
     apply_store_items(h, store)
     h.cache_size = settings.user_cache
     _warm_up(h)
@@ -167,14 +175,59 @@ def _load_items_file(h: ModelHandle, path: str) -> None:
             h.add_attributes(i, {k: v for k, v in rec.items() if v is not None and not (isinstance(v, float) and math.isnan(v))})
 
 
+def _model_attributes(h: ModelHandle) -> None:
+    """Attribute filters without an items file: the attribute values the model itself was trained
+    with (``attr_vocab`` "field=value" -> id, and each item's ids in ``net.attr_ids``)."""
+    vocab, net = getattr(h.model, "attr_vocab", None), getattr(h.model, "net", None)
+    ids = getattr(net, "attr_ids", None)
+    if not vocab or ids is None:
+        return
+    names = {v: k.split("=", 1) for k, v in vocab.items()}
+    rows = ids.detach().cpu().numpy()[1:]  # (n_items, A); row 0 of the buffer is padding
+    for i, j in zip(*np.nonzero(rows), strict=True):
+        f, value = names.get(int(rows[i, j]), (None, None))
+        if f is not None:
+            h.attributes.setdefault(f, {}).setdefault(str(value), set()).add(int(i))
+
+
+def vocab_has(h: ModelHandle, item_id: str) -> bool:
+    vocab = h.model.item_vocab
+    return vocab is not None and vocab.get(item_id) >= 0
+
+
+def forget_user(h: ModelHandle, user_id: str) -> None:
+    """After an erasure: drop the user's cached state; their trained history is not used again."""
+    h.erased.add(user_tombstone(user_id))
+    for key in [k for k in h.user_cache if k[0] == user_id]:
+        del h.user_cache[key]
+
+
 def apply_store_items(h: ModelHandle, store: EventStore) -> list[str]:
-    """Apply item changes made after ``h.item_seq`` (adds through ``model.add_items``, retirements)."""
+    """Apply item changes made after ``h.item_seq`` (adds through ``model.add_items``, retirements).
+    An item the model refuses is quarantined in the store (and listed in ``h.failed_items``) so one
+    bad row never blocks the items after it, a restart or a model swap."""
+    h.failed_items = {}
     changes = store.items(after_seq=h.item_seq)
     if not changes:
         return []
     added = [(i, p) for i, p, retired, _ in changes if not retired and p]
     if added:
-        add_items(h, added)
+        try:
+            add_items(h, added)
+        except Exception:  # noqa: BLE001 - find the culprit(s): one at a time
+            ok = []
+            for one in added:
+                was_known = vocab_has(h, one[0])
+                try:
+                    add_items(h, [one])
+                    ok.append(one)
+                except Exception as exc:  # noqa: BLE001 - the model's reason goes back to the caller
+                    h.failed_items[one[0]] = f"{type(exc).__name__}: {exc}"[:500]
+                    store.quarantine_item(one[0], h.failed_items[one[0]])
+                    if not was_known and vocab_has(h, one[0]):  # half-added by the model: never recommend it
+                        h.grow()
+                        h.retired[h.model.item_vocab.get(one[0])] = True  # type: ignore[union-attr] # vocab_has checked it
+            added = ok
     vocab = h.model.item_vocab
     assert vocab is not None
     for i, _, retired, _ in changes:
@@ -215,8 +268,11 @@ def build_queries(h: ModelHandle, reqs: Sequence[RecRequest], store: EventStore,
     queries, events, keys = [], [], []
     for r in reqs:
         evs = store.user_events(r.user_id, max_history) if r.history is None and r.user_id is not None else []
-        queries.append(RecQuery(user_id=r.user_id, history=r.history, history_timestamps=r.history_timestamps,
-                                context=r.context, timestamp=r.timestamp, text=r.text))
+        erased = r.user_id is not None and bool(h.erased) and user_tombstone(r.user_id) in h.erased
+        # an erased user is scored as a new one: the model's trained history of them is not used
+        queries.append(RecQuery(user_id=None if erased else r.user_id, history=r.history,
+                                history_timestamps=r.history_timestamps, context=r.context,
+                                timestamp=r.timestamp, text=r.text))
         events.append(evs)
         keys.append(None if r.history is not None else (r.user_id, evs[-1].id if evs else 0, len(evs)))
     try:

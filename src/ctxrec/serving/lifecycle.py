@@ -84,8 +84,10 @@ def _known(q: Any, vocab: Any) -> Any:
 
 
 def retrain(run_dir: str | Path, store_url: str, out: str | Path, *, epochs: int = 3, data_dir: str | None = None,
-            tolerance: float = 0.0, data: Any = None) -> dict[str, Any]:
-    """Fold the store's events into a new model version at ``out``; returns (and writes) the report."""
+            tolerance: float = 0.0, data: Any = None, secret: str | None = None) -> dict[str, Any]:
+    """Fold the store's events into a new model version at ``out``; returns (and writes) the report.
+    ``secret`` (default $CTXREC_PSEUDONYM_SECRET) pseudonymises the dataset's user ids as the service
+    does; users erased through the service are left out."""
     import pandas as pd
 
     from ctxrec.config import from_dict, to_dict
@@ -110,8 +112,14 @@ def retrain(run_dir: str | Path, store_url: str, out: str | Path, *, epochs: int
         events = list(store.events_after(0))
         added = {i: p for i, p, retired, _ in store.items() if p and not retired}
         watermark = max((e.id for e in events), default=0)
+        erased = store.erased_users()
     finally:
         store.close()
+    from ctxrec.privacy import pseudonym_secret, pseudonymise_dataset
+    from ctxrec.serving.store import user_tombstone
+
+    data = pseudonymise_dataset(data, secret or pseudonym_secret(),
+                                drop=(lambda u: user_tombstone(u) in erased) if erased else None)
     if added and current.supports_add_items:  # the catalogue as served
         current.add_items(pd.DataFrame([{**p, "item_id": i} for i, p in added.items()]))
     # Items: the model's catalogue (training items + items added through the API), same order.

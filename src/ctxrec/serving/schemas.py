@@ -1,40 +1,94 @@
-"""Request and response bodies of the HTTP API (pydantic, unknown fields are errors)."""
+"""Request and response bodies of the HTTP API (pydantic, strict types, unknown fields are errors).
+
+Every string a request can carry is checked here, before anything is written: it must encode as
+UTF-8 (no lone surrogates), hold no NUL character and respect a length limit; timestamps must be
+plausible Unix seconds. A value that fails is a 422 naming the field, never a stored row that later
+breaks a read, a restart or a model swap."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
-Id = Field(min_length=1, max_length=256)
-Scalar = str | float
-ContextDict = dict[str, Scalar]
+MIN_TIMESTAMP, MAX_TIMESTAMP = 0.0, 4_102_444_800.0
+"""Plausible event times, Unix seconds: 1970-01-01 .. 2100-01-01."""
+MAX_PATH_PART = 255
+"""Longest file-name component (bytes) on the file systems the service runs on."""
+
+
+def text_problem(s: str, max_len: int | None) -> str:
+    """Why ``s`` cannot be accepted (or stored), or '' when it can."""
+    if "\x00" in s:
+        return "contains a NUL character (\\u0000)"
+    try:
+        s.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        return f"is not valid Unicode text (a lone surrogate {s[exc.start]!a} at position {exc.start})"
+    if max_len is not None and len(s) > max_len:
+        return f"is {len(s)} characters long; the limit is {max_len}"
+    return ""
+
+
+def _checked(max_len: int) -> AfterValidator:
+    def check(s: str) -> str:
+        problem = text_problem(s, max_len)
+        if problem:
+            raise ValueError(f"the text {problem}")
+        return s
+
+    return AfterValidator(check)
+
+
+def _plausible_time(t: float) -> float:
+    if not MIN_TIMESTAMP <= t <= MAX_TIMESTAMP:
+        raise ValueError(f"timestamp {t!r} is outside the plausible range [{MIN_TIMESTAMP:.0f}, {MAX_TIMESTAMP:.0f}] "
+                         "(Unix seconds, 1970..2100; send seconds, not milliseconds)")
+    return t
+
+
+def _path_parts(p: str) -> str:
+    for part in p.split("/"):
+        if len(part.encode("utf-8")) > MAX_PATH_PART:
+            raise ValueError(f"the path component {part[:40]!r}... is {len(part.encode())} bytes; the file-name limit "
+                             f"is {MAX_PATH_PART}")
+    return p
+
+
+IdStr = Annotated[str, Field(min_length=1, max_length=256), _checked(256)]
+Key = Annotated[str, Field(min_length=1, max_length=64), _checked(64)]
+Value = Annotated[str, Field(max_length=1000), _checked(1000)]
+LongText = Annotated[str, Field(max_length=10_000), _checked(10_000)]
+Timestamp = Annotated[float, AfterValidator(_plausible_time)]
+Scalar = Value | float
+ContextDict = dict[Key, Scalar]
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False, strict=True)
 
 
 class Filters(_Strict):
-    attributes: dict[str, list[str]] = Field(default_factory=dict, max_length=32,
+    attributes: dict[Key, list[Value]] = Field(default_factory=dict, max_length=32,
                                               description="Item attribute filters: field -> allowed values "
                                                           "(an item must match one value of every field).")
-    allow: list[str] | None = Field(default=None, max_length=100_000, description="Only these item ids.")
-    deny: list[str] = Field(default_factory=list, max_length=100_000, description="Never these item ids.")
+    allow: list[IdStr] | None = Field(default=None, max_length=100_000, description="Only these item ids.")
+    deny: list[IdStr] = Field(default_factory=list, max_length=100_000, description="Never these item ids.")
 
 
 class RecommendRequest(_Strict):
-    user_id: str | None = Field(default=None, min_length=1, max_length=256,
+    user_id: IdStr | None = Field(default=None,
                                 description="Known or new user; their stored events are used.")
-    history: list[str] | None = Field(default=None, max_length=2000,
+    history: list[IdStr] | None = Field(default=None, max_length=2000,
                                       description="Anonymous history (item ids, oldest first); overrides the user's.")
-    history_timestamps: list[float] | None = Field(default=None, max_length=2000)
+    history_timestamps: list[Timestamp] | None = Field(default=None, max_length=2000)
     context: ContextDict = Field(default_factory=dict, max_length=64, description="Request context (key/value).")
-    timestamp: float | None = Field(default=None, description="Request time, Unix seconds (default: now).")
-    k: int = Field(default=10, ge=1, description="How many items (at most the service's max_k).")
+    timestamp: Timestamp | None = Field(default=None, description="Request time, Unix seconds (default: now).")
+    k: int = Field(default=10, ge=1, description="How many items (at most the service's max_k); an integer "
+                                                 "(true or 2.0 are errors).")
     exclude_seen: bool = True
     filters: Filters | None = None
-    text: str | None = Field(default=None, max_length=2000, description="Optional free-text query.")
+    text: Annotated[str, _checked(2000)] | None = Field(default=None, max_length=2000, description="Optional free-text query.")
     explain: bool = False
 
 
@@ -51,10 +105,13 @@ class RecommendResponse(BaseModel):
 
 
 class EventIn(_Strict):
-    user_id: str = Id
-    item_id: str = Id
-    type: str = Field(default="interaction", min_length=1, max_length=64)
-    timestamp: float | None = Field(default=None, description="Unix seconds (default: arrival time).")
+    user_id: IdStr
+    item_id: IdStr
+    type: Key = "interaction"
+    timestamp: Timestamp | None = Field(default=None, description="Unix seconds (default: arrival time).")
+    event_id: IdStr | None = Field(default=None, description="Optional client-chosen unique id: an event whose id is "
+                                                               "already stored is acknowledged and not stored again, "
+                                                               "so a client may retry any unacknowledged event.")
     context: ContextDict = Field(default_factory=dict, max_length=64)
 
 
@@ -64,12 +121,15 @@ class EventBatch(_Strict):
 
 class EventsResponse(BaseModel):
     stored: int
+    """Events newly stored."""
+    duplicates: int = 0
+    """Events whose event_id was already stored (acknowledged, not stored again)."""
 
 
 class ItemIn(_Strict):
-    item_id: str = Id
-    fields: dict[str, str | float | list[str]] = Field(
-        default_factory=dict, max_length=64,
+    item_id: IdStr
+    fields: dict[Key, LongText | float | list[Value]] = Field(
+        min_length=1, max_length=64,
         description="Text and attribute fields, e.g. {\"title\": ..., \"genres\": [...]} (the model's schema names).")
 
 
@@ -90,7 +150,7 @@ class SimilarResponse(BaseModel):
 
 
 class ModelSwapRequest(_Strict):
-    run_dir: str = Field(min_length=1, max_length=4096)
+    run_dir: Annotated[str, Field(min_length=1, max_length=4096), _checked(4096), AfterValidator(_path_parts)]
 
 
 class ModelInfo(BaseModel):

@@ -9,12 +9,15 @@ which prints the key once and stores its hash. Keys may also live in the store's
 from __future__ import annotations
 
 import hashlib
-import hmac
 import json
 import secrets
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
+
+from ctxrec.privacy import pseudonymise
+
+__all__ = ["SCOPES", "AuthError", "KeyRing", "Principal", "add_key_to_file", "hash_key", "new_key", "pseudonymise"]
 
 SCOPES = ("read", "write", "admin")
 
@@ -25,13 +28,6 @@ def hash_key(key: str) -> str:
 
 def new_key() -> str:
     return "ctx_" + secrets.token_urlsafe(32)
-
-
-def pseudonymise(user_id: str, secret: str | None) -> str:
-    """HMAC-SHA256 of the user id under ``secret`` (hex); the id itself when no secret is set."""
-    if not secret:
-        return user_id
-    return hmac.new(secret.encode(), user_id.encode(), hashlib.sha256).hexdigest()
 
 
 @dataclass(frozen=True)

@@ -37,6 +37,9 @@ class ServingSettings:
     max_batch: int = 64
     """Most concurrent recommend requests scored in one forward pass (micro-batching)."""
     sqlite_synchronous: Literal["FULL", "NORMAL"] = "FULL"
+    store_deadline: float = 2.0
+    """Seconds any store call may take; past it the request gets 503 + Retry-After, and a call still
+    running fails the liveness probe (/healthz)."""
     torch_threads: int = 1
     allowed_model_roots: tuple[str, ...] = ()
     """Folders that ``POST /v1/admin/model`` may load from; empty = the current model's parent folders' parent."""

@@ -19,9 +19,10 @@ from typing import Annotated, Any
 from fastapi import FastAPI, Query
 from fastapi.responses import RedirectResponse, Response
 
-from ctxrec.serving.deps import Read, Service
+from ctxrec.serving.deps import Admin, Read, Service
 from ctxrec.serving.engine import RequestError
 from ctxrec.serving.security import pseudonymise
+from ctxrec.serving.store import user_tombstone
 
 _ASSETS = {"index.html": "text/html; charset=utf-8", "app.js": "text/javascript; charset=utf-8",
            "style.css": "text/css; charset=utf-8"}
@@ -58,18 +59,19 @@ def add_web_routes(app: FastAPI, state: Service) -> None:
         return Response(asset(name), media_type=_ASSETS[name], headers=_PAGE_HEADERS)
 
     @app.get("/v1/users", tags=["users"])
-    async def users(_: Read, limit: Annotated[int, Query(ge=1, le=1000)] = 50,
+    async def users(_: Admin, limit: Annotated[int, Query(ge=1, le=1000)] = 50,
                     offset: Annotated[int, Query(ge=0)] = 0) -> Any:
         """User ids the loaded model was trained with (``total`` of them), each with the length of its
-        stored training history. Users seen only through ``POST /v1/events`` are not listed (the store
-        may hold them pseudonymised)."""
-        model = state.handle.model
+        stored training history; ``admin`` scope (a list of user ids is personal data). Erased users
+        and users seen only through ``POST /v1/events`` are not listed."""
+        h = state.handle
+        model = h.model
         vocab = model.user_vocab
-        ids = list(vocab.ids) if vocab is not None else []
+        ids = [(n, u) for n, u in enumerate(vocab.ids if vocab is not None else [])
+               if not (h.erased and user_tombstone(u) in h.erased)]
         page = ids[offset: offset + limit]
         return {"total": len(ids), "offset": offset,
-                "users": [{"user_id": u, "history_length": len(model.known_history(offset + n))}
-                          for n, u in enumerate(page)]}
+                "users": [{"user_id": u, "history_length": int(len(model.known_history(n)))} for n, u in page]}
 
     @app.get("/v1/users/{user_id}/history", tags=["users"])
     def user_history(user_id: str, _: Read, limit: Annotated[int, Query(ge=1, le=1000)] = 50) -> Any:
@@ -81,6 +83,8 @@ def add_web_routes(app: FastAPI, state: Service) -> None:
         assert vocab is not None and users_v is not None
         uid = pseudonymise(user_id, state.secret)
         u = users_v.get(uid)
+        if u >= 0 and h.erased and user_tombstone(uid) in h.erased:
+            u = -1  # erased
         base = [str(x) for x in vocab.external(model.known_history(u))] if u >= 0 else []
         events = state.store.user_events(uid, state.settings.max_history)
         titles = model.item_titles

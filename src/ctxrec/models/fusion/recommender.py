@@ -320,7 +320,7 @@ class FusionRecommender(Recommender):
             attrs = new_item_attributes(frame, self.schema.item_attribute_fields if self.schema else (), self.attr_vocab,
                                         net.attr_ids.shape[1])
             net.attr_ids[rows] = torch.from_numpy(attrs).to(net.attr_ids.device)
-            net.has_id[rows] = 0.0
+            net.has_id[rows[torch.from_numpy(idx >= n_old)]] = 0.0  # only ids never trained are cold; a re-added item keeps its ID
         if "title" in frame.columns:
             self.item_titles.update({i: str(t) for i, t in zip(frame.index, frame["title"].tolist(), strict=True) if isinstance(t, str)})
         return idx

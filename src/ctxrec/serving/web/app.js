@@ -316,7 +316,12 @@ async function refresh(ev) {
 async function loadAll() {
   try {
     const [model, fields, users] = await Promise.all([
-      api("GET", "/v1/admin/model"), api("GET", "/v1/model/context-fields"), api("GET", "/v1/users?limit=200")]);
+      api("GET", "/v1/admin/model"), api("GET", "/v1/model/context-fields"), 
+      // listing users needs an admin key (user ids are personal data): without one the picker stays empty
+      api("GET", "/v1/users?limit=200").catch((err) => {
+        if (err.status === 403) return { total: 0, users: [] };
+        throw err;
+      })]);
     $("model-info").textContent = `${model.kind} · ${model.version} · ${model.active_items} items`;
     renderContextFields(fields);
     const sel = $("user-select");
