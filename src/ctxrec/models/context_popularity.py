@@ -53,7 +53,7 @@ class ContextPopularityConfig:
             raise ConfigError(f"ContextPopularityConfig.alpha must be > 0 or None (auto), got {self.alpha!r}")
 
 
-ALPHA_GRID = (0.01, 1.0, 10.0, 100.0, 1000.0)
+ALPHA_GRID = (0.01, 1.0, 10.0, 100.0, 1e3, 1e4, 1e5, 1e6)  # up to ~global popularity: context may not help
 DEFAULT_ALPHA = 10.0
 
 
