@@ -86,7 +86,10 @@ def query_feeds(host: Recommender, batch: QueryBatch, input_names: Sequence[str]
         inp, lens = right_pad([np.asarray(h, np.int64) + 1 for h in batch.histories], host.config.max_len)
         feeds = {"items": inp, "lengths": lens}
     elif kind == "fusion":
-        x = {k: v.cpu().numpy() for k, v in host._encode_batch(batch).items()}  # type: ignore[attr-defined]
+        from ctxrec.models.fusion import FusionRecommender
+
+        assert isinstance(host, FusionRecommender)
+        x = {k: v.cpu().numpy() for k, v in host.encode_batch(batch).items()}
         x["lengths"] = x.pop("len")
         B = len(batch)
         if "query_text" in input_names:

@@ -33,7 +33,7 @@ class FusionModel(Protocol):
 
     def _forward(self, batch: QueryBatch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, list[str]]: ...
 
-    def _encode_batch(self, batch: QueryBatch) -> dict[str, torch.Tensor]: ...
+    def encode_batch(self, batch: QueryBatch) -> dict[str, torch.Tensor]: ...
 
 
 @torch.no_grad()
@@ -73,7 +73,7 @@ def history_attribution(model: FusionModel, batch: QueryBatch, top: np.ndarray, 
     when each is removed from the sequence (its context goes with it), largest first."""
     assert model.net is not None and model.item_vocab is not None
     net = model.net.eval()
-    x = model._encode_batch(batch)
+    x = model.encode_batch(batch)
     out: list[list[dict[str, Any]]] = []
     table = net.item_table()
     for b in range(len(top)):

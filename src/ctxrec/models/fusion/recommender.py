@@ -208,8 +208,9 @@ class FusionRecommender(Recommender):
                          "loss": "sampled" if use_sampled else "full", "views": net.view_names}
 
     # ================================================================================ inference
-    def _encode_batch(self, batch: QueryBatch) -> dict[str, torch.Tensor]:
-        """Queries -> padded tensors (:func:`ctxrec.models.fusion.batches.query_tensors`)."""
+    def encode_batch(self, batch: QueryBatch) -> dict[str, torch.Tensor]:
+        """Queries -> the padded input tensors of the net (public: the ONNX runtime feeds its graph with them;
+        :func:`ctxrec.models.fusion.batches.query_tensors`)."""
         return query_tensors(self, batch)
 
     @torch.no_grad()
@@ -217,7 +218,7 @@ class FusionRecommender(Recommender):
         """Per query: view vectors (B, J, D), log weights (B, J), item table, view names (query view added)."""
         assert self.net is not None
         net = self.net.eval()
-        x = self._encode_batch(batch)
+        x = self.encode_batch(batch)
         table = self._eval_item_table()
         h = net.encode(x["inp"], x["ev"], x["ci"], x["cd"], table)  # (B, T, D)
         last = h[torch.arange(h.shape[0]), x["len"] - 1]  # (B, D)
