@@ -122,7 +122,7 @@ def _context_lines(data: Any) -> list[str]:
             missing = col == "<unk>"
             values = col[~missing].value_counts()
             shown = ", ".join(map(str, values.index[:5])) + (", ..." if len(values) > 5 else "")
-            what = f"{len(values):,} values ({shown or 'none'})"
+            what = f"{len(values):,} value{'' if len(values) == 1 else 's'} ({shown or 'none'})"
         out.append(f"{c.name:<{width}}  {c.kind:<11}  {what}; {missing.mean():.0%} missing")
     return out
 
