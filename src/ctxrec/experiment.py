@@ -331,15 +331,16 @@ def read_mapped(mapping_path: str | Path, *, record_in: Path | None = None) -> D
     from ctxrec.data.readers import read_dataset
 
     mpath = Path(mapping_path).resolve()
-    if record_in is not None:
-        files = mapped_files(mpath)
-        record = {"mapping": f"mapping{mpath.suffix}", "mapping_source": str(mpath), "base_dir": str(mpath.parent),
+    copy = f"mapping{mpath.suffix}"
+    record: dict[str, Any] = {}
+    if record_in is not None:  # hashed before reading: a file that changes while it is read fails the next check
+        record = {"mapping": copy, "mapping_source": str(mpath), "base_dir": str(mpath.parent),
                   "files": [{"role": role, "path": str(path), "sha256": _hash_or_fail(path, role, mpath)}
-                            for role, path in files.items()]}
+                            for role, path in mapped_files(mpath).items()]}
     data = read_dataset(mpath)
     if record_in is not None:
         record["name"] = data.name
-        shutil.copyfile(mpath, record_in / record["mapping"])
+        shutil.copyfile(mpath, record_in / copy)
         (record_in / DATA_RECORD).write_text(json.dumps(record, indent=2) + "\n")
     return data
 
