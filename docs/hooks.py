@@ -11,15 +11,11 @@
 
 from __future__ import annotations
 
-import ast
 import dataclasses
 import importlib
-import inspect
 import posixpath
 import re
 import sys
-import textwrap
-import typing
 from pathlib import Path
 from typing import Any
 
@@ -96,31 +92,22 @@ def _registered_models() -> dict[str, type]:
         sys.path.remove(str(ROOT / "src"))
 
 
+def _config_helpers() -> Any:
+    """``ctxrec.config`` of this checkout (its ``field_docs`` and ``nested_configs`` are shared with
+    ``ctxrec config show``)."""
+    sys.path.insert(0, str(ROOT / "src"))
+    try:
+        return importlib.import_module("ctxrec.config")
+    finally:
+        sys.path.remove(str(ROOT / "src"))
+
+
 def _field_docs(cls: type) -> dict[str, str]:
-    """Attribute docstrings (the string right under a field) of a dataclass and its dataclass bases."""
-    docs: dict[str, str] = {}
-    for klass in reversed(cls.__mro__):
-        if not dataclasses.is_dataclass(klass):
-            continue
-        body = ast.parse(textwrap.dedent(inspect.getsource(klass))).body[0]
-        assert isinstance(body, ast.ClassDef)
-        for stmt, nxt in zip(body.body, body.body[1:]):
-            if (isinstance(stmt, ast.AnnAssign) and isinstance(stmt.target, ast.Name)
-                    and isinstance(nxt, ast.Expr) and isinstance(nxt.value, ast.Constant)
-                    and isinstance(nxt.value.value, str)):
-                docs[stmt.target.id] = " ".join(inspect.cleandoc(nxt.value.value).split())
-    return docs
+    return dict(_config_helpers().field_docs(cls))
 
 
 def _nested_configs(cls: type) -> dict[str, type]:
-    """``field -> config dataclass`` for the fields of ``cls`` that hold one (train, text, context, ...)."""
-    hints = typing.get_type_hints(cls)
-    out = {}
-    for f in dataclasses.fields(cls):
-        for t in (hints[f.name], *typing.get_args(hints[f.name])):
-            if isinstance(t, type) and dataclasses.is_dataclass(t):
-                out[f.name] = t
-    return out
+    return dict(_config_helpers().nested_configs(cls))
 
 
 def _own_doc(cls: type) -> str:

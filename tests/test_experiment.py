@@ -58,7 +58,7 @@ def test_experiment_config_merges_file_options_and_overrides(tmp_path: Path) -> 
     ({"model_config": {"train": {"lr_schedule": "cosine"}}}, r"unknown config key train\.'lr_schedule' for TrainConfig"),
     ({"model_config": {"d_model": "wide"}}, "d_model"),
     ({"model": "sasrek"}, "unknown model kind 'sasrek'"),
-    ({"split": "shuffled"}, "unknown split 'shuffled'"),
+    ({"split": "by-moon"}, "unknown split 'by-moon'"),
     ({"epochs": 3}, "unknown config key 'epochs' for ExperimentConfig"),
 ])
 def test_every_config_error_comes_before_the_data(tmp_path: Path, change: dict, message: str) -> None:

@@ -1,7 +1,10 @@
-"""The ``ctxrec`` command line: data info, train, evaluate, recommend, export, quickstart, serve, retrain.
+"""The ``ctxrec`` command line: data info/init, config show, train, evaluate, recommend, export, quickstart,
+serve, retrain.
 
 Every command is a thin wrapper over the library; heavy imports happen inside the commands so
-``ctxrec --help`` is instant.
+``ctxrec --help`` is instant. Commands that read data take a built-in dataset name or ``--mapping FILE``
+(a column mapping of your own files); run folders record the mapping and the checksums of the files read,
+so ``evaluate`` and ``retrain`` find the same data again (:func:`ctxrec.experiment.run_data`).
 """
 
 from __future__ import annotations
@@ -19,10 +22,14 @@ from ctxrec.models import MODELS
 
 app = typer.Typer(help="ctxrec: context-aware recommendation with pretrained language models.", no_args_is_help=True,
                   pretty_exceptions_enable=False, add_completion=False)
-data_app = typer.Typer(help="Inspect datasets.", no_args_is_help=True)
+data_app = typer.Typer(help="Inspect datasets and write column mappings.", no_args_is_help=True)
 app.add_typer(data_app, name="data")
+config_app = typer.Typer(help="Model configuration reference.", no_args_is_help=True)
+app.add_typer(config_app, name="config")
 
 DataDir = Annotated[Optional[str], typer.Option("--data-dir", help="Data directory (default: $CTXREC_DATA).")]
+Mapping = Annotated[Optional[Path], typer.Option("--mapping", help="Column mapping (TOML/JSON) of your own data, "
+                                                 "instead of a built-in dataset; `ctxrec data init` writes one.")]
 
 
 def _fail(msg: str) -> None:
@@ -30,20 +37,54 @@ def _fail(msg: str) -> None:
     raise typer.Exit(code=2)
 
 
+def _warn(msg: str) -> None:
+    typer.secho(f"warning: {msg}", fg=typer.colors.YELLOW, err=True)
+
+
+def _dataset_from(dataset: str | None, mapping: Path | None, data_dir: str | None) -> Any:
+    """The dataset a command names: a built-in name or ``--mapping FILE`` (errors are CtxrecErrors)."""
+    from ctxrec.experiment import load_data
+
+    return load_data(dataset=dataset, mapping=mapping, data_dir=data_dir)
+
+
+def _run_data(run: Path, dataset: str | None, mapping: Path | None, data_dir: str | None) -> Any:
+    """The data of a run: the one named on the command line, else the one the run folder records."""
+    from ctxrec.experiment import run_data
+
+    if dataset is not None or mapping is not None:
+        return _dataset_from(dataset, mapping, data_dir)
+    data = run_data(run)
+    if data is None:
+        what = ("a model folder saved from the library (model.save)" if (run / "config.json").is_file()
+                else "not a run folder written by `ctxrec train`")
+        _fail(f"{str(run)!r} is {what}, so it does not record the data it was trained on; pass --mapping FILE "
+              "(the column mapping of your data) or --dataset NAME (a built-in dataset)")
+    return data
+
+
 _EXPERIMENT_KEYS = ", ".join(f.name for f in dataclasses.fields(ExperimentConfig))
 
 
 @data_app.command("info")
-def data_info(name: Annotated[str, typer.Argument(help="Built-in dataset name, e.g. ml-1m.")], data_dir: DataDir = None) -> None:
-    """Print users/items/events, context fields and text fields of a dataset."""
-    from ctxrec.data.datasets import load_dataset
+def data_info(
+    name: Annotated[Optional[str], typer.Argument(help="Built-in dataset name, e.g. ml-1m (or use --mapping).")] = None,
+    mapping: Mapping = None,
+    split: Annotated[str, typer.Option(help="Split whose test targets are checked: leave-one-out, temporal or random.")] = "leave-one-out",
+    data_dir: DataDir = None,
+) -> None:
+    """Print users/items/events, the context schema, text fields, the event order and how many test targets
+    are items no other user has."""
+    from ctxrec.data.splits import make_split, target_support
     from ctxrec.errors import CtxrecError
 
     try:
-        summary = load_dataset(name, data_dir).summary()
+        data = _dataset_from(name, mapping, data_dir)
     except CtxrecError as exc:
         _fail(str(exc))
         return
+    summary = data.summary()
+    summary.pop("context_fields")
     width = max(len(k) for k in summary)
     for k, v in summary.items():
         if isinstance(v, int):
@@ -51,6 +92,52 @@ def data_info(name: Annotated[str, typer.Argument(help="Built-in dataset name, e
         elif isinstance(v, list):
             v = ", ".join(map(str, v)) or "-"
         typer.echo(f"{k:<{width}}  {v}")
+    typer.echo("context schema:" + ("" if data.schema.context else " none (no context fields)"))
+    for line in _context_lines(data):
+        typer.echo(f"  {line}")
+    typer.echo(f"{'order':<{width}}  {_order_used(data)}")
+    try:
+        support = target_support(make_split(data, split))
+    except CtxrecError as exc:
+        _warn(f"{split} cannot split this data: {exc}")
+        return
+    typer.echo(f"{'targets':<{width}}  {support.share:.1%} of the {support.cases:,} {split} test targets are items "
+               "no other training user has")
+    if support.warning:
+        _warn(support.warning)
+
+
+def _context_lines(data: Any) -> list[str]:
+    """One line per context field: kind, number of values (a few examples) or range, share missing."""
+    frame = data.interactions
+    out = []
+    width = max((len(c.name) for c in data.schema.context), default=0)
+    for c in data.schema.context:
+        col = frame[c.name]
+        if c.kind == "numeric":
+            missing = col.isna()
+            known = col[~missing]
+            what = f"range {known.min():g} .. {known.max():g}" if len(known) else "no values"
+        else:
+            missing = col == "<unk>"
+            values = col[~missing].value_counts()
+            shown = ", ".join(map(str, values.index[:5])) + (", ..." if len(values) > 5 else "")
+            what = f"{len(values):,} value{'' if len(values) == 1 else 's'} ({shown or 'none'})"
+        out.append(f"{c.name:<{width}}  {c.kind:<11}  {what}; {missing.mean():.0%} missing")
+    return out
+
+
+def _order_used(data: Any) -> str:
+    """How leave-one-out orders each user's events: by time, or by the file."""
+    times = data.interactions["timestamp"]
+    by_file = data.schema.order == "file"
+    if times.isna().all():
+        return "file (no timestamps; order = \"file\")" if by_file else "none: no timestamps, and the mapping does not say order = \"file\""
+    if times.isna().any():
+        n = int(times.isna().sum())
+        return (f"file ({n:,} events have no timestamp; order = \"file\")" if by_file
+                else f"none: {n:,} events have no timestamp, and the mapping does not say order = \"file\"")
+    return "time (timestamps; equal ones in file order)" if by_file else "time (timestamps)"
 
 
 @data_app.command("init")
@@ -76,13 +163,35 @@ def data_init(
     typer.echo(f"wrote {out}: check the guesses, edit it, then run `ctxrec data info --mapping {out}`")
 
 
+@config_app.command("show")
+def config_show(model: Annotated[str, typer.Argument(help=f"Model kind: {', '.join(MODELS)}.")]) -> None:
+    """Print every config field of a model kind (nested ones dotted, as --set takes them): type, default, doc."""
+    from ctxrec.config import describe_config
+    from ctxrec.errors import CtxrecError
+    from ctxrec.models import get_model_class
+
+    try:
+        cls = get_model_class(model).config_class
+    except CtxrecError as exc:
+        _fail(str(exc))
+        return
+    rows = describe_config(cls)
+    w_name, w_type = (max(len(r[i]) for r in rows) for i in (0, 1))
+    w_default = min(max(len(r[2]) for r in rows), 24)
+    typer.echo(f"{model} ({cls.__name__}); set with --set FIELD=VALUE or [model_config] in an experiment file")
+    for name, type_, default, doc in rows:
+        typer.echo(f"  {name:<{w_name}}  {type_:<{w_type}}  {default:<{w_default}}  {doc}".rstrip())
+
+
 @app.command()
 def train(
     config: Annotated[Optional[Path], typer.Argument(help=f"Experiment file (TOML or JSON) with the keys {_EXPERIMENT_KEYS}; "
                                                     "the options below override it.")] = None,
     dataset: Annotated[Optional[str], typer.Option(help="Built-in dataset name (overrides the config).")] = None,
-    model: Annotated[Optional[str], typer.Option(help=f"Model kind: {', '.join(MODELS)}.")] = None,
-    split: Annotated[Optional[str], typer.Option(help="leave-one-out or temporal.")] = None,
+    mapping: Mapping = None,
+    model: Annotated[Optional[str], typer.Option(help=f"Model kind: {', '.join(MODELS)}; its config fields: "
+                                                 "`ctxrec config show KIND`.")] = None,
+    split: Annotated[Optional[str], typer.Option(help="leave-one-out, temporal or random.")] = None,
     set_: Annotated[list[str], typer.Option("--set", help="Model config override key=value, dotted for nested keys "
                                             "(e.g. train.lr=0.001; repeatable). Unknown keys fail before any data "
                                             "is read.")] = [],  # noqa: B006
@@ -100,10 +209,12 @@ def train(
     from ctxrec.training import distributed
 
     try:
-        cfg = experiment_config(config, dataset=dataset, model=model, split=split, data_dir=data_dir, overrides=set_)
+        cfg = experiment_config(config, dataset=dataset, model=model, split=split, data_dir=data_dir, overrides=set_,
+                                mapping=mapping)
         run_dir = out or Path("runs") / f"{cfg.dataset}-{cfg.model}"
         parts = ["ctxrec", "train"] + ([str(config)] if config else [])
-        for flag, val in (("--dataset", dataset), ("--model", model), ("--split", split), ("--data-dir", data_dir)):
+        for flag, val in (("--dataset", dataset), ("--mapping", str(mapping) if mapping else None), ("--model", model),
+                          ("--split", split), ("--data-dir", data_dir)):
             if val is not None:
                 parts += [flag, val]
         parts += [x for kv in set_ for x in ("--set", kv)] + ["-o", str(run_dir)]
@@ -185,7 +296,9 @@ def tune(
 @app.command()
 def evaluate(
     run: Annotated[Path, typer.Argument(help="Run folder written by `ctxrec train` (or a model folder).")],
-    dataset: Annotated[Optional[str], typer.Option(help="Dataset (default: the run's).")] = None,
+    dataset: Annotated[Optional[str], typer.Option(help="Built-in dataset (default: the run's).")] = None,
+    mapping: Annotated[Optional[Path], typer.Option("--mapping", help="Column mapping of the data to evaluate on "
+                                                    "(default: the run's, checked against the files' recorded SHA-256).")] = None,
     split: Annotated[Optional[str], typer.Option(help="Split (default: the run's).")] = None,
     include_seen: Annotated[bool | None, typer.Option(
         "--include-seen/--exclude-seen",
@@ -193,7 +306,6 @@ def evaluate(
     data_dir: DataDir = None,
 ) -> None:
     """Evaluate a saved model on the test cases of a split, with full ranking."""
-    from ctxrec.data.datasets import load_dataset
     from ctxrec.data.splits import make_split
     from ctxrec.errors import CtxrecError
     from ctxrec.evaluation.evaluator import EvalConfig, Evaluator
@@ -201,12 +313,9 @@ def evaluate(
     from ctxrec.reports import print_metrics
 
     try:
-        run_cfg = json.loads((run / "config.json").read_text()) if (run / "model").exists() else {}
-        name = dataset or run_cfg.get("dataset")
-        if not name:
-            _fail(f"{str(run)!r} does not record its dataset; pass --dataset")
         m = load_model(run)
-        data = load_dataset(name, data_dir or run_cfg.get("data_dir"))
+        run_cfg = _run_config(run)
+        data = _run_data(run, dataset, mapping, data_dir or run_cfg.get("data_dir"))
         sp = make_split(data, split or run_cfg.get("split", "leave-one-out"))
         keep_seen = data.schema.repeat_consumption if include_seen is None else include_seen
         res = Evaluator(EvalConfig(exclude_seen=not keep_seen)).evaluate(m, sp.test)
@@ -214,6 +323,14 @@ def evaluate(
         _fail(str(exc))
         return
     print_metrics({m.kind: res})
+
+
+def _run_config(run: Path) -> dict[str, Any]:
+    """The run folder's experiment config, or {} for a model folder."""
+    if (run / "model").is_dir() and (run / "config.json").is_file():
+        cfg: dict[str, Any] = json.loads((run / "config.json").read_text())
+        return cfg
+    return {}
 
 
 @app.command()
@@ -227,8 +344,11 @@ def recommend(
     explain_plot: Annotated[Optional[Path], typer.Option("--explain-plot", help="Save bar charts of the explanation "
                                                          "(view weights, context fields, past events) to this PNG.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    mapping: Annotated[Optional[Path], typer.Option("--mapping", help="Show item titles from this column mapping's "
+                                                    "items file (its title_field) instead of the model folder's.")] = None,
 ) -> None:
-    """Recommend for a user id or a given history, with request context."""
+    """Recommend for a user id or a given history, with request context (checked against the model's context
+    fields: unknown keys are errors, values never seen in training and ignored context are warnings)."""
     from ctxrec.config import parse_kv
     from ctxrec.errors import CtxrecError
     from ctxrec.models import load_model
@@ -238,16 +358,29 @@ def recommend(
         _fail("give --user, --history or at least one --context key=value")
     try:
         m = load_model(run)
-        q = RecQuery(user_id=user, history=history.split(",") if history else None,
-                     context=parse_kv(context, what="context", example="device=mobile", strings=True))
+        given = parse_kv(context, what="context", example="device=mobile", strings=True)
+        checked = m.check_context(given)
+        q = RecQuery(user_id=user, history=history.split(",") if history else None, context=checked.context)
         recs = m.recommend([q], k=k, explain=explain or explain_plot is not None)[0]
+        if mapping is not None:
+            items = _dataset_from(None, mapping, None).items
+            if "title" not in items.columns:
+                _fail(f"mapping {str(mapping)!r} has no items file with a title_field or text_fields: no titles to show")
+            m.item_titles = items["title"].dropna().astype(str).to_dict()
     except (CtxrecError, FileNotFoundError, ValueError) as exc:
         _fail(str(exc))
         return
+    if given and not checked.used:
+        _warn(f"{m.kind} models ignore request context; {', '.join(given)} was not used")
+    elif checked.unused_fields:
+        _warn(f"this {m.kind} model does not use the context field(s) {', '.join(checked.unused_fields)}; ignored")
+    for key, value in checked.unknown_values.items():
+        _warn(f"{key}={value!r} was never seen in training; scored as unknown")
     titles = _titles(m, recs.item_ids)
     if as_json:
         typer.echo(json.dumps({"items": recs.item_ids, "scores": [float(s) for s in recs.scores],
-                               "titles": titles, "explanation": recs.explanation}))
+                               "titles": titles, "explanation": recs.explanation, "context_used": checked.used,
+                               "context_unknown_values": checked.unknown_values}))
         return
     for rank, (item, score, title) in enumerate(zip(recs.item_ids, recs.scores, titles, strict=True), 1):
         typer.echo(f"{rank:>3}. {item:<12} {score:8.4f}  {title}")
@@ -279,8 +412,11 @@ def export_cmd(
     prune: Annotated[float, typer.Option(help="Fraction of weights zeroed by global magnitude pruning first.")] = 0.0,
     text_encoder: Annotated[bool, typer.Option(help="Also export the model's text encoder (text-aware models).")] = True,
 ) -> None:
-    """Export a trained model (and its text encoder) to ONNX for the ONNX Runtime backend; see docs/deploy.md."""
+    """Export a trained model (and its text encoder) to ONNX for the ONNX Runtime backend; see docs/deploy.md.
+
+    It reads no dataset (int8-static calibrates on the histories stored in the model), so it takes no mapping."""
     from ctxrec.errors import CtxrecError
+    from ctxrec.experiment import staged_folder
 
     if format_ != "onnx":
         _fail(f"unknown export format {format_!r}; supported: onnx")
@@ -288,7 +424,8 @@ def export_cmd(
         from ctxrec.deploy.export import ExportConfig, export_model
 
         cfg = ExportConfig(quantize=quantize, prune=prune, text_encoder=text_encoder)  # type: ignore[arg-type]
-        info = export_model(model, out, cfg, log=typer.echo)
+        with staged_folder(out) as stage:  # a failed export leaves no half-written folder
+            info = export_model(model, stage, cfg, log=typer.echo)
     except (CtxrecError, FileNotFoundError, ValueError) as exc:
         _fail(str(exc))
         return
@@ -322,6 +459,8 @@ def serve(
     new_key: Annotated[Optional[str], typer.Option(help="Create a key with this name in --keys, print it, exit.")] = None,
     scopes: Annotated[str, typer.Option(help="Scopes of --new-key: read, write, admin (comma-separated).")] = "read",
     items: Annotated[Optional[Path], typer.Option(help="Item attributes (CSV/TSV/JSONL/Parquet with item_id) for filters.")] = None,
+    mapping: Annotated[Optional[Path], typer.Option("--mapping", help="Item attributes for filters from this column "
+                                                    "mapping's items file (read as `ctxrec train` reads it); instead of --items.")] = None,
     index: Annotated[str, typer.Option(help="exact, or hnsw (faiss) for dot-product models.")] = "exact",
     hnsw_ef_search: Annotated[int, typer.Option(help="HNSW efSearch (recall vs speed).")] = 256,
     cors: Annotated[list[str], typer.Option("--cors", help="Allowed CORS origin (repeatable; off by default).")] = [],  # noqa: B006
@@ -351,27 +490,46 @@ def serve(
         _fail("give --keys FILE (create keys with --new-key NAME --scopes read,write --keys FILE) or --no-auth")
     if index not in ("exact", "hnsw") or synchronous not in ("FULL", "NORMAL"):
         _fail(f"--index must be exact or hnsw (got {index!r}); --synchronous FULL or NORMAL (got {synchronous!r})")
+    if items is not None and mapping is not None:
+        _fail("give item attributes with --items FILE or --mapping FILE, not both")
     import os
+    import tempfile
 
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
     import uvicorn
 
+    from ctxrec.errors import CtxrecError
     from ctxrec.serving import ServingSettings, create_app
 
-    settings = ServingSettings(model=str(model), store=store, keys_file=str(keys) if keys else None,
-                               items_file=str(items) if items else None, index=index, hnsw_ef_search=hnsw_ef_search,  # type: ignore[arg-type]
-                               cors_origins=tuple(cors), allowed_model_roots=tuple(model_root), max_k=max_k,
-                               sqlite_synchronous=synchronous, torch_threads=threads, user_cache=user_cache,  # type: ignore[arg-type]
-                               store_deadline=store_deadline)
-    try:
-        application = create_app(settings)
-    except (FileNotFoundError, ValueError) as exc:
-        _fail(str(exc))
-        return
-    typer.echo(f"serving {model} on http://{host}:{port} (docs: /docs)", err=True)
-    # SIGTERM: stop accepting, let requests in flight finish (each store call ends within its deadline), exit in < 10 s
-    uvicorn.run(application, host=host, port=port, log_level=log_level, access_log=False, timeout_graceful_shutdown=5)
+    with tempfile.TemporaryDirectory(prefix="ctxrec-serve-") as tmp:  # lives as long as the server
+        try:
+            items_file = str(items) if items else (_mapped_items(mapping, Path(tmp)) if mapping else None)
+            settings = ServingSettings(model=str(model), store=store, keys_file=str(keys) if keys else None,
+                                       items_file=items_file, index=index, hnsw_ef_search=hnsw_ef_search,  # type: ignore[arg-type]
+                                       cors_origins=tuple(cors), allowed_model_roots=tuple(model_root), max_k=max_k,
+                                       sqlite_synchronous=synchronous, torch_threads=threads, user_cache=user_cache,  # type: ignore[arg-type]
+                                       store_deadline=store_deadline)
+            application = create_app(settings)
+        except (CtxrecError, FileNotFoundError, ValueError) as exc:
+            _fail(str(exc))
+            return
+        typer.echo(f"serving {model} on http://{host}:{port} (docs: /docs)", err=True)
+        # SIGTERM: stop accepting, let requests in flight finish (each store call ends within its deadline), exit in < 10 s
+        uvicorn.run(application, host=host, port=port, log_level=log_level, access_log=False,
+                    timeout_graceful_shutdown=5)
+
+
+def _mapped_items(mapping: Path, folder: Path) -> str:
+    """The mapping's items table (attribute and text fields, lists kept) as a JSON Lines file for the service."""
+    data = _dataset_from(None, mapping, None)
+    fields = [*data.schema.item_attribute_fields, *data.schema.item_text_fields]
+    if not fields:
+        _fail(f"mapping {str(mapping)!r} has no [items] table with text_fields or attribute_fields: no item attributes to serve")
+    path = folder / "items.jsonl"
+    table = data.items[[f for f in dict.fromkeys(fields) if f in data.items.columns]].reset_index()
+    table.to_json(path, orient="records", lines=True)
+    return str(path)
 
 
 @app.command()
@@ -383,14 +541,24 @@ def retrain(
     tolerance: Annotated[float, typer.Option(help="Promote if new NDCG@10 >= current - tolerance.")] = 0.0,
     promote: Annotated[Optional[str], typer.Option(help="Service URL: switch it to the new version if promoted.")] = None,
     api_key: Annotated[Optional[str], typer.Option(envvar="CTXREC_API_KEY", help="Admin key for --promote.")] = None,
+    mapping: Annotated[Optional[Path], typer.Option("--mapping", help="Column mapping of the training data (default: "
+                                                    "the run's, checked against the files' recorded SHA-256).")] = None,
     data_dir: DataDir = None,
 ) -> None:
     """Fold stored events into a new model version (warm start), evaluate on held-out new events, promote."""
     from ctxrec.errors import CtxrecError
+    from ctxrec.experiment import copy_data_record, read_mapped, staged_folder
     from ctxrec.serving.lifecycle import retrain as do_retrain
 
     try:
-        report = do_retrain(model, store, out, epochs=epochs, data_dir=data_dir, tolerance=tolerance)
+        run_cfg = _run_config(model)
+        with staged_folder(out) as stage:  # a failed retrain leaves no half-written run folder
+            if mapping is not None:
+                data = read_mapped(mapping, record_in=stage)
+            else:
+                data = _run_data(model, None, None, data_dir or run_cfg.get("data_dir"))
+                copy_data_record(model, stage)
+            report = do_retrain(model, store, stage, epochs=epochs, data_dir=data_dir, tolerance=tolerance, data=data)
     except (CtxrecError, FileNotFoundError, ValueError) as exc:
         _fail(str(exc))
         return

@@ -8,8 +8,11 @@ through ``apply_overrides``, ``-c`` request context); ``check_unknown_keys`` the
 
 from __future__ import annotations
 
+import ast
 import dataclasses
+import inspect
 import json
+import textwrap
 import tomllib
 import types
 import typing
@@ -152,3 +155,54 @@ def apply_overrides(data: dict[str, Any], overrides: Sequence[str]) -> dict[str,
 def save_json(cfg: Any, path: str | Path) -> None:
     """Write a config dataclass as indented JSON."""
     Path(path).write_text(json.dumps(to_dict(cfg), indent=2, sort_keys=True) + "\n")
+
+
+# ------------------------------------------------------------------------------ documentation
+def field_docs(cls: type) -> dict[str, str]:
+    """Attribute docstrings (the string literal right under a field) of a dataclass and its dataclass bases,
+    each as one line. Shared by ``ctxrec config show`` and the docs site's config tables (docs/hooks.py)."""
+    docs: dict[str, str] = {}
+    for klass in reversed(cls.__mro__):
+        if not dataclasses.is_dataclass(klass):
+            continue
+        body = ast.parse(textwrap.dedent(inspect.getsource(klass))).body[0]
+        assert isinstance(body, ast.ClassDef)
+        for stmt, nxt in zip(body.body, body.body[1:]):
+            if (isinstance(stmt, ast.AnnAssign) and isinstance(stmt.target, ast.Name)
+                    and isinstance(nxt, ast.Expr) and isinstance(nxt.value, ast.Constant)
+                    and isinstance(nxt.value.value, str)):
+                docs[stmt.target.id] = " ".join(inspect.cleandoc(nxt.value.value).split())
+    return docs
+
+
+def nested_configs(cls: type) -> dict[str, type]:
+    """``field -> config dataclass`` for the fields of ``cls`` that hold one (train, text, context, ...)."""
+    hints = typing.get_type_hints(cls)
+    out = {}
+    for f in dataclasses.fields(cls):
+        for t in (hints[f.name], *typing.get_args(hints[f.name])):
+            if isinstance(t, type) and dataclasses.is_dataclass(t):
+                out[f.name] = t
+    return out
+
+
+def describe_config(cls: type, prefix: str = "") -> list[tuple[str, str, str, str]]:
+    """``(dotted field, type, default, first sentence of its docstring)`` for every field of a config
+    dataclass, nested configs expanded in place (the names ``--set`` takes)."""
+    docs, nested = field_docs(cls), nested_configs(cls)
+    rows = []
+    for f in dataclasses.fields(cls):
+        if f.name in nested:
+            rows += describe_config(nested[f.name], f"{prefix}{f.name}.")
+            continue
+        if f.default is not dataclasses.MISSING:
+            default = repr(f.default)
+        elif f.default_factory is not dataclasses.MISSING:
+            default = repr(f.default_factory())
+        else:
+            default = "required"
+        type_ = f.type if isinstance(f.type, str) else getattr(f.type, "__name__", str(f.type))
+        doc = docs.get(f.name, "")
+        first = doc.split(". ")[0].rstrip(".") + "." if doc else ""
+        rows.append((prefix + f.name, str(type_), default, first))
+    return rows

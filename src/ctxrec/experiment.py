@@ -5,6 +5,8 @@ The one front door behind ``ctxrec train`` and ``benchmarks/run.py``: both build
 it with :func:`run_experiment`, so both produce the same artefacts:
 
     run_dir/config.json     the resolved ExperimentConfig
+    run_dir/data.json       with a column mapping: the files read and their SHA-256 (see :func:`run_data`)
+    run_dir/mapping.toml    with a column mapping: a copy of it (``.json`` for a JSON mapping)
     run_dir/model/          the saved model (config.json, model.safetensors, vocab/)
     run_dir/metrics.json    {"dataset", "model", "split", "metrics", "command", "seconds", "machine", ...}
     run_dir/history.json    per-epoch loss and validation metrics (neural models)
@@ -17,6 +19,7 @@ fails leaves no half-written folder (and an earlier run at the same place intact
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import platform
@@ -24,13 +27,14 @@ import resource
 import shutil
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ctxrec.config import apply_overrides, from_dict, load_file, to_dict
-from ctxrec.errors import ConfigError
+from ctxrec.errors import ConfigError, DataError
 
 if TYPE_CHECKING:
     from ctxrec.data.dataset import Dataset
@@ -42,8 +46,12 @@ class ExperimentConfig:
     """What to train and how to evaluate it."""
 
     dataset: str = "ml-100k"
+    """A built-in dataset; with ``mapping``, the name of the mapped dataset (a label only)."""
     data_dir: str | None = None
     """Defaults to $CTXREC_DATA."""
+    mapping: str | None = None
+    """A column mapping file (TOML/JSON) of your own data, read instead of a built-in dataset. In an
+    experiment file, a relative path is relative to that file."""
     split: str = "leave-one-out"
     model: str = "sasrec"
     """A registered model kind (``ctxrec.models.MODELS``)."""
@@ -127,7 +135,9 @@ def _run(cfg: ExperimentConfig, model_cfg: Any, out: Path, *, command: str | Non
     if main:
         (out / "config.json").write_text(json.dumps(to_dict(cfg), indent=2) + "\n")
     t0 = time.perf_counter()
-    if data is None:
+    if data is None and cfg.mapping is not None:
+        data = read_mapped(cfg.mapping, record_in=out if main else None)
+    elif data is None:
         data = load_dataset(cfg.dataset, cfg.data_dir)
     data = pseudonymise_dataset(data, pseudonym_secret())  # $CTXREC_PSEUDONYM_SECRET: train on the ids serve uses
     split = make_split(data, cfg.split)
@@ -194,6 +204,24 @@ def _publish(stage: Path, out: Path) -> None:
     shutil.rmtree(old, ignore_errors=True)
 
 
+@contextmanager
+def staged_folder(out: str | Path) -> Iterator[Path]:
+    """A folder to write ``out`` into (``ctxrec retrain``, ``ctxrec export``): renamed to ``out`` (replacing an
+    earlier one) when the block ends, removed when it raises, so a failed command leaves no half-written
+    folder. It has ``out``'s name, inside a hidden ``.<name>.partial`` folder, for code that names things
+    after the folder it writes."""
+    final = Path(out).resolve()
+    holder = final.with_name(f".{final.name}.partial")
+    shutil.rmtree(holder, ignore_errors=True)  # left by a command that was killed outright
+    stage = holder / final.name
+    stage.mkdir(parents=True)
+    try:
+        yield stage
+        _publish(stage, final)
+    finally:
+        shutil.rmtree(holder, ignore_errors=True)
+
+
 def check_experiment(cfg: ExperimentConfig) -> Any:
     """Everything about ``cfg`` that can be checked without data: the split name, the model kind and the
     model config (unknown keys at any depth, wrong types). Returns the model's typed config; each problem
@@ -221,17 +249,143 @@ def experiment_config(
     split: str | None = None,
     data_dir: str | None = None,
     overrides: Sequence[str] = (),
+    mapping: str | Path | None = None,
 ) -> ExperimentConfig:
     """The experiment a front door asks for (``ctxrec train``, ``benchmarks/run.py``): an experiment file,
     then the options that are not None, then ``key=value`` overrides of the model config; validated by
-    :func:`experiment_from_dict`."""
+    :func:`experiment_from_dict`. ``dataset`` and ``mapping`` exclude each other; either replaces the
+    file's; with a mapping, ``dataset`` becomes the mapped dataset's name."""
+    from ctxrec.data.readers import load_mapping
+
     raw = load_file(config_file) if config_file else {}
+    if "interactions" in raw:
+        raise ConfigError(f"{str(config_file)!r} is a column mapping, not an experiment file: pass it as "
+                          f"--mapping {config_file} (or write mapping = \"{config_file}\" in an experiment file)")
+    if dataset is not None and mapping is not None:
+        raise ConfigError(f"give a built-in dataset ({dataset!r}) or a mapping ({str(mapping)!r}), not both")
+    if "dataset" in raw and "mapping" in raw and dataset is None and mapping is None:
+        raise ConfigError(f"experiment file {str(config_file)!r} sets both dataset and mapping; keep one")
+    if raw.get("mapping") is not None and config_file is not None:
+        raw["mapping"] = str((Path(config_file).parent / str(raw["mapping"])).resolve())
+    if dataset is not None:
+        raw.pop("mapping", None)
+    if mapping is not None:
+        raw.pop("dataset", None)
+        raw["mapping"] = str(Path(mapping).resolve())
     for key, val in (("dataset", dataset), ("model", model), ("split", split), ("data_dir", data_dir)):
         if val is not None:
             raw[key] = val
+    if isinstance(raw.get("mapping"), str):
+        mpath = Path(raw["mapping"])
+        raw["dataset"] = load_mapping(mpath).name or mpath.stem  # checks the mapping before any data is read
     if overrides:
         mc = raw.get("model_config", {})
         if not isinstance(mc, dict):
             raise ConfigError(f"model_config must be a table, got {mc!r}")
         raw["model_config"] = apply_overrides(mc, overrides)
     return experiment_from_dict(raw)
+
+
+# ------------------------------------------------------------------------------------ where the data is
+DATA_RECORD = "data.json"
+
+
+def load_data(*, dataset: str | None = None, mapping: str | Path | None = None,
+              data_dir: str | None = None) -> Dataset:
+    """A built-in dataset by name, or your own data through a column mapping file: the one data loader
+    of the CLI commands that take a dataset (``data info``, ``tune``, ...)."""
+    from ctxrec.data.datasets import DATASETS, load_dataset
+    from ctxrec.data.readers import read_dataset
+
+    if (dataset is None) == (mapping is None):
+        raise ConfigError("give a built-in dataset name or --mapping FILE (a column mapping of your data; "
+                          "`ctxrec data init FILE ...` writes one)" + (", not both" if dataset else ""))
+    if mapping is not None:
+        return read_dataset(mapping)
+    assert dataset is not None
+    if dataset not in DATASETS and Path(dataset).suffix in (".toml", ".json") and Path(dataset).is_file():
+        raise ConfigError(f"{dataset!r} is a file, not a built-in dataset name: pass a mapping file as --mapping {dataset}")
+    return load_dataset(dataset, data_dir)
+
+
+def mapped_files(mapping_path: str | Path) -> dict[str, Path]:
+    """The files a mapping file reads, by role (``interactions``, ``items``, ``users``)."""
+    from ctxrec.data.readers import load_mapping
+
+    mpath = Path(mapping_path)
+    m = load_mapping(mpath)
+    files = {"interactions": m.interactions, "items": m.items.path if m.items else None,
+             "users": m.users.path if m.users else None}
+    return {role: (mpath.parent / rel).resolve() for role, rel in files.items() if rel is not None}
+
+
+def sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def read_mapped(mapping_path: str | Path, *, record_in: Path | None = None) -> Dataset:
+    """Read the data of a mapping file; with ``record_in`` (a run folder), also write a copy of the mapping
+    and :data:`DATA_RECORD`: the SHA-256 of every file read, so :func:`run_data` finds the same data later."""
+    from ctxrec.data.readers import read_dataset
+
+    mpath = Path(mapping_path).resolve()
+    copy = f"mapping{mpath.suffix}"
+    record: dict[str, Any] = {}
+    if record_in is not None:  # hashed before reading: a file that changes while it is read fails the next check
+        record = {"mapping": copy, "mapping_source": str(mpath), "base_dir": str(mpath.parent),
+                  "files": [{"role": role, "path": str(path), "sha256": _hash_or_fail(path, role, mpath)}
+                            for role, path in mapped_files(mpath).items()]}
+    data = read_dataset(mpath)
+    if record_in is not None:
+        record["name"] = data.name
+        shutil.copyfile(mpath, record_in / copy)
+        (record_in / DATA_RECORD).write_text(json.dumps(record, indent=2) + "\n")
+    return data
+
+
+def _hash_or_fail(path: Path, role: str, mapping: Path) -> str:
+    if not path.is_file():
+        raise DataError(f"{role} file {str(path)!r} named by mapping {str(mapping)!r} does not exist")
+    return sha256(path)
+
+
+def run_data(run_dir: str | Path) -> Dataset | None:
+    """The data a run folder was trained on, found again: its mapping copy (:data:`DATA_RECORD`), each file
+    checked against its recorded SHA-256 (a changed or missing file is a :class:`DataError` naming it), or
+    its built-in dataset. ``None`` when the folder records neither (a model folder saved from the library)."""
+    from ctxrec.data.datasets import load_dataset
+    from ctxrec.data.readers import load_mapping, read_dataset
+
+    run = Path(run_dir)
+    if (run / DATA_RECORD).is_file():
+        record = json.loads((run / DATA_RECORD).read_text())
+        for f in record["files"]:
+            path = Path(f["path"])
+            again = "restore it, or pass --mapping FILE to use the data as it is now"
+            if not path.is_file():
+                raise DataError(f"{f['role']} file {str(path)!r} that run {str(run)!r} was trained on is missing; {again}")
+            now = sha256(path)
+            if now != f["sha256"]:
+                raise DataError(f"{f['role']} file {str(path)!r} changed since run {str(run)!r} was trained on it "
+                                f"(SHA-256 {f['sha256'][:12]}... then, {now[:12]}... now); {again}")
+        mapping = load_mapping(run / record["mapping"])
+        return read_dataset(mapping, name=record.get("name"), base_dir=record["base_dir"])
+    cfg_path = run / "config.json"
+    if (run / "model").is_dir() and cfg_path.is_file():
+        cfg = json.loads(cfg_path.read_text())
+        if cfg.get("dataset"):
+            return load_dataset(cfg["dataset"], cfg.get("data_dir"))
+    return None
+
+
+def copy_data_record(src_run: str | Path, dst_run: str | Path) -> None:
+    """Carry a run folder's data record (mapping copy and checksums) into a run derived from it."""
+    src, dst = Path(src_run), Path(dst_run)
+    if (src / DATA_RECORD).is_file():
+        record = json.loads((src / DATA_RECORD).read_text())
+        shutil.copyfile(src / record["mapping"], dst / record["mapping"])
+        shutil.copyfile(src / DATA_RECORD, dst / DATA_RECORD)

@@ -21,7 +21,8 @@ def invoke(*args: str) -> tuple[int, str]:
 def test_data_info_synthetic() -> None:
     code, out = invoke("data", "info", "synthetic")
     assert code == 0, out
-    assert "users" in out and "daypart (categorical)" in out and "title" in out
+    assert "users" in out and "title" in out
+    assert "daypart  categorical  4 values" in out and "order" in out and "leave-one-out test targets" in out
 
 
 def test_data_info_unknown_dataset_names_it() -> None:

@@ -41,6 +41,8 @@ ITEMS_PER_GROUP = 5
 USERS_PER_GROUP = {"a": 10, "b": 15}  # unequal, so popularity ranks group b first
 COLD_ITEM = "cold-item"  # in the catalogue, never interacted with
 DAY = 86_400.0
+CONTEXT_AWARE = {"fusion", "pointwise", "fm", "context_popularity", "ensemble"}
+"""Kinds whose scores depend on the request context (the others must say they ignore it)."""
 PICKLE_SUFFIXES = {".pkl", ".pickle", ".pt", ".pth", ".bin", ".joblib", ".npy", ".npz"}
 
 
@@ -100,6 +102,19 @@ def checkerboard() -> Checkerboard:
         pd.DataFrame(rows), items=pd.DataFrame({"item_id": catalogue}), name="checkerboard"
     )
     return Checkerboard(data=data, group_of_user=group_of_user, group_items=group_items, withheld=withheld)
+
+
+def context_checkerboard() -> Dataset:
+    """The checkerboard with request context: ``weather`` (categorical, values "2" and "sun": a number-like
+    category) follows the item's position in its group, ``temp`` (numeric) the hour of the event."""
+    from ctxrec.data.dataset import ContextField, DatasetSchema
+
+    data = checkerboard().data
+    inter = data.interactions.copy()
+    inter["weather"] = ["2" if int(i.rsplit("-", 1)[1]) % 2 == 0 else "sun" for i in inter["item_id"]]
+    inter["temp"] = (inter["timestamp"] % DAY) / 3600.0 + 5.0
+    schema = DatasetSchema(context=(ContextField(name="weather"), ContextField(name="temp", kind="numeric")))
+    return Dataset.from_frames(inter, items=data.items, schema=schema, name="checkerboard-context")
 
 
 class RecommenderContract:
@@ -382,6 +397,38 @@ class RecommenderContract:
         assert fitted.item_vocab.external(idx[0]) == explicit.item_ids
         with pytest.raises(QueryError, match="takes no new events"):
             fitted.encode_queries([RecQuery(history=[extra])], new_events=[events])
+
+    # ------------------------------------------------------------------ request context
+    def test_context_schema_is_truthful(self) -> None:
+        """context_schema() lists the fields the model reads (with their training values), check_context()
+        types values by it and rejects unknown keys, and the scores change with the context exactly when
+        the schema says the model uses it."""
+        model = self.make_model().fit(context_checkerboard())
+        schema = model.context_schema()
+        assert bool(schema) == (model.kind in CONTEXT_AWARE), schema
+        for name, spec in schema.items():
+            assert spec["kind"] == {"weather": "categorical", "temp": "numeric"}[name]
+            if name == "weather" and spec["values"] is not None:
+                assert spec["values"] == ["2", "sun"]
+        with pytest.raises(QueryError, match="unknown context field 'Weather'.*did you mean 'weather'.*temp, weather"):
+            model.check_context({"Weather": "2"})
+        checked = model.check_context({"weather": "2", "temp": "7.5"})
+        assert checked.used == bool(schema) and checked.unknown_values == {}
+        assert sorted(checked.unused_fields) == sorted({"weather", "temp"} - set(schema))
+        if "weather" in schema:
+            assert checked.context["weather"] == "2"  # a number-like category stays a string
+            assert model.check_context({"weather": "zzz"}).unknown_values == {"weather": "zzz"}
+            assert model.check_context({"weather": "NULL"}).context == {"weather": None}
+        if "temp" in schema:
+            assert checked.context["temp"] == 7.5
+            with pytest.raises(QueryError, match="'warm' is not a number"):
+                model.check_context({"temp": "warm"})
+        two = [RecQuery(user_id="a-user-0", context={"weather": "2", "temp": 6.0}),
+               RecQuery(user_id="a-user-0", context={"weather": "sun", "temp": 20.0})]
+        first, second = self._full_scores(model, two)
+        by_item = dict(zip(second.item_ids, second.scores, strict=True))
+        changed = not np.allclose(first.scores, [by_item[i] for i in first.item_ids], rtol=1e-6, atol=1e-7)
+        assert changed == bool(schema), "scores must change with the context exactly when the model uses it"
 
     # ------------------------------------------------------------------ persistence / determinism
     def test_save_load_round_trip(self, fitted: Recommender, board: Checkerboard, tmp_path: Path) -> None:

@@ -7,10 +7,12 @@ Public methods validate input and map external ids; subclasses implement ``_fit`
 
 from __future__ import annotations
 
+import difflib
 import json
 import math
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol, Self
 
@@ -22,9 +24,10 @@ from ctxrec.errors import ConfigError, NotFittedError, QueryError, UnknownQueryI
 from ctxrec.queries import QueryBatch, Recommendations, RecQuery
 from ctxrec.ranking import item_filter, rank, top_k
 
-__all__ = ["FORMAT_VERSION", "NewEvent", "QueryBatch", "RecQuery", "Recommendations", "Recommender", "top_k"]
+__all__ = ["FORMAT_VERSION", "ContextCheck", "NewEvent", "QueryBatch", "RecQuery", "Recommendations", "Recommender", "top_k"]
 
 if TYPE_CHECKING:
+    from ctxrec.context import ContextEncoder
     from ctxrec.data.dataset import Dataset, DatasetSchema
     from ctxrec.data.splits import EvalSet
     from ctxrec.training.loop import TrainState
@@ -153,6 +156,55 @@ class Recommender(ABC):
             keep = np.isfinite(row_s)
             out.append(Recommendations(self.item_vocab.external(row_i[keep]), row_s[keep].astype(np.float32), expl))
         return out
+
+    def context_schema(self) -> dict[str, dict[str, Any]]:
+        """The request context this model uses: ``{field: {"kind": "categorical" | "numeric", "values":
+        [...] | None}}``, ``values`` being the categorical values seen in training (``None``: any value
+        gets its own id, e.g. hashed fields, and numeric fields). Empty: the model ignores request
+        context (popularity, EASE, SASRec), so callers can say so instead of dropping it silently."""
+        self._check_fitted()
+        return {}
+
+    def check_context(self, context: Mapping[str, Any], *, query: int = 0) -> ContextCheck:
+        """Check and type a request context against :meth:`context_schema` (the CLI's ``-c`` and the service).
+
+        A key that is no context field of the model or of its training data is a
+        :class:`~ctxrec.errors.QueryError` naming the known fields. Values are typed by the schema: a
+        categorical "2" stays the string "2", a numeric field parses a float (else a QueryError);
+        missing tokens ("", "NULL", ...) become None. Categorical values never seen in training are
+        returned in ``unknown_values`` (the model scores them as unknown)."""
+        from ctxrec.context import is_missing
+
+        schema = self.context_schema()
+        data_fields = {c.name: c.kind for c in self.schema.context} if self.schema is not None else {}
+        known = sorted({*data_fields, *schema})
+        typed: dict[str, Any] = {}
+        unknown: dict[str, str] = {}
+        unused: list[str] = []
+        for key, value in context.items():
+            if key not in known:
+                close = difflib.get_close_matches(key, known, n=1) or [k for k in known if k.lower() == key.lower()]
+                hint = f" (did you mean {close[0]!r}?)" if close else ""
+                fields = ", ".join(known) if known else "none: it was trained on data without context fields"
+                raise QueryError(f"unknown context field {key!r}{hint}; the model's context fields: {fields}",
+                                 query=query, field=f"context.{key}")
+            spec = schema.get(key)
+            if spec is None:  # a field of the data this model does not use
+                unused.append(key)
+                typed[key] = value
+            elif is_missing(value):
+                typed[key] = None
+            elif spec["kind"] == "numeric":
+                try:
+                    typed[key] = float(value)
+                except (TypeError, ValueError):
+                    raise QueryError(f"context {key}={value!r} is not a number; {key!r} is a numeric context field",
+                                     query=query, field=f"context.{key}") from None
+            else:
+                typed[key] = str(value)
+                if spec["values"] is not None and typed[key] not in spec["values"]:
+                    unknown[key] = typed[key]
+        return ContextCheck(context=typed, unknown_values=unknown, unused_fields=unused, used=bool(schema))
 
     def score(self, batch: QueryBatch) -> np.ndarray:
         """Raw scores ``(B, n_items)`` over the whole catalogue for a dense batch (higher is better).
@@ -386,6 +438,29 @@ class Recommender(ABC):
     def _check_fitted(self) -> None:
         if not self.is_fitted:
             raise NotFittedError(f"{type(self).__name__} is not fitted: call fit(data) or load(path) first")
+
+
+@dataclass(frozen=True)
+class ContextCheck:
+    """A request context checked by :meth:`Recommender.check_context`."""
+
+    context: dict[str, Any]
+    """The context typed by the model's schema (categorical: str, numeric: float, missing: None)."""
+    unknown_values: dict[str, str]
+    """Categorical values never seen in training, by field: the model scores them as unknown."""
+    unused_fields: list[str]
+    """Fields of the training data that this model does not use."""
+    used: bool
+    """False when the model ignores request context altogether."""
+
+
+def encoder_context_schema(encoder: ContextEncoder) -> dict[str, dict[str, Any]]:
+    """:meth:`Recommender.context_schema` of a model that reads context through ``encoder``."""
+    hashed = bool(encoder.config.hash_buckets)
+    out: dict[str, dict[str, Any]] = {
+        f: {"kind": "categorical", "values": None if hashed else sorted(encoder.vocabs[f])} for f in encoder.categorical}
+    out.update({f: {"kind": "numeric", "values": None} for f in encoder.numeric})
+    return out
 
 
 def read_saved_config(folder: str | Path) -> dict[str, Any]:

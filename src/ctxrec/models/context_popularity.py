@@ -148,6 +148,13 @@ class ContextPopularityRecommender(Recommender):
             level += 1
         return level
 
+    def context_schema(self) -> dict[str, dict[str, Any]]:
+        """Its fields, each with the values counted in training (at that field's level of the back-off)."""
+        self._check_fitted()
+        return {f: {"kind": "categorical",
+                    "values": sorted({k.split(_SEP)[-1] for k in self._keys[level]} - {_NOT_GIVEN})}
+                for level, f in enumerate(self.fields)}
+
     def _level_scores(self, context: dict[str, Any]) -> np.ndarray:
         """``(n_items,)`` back-off distribution: p_0 = (c_0 + 1) / (n_0 + n_items) (add-one global
         popularity), p_l = (c_l + alpha p_{l-1}) / (n_l + alpha) for each matched level l."""

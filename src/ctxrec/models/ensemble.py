@@ -82,6 +82,11 @@ class EnsembleRecommender(Recommender):
         member._hist_indptr, member._hist_items = self._hist_indptr, self._hist_items
         member.item_titles = self.item_titles
 
+    def context_schema(self) -> dict[str, dict[str, Any]]:
+        """The members' (one fusion config, so one schema)."""
+        self._check_fitted()
+        return self.members[0].context_schema() if self.members else {}
+
     def _score(self, batch: QueryBatch) -> np.ndarray:
         # Each member returns log P_m over the catalogue; log mean_m P_m, computed stably.
         log_ps = np.stack([np.asarray(m.score(batch), dtype=np.float64) for m in self.members])  # (M, B, V)

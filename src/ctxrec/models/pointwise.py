@@ -35,7 +35,7 @@ from torch import nn
 
 from ctxrec.context import ContextConfig, ContextEncoder
 from ctxrec.errors import ConfigError
-from ctxrec.models.base import QueryBatch, Recommender, RecQuery
+from ctxrec.models.base import QueryBatch, Recommender, RecQuery, encoder_context_schema
 from ctxrec.models.features import (
     FeatureShapes,
     attribute_bag,
@@ -300,6 +300,13 @@ class PointwiseRecommender(Recommender):
         cfg = self.config
         assert isinstance(cfg, PointwiseConfig)
         return cfg
+
+    def context_schema(self) -> dict[str, dict[str, Any]]:
+        """The context fields of the fitted context encoder (none with ``use_context = false``)."""
+        self._check_fitted()
+        if not self._opts().use_context or self.ctx_encoder is None:
+            return {}
+        return encoder_context_schema(self.ctx_encoder)
 
     def _build(self, data: Dataset) -> None:
         """Fit encoders and build the network for ``data``'s catalogue, users and context."""

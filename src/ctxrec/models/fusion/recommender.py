@@ -14,7 +14,7 @@ from torch import nn
 
 from ctxrec.context import ContextEncoder
 from ctxrec.errors import ConfigError
-from ctxrec.models.base import QueryBatch, Recommender
+from ctxrec.models.base import QueryBatch, Recommender, encoder_context_schema
 from ctxrec.models.features import (
     attribute_matrix,
     encode_texts,
@@ -82,6 +82,13 @@ class FusionRecommender(Recommender):
     def context_as_text(self) -> bool:
         """Rendered contexts are embedded by the language model (``context.as_text``, with context fields)."""
         return self.config.use_context and self.config.context.as_text and bool(self.ctx_encoder and self.ctx_encoder.field_names)
+
+    def context_schema(self) -> dict[str, dict[str, Any]]:
+        """The context fields of the fitted context encoder (none with ``use_context = false``)."""
+        self._check_fitted()
+        if not self.config.use_context or self.ctx_encoder is None:
+            return {}
+        return encoder_context_schema(self.ctx_encoder)
 
     def context_text_ids(self, texts: list[str]) -> np.ndarray:
         """Ids of rendered contexts; texts never seen are encoded now and appended (cold context values)."""
