@@ -247,9 +247,10 @@ def train(
 
 @app.command()
 def tune(
-    dataset: Annotated[str, typer.Option(help="Built-in dataset name, e.g. ml-100k.")],
     model: Annotated[str, typer.Option(help="Model kind with a search space: sasrec, fusion, pointwise, ease.")],
     trials: Annotated[int, typer.Option(help="Trials in the study in all (a rerun resumes up to this many).")],
+    dataset: Annotated[Optional[str], typer.Option(help="Built-in dataset name, e.g. ml-100k (or --mapping).")] = None,
+    mapping: Mapping = None,
     timeout: Annotated[str | None, typer.Option(help="Start no trial after this long, e.g. 2h, 90m, 1h30m.")] = None,
     jobs: Annotated[int, typer.Option(help="Worker processes on this machine (they share the CPU cores).")] = 1,
     storage: Annotated[str | None, typer.Option(help="Study storage: an SQLAlchemy URL; a postgresql:// URL lets "
@@ -275,9 +276,13 @@ def tune(
     from ctxrec.tuning import tune as run_tune
     from ctxrec.tuning.spaces import flatten_overrides
 
+    if (dataset is None) == (mapping is None):
+        _fail("give --dataset NAME or --mapping FILE (a column mapping of your data; `ctxrec data init` writes one)")
+        return
+    label = dataset or Path(str(mapping)).stem
     try:
-        cfg = TuneConfig(dataset=dataset, model=model, trials=trials, out=str(out or Path("runs") / f"{dataset}-{model}"),
-                         data_dir=data_dir, split=split, timeout_s=parse_duration(timeout) if timeout else None,
+        cfg = TuneConfig(dataset=label, model=model, trials=trials, out=str(out or Path("runs") / f"{label}-{model}"),
+                         data_dir=data_dir, mapping=str(mapping) if mapping else None, split=split, timeout_s=parse_duration(timeout) if timeout else None,
                          jobs=jobs, storage=storage, study=study, seed=seed, space_file=str(space) if space else None,
                          overrides=flatten_overrides(apply_overrides({}, set_)),
                          command=" ".join(shlex.quote(a) for a in ["ctxrec", *sys.argv[1:]]))
@@ -286,7 +291,7 @@ def tune(
         _fail(str(exc))
         return
     except KeyboardInterrupt:
-        typer.echo(f"\ninterrupted; rerun the same command to resume the study ({study or f'{dataset}-{model}'})", err=True)
+        typer.echo(f"\ninterrupted; rerun the same command to resume the study ({study or f'{label}-{model}'})", err=True)
         raise typer.Exit(code=130) from None
     from ctxrec.reports import print_metrics
 

@@ -54,12 +54,14 @@ class TrialData:
     exclude_seen: bool
 
 
-def load_trial_data(dataset: str, data_dir: str | None, split: str, exclude_seen: bool | None = None) -> TrialData:
-    """Load and split a built-in dataset for a study (the rule for seen items as in ``ctxrec train``)."""
-    from ctxrec.data.datasets import load_dataset
+def load_trial_data(dataset: str, data_dir: str | None, split: str, exclude_seen: bool | None = None,
+                    mapping: str | None = None) -> TrialData:
+    """Load and split a built-in dataset, or your own data through ``mapping``, for a study (the rule
+    for seen items as in ``ctxrec train``)."""
     from ctxrec.data.splits import make_split
+    from ctxrec.experiment import load_data
 
-    data = load_dataset(dataset, data_dir)
+    data = load_data(dataset=None if mapping else dataset, mapping=mapping, data_dir=data_dir)
     sp = make_split(data, split)
     if not len(sp.valid):
         raise ConfigError(f"dataset {dataset!r} with split {split!r} has no validation cases to tune on")

@@ -46,6 +46,8 @@ def best_experiment(cfg: TuneConfig, space: SearchSpace, params: dict[str, Any])
     from ctxrec.experiment import experiment_from_dict
 
     raw = {"dataset": cfg.dataset, "split": cfg.split, "model": cfg.model, "model_config": space.model_config(params)}
+    if cfg.mapping:
+        raw["mapping"] = str(Path(cfg.mapping).resolve())
     if cfg.data_dir is not None:
         raw["data_dir"] = cfg.data_dir
     return to_dict(experiment_from_dict(raw))  # validated (and written in full) like any ctxrec train config

@@ -43,12 +43,15 @@ class TuneConfig:
     """One ``ctxrec tune`` invocation."""
 
     dataset: str
+    """A built-in dataset; with ``mapping``, a label for the mapped data."""
     model: str
     trials: int
     """The study's total number of trials (a resumed study runs the missing ones)."""
     out: str
     """Run folder; the study's files go to ``<out>/tune/``."""
     data_dir: str | None = None
+    mapping: str | None = None
+    """A column mapping file of your own data, read instead of a built-in dataset."""
     split: str = "leave-one-out"
     metric: str = "ndcg@10"
     """Validation metric maximised (``NAME@K`` of the ranking evaluator)."""
@@ -202,7 +205,7 @@ def run_worker(cfg: TuneConfig, worker: int = 0, deadline: float | None = None, 
     space, _ = load_space(cfg.model, cfg.space_file, cfg.overrides)
     study = open_study(cfg, space, worker)
     if data is None:
-        data = load_trial_data(cfg.dataset, cfg.data_dir, cfg.split)
+        data = load_trial_data(cfg.dataset, cfg.data_dir, cfg.split, mapping=cfg.mapping)
     tag = f"[worker {worker}] " if cfg.jobs > 1 else ""
     ran = fails_in_a_row = 0
     while deadline is None or time.time() < deadline:
