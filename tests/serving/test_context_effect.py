@@ -76,3 +76,40 @@ def test_top_item_follows_the_context_in_every_cell(client: TestClient, context_
     cells = [(d, v) for d in DAYPARTS for v in DEVICES]
     right = np.array([genre(truth, top_items(client, d, v, k=1)[0]) == truth.preferred_genre(d, v) for d, v in cells])
     assert right.sum() >= 10, dict(zip(cells, right.tolist(), strict=True))
+
+
+def test_unknown_context_key_is_a_422_naming_the_known_fields(client: TestClient) -> None:
+    r = client.post("/v1/recommend", json={"context": {"Daypart": "morning"}, "k": 3})
+    assert r.status_code == 422, r.text
+    text = r.text
+    assert "Daypart" in text and "daypart" in text and "device" in text  # the bad key, a hint, the known fields
+
+
+def test_unseen_value_is_reported_and_counted(client: TestClient) -> None:
+    r = client.post("/v1/recommend", json={"context": {"daypart": "morning", "device": "fridge"}, "k": 3})
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["context_used"] is True
+    assert body["context_unknown_values"] == {"device": "fridge"}
+    metrics = client.get("/metrics").text
+    assert 'ctxrec_context_unknown_values_total{field="device"} 1.0' in metrics
+    known = client.post("/v1/recommend", json={"context": {"daypart": "morning", "device": "tv"}, "k": 3}).json()
+    assert known["context_unknown_values"] == {}
+
+
+def test_context_fields_endpoint_is_the_models_schema(client: TestClient) -> None:
+    info = client.get("/v1/model/context-fields").json()
+    names = {f["name"]: f for f in info["fields"]}
+    assert info["context_used"] is True
+    assert set(DEVICES) <= set(names["device"]["values"]) and set(DAYPARTS) <= set(names["daypart"]["values"])
+
+
+def test_a_context_blind_model_says_so(tmp_path: Path) -> None:
+    from ctxrec.data.synthetic import simulate
+    from ctxrec.models.popularity import PopularityRecommender
+
+    PopularityRecommender().fit(simulate(SimulatorConfig(n_users=30, n_items=12, seed=2))).save(tmp_path / "pop")
+    with TestClient(create_app(ServingSettings(model=str(tmp_path / "pop"), store=str(tmp_path / "s.sqlite")))) as c:
+        body = c.post("/v1/recommend", json={"context": {"device": "tv"}, "k": 3}).json()
+        assert body["context_used"] is False and body["context_unused_fields"] == ["device"]
+        assert c.get("/v1/model/context-fields").json()["context_used"] is False

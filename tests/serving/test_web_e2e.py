@@ -351,14 +351,14 @@ def test_page_end_to_end_in_headless_chromium(fusion_run: Path, tmp_path: Path) 
         b.settle(n, "the list for u05")
         b.choose("#ctx-device", "tv")
         b.choose("#ctx-daypart", "evening")
-        b.type("#extra-context", "location=home")
+        b.type("#extra-context", "weather=rainy")
         n = b.renders()
         b.click("#recommend")
         b.settle(n, "the list in context")
         first = _page_list(b)
         req1 = _last_request(b)
         assert req1["user_id"] == "u05"
-        assert req1["context"] == {"device": "tv", "daypart": "evening", "location": "home"}
+        assert req1["context"] == {"device": "tv", "daypart": "evening", "weather": "rainy"}
         assert len(first) == 10 and all(x["title"] == (titles.get(x["id"]) or x["id"]) and x["title"] for x in first)
         assert all(x["bars"] > 0 for x in first)  # per-item view shares
         groups = b.js("[...document.querySelectorAll('#view-weights .bars')].map(g => g.dataset.group)")
@@ -405,7 +405,7 @@ def test_page_end_to_end_in_headless_chromium(fusion_run: Path, tmp_path: Path) 
         b.wait("document.getElementById('status').textContent.includes('unknown item id')", "the unknown-item error")
         hist = api.get("/v1/users/u05/history", headers={"X-API-Key": key}).json()
         assert [x["item_id"] for x in hist["items"][:2]] == [typed, top]
-        assert hist["items"][1]["context"] == {"device": "mobile", "daypart": "evening", "location": "home"}
+        assert hist["items"][1]["context"] == {"device": "mobile", "daypart": "evening", "weather": "rainy"}
 
         # The key survives a reload of the tab (sessionStorage), the page comes back as it was.
         b.goto(f"{srv.url}/ui/")
@@ -414,7 +414,7 @@ def test_page_end_to_end_in_headless_chromium(fusion_run: Path, tmp_path: Path) 
         b.choose("#user-select", "u05")
         b.choose("#ctx-device", "mobile")
         b.choose("#ctx-daypart", "evening")
-        b.type("#extra-context", "location=home")
+        b.type("#extra-context", "weather=rainy")
         n = b.renders()
         b.click("#recommend")
         b.settle(n, "the list after the reload")

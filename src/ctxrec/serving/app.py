@@ -22,6 +22,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 
 from ctxrec import __version__ as ctxrec_version
+from ctxrec.errors import QueryError
 from ctxrec.serving import engine
 from ctxrec.serving.deps import Admin, Read, Write
 from ctxrec.serving.engine import ModelHandle, RecRequest, RequestError
@@ -90,6 +91,8 @@ class _Metrics:
         r = self.registry = CollectorRegistry()
         self.requests = Counter("ctxrec_requests", "HTTP requests", ["route", "method", "status"], registry=r)
         self.errors = Counter("ctxrec_errors", "HTTP 5xx answers", ["route"], registry=r)
+        self.context_unknown = Counter("ctxrec_context_unknown_values", "Request context values never seen in "
+                                       "training (scored as unknown)", ["field"], registry=r)
         self.latency = Histogram("ctxrec_request_seconds", "Request latency (server side)", ["route"], registry=r,
                                  buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0))
         self.batch = Histogram("ctxrec_batch_size", "Recommend requests scored per forward pass", registry=r,
@@ -178,14 +181,21 @@ def _routes(app: FastAPI, state: ServiceState) -> None:
             if fld not in h.attributes:
                 raise RequestError(422, f"body.filters.attributes.{fld}", f"no item has the attribute {fld!r}; known: "
                                                                           f"{sorted(h.attributes)}")
+        try:  # an unknown key is a 422 naming the known fields; unseen values are scored as unknown and said
+            ctx = h.model.check_context(dict(body.context))
+        except QueryError as exc:
+            raise RequestError(422, f"body.{exc.field}", str(exc)) from exc
+        for fld in ctx.unknown_values:
+            state.metrics.context_unknown.labels(fld).inc()
         req = RecRequest(
             user_id=pseudonymise(body.user_id, state.secret) if body.user_id is not None else None,
-            history=body.history, history_timestamps=body.history_timestamps, context=dict(body.context),
+            history=body.history, history_timestamps=body.history_timestamps, context=ctx.context,
             timestamp=body.timestamp if body.timestamp is not None else time.time(), k=body.k,
             exclude_seen=body.exclude_seen, attributes=f.attributes if f else {}, allow=f.allow if f else None,
             deny=f.deny if f else [], text=body.text, explain=body.explain)
         res = await state.batcher.submit(req)
-        return res
+        return {**res, "context_used": ctx.used, "context_unknown_values": ctx.unknown_values,
+                "context_unused_fields": ctx.unused_fields}
 
     @app.post("/v1/events", response_model=EventsResponse, tags=["events"])
     def events(body: EventBatch | EventIn, who: Write) -> Any:

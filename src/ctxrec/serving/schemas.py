@@ -102,6 +102,11 @@ class RecommendResponse(BaseModel):
     items: list[ScoredItem]
     model_version: str
     explanation: dict[str, Any] | None = None
+    context_used: bool = Field(True, description="False when the loaded model ignores request context.")
+    context_unknown_values: dict[str, str] = Field(
+        default_factory=dict, description="Context values never seen in training, by field (scored as unknown).")
+    context_unused_fields: list[str] = Field(
+        default_factory=list, description="Context fields of the training data that this model does not use.")
 
 
 class EventIn(_Strict):

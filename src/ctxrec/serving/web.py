@@ -97,20 +97,20 @@ def add_web_routes(app: FastAPI, state: Service) -> None:
 
     @app.get("/v1/model/context-fields", tags=["recommend"])
     async def context_fields(_: Read) -> Any:
-        """The context fields the loaded model encodes: categorical fields with their known values
-        (an unseen value is treated as unknown), numeric fields with their training mean, and whether
-        the request time feeds time features. Models without context answer an empty list."""
+        """The loaded model's context schema (``Recommender.context_schema``): categorical fields with
+        their known values (an unseen value is scored as unknown and reported in the answer), numeric
+        fields with their training mean; whether the request time feeds time features; and
+        ``context_used: false`` for a model that ignores request context (a key it does not know is a 422)."""
         h = state.handle
-        enc = getattr(h.model, "ctx_encoder", None)
+        schema = h.model.context_schema()
+        enc = getattr(h.model, "ctx_encoder", None)  # numeric means and time features, for the page's hints
+        stats = getattr(enc, "num_stats", {}) or {}
         fields: list[dict[str, Any]] = []
-        if enc is not None:
-            vocabs = getattr(enc, "vocabs", {}) or {}
-            for f in getattr(enc, "categorical", []):
-                fields.append({"name": f, "kind": "categorical", "values": sorted(vocabs.get(f, {}))})
-            stats = getattr(enc, "num_stats", {}) or {}
-            for f in getattr(enc, "numeric", []):
-                mean = stats.get(f, {}).get("mean")
-                fields.append({"name": f, "kind": "numeric",
-                               "mean": float(mean) if mean is not None and math.isfinite(mean) else None})
-        return {"model_version": h.version, "kind": h.model.kind, "fields": fields,
+        for name, spec in schema.items():
+            row: dict[str, Any] = {"name": name, "kind": spec["kind"], "values": spec["values"]}
+            if spec["kind"] == "numeric":
+                mean = stats.get(name, {}).get("mean")
+                row["mean"] = float(mean) if mean is not None and math.isfinite(mean) else None
+            fields.append(row)
+        return {"model_version": h.version, "kind": h.model.kind, "fields": fields, "context_used": bool(schema),
                 "time_features": bool(getattr(enc, "use_time", False))}
