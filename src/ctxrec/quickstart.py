@@ -46,7 +46,8 @@ def run_quickstart(*, data_dir: str | None, out: Path, budget_seconds: float, ec
     echo(f"dataset {data.name}: {data.n_users:,} users, {data.n_items:,} items, {data.n_events:,} events; "
          "leave-one-out split, full ranking over all items")
     results: dict[str, dict[str, float]] = {}
-    for kind, mcfg in QUICKSTART_MODELS:
+    for kind, base_cfg in QUICKSTART_MODELS:
+        mcfg = base_cfg
         if kind == "sasrec":
             mcfg = {**mcfg, "train": {**mcfg["train"], "max_seconds": budget_seconds, "progress": False}}
         cfg = ExperimentConfig(dataset=data.name, model=kind, model_config=mcfg)

@@ -303,8 +303,10 @@ def simulate_with_truth(config: SimulatorConfig | None = None) -> tuple[Dataset,
         schema=schema,
         name="synthetic",
         notes=(
-            f"synthetic: seed={cfg.seed}, context_strength={cfg.context_strength}, "
-            f"sequential_strength={cfg.sequential_strength}, text_strength={cfg.text_strength}",
+            (
+                f"synthetic: seed={cfg.seed}, context_strength={cfg.context_strength}, "
+                f"sequential_strength={cfg.sequential_strength}, text_strength={cfg.text_strength}"
+            ),
         ),
     )
     # Rows were generated in (user id, time) order, which from_frames keeps; truth is row-aligned.

@@ -473,7 +473,6 @@ def export_text_encoder(text_cfg: Any, out: str | Path, *, quantize: str = "none
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         from transformers import AutoModel
-
         from transformers.utils import logging as hf_logging
 
         hf_logging.disable_progress_bar()

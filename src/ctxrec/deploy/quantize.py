@@ -91,8 +91,13 @@ def quantize_onnx_static(src: str | Path, dst: str | Path, feeds: Sequence[dict[
     ranges calibrated (min/max) by running ``src`` on ``feeds`` (real queries); weights int8 per output
     channel, activations uint8 (ORT's u8s8 kernels on x86). No min/max pass over the activations at run
     time."""
-    from onnxruntime.quantization import (CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType,
-                                          quantize_static)
+    from onnxruntime.quantization import (
+        CalibrationDataReader,
+        CalibrationMethod,
+        QuantFormat,
+        QuantType,
+        quantize_static,
+    )
 
     class _Reader(CalibrationDataReader):
         def __init__(self) -> None:

@@ -512,8 +512,8 @@ class PointwiseRecommender(Recommender):
         L = o.max_history if o.use_history else 1
         hist = np.zeros((B, L), np.int64)
         if o.use_history:
-            for b, h in enumerate(batch.histories):
-                h = np.asarray(h, dtype=np.int64)[-L:]
+            for b, events in enumerate(batch.histories):
+                h = np.asarray(events, dtype=np.int64)[-L:]
                 if len(h):
                     hist[b, -len(h):] = h + 1
         ci, cd = self.ctx_encoder.encode(list(batch.contexts), batch.timestamps, last_event_times(batch))

@@ -71,7 +71,7 @@ def right_pad(seqs: list[np.ndarray], max_len: int) -> tuple[np.ndarray, np.ndar
     Returns the (B, T) array (T = longest kept length) and the lengths (B,)."""
     kept = [s[-max_len:] for s in seqs]
     lens = np.fromiter((len(s) for s in kept), dtype=np.int64, count=len(kept))
-    out = np.zeros((len(kept), max(1, int(lens.max()) if len(kept) else 1)), dtype=np.int64)
+    out = np.zeros((len(kept), max(1, int(lens.max()) if kept else 1)), dtype=np.int64)
     for i, s in enumerate(kept):
         out[i, : len(s)] = s
     return out, lens
