@@ -35,7 +35,7 @@ def load_quickstart_data(data_dir: str | None, echo: Callable[[str], None]) -> t
         return simulate(SimulatorConfig(n_users=800, n_items=600, seed=0)), True
 
 
-def run_quickstart(*, data_dir: str | None, out: Path, budget_seconds: float, echo: Callable[[str], None] = print) -> dict:
+def run_quickstart(*, data_dir: str | None, out: Path, budget_seconds: float, echo: Callable[[str], None] = print) -> dict[str, dict[str, float]]:
     from ctxrec.experiment import ExperimentConfig, run_experiment
     from ctxrec.models import load_model
     from ctxrec.queries import RecQuery

@@ -26,7 +26,7 @@ import math
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 import numpy as np
 import torch
@@ -281,7 +281,7 @@ class PointwiseRecommender(Recommender):
     """Context-aware CTR-style scorer; see the module docstring."""
 
     kind = "pointwise"
-    config_class = PointwiseConfig
+    config_class: ClassVar[type] = PointwiseConfig
     supports_warm_start = True
 
     def __init__(self, config: Any = None) -> None:

@@ -11,7 +11,7 @@ import math
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, ClassVar, Literal
 
 import numpy as np
 import torch
@@ -81,7 +81,7 @@ class SASRecRecommender(Recommender):
     """ID-only sequential baseline. Users with no history get train popularity (documented fallback)."""
 
     kind = "sasrec"
-    config_class = SASRecConfig
+    config_class: ClassVar[type] = SASRecConfig
     context_blind = True
     supports_warm_start = True
 
