@@ -28,14 +28,27 @@ _LAZY = {
     "Evaluator": "ctxrec.evaluation.evaluator",
 }
 
-__all__ = ["__version__", *_LAZY]
+# Spelled out (not `[*_LAZY]`) so linters and type checkers see the public names; tests/test_public_api.py
+# keeps the two in step.
+__all__ = [
+    "Dataset",
+    "DatasetSchema",
+    "Evaluator",
+    "RecQuery",
+    "Recommendations",
+    "Recommender",
+    "__version__",
+    "build_model",
+    "load_dataset",
+    "load_model",
+]
 
 if TYPE_CHECKING:  # pragma: no cover
     from ctxrec.data.dataset import Dataset, DatasetSchema
     from ctxrec.data.datasets import load_dataset
     from ctxrec.evaluation.evaluator import Evaluator
     from ctxrec.models import build_model, load_model
-    from ctxrec.models.base import RecQuery, Recommendations, Recommender
+    from ctxrec.models.base import Recommendations, Recommender, RecQuery
 
 
 def __getattr__(name: str) -> Any:

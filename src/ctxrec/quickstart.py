@@ -35,7 +35,7 @@ def load_quickstart_data(data_dir: str | None, echo: Callable[[str], None]) -> t
         return simulate(SimulatorConfig(n_users=800, n_items=600, seed=0)), True
 
 
-def run_quickstart(*, data_dir: str | None, out: Path, budget_seconds: float, echo: Callable[[str], None] = print) -> dict:
+def run_quickstart(*, data_dir: str | None, out: Path, budget_seconds: float, echo: Callable[[str], None] = print) -> dict[str, dict[str, float]]:
     from ctxrec.experiment import ExperimentConfig, run_experiment
     from ctxrec.models import load_model
     from ctxrec.queries import RecQuery
@@ -46,7 +46,8 @@ def run_quickstart(*, data_dir: str | None, out: Path, budget_seconds: float, ec
     echo(f"dataset {data.name}: {data.n_users:,} users, {data.n_items:,} items, {data.n_events:,} events; "
          "leave-one-out split, full ranking over all items")
     results: dict[str, dict[str, float]] = {}
-    for kind, mcfg in QUICKSTART_MODELS:
+    for kind, base_cfg in QUICKSTART_MODELS:
+        mcfg = base_cfg
         if kind == "sasrec":
             mcfg = {**mcfg, "train": {**mcfg["train"], "max_seconds": budget_seconds, "progress": False}}
         cfg = ExperimentConfig(dataset=data.name, model=kind, model_config=mcfg)

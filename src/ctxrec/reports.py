@@ -3,6 +3,7 @@ training curve saved as report.png."""
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +22,7 @@ def plot_training_curve(history: list[dict[str, Any]], path: str | Path, *, titl
     ax1.set_ylabel("train loss")
     ax2 = ax1.twinx()
     for key in sorted({k for h in history for k in h if k.startswith("valid_")}):
-        ax2.plot(epochs, [h.get(key) for h in history], marker=".", label=key.removeprefix("valid_"))
+        ax2.plot(epochs, [h.get(key, math.nan) for h in history], marker=".", label=key.removeprefix("valid_"))
     ax2.set_ylabel("validation metric")
     lines = ax1.get_legend_handles_labels()
     lines2 = ax2.get_legend_handles_labels()

@@ -159,7 +159,8 @@ class Dataset:
             extra = sorted(set(pd.unique(df[Columns.ITEM])) - set(items.index), key=_natural_key)
             item_vocab = Vocab(list(items.index) + extra, kind="item")
         if user_vocab is None:
-            user_vocab = Vocab(sorted(pd.unique(df[Columns.USER]), key=_natural_key), kind="user")
+            user_ids: list[str] = sorted(pd.unique(df[Columns.USER]), key=_natural_key)
+            user_vocab = Vocab(user_ids, kind="user")
         return cls(
             name=name,
             interactions=df,

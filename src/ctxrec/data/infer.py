@@ -382,7 +382,7 @@ def _side(t: _Table, item_ids: set[str], user_ids: set[str], base: Path, say: Ca
         title = next((c for c in text_fields if _named(c, _TITLE)), text_fields[0])
         say(f"  title_field = {title!r}: shown next to recommended items")
         out.append(f"title_field = {_q(title)}  # shown next to recommended items")
-    return out + [""]
+    return [*out, ""]
 
 
 # ----------------------------------------------------------------------------------------- text

@@ -226,11 +226,10 @@ def read_dataset(
     src = Source(base / cfg.interactions, cfg.format, cfg.delimiter, cfg.encoding)
     raw = src.read().reset_index(drop=True)
     needed = {cfg.user_column: "user id", cfg.item_column: "item id"}
-    for col, role in (
+    optional = (
         (cfg.timestamp_column, "timestamp"), (cfg.event_type_column, "event type"), (cfg.weight_column, "weight"),
-    ):
-        if col is not None:
-            needed[col] = role
+    )
+    needed.update({col: role for col, role in optional if col is not None})
     needed.update({c.column: f"{c.kind} context" for c in cfg.context})
     _require_columns(src, raw, needed)
     if raw.empty:
@@ -361,8 +360,8 @@ def _read_side(base: Path, spec: SideTable, canon: str, kind: str) -> pd.DataFra
     fields = list(dict.fromkeys([*spec.text_fields, *spec.attribute_fields]))
     title = _title_source(spec, fields) if kind == "item" else None
     needed = {spec.id_column: f"{kind} id"}
-    needed.update({f: f"{kind} text field" for f in spec.text_fields})
-    needed.update({f: f"{kind} attribute field" for f in spec.attribute_fields})
+    needed.update(dict.fromkeys(spec.text_fields, f"{kind} text field"))
+    needed.update(dict.fromkeys(spec.attribute_fields, f"{kind} attribute field"))
     if title is not None:
         needed.setdefault(title, "title_field")
     _require_columns(src, raw, needed)

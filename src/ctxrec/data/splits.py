@@ -14,7 +14,7 @@ targets no other user has in train, the symptom of a wrong order.
 from __future__ import annotations
 
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -35,7 +35,7 @@ class EvalSet:
     histories: list[np.ndarray]  # n x (L_i,) int64 item index, oldest first
     history_times: list[np.ndarray]  # n x (L_i,) float64 unix seconds (NaN where unknown)
     targets: list[np.ndarray]  # n x (T_i,) int64, T_i >= 1
-    contexts: list[dict[str, Any]]  # context of the (first) target event
+    contexts: list[Mapping[str, Any]]  # context of the (first) target event
     timestamps: np.ndarray  # (n,) float64 time of the (first) target event
     history_rows: list[np.ndarray] | None = None  # n x (L_i,) rows of `frame` behind each history item
     frame: pd.DataFrame | None = None  # the source interactions (for per-event context of histories)

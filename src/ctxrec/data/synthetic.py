@@ -303,8 +303,10 @@ def simulate_with_truth(config: SimulatorConfig | None = None) -> tuple[Dataset,
         schema=schema,
         name="synthetic",
         notes=(
-            f"synthetic: seed={cfg.seed}, context_strength={cfg.context_strength}, "
-            f"sequential_strength={cfg.sequential_strength}, text_strength={cfg.text_strength}",
+            (
+                f"synthetic: seed={cfg.seed}, context_strength={cfg.context_strength}, "
+                f"sequential_strength={cfg.sequential_strength}, text_strength={cfg.text_strength}"
+            ),
         ),
     )
     # Rows were generated in (user id, time) order, which from_frames keeps; truth is row-aligned.
@@ -445,9 +447,9 @@ def _resolve_sequences(
                 b = np.flatnonzero(bad)
                 items[b] = draw_fresh(ev_combo[ev[b]])
                 bad[b] = (hist[b] == items[b, None]).any(axis=1)
-            for b in np.flatnonzero(bad):  # pathological leftovers: a uniform unseen item
-                unseen = np.setdiff1d(np.arange(cfg.n_items), hist[b])
-                items[b] = unseen[rng.integers(len(unseen))]
+            for row in np.flatnonzero(bad):  # pathological leftovers: a uniform unseen item
+                unseen = np.setdiff1d(np.arange(cfg.n_items), hist[row])
+                items[row] = unseen[rng.integers(len(unseen))]
         seq[users, t] = items
         followed[users, t] = follow
     return seq, followed

@@ -50,7 +50,7 @@ class Vocab:
     def get(self, ext: object, default: int = -1) -> int:
         return self._index.get(str(ext), default)
 
-    def lookup(self, ext: Sequence[object], *, strict: bool = True) -> np.ndarray:
+    def lookup(self, ext: Sequence[object] | np.ndarray, *, strict: bool = True) -> np.ndarray:
         """Dense indices of many ids (``-1`` for unknown ones when ``strict=False``)."""
         if len(ext) >= _VECTORISED_LOOKUP:
             return self._lookup_many(ext, strict=strict)
@@ -58,7 +58,7 @@ class Vocab:
             return np.fromiter((self.index(x) for x in ext), dtype=np.int64, count=len(ext))
         return np.fromiter((self._index.get(str(x), -1) for x in ext), dtype=np.int64, count=len(ext))
 
-    def _lookup_many(self, ext: Sequence[object], *, strict: bool) -> np.ndarray:
+    def _lookup_many(self, ext: Sequence[object] | np.ndarray, *, strict: bool) -> np.ndarray:
         """Factorise first, then map each distinct id once: logs repeat ids many times (10M events over
         1M items), and hashing native ints/strings in pandas is far cheaper than ``str()`` per row."""
         import pandas as pd

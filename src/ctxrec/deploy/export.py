@@ -37,6 +37,8 @@ from ctxrec.deploy.onnx_runtime import EXPORT_FORMAT, query_feeds
 from ctxrec.deploy.quantize import Int8Table, quantize_onnx, quantize_onnx_static
 from ctxrec.errors import ConfigError
 from ctxrec.models.base import QueryBatch, Recommender
+from ctxrec.models.layers import CausalBlock
+from ctxrec.models.sasrec import SASRecNet, SASRecRecommender
 
 __all__ = ["ExportConfig", "export_model", "export_text_encoder"]
 
@@ -79,6 +81,8 @@ class ExportConfig:
 class _Table(nn.Module):
     """A fixed (V, D) table as an fp32 buffer (the fusion item table, computed once at export)."""
 
+    w: torch.Tensor  # (V, D), a registered buffer
+
     def __init__(self, weight: torch.Tensor) -> None:
         super().__init__()
         self.register_buffer("w", weight.detach().clone().float())
@@ -92,7 +96,7 @@ class _Table(nn.Module):
         return self.w[idx]
 
 
-def _table(weight: torch.Tensor, int8: bool) -> nn.Module:
+def _table(weight: torch.Tensor, int8: bool) -> Int8Table | _Table:
     return Int8Table(weight) if int8 else _Table(weight)
 
 
@@ -102,15 +106,15 @@ class SASRecGraph(nn.Module):
 
     input_names = ("items", "lengths")
 
-    def __init__(self, net: nn.Module, *, int8: bool, last_position_only: bool = False) -> None:
+    def __init__(self, net: SASRecNet, *, int8: bool, last_position_only: bool = False) -> None:
         super().__init__()
         self.net = copy.deepcopy(net).eval()
-        if int8:
-            self.net.item_emb = Int8Table(net.item_emb.weight)
-            self.net.pos_emb = Int8Table(net.pos_emb.weight)
+        if int8:  # Int8Table is a drop-in for the nn.Embedding it replaces (weight, embedding_dim, forward)
+            self.net.item_emb = Int8Table(net.item_emb.weight)  # type: ignore[assignment]  # drop-in, see above
+            self.net.pos_emb = Int8Table(net.pos_emb.weight)  # type: ignore[assignment]  # drop-in, see above
         self.last_only = last_position_only
         if last_position_only:  # the last block's qkv split in two constant-weight Linears (q: 1 row, kv: T rows)
-            qkv = self.net.blocks[-1].qkv
+            qkv = _block(self.net, -1).qkv
             D = qkv.in_features
             self.q_lin, self.kv_lin = nn.Linear(D, D), nn.Linear(D, 2 * D)
             with torch.no_grad():
@@ -137,7 +141,7 @@ class SASRecGraph(nn.Module):
         x = x * (items > 0).unsqueeze(-1)  # (B, T, D)
         for block in net.blocks[:-1]:
             x = block(x)
-        blk = net.blocks[-1]
+        blk = _block(net, -1)
         D, H = x.shape[2], blk.n_heads
         rows = torch.arange(B)
         h = blk.ln1(x)  # (B, T, D)
@@ -153,12 +157,19 @@ class SASRecGraph(nn.Module):
         return net.ln_f(y)
 
 
+def _block(net: SASRecNet, i: int) -> CausalBlock:
+    """``net.blocks[i]`` with its type (an ``nn.ModuleList`` item is typed as a bare ``nn.Module``)."""
+    block = net.blocks[i]
+    assert isinstance(block, CausalBlock)
+    return block
+
+
 class FusionGraph(nn.Module):
     """Padded fusion query tensors -> mixture log-probabilities (B, n_items); see the module docstring."""
 
     def __init__(self, model: Recommender, *, int8: bool) -> None:
         super().__init__()
-        src = model.net  # type: ignore[attr-defined]
+        src = model.net  # type: ignore[attr-defined]  # a fitted FusionRecommender (kind "fusion"); typed as Recommender
         assert src is not None
         with torch.no_grad():
             table = src.eval().item_table()
@@ -178,7 +189,7 @@ class FusionGraph(nn.Module):
         dense = net.ctx_dense is not None
         ev_ctx = self.cfg.use_context and self.cfg.event_context
         names = ["inp", "lengths"]
-        if model.spec.n_event_types:  # type: ignore[attr-defined]
+        if model.spec.n_event_types:  # type: ignore[attr-defined]  # a fitted FusionRecommender (kind "fusion"); typed as Recommender
             names.append("ev")
         names += (["ci"] if ctx and ev_ctx else []) + (["cd"] if dense and ev_ctx else [])
         if net.has_context_view:
@@ -190,9 +201,9 @@ class FusionGraph(nn.Module):
         if net.text_proj is not None:
             names += ["query_text", "has_query"]
         self.input_names = tuple(names)
-        self.n_fields = len(model.ctx_encoder.field_names)  # type: ignore[attr-defined]
-        self.n_dense = model.ctx_encoder.n_dense  # type: ignore[attr-defined]
-        self.n_prof = model.user_profile.shape[1]  # type: ignore[attr-defined]
+        self.n_fields = len(model.ctx_encoder.field_names)  # type: ignore[attr-defined]  # fusion model, see above
+        self.n_dense = model.ctx_encoder.n_dense  # type: ignore[attr-defined]  # fusion model, see above
+        self.n_prof = model.user_profile.shape[1]  # type: ignore[attr-defined]  # fusion model, see above
 
     def forward(self, *xs: torch.Tensor) -> torch.Tensor:
         from ctxrec.models.fusion import mixture_log_probs
@@ -224,9 +235,10 @@ class FusionGraph(nn.Module):
         return mixture_log_probs(vecs, log_w, table, mixture=self.cfg.mixture)[:, 1:]
 
 
-def _graph(model: Recommender, int8: bool, last_position_only: bool = False) -> nn.Module:
+def _graph(model: Recommender, int8: bool, last_position_only: bool = False) -> SASRecGraph | FusionGraph:
     if model.kind == "sasrec":
-        return SASRecGraph(model.net, int8=int8, last_position_only=last_position_only)  # type: ignore[attr-defined]
+        assert isinstance(model, SASRecRecommender) and model.net is not None
+        return SASRecGraph(model.net, int8=int8, last_position_only=last_position_only)
     if model.kind == "fusion":
         return FusionGraph(model, int8=int8)
     raise ConfigError(f"ONNX export supports 'sasrec' and 'fusion' models, not {model.kind!r} "
@@ -371,7 +383,7 @@ def export_model(model: Recommender | str | Path, out: str | Path, config: Expor
         from ctxrec.deploy.prune import magnitude_prune
 
         model = copy.deepcopy(model)
-        info["prune"] = magnitude_prune(model.net, cfg.prune, include_embeddings=cfg.prune_embeddings)  # type: ignore[attr-defined]
+        info["prune"] = magnitude_prune(model.net, cfg.prune, include_embeddings=cfg.prune_embeddings)  # type: ignore[attr-defined]  # sasrec/fusion: both have .net
         say(f"pruned {info['prune']['sparsity']:.1%} of {info['prune']['pruned_weights']:,} weights")
     int8 = cfg.quantize != "none"
     graph = _graph(model, int8, cfg.last_position_only).eval()
@@ -404,7 +416,7 @@ def export_model(model: Recommender | str | Path, out: str | Path, config: Expor
     info["files"] = {"recommender.onnx": (out / "recommender.onnx").stat().st_size}
     _runtime_files(model, src_dir, out)
 
-    if cfg.text_encoder and model.kind == "fusion" and model.net.text_proj is not None:  # type: ignore[attr-defined]
+    if cfg.text_encoder and model.kind == "fusion" and model.net.text_proj is not None:  # type: ignore[attr-defined]  # fusion model
         te = export_text_encoder(model.config.text, out / "text_encoder", quantize="int8" if int8 else "none",
                                  log=say)
         info["text_encoder"] = te
@@ -473,7 +485,6 @@ def export_text_encoder(text_cfg: Any, out: str | Path, *, quantize: str = "none
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         from transformers import AutoModel
-
         from transformers.utils import logging as hf_logging
 
         hf_logging.disable_progress_bar()

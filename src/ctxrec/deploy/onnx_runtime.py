@@ -96,7 +96,7 @@ def query_feeds(host: Recommender, batch: QueryBatch, input_names: Sequence[str]
             texts = batch.texts or [None] * B
             x["has_query"] = np.array([bool(t) for t in texts])
             x["query_text"] = (text_vectors if text_vectors is not None
-                               else np.zeros((B, host.spec.text_dim), np.float32))  # type: ignore[attr-defined]
+                               else np.zeros((B, host.spec.text_dim), np.float32))  # type: ignore[attr-defined]  # kind "fusion"
         feeds = x
     else:
         raise ConfigError(f"ONNX export supports 'sasrec' and 'fusion' models, not {kind!r}")
@@ -159,7 +159,7 @@ class OnnxRecommender(Recommender):
         self._text_encoder: Any = None
 
     @classmethod
-    def load(cls, path: str | Path, *, threads: int | None = None) -> OnnxRecommender:  # type: ignore[override]
+    def load(cls, path: str | Path, *, threads: int | None = None) -> OnnxRecommender:
         return cls(path, threads=threads)
 
     def __repr__(self) -> str:
@@ -183,12 +183,12 @@ class OnnxRecommender(Recommender):
         if "query_text" in self.input_names and batch.texts and any(batch.texts):
             texts = batch.texts
             idx = [i for i, t in enumerate(texts) if t]
-            text_vecs = np.zeros((len(batch), self.host.spec.text_dim), np.float32)  # type: ignore[attr-defined]
+            text_vecs = np.zeros((len(batch), self.host.spec.text_dim), np.float32)  # type: ignore[attr-defined]  # fusion
             text_vecs[idx] = self.text_encoder().encode([texts[i] for i in idx], progress=False)
         feeds = query_feeds(self.host, batch, self.input_names, text_vecs)
         (scores,) = self.session.run(["scores"], feeds)
         if self.model_kind == "sasrec":  # the PyTorch model's documented fallback for empty histories
-            pop = self.host.popularity  # type: ignore[attr-defined]
+            pop = self.host.popularity  # type: ignore[attr-defined]  # SASRecRecommender.popularity
             empty = np.array([len(h) == 0 for h in batch.histories])
             if empty.any():
                 scores[empty] = pop / max(1.0, float(pop.max()))

@@ -38,6 +38,9 @@ class Int8Table(nn.Module):
     """A (N, D) table as int8 + per-row fp32 scales, a drop-in for ``nn.Embedding`` where only
     ``weight``, ``embedding_dim`` and ``forward(idx)`` are used; the exported graph dequantizes."""
 
+    q: torch.Tensor  # (N, D) int8, a registered buffer
+    scale: torch.Tensor  # (N, 1) float32, a registered buffer
+
     def __init__(self, weight: torch.Tensor) -> None:
         super().__init__()
         q, scale = quantize_rows(weight.detach().cpu().float().numpy())
@@ -91,10 +94,15 @@ def quantize_onnx_static(src: str | Path, dst: str | Path, feeds: Sequence[dict[
     ranges calibrated (min/max) by running ``src`` on ``feeds`` (real queries); weights int8 per output
     channel, activations uint8 (ORT's u8s8 kernels on x86). No min/max pass over the activations at run
     time."""
-    from onnxruntime.quantization import (CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType,
-                                          quantize_static)
+    from onnxruntime.quantization import (
+        CalibrationDataReader,
+        CalibrationMethod,
+        QuantFormat,
+        QuantType,
+        quantize_static,
+    )
 
-    class _Reader(CalibrationDataReader):
+    class _Reader(CalibrationDataReader):  # type: ignore[misc]  # onnxruntime has no type hints: its base class is Any
         def __init__(self) -> None:
             self.it = iter(feeds)
 

@@ -114,7 +114,7 @@ def auc(labels: np.ndarray, scores: np.ndarray) -> float:
     ranks = np.empty(len(s), dtype=np.float64)
     sorted_s = s[order]
     # average ranks over ties
-    uniq, first_idx, counts = np.unique(sorted_s, return_index=True, return_counts=True)
+    _, first_idx, counts = np.unique(sorted_s, return_index=True, return_counts=True)
     avg = first_idx + (counts + 1) / 2.0  # 1-based average rank of each tie group
     ranks[order] = np.repeat(avg, counts)
     return float((ranks[y].sum() - n_pos * (n_pos + 1) / 2.0) / (n_pos * n_neg))

@@ -43,7 +43,7 @@ def build_model(kind: str, config: dict[str, Any] | None = None) -> Recommender:
     from ctxrec.config import from_dict
 
     cls = get_model_class(kind)
-    cfg = from_dict(cls.config_class, config or {})
+    cfg: object = from_dict(cls.config_class, config or {})
     return cls(cfg)
 
 

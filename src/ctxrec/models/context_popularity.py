@@ -15,6 +15,7 @@ where train has no such combination.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -137,7 +138,7 @@ class ContextPopularityRecommender(Recommender):
         return best, found
 
     # ------------------------------------------------------------------ score
-    def matched_levels(self, context: dict[str, Any]) -> int:
+    def matched_levels(self, context: Mapping[str, Any]) -> int:
         """How many leading fields of :attr:`fields` the context matches in train (0 = global popularity)."""
         key, level = "", 0
         for f in self.fields:
@@ -155,7 +156,7 @@ class ContextPopularityRecommender(Recommender):
                     "values": sorted({k.split(_SEP)[-1] for k in self._keys[level]} - {_NOT_GIVEN})}
                 for level, f in enumerate(self.fields)}
 
-    def _level_scores(self, context: dict[str, Any]) -> np.ndarray:
+    def _level_scores(self, context: Mapping[str, Any]) -> np.ndarray:
         """``(n_items,)`` back-off distribution: p_0 = (c_0 + 1) / (n_0 + n_items) (add-one global
         popularity), p_l = (c_l + alpha p_{l-1}) / (n_l + alpha) for each matched level l."""
         assert self._global is not None

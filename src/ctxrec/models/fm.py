@@ -10,7 +10,7 @@ is compared with. Same training (binary log loss on positives + sampled negative
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import ClassVar, Literal
 
 from ctxrec.context import ContextConfig
 from ctxrec.errors import ConfigError
@@ -49,7 +49,7 @@ class FMRecommender(PointwiseRecommender):
     """FM or DeepFM (``variant``) on user, item and context IDs."""
 
     kind = "fm"
-    config_class = FMConfig
+    config_class: ClassVar[type] = FMConfig
 
     def _opts(self) -> PointwiseConfig:
         c = self.config

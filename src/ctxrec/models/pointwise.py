@@ -26,7 +26,7 @@ import math
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 import numpy as np
 import torch
@@ -281,7 +281,7 @@ class PointwiseRecommender(Recommender):
     """Context-aware CTR-style scorer; see the module docstring."""
 
     kind = "pointwise"
-    config_class = PointwiseConfig
+    config_class: ClassVar[type] = PointwiseConfig
     supports_warm_start = True
 
     def __init__(self, config: Any = None) -> None:
@@ -519,8 +519,8 @@ class PointwiseRecommender(Recommender):
         L = o.max_history if o.use_history else 1
         hist = np.zeros((B, L), np.int64)
         if o.use_history:
-            for b, h in enumerate(batch.histories):
-                h = np.asarray(h, dtype=np.int64)[-L:]
+            for b, events in enumerate(batch.histories):
+                h = np.asarray(events, dtype=np.int64)[-L:]
                 if len(h):
                     hist[b, -len(h):] = h + 1
         ci, cd = self.ctx_encoder.encode(list(batch.contexts), batch.timestamps, last_event_times(batch))

@@ -11,7 +11,7 @@ import math
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, ClassVar, Literal
 
 import numpy as np
 import torch
@@ -71,7 +71,7 @@ def right_pad(seqs: list[np.ndarray], max_len: int) -> tuple[np.ndarray, np.ndar
     Returns the (B, T) array (T = longest kept length) and the lengths (B,)."""
     kept = [s[-max_len:] for s in seqs]
     lens = np.fromiter((len(s) for s in kept), dtype=np.int64, count=len(kept))
-    out = np.zeros((len(kept), max(1, int(lens.max()) if len(kept) else 1)), dtype=np.int64)
+    out = np.zeros((len(kept), max(1, int(lens.max()) if kept else 1)), dtype=np.int64)
     for i, s in enumerate(kept):
         out[i, : len(s)] = s
     return out, lens
@@ -81,7 +81,7 @@ class SASRecRecommender(Recommender):
     """ID-only sequential baseline. Users with no history get train popularity (documented fallback)."""
 
     kind = "sasrec"
-    config_class = SASRecConfig
+    config_class: ClassVar[type] = SASRecConfig
     context_blind = True
     supports_warm_start = True
 

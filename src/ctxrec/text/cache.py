@@ -263,6 +263,7 @@ class EmbeddingCache:
             bar.close()
             if pending_txt:  # keep what was encoded even if a later batch failed
                 self._flush(d, encoder, pending_txt, pending_vec)
+        assert out is not None  # `todo` is not empty, so the first batch allocated it
         return out
 
     def _flush(self, d: Path, encoder: TextEncoder, texts: list[str], vecs: list[np.ndarray]) -> None:

@@ -145,7 +145,7 @@ def _column(frame: pd.DataFrame, name: str, list_sep: str, memo: dict[str, np.nd
 
 def _parse_template(
     template: str, available: list[str], kind: str
-) -> list[tuple[str, str | None, str, str | None]]:
+) -> list[tuple[str, str | None, str | None, str | None]]:
     try:
         parsed = list(string.Formatter().parse(template))
     except ValueError as exc:

@@ -118,7 +118,9 @@ def wrap(module: torch.nn.Module, loss_fn: Callable[[dict[str, torch.Tensor]], t
     from torch.nn.parallel import DistributedDataParallel as DDP
 
     device = next(module.parameters()).device
-    ids = [device.index if device.index is not None else torch.cuda.current_device()] if device.type == "cuda" else None
+    ids = None
+    if device.type == "cuda":
+        ids = [torch.cuda.current_device() if device.index is None else device.index]  # type: ignore[redundant-expr]  # torch types device.index as int; a bare "cuda" device has None
     return DDP(_LossModule(module, loss_fn), device_ids=ids, static_graph=True, forward_sync_buffers=False)
 
 

@@ -372,7 +372,7 @@ def _prefetch(it: Iterator[tuple[dict[str, Any], float]], *, depth: int, pin: bo
                 if stop.is_set():
                     return
             q.put(done)
-        except BaseException as exc:  # re-raised in the training thread
+        except BaseException as exc:  # noqa: BLE001  # not swallowed: re-raised in the training thread
             q.put(exc)
 
     threading.Thread(target=work, daemon=True, name="ctxrec-batches").start()

@@ -19,7 +19,7 @@ import re
 import time
 import warnings
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -286,10 +286,8 @@ def _worker_main(cfg: TuneConfig, worker: int, deadline: float | None) -> None:
     import torch
 
     torch.set_num_threads(max(1, (os.cpu_count() or 1) // cfg.jobs))
-    try:
+    with suppress(KeyboardInterrupt):  # the parent reports the interruption
         run_worker(cfg, worker, deadline)
-    except KeyboardInterrupt:
-        pass  # the parent reports the interruption
 
 
 def run_study(cfg: TuneConfig, echo: Echo = print, data: TrialData | None = None) -> optuna.Study:
