@@ -13,7 +13,7 @@ import dataclasses
 import json
 import shlex
 from pathlib import Path
-from typing import Annotated, Any, Optional
+from typing import Annotated, Any, NoReturn
 
 import typer
 
@@ -27,12 +27,12 @@ app.add_typer(data_app, name="data")
 config_app = typer.Typer(help="Model configuration reference.", no_args_is_help=True)
 app.add_typer(config_app, name="config")
 
-DataDir = Annotated[Optional[str], typer.Option("--data-dir", help="Data directory (default: $CTXREC_DATA).")]
-Mapping = Annotated[Optional[Path], typer.Option("--mapping", help="Column mapping (TOML/JSON) of your own data, "
+DataDir = Annotated[str | None, typer.Option("--data-dir", help="Data directory (default: $CTXREC_DATA).")]
+Mapping = Annotated[Path | None, typer.Option("--mapping", help="Column mapping (TOML/JSON) of your own data, "
                                                  "instead of a built-in dataset; `ctxrec data init` writes one.")]
 
 
-def _fail(msg: str) -> None:
+def _fail(msg: str) -> NoReturn:
     typer.secho(f"error: {msg}", fg=typer.colors.RED, err=True)
     raise typer.Exit(code=2)
 
@@ -68,7 +68,7 @@ _EXPERIMENT_KEYS = ", ".join(f.name for f in dataclasses.fields(ExperimentConfig
 
 @data_app.command("info")
 def data_info(
-    name: Annotated[Optional[str], typer.Argument(help="Built-in dataset name, e.g. ml-1m (or use --mapping).")] = None,
+    name: Annotated[str | None, typer.Argument(help="Built-in dataset name, e.g. ml-1m (or use --mapping).")] = None,
     mapping: Mapping = None,
     split: Annotated[str, typer.Option(help="Split whose test targets are checked: leave-one-out, temporal or random.")] = "leave-one-out",
     data_dir: DataDir = None,
@@ -87,11 +87,8 @@ def data_info(
     summary.pop("context_fields")
     width = max(len(k) for k in summary)
     for k, v in summary.items():
-        if isinstance(v, int):
-            v = f"{v:,}"
-        elif isinstance(v, list):
-            v = ", ".join(map(str, v)) or "-"
-        typer.echo(f"{k:<{width}}  {v}")
+        shown = f"{v:,}" if isinstance(v, int) else (", ".join(map(str, v)) or "-") if isinstance(v, list) else v
+        typer.echo(f"{k:<{width}}  {shown}")
     typer.echo("context schema:" + ("" if data.schema.context else " none (no context fields)"))
     for line in _context_lines(data):
         typer.echo(f"  {line}")
@@ -185,17 +182,17 @@ def config_show(model: Annotated[str, typer.Argument(help=f"Model kind: {', '.jo
 
 @app.command()
 def train(
-    config: Annotated[Optional[Path], typer.Argument(help=f"Experiment file (TOML or JSON) with the keys {_EXPERIMENT_KEYS}; "
+    config: Annotated[Path | None, typer.Argument(help=f"Experiment file (TOML or JSON) with the keys {_EXPERIMENT_KEYS}; "
                                                     "the options below override it.")] = None,
-    dataset: Annotated[Optional[str], typer.Option(help="Built-in dataset name (overrides the config).")] = None,
+    dataset: Annotated[str | None, typer.Option(help="Built-in dataset name (overrides the config).")] = None,
     mapping: Mapping = None,
-    model: Annotated[Optional[str], typer.Option(help=f"Model kind: {', '.join(MODELS)}; its config fields: "
+    model: Annotated[str | None, typer.Option(help=f"Model kind: {', '.join(MODELS)}; its config fields: "
                                                  "`ctxrec config show KIND`.")] = None,
-    split: Annotated[Optional[str], typer.Option(help="leave-one-out, temporal or random.")] = None,
+    split: Annotated[str | None, typer.Option(help="leave-one-out, temporal or random.")] = None,
     set_: Annotated[list[str], typer.Option("--set", help="Model config override key=value, dotted for nested keys "
                                             "(e.g. train.lr=0.001; repeatable). Unknown keys fail before any data "
                                             "is read.")] = [],  # noqa: B006
-    out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Run folder (default runs/<dataset>-<model>).")] = None,
+    out: Annotated[Path | None, typer.Option("--out", "-o", help="Run folder (default runs/<dataset>-<model>).")] = None,
     data_dir: DataDir = None,
     nproc: Annotated[int, typer.Option("--nproc", help="Data-parallel processes on this machine (torchrun + DDP; "
                                        "gloo on CPU, NCCL on GPU). See docs/distributed.md.")] = 1,
@@ -221,7 +218,7 @@ def train(
         if nproc < 1:
             _fail(f"--nproc must be >= 1, got {nproc}")
         if nproc > 1 and not distributed.in_torchrun():
-            launched = parts[:2] + ["--nproc", str(nproc)] + parts[2:]
+            launched = [*parts[:2], "--nproc", str(nproc), *parts[2:]]
             from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
 
             try:  # rank 0 prints the metrics and the run folder
@@ -249,7 +246,7 @@ def train(
 def tune(
     model: Annotated[str, typer.Option(help="Model kind with a search space: sasrec, fusion, pointwise, ease.")],
     trials: Annotated[int, typer.Option(help="Trials in the study in all (a rerun resumes up to this many).")],
-    dataset: Annotated[Optional[str], typer.Option(help="Built-in dataset name, e.g. ml-100k (or --mapping).")] = None,
+    dataset: Annotated[str | None, typer.Option(help="Built-in dataset name, e.g. ml-100k (or --mapping).")] = None,
     mapping: Mapping = None,
     timeout: Annotated[str | None, typer.Option(help="Start no trial after this long, e.g. 2h, 90m, 1h30m.")] = None,
     jobs: Annotated[int, typer.Option(help="Worker processes on this machine (they share the CPU cores).")] = 1,
@@ -301,10 +298,10 @@ def tune(
 @app.command()
 def evaluate(
     run: Annotated[Path, typer.Argument(help="Run folder written by `ctxrec train` (or a model folder).")],
-    dataset: Annotated[Optional[str], typer.Option(help="Built-in dataset (default: the run's).")] = None,
-    mapping: Annotated[Optional[Path], typer.Option("--mapping", help="Column mapping of the data to evaluate on "
+    dataset: Annotated[str | None, typer.Option(help="Built-in dataset (default: the run's).")] = None,
+    mapping: Annotated[Path | None, typer.Option("--mapping", help="Column mapping of the data to evaluate on "
                                                     "(default: the run's, checked against the files' recorded SHA-256).")] = None,
-    split: Annotated[Optional[str], typer.Option(help="Split (default: the run's).")] = None,
+    split: Annotated[str | None, typer.Option(help="Split (default: the run's).")] = None,
     include_seen: Annotated[bool | None, typer.Option(
         "--include-seen/--exclude-seen",
         help="Rank already-seen items too (default: the dataset's own, kept on repeat-use data such as frappe).")] = None,
@@ -341,15 +338,15 @@ def _run_config(run: Path) -> dict[str, Any]:
 @app.command()
 def recommend(
     run: Annotated[Path, typer.Argument(help="Run or model folder.")],
-    user: Annotated[Optional[str], typer.Option(help="Known user id.")] = None,
-    history: Annotated[Optional[str], typer.Option(help="Comma-separated item ids, oldest first (new user).")] = None,
+    user: Annotated[str | None, typer.Option(help="Known user id.")] = None,
+    history: Annotated[str | None, typer.Option(help="Comma-separated item ids, oldest first (new user).")] = None,
     context: Annotated[list[str], typer.Option("--context", "-c", help="Request context key=value (repeatable).")] = [],  # noqa: B006
     k: Annotated[int, typer.Option("-k", "--k", help="How many items.")] = 10,
     explain: Annotated[bool, typer.Option(help="Show what drove each recommendation.")] = False,
-    explain_plot: Annotated[Optional[Path], typer.Option("--explain-plot", help="Save bar charts of the explanation "
+    explain_plot: Annotated[Path | None, typer.Option("--explain-plot", help="Save bar charts of the explanation "
                                                          "(view weights, context fields, past events) to this PNG.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
-    mapping: Annotated[Optional[Path], typer.Option("--mapping", help="Show item titles from this column mapping's "
+    mapping: Annotated[Path | None, typer.Option("--mapping", help="Show item titles from this column mapping's "
                                                     "items file (its title_field) instead of the model folder's.")] = None,
 ) -> None:
     """Recommend for a user id or a given history, with request context (checked against the model's context
@@ -391,7 +388,7 @@ def recommend(
         typer.echo(f"{rank:>3}. {item:<12} {score:8.4f}  {title}")
     if (explain or explain_plot is not None) and not recs.explanation:
         typer.echo(f"({m.kind} models give no per-recommendation explanation)")
-    elif explain or explain_plot is not None:
+    elif recs.explanation is not None:
         from ctxrec.models.attribution import format_explanation, plot_explanation
 
         if explain:
@@ -428,7 +425,7 @@ def export_cmd(
     try:
         from ctxrec.deploy.export import ExportConfig, export_model
 
-        cfg = ExportConfig(quantize=quantize, prune=prune, text_encoder=text_encoder)  # type: ignore[arg-type]
+        cfg = ExportConfig(quantize=quantize, prune=prune, text_encoder=text_encoder)  # type: ignore[arg-type]  # CLI strings; ExportConfig checks the Literal values
         with staged_folder(out) as stage:  # a failed export leaves no half-written folder
             info = export_model(model, stage, cfg, log=typer.echo)
     except (CtxrecError, FileNotFoundError, ValueError) as exc:
@@ -459,12 +456,12 @@ def serve(
     store: Annotated[str, typer.Option(help="Event store: SQLite file path or postgresql:// URL.")] = "ctxrec-events.sqlite",
     host: Annotated[str, typer.Option(help="Interface to bind.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="TCP port.")] = 8000,
-    keys: Annotated[Optional[Path], typer.Option(help="API keys file (hashed keys with scopes).")] = None,
+    keys: Annotated[Path | None, typer.Option(help="API keys file (hashed keys with scopes).")] = None,
     no_auth: Annotated[bool, typer.Option("--no-auth", help="Serve without API keys (local development only).")] = False,
-    new_key: Annotated[Optional[str], typer.Option(help="Create a key with this name in --keys, print it, exit.")] = None,
+    new_key: Annotated[str | None, typer.Option(help="Create a key with this name in --keys, print it, exit.")] = None,
     scopes: Annotated[str, typer.Option(help="Scopes of --new-key: read, write, admin (comma-separated).")] = "read",
-    items: Annotated[Optional[Path], typer.Option(help="Item attributes (CSV/TSV/JSONL/Parquet with item_id) for filters.")] = None,
-    mapping: Annotated[Optional[Path], typer.Option("--mapping", help="Item attributes for filters from this column "
+    items: Annotated[Path | None, typer.Option(help="Item attributes (CSV/TSV/JSONL/Parquet with item_id) for filters.")] = None,
+    mapping: Annotated[Path | None, typer.Option("--mapping", help="Item attributes for filters from this column "
                                                     "mapping's items file (read as `ctxrec train` reads it); instead of --items.")] = None,
     index: Annotated[str, typer.Option(help="exact, or hnsw (faiss) for dot-product models.")] = "exact",
     hnsw_ef_search: Annotated[int, typer.Option(help="HNSW efSearch (recall vs speed).")] = 256,
@@ -511,9 +508,9 @@ def serve(
         try:
             items_file = str(items) if items else (_mapped_items(mapping, Path(tmp)) if mapping else None)
             settings = ServingSettings(model=str(model), store=store, keys_file=str(keys) if keys else None,
-                                       items_file=items_file, index=index, hnsw_ef_search=hnsw_ef_search,  # type: ignore[arg-type]
+                                       items_file=items_file, index=index, hnsw_ef_search=hnsw_ef_search,  # type: ignore[arg-type]  # CLI str; settings validate
                                        cors_origins=tuple(cors), allowed_model_roots=tuple(model_root), max_k=max_k,
-                                       sqlite_synchronous=synchronous, torch_threads=threads, user_cache=user_cache,  # type: ignore[arg-type]
+                                       sqlite_synchronous=synchronous, torch_threads=threads, user_cache=user_cache,  # type: ignore[arg-type]  # CLI str; settings validate
                                        store_deadline=store_deadline)
             application = create_app(settings)
         except (CtxrecError, FileNotFoundError, ValueError) as exc:
@@ -544,9 +541,9 @@ def retrain(
     out: Annotated[Path, typer.Option("--out", "-o", help="New run folder (the next model version).")],
     epochs: Annotated[int, typer.Option(help="Extra epochs from the current weights.")] = 3,
     tolerance: Annotated[float, typer.Option(help="Promote if new NDCG@10 >= current - tolerance.")] = 0.0,
-    promote: Annotated[Optional[str], typer.Option(help="Service URL: switch it to the new version if promoted.")] = None,
-    api_key: Annotated[Optional[str], typer.Option(envvar="CTXREC_API_KEY", help="Admin key for --promote.")] = None,
-    mapping: Annotated[Optional[Path], typer.Option("--mapping", help="Column mapping of the training data (default: "
+    promote: Annotated[str | None, typer.Option(help="Service URL: switch it to the new version if promoted.")] = None,
+    api_key: Annotated[str | None, typer.Option(envvar="CTXREC_API_KEY", help="Admin key for --promote.")] = None,
+    mapping: Annotated[Path | None, typer.Option("--mapping", help="Column mapping of the training data (default: "
                                                     "the run's, checked against the files' recorded SHA-256).")] = None,
     data_dir: DataDir = None,
 ) -> None:

@@ -19,6 +19,7 @@ fails leaves no half-written folder (and an earlier run at the same place intact
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -75,10 +76,8 @@ def machine_description() -> dict[str, Any]:
     except OSError:
         pass
     mem_gib = None
-    try:
+    with contextlib.suppress(ValueError, OSError):  # not every platform reports its memory
         mem_gib = round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1)
-    except (ValueError, OSError):
-        pass
     return {
         "cpu": cpu,
         "cores": os.cpu_count(),

@@ -95,8 +95,8 @@ def query_feeds(host: Recommender, batch: QueryBatch, input_names: Sequence[str]
         if "query_text" in input_names:
             texts = batch.texts or [None] * B
             x["has_query"] = np.array([bool(t) for t in texts])
-            x["query_text"] = (text_vectors if text_vectors is not None
-                               else np.zeros((B, host.spec.text_dim), np.float32))  # type: ignore[attr-defined]  # kind "fusion"
+            assert host.spec is not None
+            x["query_text"] = text_vectors if text_vectors is not None else np.zeros((B, host.spec.text_dim), np.float32)
         feeds = x
     else:
         raise ConfigError(f"ONNX export supports 'sasrec' and 'fusion' models, not {kind!r}")

@@ -428,7 +428,7 @@ class Recommender(ABC):
         """JSON-able fitted state that is not an array (vocabularies of features, shapes)."""
         return {}
 
-    def _load_meta(self, meta: dict[str, Any]) -> None:
+    def _load_meta(self, meta: dict[str, Any]) -> None:  # noqa: B027  (an optional hook: no meta, nothing to do)
         """Inverse of :meth:`_meta`; called before :meth:`_load_state`."""
 
     def _explain(self, batch: QueryBatch, top: np.ndarray) -> list[dict[str, Any] | None]:

@@ -157,8 +157,8 @@ def query_tensors(m: FusionInputs, batch: QueryBatch) -> dict[str, torch.Tensor]
     n_f, n_d = len(enc.field_names) + int(m.context_as_text), enc.n_dense
     seqs, evs, cis, cds = [], [], [], []
     from_frame = _frame_history_inputs(m, batch)
-    for b, hist in enumerate(batch.histories):
-        hist = np.asarray(hist, dtype=np.int64)
+    for b, given in enumerate(batch.histories):
+        hist = np.asarray(given, dtype=np.int64)
         ci, cd, ev = from_frame[b] if from_frame is not None else _history_inputs(m, batch, b, hist)
         keep = slice(max(0, len(hist) - (L - 1)), len(hist))
         seqs.append(np.concatenate([[-1], hist[keep] + 1]))

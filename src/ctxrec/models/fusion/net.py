@@ -75,7 +75,7 @@ class FusionNet(nn.Module):
         # 1 for items with training events. Items without (cold, or added after training) use text and
         # attributes only: an untrained ID row would otherwise carry the "never a target" push-down.
         self.register_buffer("has_id", torch.zeros(n, 1), persistent=True)
-        self._nb_cache: tuple[tuple, tuple[torch.Tensor, torch.Tensor, torch.Tensor]] | None = None  # cold_ids search
+        self._nb_cache: tuple[tuple[object, ...], tuple[torch.Tensor, torch.Tensor, torch.Tensor]] | None = None  # cold_ids search
         self.bos = nn.Parameter(torch.randn(d) * 0.02)
         self.pos_emb = nn.Embedding(cfg.max_len, d)
         nn.init.normal_(self.pos_emb.weight, std=0.02)
