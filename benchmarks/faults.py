@@ -23,6 +23,7 @@ import argparse
 import json
 import multiprocessing
 import os
+import re
 import shlex
 import signal
 import subprocess
@@ -328,7 +329,13 @@ def fuzz(run: Path, pg: PostgresCluster, tmp: Path, seconds: float = 60.0) -> di
     return {"requests": sum(statuses.values()) + len(errors), "5xx": sum(v for s, v in statuses.items() if s >= 500),
             "transport_errors": len(errors), "statuses": {str(k): v for k, v in sorted(statuses.items())},
             "operations": len(operations), "seconds": seconds, "rounds": rounds,
-            "examples_5xx": server_errors[:5], "tool": f"schemathesis {schemathesis.__version__} (from_url, live server)"}
+            "examples_5xx": server_errors[:5], "causes_5xx_in_server_log": _exception_lines(tmp / "fuzz.log"), "tool": f"schemathesis {schemathesis.__version__} (from_url, live server)"}
+
+
+def _exception_lines(log: Path) -> list[str]:
+    """The distinct last lines of the tracebacks in a server log (what the 5xx were)."""
+    lines = log.read_text(errors="replace").splitlines() if log.exists() else []
+    return sorted({ln.strip()[:200] for ln in lines if re.match(r"^[A-Za-z_.]*(Error|Exception): ", ln.strip())})
 
 
 def _fuzz_test(op: Any, base: str, op_stop: float, statuses: dict[int, int], errors: list[str],
@@ -388,12 +395,30 @@ def _writers(port: int, seconds: float, n: int, counter: Any) -> None:
         t.join()
 
 
-def _readers(port: int, run: Path, seconds: float, clients: int, out: Path) -> dict[str, Any]:
+def _cpu() -> tuple[float, float]:
+    """(busy, total) jiffies of the whole machine, from /proc/stat."""
+    f = [float(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    return sum(f) - f[3] - f[4], sum(f)
+
+
+def _proc_cpu_s(pid: int) -> float:
+    """User + system CPU seconds of one process."""
+    f = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (float(f[11]) + float(f[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _readers(port: int, run: Path, seconds: float, clients: int, out: Path, server_pid: int) -> dict[str, Any]:
+    """serving_load.py --url in its own process; adds the machine's CPU use and the server's CPU share."""
+    b0, t0, s0, w0 = *_cpu(), _proc_cpu_s(server_pid), time.monotonic()
     cmd = [sys.executable, str(ROOT / "benchmarks" / "serving_load.py"), "--name", out.stem, "--url",
            f"http://127.0.0.1:{port}", "--model", str(run), "--clients", str(clients), "--seconds", str(seconds),
            "--warmup", "50", "--out", str(out)]
     subprocess.run(cmd, check=True, capture_output=True, timeout=seconds + 300)
-    return dict(json.loads(out.read_text()))
+    b1, t1, s1, w1 = *_cpu(), _proc_cpu_s(server_pid), time.monotonic()
+    res = dict(json.loads(out.read_text()))
+    res["machine_cpu_busy"] = round((b1 - b0) / (t1 - t0), 3)
+    res["server_cores_used"] = round((s1 - s0) / (w1 - w0), 2)
+    return res
 
 
 def writes(run: Path, pg: PostgresCluster, tmp: Path, seconds: float = 20.0, readers: int = 4,
@@ -401,13 +426,13 @@ def writes(run: Path, pg: PostgresCluster, tmp: Path, seconds: float = 20.0, rea
     url, port = pg.fresh_database(), _free_port()
     proc = _start(run, url, port, tmp / "writes.log")
     try:
-        without = _readers(port, run, seconds, readers, tmp / "writes_without.json")
+        without = _readers(port, run, seconds, readers, tmp / "writes_without.json", proc.pid)
         counter = multiprocessing.Value("i", 0)
         wp = multiprocessing.Process(target=_writers, args=(port, seconds + 10, writers, counter))
         wp.start()
         time.sleep(2.0)  # writers at full speed before the readers start
         t0 = time.monotonic()
-        with_ = _readers(port, run, seconds, readers, tmp / "writes_with.json")
+        with_ = _readers(port, run, seconds, readers, tmp / "writes_with.json", proc.pid)
         events_during = counter.value
         wp.join()
         span = time.monotonic() - t0
@@ -418,10 +443,15 @@ def writes(run: Path, pg: PostgresCluster, tmp: Path, seconds: float = 20.0, rea
             "rps_ratio": round(with_["rps"] / without["rps"], 3) if without["rps"] else None,
             "p99_ratio": round(with_["p99_ms"] / without["p99_ms"], 3) if without["p99_ms"] else None,
             "errors_without": without["errors"], "errors_with": with_["errors"],
-            "writer_events_per_s": round(events_during / span, 1), "readers": readers, "writers": writers,
+            "writer_events_per_s": round(events_during / span, 1),
+            "machine_cpu_busy_without": without["machine_cpu_busy"], "machine_cpu_busy_with": with_["machine_cpu_busy"],
+            "server_cores_used_without": without["server_cores_used"],
+            "server_cores_used_with": with_["server_cores_used"], "readers": readers, "writers": writers,
             "seconds": seconds, "store": "PostgreSQL 15",
             "note": "readers: benchmarks/serving_load.py --url (own process, POST /v1/recommend with context); "
-                    "writers: 4 httpx clients posting single events with ids (another process)"}
+                    "writers: 4 httpx clients posting single events with ids (another process). On 2 shared cores the "
+                    "client processes and PostgreSQL take CPU from the server: see machine_cpu_busy_* (1.0 = both "
+                    "cores busy, other workers' jobs included) and server_cores_used_*"}
 
 
 SCENARIOS: dict[str, Callable[..., dict[str, Any]]] = {
@@ -453,13 +483,16 @@ def main() -> None:
     pg = PostgresCluster(bin_dir, tmp / "pg")
     pg.start()
     out = Path(args.out)
+    command = " ".join(shlex.quote(x) for x in ["flock", "/tmp/ctxrec-heavy.lock", ".venv/bin/python",
+                                                 "benchmarks/faults.py", *sys.argv[1:]])
     result: dict[str, Any] = json.loads(out.read_text()) if args.only and out.exists() else {}
     try:
         for name in only:
             t0 = time.monotonic()
             kw: dict[str, Any] = {"fuzz": {"seconds": args.fuzz_seconds},
                                   "writes": {"seconds": args.writes_seconds}}.get(name, {})
-            result[name] = {**SCENARIOS[name](run, pg, tmp, **kw), "wall_s": round(time.monotonic() - t0, 1)}
+            result[name] = {**SCENARIOS[name](run, pg, tmp, **kw), "wall_s": round(time.monotonic() - t0, 1),
+                            "command": command}
             print(name, json.dumps({k: result[name].get(k) for k in KEYS[name]}), flush=True)
     finally:
         pg.stop()
@@ -467,8 +500,8 @@ def main() -> None:
                                         "60 users, 40 items, d_model 16, hashing text encoder)")
     result["store"] = "PostgreSQL 15 (a throwaway cluster, fsync=off) for every scenario"
     result["machine"] = {**machine_description(), "load_average_at_end": os.getloadavg()}
-    result["command"] = " ".join(shlex.quote(x) for x in ["flock", "/tmp/ctxrec-heavy.lock", ".venv/bin/python",
-                                                          "benchmarks/faults.py", *sys.argv[1:]])
+    if not args.only or "command" not in result:  # a partial run records its command in its scenarios only
+        result["command"] = command
     write_result(result, out, strict=not args.only)
     print(f"wrote {out}")
 
