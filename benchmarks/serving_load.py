@@ -1,11 +1,17 @@
 """Latency and throughput of ``ctxrec serve`` for POST /v1/recommend (k=10, request context given).
 
-The server is a real ``ctxrec serve`` process on loopback; clients are threads with keep-alive
-``http.client`` connections (cheap per request, so the 2-core machine's CPU goes to the server).
-Writes benchmarks/results/serving/<name>.json.
+By default this script starts a real ``ctxrec serve`` process on loopback for ``--model``; with
+``--url`` (and ``--key`` when the server has API keys) it measures a server that is already running,
+from this process only. Clients are threads with keep-alive ``http.client`` connections (cheap per
+request, so the 2-core machine's CPU goes to the server). ``--body`` picks the request bodies: ``user``
+(random trained users of ``--model``), ``history`` (anonymous histories of its items), a JSON object,
+or a file holding one JSON object or JSON lines (one body each). Writes
+benchmarks/results/serving/<name>.json (or ``--out``).
 
     .venv/bin/python benchmarks/serving_load.py --name ml1m_sasrec_1client --clients 1 --requests 3000
     .venv/bin/python benchmarks/serving_load.py --name ml1m_sasrec_16clients --clients 16 --seconds 60
+    .venv/bin/python benchmarks/serving_load.py --name remote --url http://10.0.0.5:8000 --key $KEY \\
+        --body '{"user_id": "42", "k": 10}' --clients 8 --seconds 30
 """
 
 from __future__ import annotations
@@ -21,6 +27,7 @@ import sys
 import tempfile
 import threading
 import time
+import urllib.parse
 from pathlib import Path
 
 import numpy as np
@@ -76,17 +83,40 @@ def start_server(model: str, store: str, port: int, extra: list[str], log: Path)
 
 
 def model_users(model: str, n: int, seed: int = 0) -> list[str]:
-    p = Path(model)
-    vocab = p / "model" / "vocab" / "users.json" if (p / "model").exists() else p / "vocab" / "users.json"
-    ids = json.loads(vocab.read_text())["ids"]
+    ids = model_ids(model, "users")
     rng = np.random.default_rng(seed)
     return [ids[i] for i in rng.integers(0, len(ids), n)]
 
 
-def client_loop(port: int, bodies: list[bytes], stop_at: float, max_requests: int | None, lat: list[float],
+class Target:
+    """Where the requests go: host, port and the headers every request carries (the API key)."""
+
+    def __init__(self, url: str, key: str | None = None) -> None:
+        u = urllib.parse.urlsplit(url)
+        if u.scheme != "http" or not u.hostname:
+            raise SystemExit(f"--url {url!r}: expected http://HOST:PORT (plain HTTP; put TLS in front of the server)")
+        self.host, self.port = u.hostname, u.port or 80
+        self.headers = {"Content-Type": "application/json", **({"Authorization": f"Bearer {key}"} if key else {})}
+
+    def connect(self, timeout: float = 30) -> http.client.HTTPConnection:
+        return http.client.HTTPConnection(self.host, self.port, timeout=timeout)
+
+    def get(self, path: str) -> tuple[int, str]:
+        c = self.connect(10)
+        try:
+            c.request("GET", path, headers=self.headers)
+            r = c.getresponse()
+            return r.status, r.read().decode()
+        finally:
+            c.close()
+
+
+def client_loop(target: Target | int, bodies: list[bytes], stop_at: float, max_requests: int | None, lat: list[float],
                 errors: list[str], offset: int) -> None:
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
-    headers = {"Content-Type": "application/json"}
+    if isinstance(target, int):
+        target = Target(f"http://127.0.0.1:{target}")
+    conn = target.connect()
+    headers = target.headers
     i = offset
     n = 0
     while time.perf_counter() < stop_at and (max_requests is None or n < max_requests):
@@ -106,11 +136,11 @@ def client_loop(port: int, bodies: list[bytes], stop_at: float, max_requests: in
         except Exception as exc:  # noqa: BLE001 - counted as an error
             errors.append(repr(exc))
             conn.close()
-            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+            conn = target.connect()
     conn.close()
 
 
-def run_load(port: int, bodies: list[bytes], clients: int, seconds: float | None, requests: int | None
+def run_load(port: Target | int, bodies: list[bytes], clients: int, seconds: float | None, requests: int | None
              ) -> tuple[list[float], list[str], float]:
     lats: list[list[float]] = [[] for _ in range(clients)]
     errors: list[str] = []
@@ -127,41 +157,83 @@ def run_load(port: int, bodies: list[bytes], clients: int, seconds: float | None
     return [x for lst in lats for x in lst], errors, wall
 
 
+def load_bodies(spec: str, model: str | None, k: int) -> list[bytes]:
+    """Request bodies from ``--body``: user | history | a JSON object | a file (JSON object or JSON lines)."""
+    if spec in ("user", "history"):
+        if model is None or not Path(model).exists():
+            raise SystemExit(f"--body {spec} draws ids from --model, and {model!r} does not exist: pass --model RUN_DIR "
+                             "or a request body with --body FILE|JSON")
+        if spec == "user":
+            return [json.dumps({"user_id": u, "context": CONTEXT, "k": k}).encode() for u in model_users(model, 5000)]
+        items = model_ids(model, "items")
+        rng = np.random.default_rng(0)
+        return [json.dumps({"history": [items[i] for i in rng.integers(0, len(items), 20)], "context": CONTEXT,
+                            "k": k}).encode() for _ in range(2000)]
+    text = Path(spec).read_text() if not spec.lstrip().startswith("{") and Path(spec).is_file() else spec
+    try:
+        parsed = [json.loads(text)] if text.lstrip().startswith("{") and "\n{" not in text.strip() else \
+            [json.loads(line) for line in text.splitlines() if line.strip()]
+    except json.JSONDecodeError as exc:
+        raise SystemExit(f"--body {spec[:80]!r}: neither user, history, a JSON object nor a file of JSON lines ({exc})") \
+            from exc
+    if not parsed or not all(isinstance(b, dict) for b in parsed):
+        raise SystemExit(f"--body {spec[:80]!r}: each body must be a JSON object")
+    return [json.dumps(b).encode() for b in parsed]
+
+
+def model_ids(model: str, kind: str) -> list[str]:
+    p = Path(model)
+    vocab = p / "model" / "vocab" / f"{kind}.json" if (p / "model").exists() else p / "vocab" / f"{kind}.json"
+    return list(json.loads(vocab.read_text())["ids"])
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--name", required=True)
-    ap.add_argument("--model", default=str(ROOT / "runs/bench/ml-1m/sasrec"))
+    ap.add_argument("--model", default=None, help="run folder to serve (default runs/bench/ml-1m/sasrec); with --url, "
+                                                  "only where --body user|history draws its ids")
+    ap.add_argument("--url", default=None, help="measure this running server (http://HOST:PORT) instead of starting one")
+    ap.add_argument("--key", default=None, help="API key sent as 'Authorization: Bearer KEY' (with --url)")
     ap.add_argument("--clients", type=int, default=1)
     ap.add_argument("--seconds", type=float, default=None)
     ap.add_argument("--requests", type=int, default=None)
     ap.add_argument("--warmup", type=int, default=300)
     ap.add_argument("--k", type=int, default=10)
     ap.add_argument("--server-args", default="", help="extra `ctxrec serve` flags, e.g. '--threads 2'")
-    ap.add_argument("--body", default="user", choices=["user", "history"])
+    ap.add_argument("--body", default="user", help="user | history | a JSON object | a file (JSON object or JSON lines)")
+    ap.add_argument("--out", default=None, help="result file (default benchmarks/results/serving/<name>.json)")
     args = ap.parse_args()
     if args.seconds is None and args.requests is None:
         args.requests = 2000
+    if args.url and args.server_args:
+        raise SystemExit("--server-args applies only when this script starts the server; drop it with --url")
+    if args.key and not args.url:
+        raise SystemExit("--key applies to --url; the server this script starts runs with --no-auth")
+    model = args.model or (None if args.url else str(ROOT / "runs/bench/ml-1m/sasrec"))
+    bodies = load_bodies(args.body, model, args.k)
 
     sys.path.insert(0, str(ROOT / "src"))
     from ctxrec.experiment import machine_description
 
-    tmp = Path(tempfile.mkdtemp(prefix="ctxrec-bench-"))
-    port = free_port()
-    proc = start_server(args.model, str(tmp / "events.sqlite"), port, shlex.split(args.server_args), tmp / "server.log")
+    proc = None
+    if args.url:
+        target = Target(args.url, args.key)
+    else:
+        tmp = Path(tempfile.mkdtemp(prefix="ctxrec-bench-"))
+        port = free_port()
+        assert model is not None
+        proc = start_server(model, str(tmp / "events.sqlite"), port, shlex.split(args.server_args), tmp / "server.log")
+        target = Target(f"http://127.0.0.1:{port}")
     try:
-        users = model_users(args.model, 5000)
-        bodies = [json.dumps({"user_id": u, "context": CONTEXT, "k": args.k}).encode() for u in users]
-        run_load(port, bodies, 1, None, args.warmup)
-        lat, errors, wall = run_load(port, bodies, args.clients, args.seconds, args.requests)
-        rss = rss_mib(proc.pid)
-        peak = hwm_mib(proc.pid)
-        metrics = ""
+        load_avg = os.getloadavg()
+        run_load(target, bodies, 1, None, args.warmup)
+        lat, errors, wall = run_load(target, bodies, args.clients, args.seconds, args.requests)
+        rss = rss_mib(proc.pid) if proc else None
+        peak = hwm_mib(proc.pid) if proc else None
         try:
-            c = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
-            c.request("GET", "/metrics")
-            metrics = c.getresponse().read().decode()
+            metrics = target.get("/metrics")[1]
         except OSError:
-            pass
+            metrics = ""
         batch_sum = batch_count = None
         cache: dict[str, float] = {}
         for line in metrics.splitlines():
@@ -171,16 +243,21 @@ def main() -> None:
                 batch_count = float(line.split()[-1])
             if line.startswith("ctxrec_user_cache{"):
                 cache['hit' if 'result="hit"' in line else 'miss'] = float(line.split()[-1])
-        info = json.loads(_get(port, "/v1/admin/model"))
+        status, text = target.get("/v1/admin/model")
+        info = json.loads(text) if status == 200 else {"status": status, "body": text[:200]}
     finally:
-        proc.kill()
-        proc.wait()
+        if proc is not None:
+            proc.kill()
+            proc.wait()
     a = np.asarray(lat) * 1000
     result = {
         "name": args.name,
         "endpoint": "POST /v1/recommend",
+        "target": args.url or "ctxrec serve started by this script (--no-auth, SQLite store)",
+        "body": args.body if len(args.body) < 200 else args.body[:200] + "...",
+        "distinct_bodies": len(bodies),
         "k": args.k,
-        "context_given": True,
+        "context_given": all(b'"context"' in b for b in bodies),
         "clients": args.clients,
         "requests": len(lat) + len(errors),
         "errors": len(errors),
@@ -194,27 +271,34 @@ def main() -> None:
         "mean_batch_size": round(batch_sum / batch_count, 2) if batch_sum and batch_count else None,
         "user_cache_hit_rate": (round(cache["hit"] / (cache["hit"] + cache["miss"]), 3)
                                 if cache.get("hit", 0) + cache.get("miss", 0) else None),
-        "catalogue_size": info["catalogue_size"],
+        "catalogue_size": info.get("catalogue_size"),
         "model": info,
         "server_rss_mib": rss,
         "server_peak_rss_mib": peak,
         "server_args": args.server_args,
-        "command": " ".join(shlex.quote(x) for x in [".venv/bin/python", "benchmarks/serving_load.py", *sys.argv[1:]]),
-        "client": "keep-alive http.client threads in a separate process, loopback",
+        "command": " ".join(shlex.quote(x) for x in [".venv/bin/python", "benchmarks/serving_load.py",
+                                                      *_redact(sys.argv[1:])]),
+        "client": "keep-alive http.client threads in this process (the server is another process), loopback"
+                  if not args.url else f"keep-alive http.client threads in this process (pid {os.getpid()})",
         "machine": machine_description(),
-        "load_average_before": os.getloadavg(),
+        "load_average_before": load_avg,
     }
-    out = ROOT / "benchmarks" / "results" / "serving" / f"{args.name}.json"
+    out = Path(args.out) if args.out else ROOT / "benchmarks" / "results" / "serving" / f"{args.name}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps({k: result[k] for k in ("name", "clients", "requests", "errors", "rps", "p50_ms", "p99_ms",
                                               "mean_batch_size", "user_cache_hit_rate", "server_rss_mib")}))
 
 
-def _get(port: int, path: str) -> str:
-    c = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
-    c.request("GET", path)
-    return c.getresponse().read().decode()
+def _redact(argv: list[str]) -> list[str]:
+    """The command as recorded, without the API key."""
+    out = list(argv)
+    for i, a in enumerate(out):
+        if a == "--key" and i + 1 < len(out):
+            out[i + 1] = "KEY"
+        elif a.startswith("--key="):
+            out[i] = "--key=KEY"
+    return out
 
 
 if __name__ == "__main__":
