@@ -46,6 +46,7 @@ POISON = [
     ("/v1/recommend", {"user_id": "u01", "filters": {"deny": ["\udfff"]}}, "body.filters.deny.0"),
     ("/v1/admin/model", {"run_dir": "/tmp/a\x00b"}, "body.run_dir"),
     ("/v1/admin/model", {"run_dir": "/tmp/" + "x" * 300}, "body.run_dir"),
+    ("/v1/admin/model", {"run_dir": "~nosuchuser-ctxrec/x"}, "body.run_dir"),  # found by schemathesis: was a 500
 ]
 
 

@@ -274,18 +274,26 @@ def _routes(app: FastAPI, state: ServiceState) -> None:
         """The model version being served."""
         return state.info()
 
-    @app.post("/v1/admin/model", response_model=ModelInfo, tags=["admin"])
-    async def swap_model(body: ModelSwapRequest, who: Admin) -> Any:
-        """Load a run folder and switch to it atomically: requests in flight finish on the old version,
-        later ones use the new one; no request fails during the swap."""
-        p = Path(body.run_dir).expanduser().resolve()
+    def _run_dir(raw: str) -> Path:
+        """The run folder a model swap names: resolved, inside an allowed root, holding a model."""
+        try:
+            p = Path(raw).expanduser().resolve()
+        except (RuntimeError, OSError) as exc:  # "~nosuchuser/x" (no such home), a loop of links
+            raise RequestError(422, "body.run_dir", f"cannot resolve {raw!r}: {exc}") from exc
         roots = [Path(r).resolve() for r in s.allowed_model_roots] or [state.handle.path.parent, state.handle.path.parent.parent]
         if not any(p == r or r in p.parents for r in roots):
             raise RequestError(403, "body.run_dir", f"{str(p)!r} is outside the folders models may be loaded from "
                                                     f"({[str(r) for r in roots]}; see --model-root)")
         if not ((p / "config.json").exists() or (p / "model" / "config.json").exists()):
             raise RequestError(404, "body.run_dir", f"{str(p)!r} is not a ctxrec run or model folder (no config.json)")
+        return p
+
+    @app.post("/v1/admin/model", response_model=ModelInfo, tags=["admin"])
+    async def swap_model(body: ModelSwapRequest, who: Admin) -> Any:
+        """Load a run folder and switch to it atomically: requests in flight finish on the old version,
+        later ones use the new one; no request fails during the swap."""
         loop = asyncio.get_running_loop()
+        p = await loop.run_in_executor(None, _run_dir, body.run_dir)  # file-system calls off the event loop
         async with state.swap_lock:
             try:
                 new = await loop.run_in_executor(None, engine.load_handle, p, s, state.store)
