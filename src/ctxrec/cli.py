@@ -333,6 +333,8 @@ def serve(
     log_level: Annotated[str, typer.Option(help="uvicorn log level.")] = "warning",
     store_deadline: Annotated[float, typer.Option(help="Seconds a store call may take before the request gets 503 "
                                                        "(and /healthz fails while one runs longer).")] = 2.0,
+    workers: Annotated[int, typer.Option(help="Processes serving on this port over the same store (PostgreSQL "
+                                              "recommended; see 'Several replicas' in docs/serving.md).")] = 1,
 ) -> None:
     """Serve a model over HTTP (FastAPI + uvicorn; OpenAPI docs at /docs). See docs/serving.md."""
     if new_key is not None:
@@ -364,6 +366,18 @@ def serve(
                                cors_origins=tuple(cors), allowed_model_roots=tuple(model_root), max_k=max_k,
                                sqlite_synchronous=synchronous, torch_threads=threads, user_cache=user_cache,  # type: ignore[arg-type]
                                store_deadline=store_deadline)
+    if workers < 1:
+        _fail(f"--workers must be >= 1, got {workers}")
+    if workers > 1:  # each process builds its own app from the settings (uvicorn's factory import string)
+        from ctxrec.serving.settings import SETTINGS_ENV, settings_to_env
+
+        if not model.exists():
+            _fail(f"--model {str(model)!r} does not exist")
+        os.environ[SETTINGS_ENV] = settings_to_env(settings)
+        typer.echo(f"serving {model} on http://{host}:{port} with {workers} processes (docs: /docs)", err=True)
+        uvicorn.run("ctxrec.serving.app:create_app_from_env", factory=True, workers=workers, host=host, port=port,
+                    log_level=log_level, access_log=False, timeout_graceful_shutdown=5)
+        return
     try:
         application = create_app(settings)
     except (FileNotFoundError, ValueError) as exc:
