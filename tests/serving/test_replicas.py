@@ -23,8 +23,6 @@ from typing import Any
 import httpx
 import pytest
 
-pytestmark = pytest.mark.slow
-
 CTX = {"device": "tv", "daypart": "evening", "weather": "sunny"}
 
 
