@@ -257,7 +257,10 @@ class EventStore:
             import psycopg
 
             return isinstance(exc, (psycopg.OperationalError, psycopg.InterfaceError))
-        return isinstance(exc, sqlite3.OperationalError)
+        # "no such table", a syntax error ... are OperationalErrors too, but the caller's bug: fail alone
+        msg = str(exc).lower()
+        return isinstance(exc, sqlite3.OperationalError) and any(
+            w in msg for w in ("locked", "busy", "disk i/o", "unable to open", "closed", "disk is full", "malformed"))
 
     def _lost(self, link: _Link, exc: BaseException) -> StoreUnavailable:
         """A connection-level failure: drop this connection (and mark every other one stale)."""
