@@ -21,16 +21,26 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from ctxrec.serving import engine
-from ctxrec.serving.store import StoreUnavailable, user_tombstone
-
-if TYPE_CHECKING:
-    from ctxrec.serving.app import ServiceState
+from ctxrec.serving.settings import ServingSettings
+from ctxrec.serving.store import EventStore, StoreUnavailable, user_tombstone
 
 log = logging.getLogger("ctxrec.serving.sync")
+
+
+class ServiceState(Protocol):
+    """What the poller uses of the app's state (app.ServiceState; a Protocol keeps imports one-way)."""
+
+    settings: ServingSettings
+    store: EventStore
+    handle: engine.ModelHandle
+    model_seq: int
+    swap_lock: asyncio.Lock
+    model_exec: ThreadPoolExecutor
 
 
 class ReplicaSync:
