@@ -249,3 +249,47 @@ def test_kill_9_one_replica_under_round_robin_load(service: dict[str, Any]) -> N
     down = [e for e in client.errors if e[0] == 2]
     print(f"\nkill -9: {len(client.acked)} events acknowledged, 0 lost; {client.requests} requests, "
           f"{len(down)} failed (all to the killed replica while it was down, {back_at - killed_at:.1f} s)")
+
+
+def test_serve_workers_runs_several_processes_over_one_sqlite_store(fusion_run: Path, tmp_path: Path) -> None:
+    """``--workers 2``: two processes answer on one port; events written through both, concurrently,
+    are each stored once (SQLite WAL shared by two processes)."""
+    import sqlite3
+    from concurrent.futures import ThreadPoolExecutor
+
+    db = tmp_path / "events.sqlite"
+    rep = Replica(fusion_run, str(db), tmp_path / "workers.log", ["--workers", "2"])
+    rep.spawn()
+    try:
+        rep.wait_ready()
+        assert rep.proc is not None
+        end = time.monotonic() + 60
+        while True:  # uvicorn's supervisor -> 2 worker processes (each loads the model)
+            kids = Path(f"/proc/{rep.proc.pid}/task/{rep.proc.pid}/children").read_text().split()
+            workers = [k for k in kids if "spawn_main" in _cmdline(k)]  # not the resource tracker
+            if len(workers) == 2 or time.monotonic() > end:
+                break
+            time.sleep(0.2)
+        assert len(workers) == 2, kids
+
+        def post(n: int) -> int:
+            with httpx.Client(timeout=20) as c:
+                return c.post(f"{rep.url}/v1/events", json={"user_id": f"w{n % 7}", "item_id": "i01", "type": "view",
+                                                            "context": CTX, "event_id": f"w-{n}"}).status_code
+
+        with ThreadPoolExecutor(8) as pool:
+            codes = list(pool.map(post, range(200)))
+        assert codes == [200] * 200
+        with httpx.Client(timeout=10) as c:
+            assert _rec(c, rep.url, "w1")
+    finally:
+        rep.stop()
+    with sqlite3.connect(db) as conn:
+        assert conn.execute("SELECT COUNT(*), COUNT(DISTINCT event_id) FROM events").fetchone() == (200, 200)
+
+
+def _cmdline(pid: str) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+    except OSError:
+        return ""

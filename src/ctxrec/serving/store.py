@@ -380,6 +380,9 @@ class EventStore:
         return q.replace("?", "%s") if self.kind == "postgres" else q
 
     def _create_schema(self, tx: _Tx) -> None:
+        # replicas starting together: concurrent CREATE TABLE IF NOT EXISTS can still collide in PostgreSQL's
+        # catalogue (a unique violation on pg_type), so schema creation takes the same transaction lock
+        self._serialise(tx)
         for stmt in _SCHEMA:
             tx.execute(stmt.format(serial=_SERIAL[self.kind]))
         if self.kind == "postgres":
