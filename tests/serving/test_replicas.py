@@ -7,7 +7,6 @@ promotion take to reach another replica."""
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import signal
 import socket
