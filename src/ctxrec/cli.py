@@ -474,6 +474,8 @@ def serve(
     log_level: Annotated[str, typer.Option(help="uvicorn log level.")] = "warning",
     store_deadline: Annotated[float, typer.Option(help="Seconds a store call may take before the request gets 503 "
                                                        "(and /healthz fails while one runs longer).")] = 2.0,
+    workers: Annotated[int, typer.Option(help="Processes serving on this port over the same store (PostgreSQL "
+                                              "recommended; see 'Several replicas' in docs/serving.md).")] = 1,
 ) -> None:
     """Serve a model over HTTP (FastAPI + uvicorn; OpenAPI docs at /docs). See docs/serving.md."""
     if new_key is not None:
@@ -504,6 +506,8 @@ def serve(
     from ctxrec.errors import CtxrecError
     from ctxrec.serving import ServingSettings, create_app
 
+    if workers < 1:
+        _fail(f"--workers must be >= 1, got {workers}")
     with tempfile.TemporaryDirectory(prefix="ctxrec-serve-") as tmp:  # lives as long as the server
         try:
             items_file = str(items) if items else (_mapped_items(mapping, Path(tmp)) if mapping else None)
@@ -512,14 +516,26 @@ def serve(
                                        cors_origins=tuple(cors), allowed_model_roots=tuple(model_root), max_k=max_k,
                                        sqlite_synchronous=synchronous, torch_threads=threads, user_cache=user_cache,  # type: ignore[arg-type]  # CLI str; settings validate
                                        store_deadline=store_deadline)
-            application = create_app(settings)
+            if workers > 1:  # each process builds its own app from the settings (uvicorn's factory import string)
+                from ctxrec.serving.settings import SETTINGS_ENV, settings_to_env
+
+                if not model.exists():
+                    _fail(f"--model {str(model)!r} does not exist")
+                os.environ[SETTINGS_ENV] = settings_to_env(settings)
+                application = None
+            else:
+                application = create_app(settings)
         except (CtxrecError, FileNotFoundError, ValueError) as exc:
             _fail(str(exc))
-            return
-        typer.echo(f"serving {model} on http://{host}:{port} (docs: /docs)", err=True)
         # SIGTERM: stop accepting, let requests in flight finish (each store call ends within its deadline), exit in < 10 s
-        uvicorn.run(application, host=host, port=port, log_level=log_level, access_log=False,
-                    timeout_graceful_shutdown=5)
+        if application is None:
+            typer.echo(f"serving {model} on http://{host}:{port} with {workers} processes (docs: /docs)", err=True)
+            uvicorn.run("ctxrec.serving.app:create_app_from_env", factory=True, workers=workers, host=host, port=port,
+                        log_level=log_level, access_log=False, timeout_graceful_shutdown=5)
+        else:
+            typer.echo(f"serving {model} on http://{host}:{port} (docs: /docs)", err=True)
+            uvicorn.run(application, host=host, port=port, log_level=log_level, access_log=False,
+                        timeout_graceful_shutdown=5)
 
 
 def _mapped_items(mapping: Path, folder: Path) -> str:

@@ -42,6 +42,7 @@ from ctxrec.serving.schemas import (
 from ctxrec.serving.security import AuthError, KeyRing, pseudonymise
 from ctxrec.serving.settings import ServingSettings
 from ctxrec.serving.store import EventStore, StoreUnavailable
+from ctxrec.serving.sync import ReplicaSync
 from ctxrec.serving.web import add_web_routes
 
 log = logging.getLogger("ctxrec.serving")
@@ -59,12 +60,32 @@ class ServiceState:
         self.keys = KeyRing.from_file(settings.keys_file, self.store.keys())
         self.secret = settings.secret()
         self.model_exec = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ctxrec-model")
-        self.handle: ModelHandle = engine.load_handle(settings.model, settings, self.store)
+        self.model_seq = 0
+        """Seq of the store's promoted-model record this replica serves (0: none; see sync.py)."""
+        self.handle: ModelHandle = self._initial_handle()
         self.swap_lock = asyncio.Lock()
         self.metrics = _Metrics()
         self.batcher = engine.MicroBatcher(self._score_batch, self.model_exec, settings.max_batch,
                                            on_batch=self.metrics.observe_batch)
         self.started = time.time()
+        self.sync = ReplicaSync(self)
+
+    def _initial_handle(self) -> ModelHandle:
+        """The promoted model recorded in the store, if any (so that a restarted or added replica
+        serves what the others serve), else ``settings.model``."""
+        rec = self.store.promoted()
+        if rec is not None:
+            seq, run_dir, version = rec
+            try:
+                h = engine.load_handle(run_dir, self.settings, self.store)
+                self.model_seq = seq
+                log.warning("serving the promoted model %s from %s (recorded in the store) instead of --model %s",
+                            h.version, run_dir, self.settings.model)
+                return h
+            except Exception as exc:  # noqa: BLE001 - fall back to --model, loudly
+                log.error("the store's promoted model %r (version %s) cannot be loaded (%s); serving --model %s",
+                          run_dir, version, exc, self.settings.model)
+        return engine.load_handle(self.settings.model, self.settings, self.store)
 
     def _score_batch(self, reqs: list[RecRequest]) -> list[Any]:
         h = self.handle  # one version for the whole batch, even if a swap lands meanwhile
@@ -117,9 +138,11 @@ def create_app(settings: ServingSettings) -> FastAPI:
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         state.batcher.start()
+        state.sync.start()
         try:
             yield
         finally:
+            await state.sync.stop()
             await state.batcher.stop()
             state.close()
 
@@ -139,6 +162,14 @@ def create_app(settings: ServingSettings) -> FastAPI:
     _routes(app, state)
     add_web_routes(app, state)  # the demo page (GET /ui/) and the read-only endpoints it uses
     return app
+
+
+def create_app_from_env() -> FastAPI:
+    """The app of one worker process of ``ctxrec serve --workers N`` (uvicorn's factory: settings
+    from ``$CTXREC_SERVE_SETTINGS``)."""
+    from ctxrec.serving.settings import settings_from_env
+
+    return create_app(settings_from_env())
 
 
 def _err(status: int, field: str | None, msg: str) -> JSONResponse:
@@ -300,11 +331,16 @@ def _routes(app: FastAPI, state: ServiceState) -> None:
             except Exception as exc:  # noqa: BLE001 - a broken folder is the caller's problem, not a 500
                 raise RequestError(422, "body.run_dir", f"could not load {str(p)!r}: {exc}") from exc
 
+            # recorded first (the other replicas follow it; see sync.py): a store outage here is a 503
+            # and nothing has changed anywhere
+            seq = await loop.run_in_executor(None, state.store.set_promoted, str(p), new.version)
+
             def _swap() -> None:
                 engine.apply_store_items(new, state.store)  # items changed while it loaded
                 state.handle = new
 
             await loop.run_in_executor(state.model_exec, _swap)
+            state.model_seq = seq
         log.info("serving model %s from %s", new.version, new.path)
         return state.info()
 
@@ -331,7 +367,9 @@ def _routes(app: FastAPI, state: ServiceState) -> None:
     async def readyz() -> Any:
         """Readiness: a model is loaded and the store answers."""
         ok = await asyncio.get_running_loop().run_in_executor(None, state.store.ping)
-        body = {"status": "ready" if ok else "store unavailable", "model_version": state.handle.version}
+        body: dict[str, Any] = {"status": "ready" if ok else "store unavailable", "model_version": state.handle.version}
+        if state.sync.error:  # the promoted model did not load here: this replica serves the old version
+            body["sync_error"] = state.sync.error
         return JSONResponse(body, status_code=200 if ok else 503)
 
     @app.get("/metrics", tags=["ops"], response_class=Response)

@@ -13,7 +13,8 @@ Policy (``ctxrec retrain``; docs/serving.md):
 4. Promotion: the new version is promoted when its NDCG@10 is at least the current one's minus
    ``tolerance`` (default 0); ``serving.json`` in the new run folder records the decision, the
    version name and the event watermark (events folded in), which the service reports as event lag.
-   A promoted run is switched to with ``POST /v1/admin/model`` (``--promote URL`` does it).
+   A promoted run is switched to with ``POST /v1/admin/model`` (``--promote URL`` does it) on any replica;
+   the store records it and every other replica over the same store follows (serving/sync.py).
 """
 
 from __future__ import annotations

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import os
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, fields
 from typing import Literal
 
 
@@ -40,9 +41,35 @@ class ServingSettings:
     store_deadline: float = 2.0
     """Seconds any store call may take; past it the request gets 503 + Retry-After, and a call still
     running fails the liveness probe (/healthz)."""
+    sync_interval: float = 0.2
+    """Seconds between two polls of the store for changes made by other replicas (items, erased
+    users, the promoted model); 0 = no polling (a single replica that is the store's only writer)."""
     torch_threads: int = 1
     allowed_model_roots: tuple[str, ...] = ()
     """Folders that ``POST /v1/admin/model`` may load from; empty = the current model's parent folders' parent."""
 
     def secret(self) -> str | None:
         return self.pseudonym_secret or os.environ.get("CTXREC_PSEUDONYM_SECRET") or None
+
+
+SETTINGS_ENV = "CTXREC_SERVE_SETTINGS"
+"""How ``ctxrec serve --workers N`` hands its settings to the worker processes (JSON)."""
+
+
+def settings_to_env(settings: ServingSettings) -> str:
+    return json.dumps(asdict(settings))
+
+
+def settings_from_env() -> ServingSettings:
+    raw = os.environ.get(SETTINGS_ENV)
+    if not raw:
+        raise RuntimeError(f"${SETTINGS_ENV} is not set: worker processes are started by `ctxrec serve --workers N`")
+    d = json.loads(raw)
+    known = {f.name for f in fields(ServingSettings)}
+    unknown = sorted(set(d) - known)
+    if unknown:
+        raise ValueError(f"${SETTINGS_ENV} has unknown settings {unknown}; known: {sorted(known)}")
+    for k in ("cors_origins", "allowed_model_roots"):
+        if k in d:
+            d[k] = tuple(d[k])
+    return ServingSettings(**d)

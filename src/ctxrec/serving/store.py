@@ -19,6 +19,9 @@ How it stays up (docs/serving.md, "Faults"):
 * **Quarantine.** A stored row that could not have passed today's request checks (a lone surrogate,
   a NUL, broken JSON) is moved to the ``quarantine`` table with a warning instead of failing every
   read (or start-up) that meets it.
+* **One service over one store.** Replicas share nothing but the store: events are read per
+  request; item changes and the promoted model carry a ``seq`` that :meth:`EventStore.change_versions`
+  reads in one query, which each replica polls (serving/app.py).
 * **Idempotent events.** An event may carry an ``event_id``; a repeated one is acknowledged and not
   stored twice (a unique index, ``ON CONFLICT DO NOTHING``).
 """
@@ -82,7 +85,13 @@ _SCHEMA = [
     ("CREATE TABLE IF NOT EXISTS quarantine (id {serial}, source TEXT NOT NULL, key TEXT NOT NULL, "
      "payload TEXT NOT NULL, reason TEXT NOT NULL, at DOUBLE PRECISION NOT NULL)"),
     "CREATE TABLE IF NOT EXISTS erased_users (tombstone TEXT PRIMARY KEY, at DOUBLE PRECISION NOT NULL)",
+    # the model version every replica serves (one row, name 'promoted'): written by a model swap
+    ("CREATE TABLE IF NOT EXISTS service_state (name TEXT PRIMARY KEY, value TEXT NOT NULL, seq BIGINT NOT NULL, "
+     "at DOUBLE PRECISION NOT NULL)"),
 ]
+# PostgreSQL: item changes (and the promoted-model record) take this transaction lock, so their seqs
+# commit in order and a replica that has seen seq N never misses a later commit with a smaller seq
+_ITEMS_LOCK = 0x63747872  # "ctxr"
 # AUTOINCREMENT: ids are never reused after deletions (erasure), so "last event id" stays a version
 _SERIAL = {"sqlite": "INTEGER PRIMARY KEY AUTOINCREMENT", "postgres": "BIGSERIAL PRIMARY KEY"}
 _EVENT_COLS = "id, user_id, item_id, event_type, ts, context, received_at"
@@ -248,7 +257,10 @@ class EventStore:
             import psycopg
 
             return isinstance(exc, (psycopg.OperationalError, psycopg.InterfaceError))
-        return isinstance(exc, sqlite3.OperationalError)
+        # "no such table", a syntax error ... are OperationalErrors too, but the caller's bug: fail alone
+        msg = str(exc).lower()
+        return isinstance(exc, sqlite3.OperationalError) and any(
+            w in msg for w in ("locked", "busy", "disk i/o", "unable to open", "closed", "disk is full", "malformed"))
 
     def _lost(self, link: _Link, exc: BaseException) -> StoreUnavailable:
         """A connection-level failure: drop this connection (and mark every other one stale)."""
@@ -368,6 +380,9 @@ class EventStore:
         return q.replace("?", "%s") if self.kind == "postgres" else q
 
     def _create_schema(self, tx: _Tx) -> None:
+        # replicas starting together: concurrent CREATE TABLE IF NOT EXISTS can still collide in PostgreSQL's
+        # catalogue (a unique violation on pg_type), so schema creation takes the same transaction lock
+        self._serialise(tx)
         for stmt in _SCHEMA:
             tx.execute(stmt.format(serial=_SERIAL[self.kind]))
         if self.kind == "postgres":
@@ -488,6 +503,7 @@ class EventStore:
         payloads = [(i, json.dumps(p, separators=(",", ":"))) for i, p in items]
 
         def write(tx: _Tx) -> int:
+            self._serialise(tx)
             seq = int(tx.execute("SELECT COALESCE(MAX(seq), 0) FROM items").fetchone()[0])
             rows = [(i, p, seq + n + 1) for n, (i, p) in enumerate(payloads)]
             tx.executemany("INSERT INTO items (item_id, payload, retired, seq) VALUES (?, ?, 0, ?) ON CONFLICT (item_id) "
@@ -498,6 +514,7 @@ class EventStore:
 
     def retire_item(self, item_id: str) -> None:
         def write(tx: _Tx) -> None:
+            self._serialise(tx)
             seq = tx.execute("SELECT COALESCE(MAX(seq), 0) FROM items").fetchone()[0]
             tx.execute("INSERT INTO items (item_id, payload, retired, seq) VALUES (?, '{}', 1, ?) "
                        "ON CONFLICT (item_id) DO UPDATE SET retired = 1, seq = excluded.seq", (item_id, seq + 1))
@@ -520,6 +537,43 @@ class EventStore:
                 continue
             out.append((r[0], payload, bool(r[2]), int(r[3])))
         return out
+
+    def _serialise(self, tx: _Tx) -> None:
+        """Order item changes across processes (SQLite's BEGIN IMMEDIATE already does)."""
+        if self.kind == "postgres":
+            tx.execute("SELECT pg_advisory_xact_lock(?)", (_ITEMS_LOCK,))
+
+    def change_versions(self) -> tuple[int, int, int]:
+        """(last item change seq, erased users, promoted-model seq): one cheap query a replica polls to
+        learn that another replica changed the catalogue, erased a user or promoted a model."""
+        r = self._query("SELECT (SELECT COALESCE(MAX(seq), 0) FROM items), (SELECT COUNT(*) FROM erased_users), "
+                        "(SELECT COALESCE(MAX(seq), 0) FROM service_state WHERE name = 'promoted')")[0]
+        return int(r[0]), int(r[1]), int(r[2])
+
+    def set_promoted(self, run_dir: str, version: str) -> int:
+        """Record the model every replica should serve; returns its seq (one more than the last)."""
+        value = json.dumps({"run_dir": run_dir, "version": version})
+
+        def write(tx: _Tx) -> int:
+            self._serialise(tx)
+            seq = int(tx.execute("SELECT COALESCE(MAX(seq), 0) FROM service_state WHERE name = 'promoted'").fetchone()[0]) + 1
+            tx.execute("INSERT INTO service_state (name, value, seq, at) VALUES ('promoted', ?, ?, ?) ON CONFLICT (name) "
+                       "DO UPDATE SET value = excluded.value, seq = excluded.seq, at = excluded.at", (value, seq, time.time()))
+            return seq
+
+        return int(self._write(write))
+
+    def promoted(self) -> tuple[int, str, str] | None:
+        """(seq, run_dir, version) of the promoted model, or None when no model was ever promoted."""
+        rows = self._query("SELECT seq, value FROM service_state WHERE name = 'promoted'")
+        if not rows:
+            return None
+        try:
+            v = json.loads(rows[0][1])
+            return int(rows[0][0]), str(v["run_dir"]), str(v["version"])
+        except (ValueError, KeyError, TypeError) as exc:
+            log.warning("store: ignoring an unreadable promoted-model record: %s", exc)
+            return None
 
     def quarantine_item(self, item_id: str, reason: str) -> None:
         """Move an item row the model could not take to the quarantine (the caller was told why)."""
