@@ -167,7 +167,7 @@ def field_docs(cls: type) -> dict[str, str]:
             continue
         body = ast.parse(textwrap.dedent(inspect.getsource(klass))).body[0]
         assert isinstance(body, ast.ClassDef)
-        for stmt, nxt in zip(body.body, body.body[1:]):
+        for stmt, nxt in zip(body.body, body.body[1:], strict=False):
             if (isinstance(stmt, ast.AnnAssign) and isinstance(stmt.target, ast.Name)
                     and isinstance(nxt, ast.Expr) and isinstance(nxt.value, ast.Constant)
                     and isinstance(nxt.value.value, str)):

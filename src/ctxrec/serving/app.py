@@ -328,7 +328,7 @@ def _routes(app: FastAPI, state: ServiceState) -> None:
         async with state.swap_lock:
             try:
                 new = await loop.run_in_executor(None, engine.load_handle, p, s, state.store)
-            except Exception as exc:  # noqa: BLE001 - a broken folder is the caller's problem, not a 500
+            except Exception as exc:
                 raise RequestError(422, "body.run_dir", f"could not load {str(p)!r}: {exc}") from exc
 
             # recorded first (the other replicas follow it; see sync.py): a store outage here is a 503

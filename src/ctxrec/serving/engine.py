@@ -9,6 +9,7 @@ read while it is being changed; a model swap replaces the handle between two bat
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import math
 import time
 from collections import OrderedDict
@@ -149,10 +150,8 @@ def _set_item_matrix(h: ModelHandle) -> None:
 
     h.item_matrix, h.user_cache = None, OrderedDict()
     if getattr(h.model, "context_blind", False):
-        try:
+        with contextlib.suppress(NotImplementedError):  # no dot-product form: scored exactly
             h.item_matrix = torch.from_numpy(np.ascontiguousarray(h.model.item_embeddings(), dtype=np.float32))
-        except NotImplementedError:
-            pass
 
 
 def _load_items_file(h: ModelHandle, path: str) -> None:
@@ -466,10 +465,8 @@ class MicroBatcher:
     async def stop(self) -> None:
         if self._task is not None:
             self._task.cancel()
-            try:
+            with contextlib.suppress(asyncio.CancelledError):
                 await self._task
-            except asyncio.CancelledError:
-                pass
 
     async def submit(self, item: Any) -> Any:
         if self._queue is None:  # an ASGI host that skipped the lifespan: start on first use
@@ -508,7 +505,7 @@ class MicroBatcher:
         """Whole batch at once; if that fails, each request alone so one bad request fails alone."""
         try:
             return self.fn(items)
-        except Exception:  # noqa: BLE001
+        except Exception:
             if len(items) == 1:
                 raise
         out: list[Any] = []

@@ -57,7 +57,7 @@ def evaluate_cases(model: Any, queries: list[Any], targets: list[str], k: int = 
     vocab = model.item_vocab
     hits, gains = [], []
     for s in range(0, len(queries), 256):
-        qs = [q for q in queries[s : s + 256]]
+        qs = list(queries[s : s + 256])
         # items the model does not know (added after it was trained) cannot be in its history
         qs = [_known(q, vocab) for q in qs]
         for rec, t in zip(model.recommend(qs, k=k), targets[s : s + 256], strict=True):
@@ -134,7 +134,7 @@ def retrain(run_dir: str | Path, store_url: str, out: str | Path, *, epochs: int
     usable = [e for e in events if e.item_id in known]
     queries, targets = _cases(usable, lambda u: current.item_vocab.external(current.known_history(current.user_vocab.get(u)))
                               if current.user_vocab.get(u) >= 0 else [])
-    held = {}
+    held: dict[str, Any] = {}  # user -> their last stored event
     for e in usable:  # each user's last stored event is held out
         if e.user_id not in held or (e.timestamp, e.id) > (held[e.user_id].timestamp, held[e.user_id].id):
             held[e.user_id] = e
@@ -145,7 +145,7 @@ def retrain(run_dir: str | Path, store_url: str, out: str | Path, *, epochs: int
     cols = ["user_id", "item_id", "timestamp", "event_type", *ctx_names]
     inter = data.interactions[[c for c in cols if c in data.interactions.columns]]
     if len(new_rows):
-        new_rows = new_rows[[c for c in inter.columns]]
+        new_rows = new_rows[list(inter.columns)]
         inter = pd.concat([inter, new_rows], ignore_index=True)
     combined = Dataset.from_frames(inter, items=items, users=data.users, schema=data.schema, name=data.name,
                                    item_vocab=Vocab(vocab_ids, kind="item"))

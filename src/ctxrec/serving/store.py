@@ -28,7 +28,7 @@ How it stays up (docs/serving.md, "Faults"):
 
 from __future__ import annotations
 
-import hashlib
+import contextlib
 import json
 import logging
 import os
@@ -44,60 +44,25 @@ from pathlib import Path
 from typing import Any
 
 from ctxrec.serving.schemas import text_problem
+from ctxrec.serving.store_rows import (
+    _EVENT_COLS,
+    _ITEMS_LOCK,
+    _SCHEMA,
+    _SERIAL,
+    StoredEvent,
+    StoreUnavailable,
+    _first_line,
+    _printable,
+    _row_problem,
+    _safe_key,
+    user_tombstone,
+)
+
+__all__ = ["EventStore", "StoreUnavailable", "StoredEvent", "user_tombstone"]  # the row types live in store_rows
 
 log = logging.getLogger("ctxrec.serving.store")
 
 
-class StoreUnavailable(Exception):
-    """The store did not answer within its deadline or cannot be reached (HTTP 503, retry later)."""
-
-    def __init__(self, message: str, retry_after: float = 1.0) -> None:
-        super().__init__(message)
-        self.message, self.retry_after = message, retry_after
-
-
-@dataclass(frozen=True)
-class StoredEvent:
-    id: int
-    user_id: str
-    item_id: str
-    event_type: str
-    timestamp: float
-    context: dict[str, Any]
-    received_at: float
-
-
-def user_tombstone(user_id: str) -> str:
-    """What the store keeps of an erased user: a SHA-256 of the (pseudonymised) id, so that the
-    model's trained history of that user is never served again, without keeping the id itself."""
-    return hashlib.sha256(("ctxrec-erased:" + user_id).encode()).hexdigest()
-
-
-_EVENTS = ("CREATE TABLE IF NOT EXISTS events (id {serial}, user_id TEXT NOT NULL, item_id TEXT NOT NULL, "
-           "event_type TEXT NOT NULL, ts DOUBLE PRECISION NOT NULL, context TEXT NOT NULL, "
-           "received_at DOUBLE PRECISION NOT NULL, event_id TEXT)")
-_SCHEMA = [
-    _EVENTS,
-    "CREATE INDEX IF NOT EXISTS events_user ON events (user_id, ts, id)",
-    ("CREATE TABLE IF NOT EXISTS items (item_id TEXT PRIMARY KEY, payload TEXT NOT NULL, retired INTEGER NOT NULL, "
-     "seq BIGINT NOT NULL)"),
-    "CREATE TABLE IF NOT EXISTS api_keys (sha256 TEXT PRIMARY KEY, name TEXT NOT NULL, scopes TEXT NOT NULL)",
-    ("CREATE TABLE IF NOT EXISTS quarantine (id {serial}, source TEXT NOT NULL, key TEXT NOT NULL, "
-     "payload TEXT NOT NULL, reason TEXT NOT NULL, at DOUBLE PRECISION NOT NULL)"),
-    "CREATE TABLE IF NOT EXISTS erased_users (tombstone TEXT PRIMARY KEY, at DOUBLE PRECISION NOT NULL)",
-    # the model version every replica serves (one row, name 'promoted'): written by a model swap
-    ("CREATE TABLE IF NOT EXISTS service_state (name TEXT PRIMARY KEY, value TEXT NOT NULL, seq BIGINT NOT NULL, "
-     "at DOUBLE PRECISION NOT NULL)"),
-]
-# PostgreSQL: item changes (and the promoted-model record) take this transaction lock, so their seqs
-# commit in order and a replica that has seen seq N never misses a later commit with a smaller seq
-_ITEMS_LOCK = 0x63747872  # "ctxr"
-# AUTOINCREMENT: ids are never reused after deletions (erasure), so "last event id" stays a version
-_SERIAL = {"sqlite": "INTEGER PRIMARY KEY AUTOINCREMENT", "postgres": "BIGSERIAL PRIMARY KEY"}
-_EVENT_COLS = "id, user_id, item_id, event_type, ts, context, received_at"
-
-
-# ----------------------------------------------------------------------------------- connections
 class _Link:
     """One thread's connection: opened on first use, dropped when it fails, reopened next time."""
 
@@ -117,10 +82,8 @@ class _Link:
 
     def drop(self) -> None:
         if self.conn is not None:
-            try:
+            with contextlib.suppress(Exception):  # a broken connection may fail to close; it is gone either way
                 self.conn.close()
-            except Exception:  # noqa: BLE001, S110 - a broken connection may fail to close; it is gone either way
-                pass
         self.conn = None
 
 
@@ -343,10 +306,8 @@ class EventStore:
     def _rollback_quietly(self, link: _Link) -> None:
         if link.conn is None:
             return
-        try:
+        with contextlib.suppress(Exception):  # no transaction open, or the connection is gone (dropped next)
             link.conn.rollback() if self.kind == "postgres" else link.conn.execute("ROLLBACK")
-        except Exception:  # noqa: BLE001, S110 - no transaction open, or the connection is gone (dropped next)
-            pass
 
     def _submit(self, q: queue.Queue[_Job | None], fn: Callable[[Any], Any], write: bool, deadline: float | None) -> Any:
         if self._closed:
@@ -374,7 +335,7 @@ class EventStore:
             finally:
                 cur.close()
 
-        return self._submit(self._read_q, run, False, None)  # type: ignore[no-any-return] # rows from the driver
+        return self._submit(self._read_q, run, False, None)
 
     def _sql(self, q: str) -> str:
         return q.replace("?", "%s") if self.kind == "postgres" else q
@@ -620,36 +581,3 @@ class _Tx:
     def executemany(self, q: str, rows: Sequence[Sequence[Any]]) -> Any:
         self.cur.executemany(self.s._sql(q), rows)
         return self.cur
-
-
-def _row_problem(values: list[Any]) -> str:
-    """The first string anywhere in ``values`` that a request could not carry today ('' if none)."""
-    stack = list(values)
-    while stack:
-        v = stack.pop()
-        if isinstance(v, str):
-            p = text_problem(v, max_len=None)
-            if p:
-                return p
-        elif isinstance(v, dict):
-            stack.extend(v.keys())
-            stack.extend(v.values())
-        elif isinstance(v, list):
-            stack.extend(v)
-    return ""
-
-
-def _printable(v: Any) -> Any:
-    """A value safe to store and log: strings with surrogates/NULs escaped."""
-    if isinstance(v, str):
-        return v.encode("utf-8", "backslashreplace").decode("utf-8").replace("\x00", "\\x00")
-    return v
-
-
-def _safe_key(v: Any) -> str:
-    return str(_printable(v))
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return f"{type(exc).__name__}: {text[0] if text else ''}"[:300]

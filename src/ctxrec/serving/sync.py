@@ -20,6 +20,7 @@ load is logged once and reported by ``/readyz`` as ``sync_error`` while the old 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -60,10 +61,8 @@ class ReplicaSync:
     async def stop(self) -> None:
         if self._task is not None:
             self._task.cancel()
-            try:
+            with contextlib.suppress(asyncio.CancelledError):
                 await self._task
-            except asyncio.CancelledError:
-                pass
 
     async def _run(self) -> None:
         while True:
@@ -97,7 +96,8 @@ class ReplicaSync:
             if rec is None or rec[0] <= st.model_seq:
                 return  # this replica made the swap itself, or one landed meanwhile
             seq, run_dir, version = rec
-            if version == st.handle.version and Path(run_dir).resolve() == st.handle.path:
+            resolved = await loop.run_in_executor(None, Path(run_dir).resolve)
+            if version == st.handle.version and resolved == st.handle.path:
                 st.model_seq = seq
                 return
             try:

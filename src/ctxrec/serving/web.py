@@ -71,7 +71,7 @@ def add_web_routes(app: FastAPI, state: Service) -> None:
                if not (h.erased and user_tombstone(u) in h.erased)]
         page = ids[offset: offset + limit]
         return {"total": len(ids), "offset": offset,
-                "users": [{"user_id": u, "history_length": int(len(model.known_history(n)))} for n, u in page]}
+                "users": [{"user_id": u, "history_length": len(model.known_history(n))} for n, u in page]}
 
     @app.get("/v1/users/{user_id}/history", tags=["users"])
     def user_history(user_id: str, _: Read, limit: Annotated[int, Query(ge=1, le=1000)] = 50) -> Any:
