@@ -88,9 +88,23 @@ def leave_one_out(data: Dataset, *, min_events: int = 3) -> Split:
     """
     if min_events < 2:  # one event cannot be both the validation and the test target
         raise DataError(f"leave-one-out needs min_events >= 2 (a validation and a test event), got {min_events}")
-    order, offsets = _user_rows(data)
     if data.schema.order == "time":
+        order, offsets = _user_rows(data)
         _require_time_order(data, order, offsets, min_events)
+
+    def last_two(u: int, rows: np.ndarray) -> tuple[int, int, np.ndarray, np.ndarray]:
+        n = len(rows)
+        return n - 2, n - 1, rows[: n - 2], rows[: n - 1]
+
+    return _holdout(data, min_events, "leave-one-out", "leave-one-out", last_two)
+
+
+def _holdout(data: Dataset, min_events: int, name: str, what: str,
+             choose: Callable[[int, np.ndarray], tuple[int, int, np.ndarray, np.ndarray]]) -> Split:
+    """Per user with ``min_events``+ events (rows in event order), ``choose(u, rows)`` gives the
+    positions of the validation and test targets and the rows of each one's history; both targets
+    leave train. Shared by leave-one-out and the random holdout."""
+    order, offsets = _user_rows(data)
     times = data.interactions[Columns.TIME].to_numpy()
     ctx_cols = data.schema.context_names
     ctx_frame = data.interactions[list(ctx_cols)] if ctx_cols else None
@@ -101,21 +115,20 @@ def leave_one_out(data: Dataset, *, min_events: int = 3) -> Split:
         rows = order[offsets[u] : offsets[u + 1]]
         if len(rows) < min_events:
             continue
-        items = data.item_idx[rows]
-        ts = times[rows]
-        train_mask[rows[-2:]] = False
-        for bucket, pos in ((v, len(rows) - 2), (te, len(rows) - 1)):
+        valid_pos, test_pos, valid_hist, test_hist = choose(u, rows)
+        train_mask[rows[[valid_pos, test_pos]]] = False
+        for bucket, pos, hist in ((v, valid_pos, valid_hist), (te, test_pos, test_hist)):
             bucket["u"].append(u)
-            bucket["h"].append(items[:pos].copy())
-            bucket["ht"].append(ts[:pos].copy())
-            bucket["hr"].append(rows[:pos].copy())
-            bucket["t"].append(items[pos : pos + 1].copy())
+            bucket["h"].append(data.item_idx[hist])
+            bucket["ht"].append(times[hist])
+            bucket["hr"].append(hist.copy())
+            bucket["t"].append(data.item_idx[rows[pos : pos + 1]])
             bucket["c"].append(ctx_frame.iloc[rows[pos]].to_dict() if ctx_frame is not None else {})
-            bucket["ts"].append(ts[pos])
+            bucket["ts"].append(times[rows[pos]])
     if not te["u"]:
-        raise DataError(f"dataset {data.name!r}: no user has {min_events} or more events, so leave-one-out is empty")
+        raise DataError(f"dataset {data.name!r}: no user has {min_events} or more events, so {what} is empty")
     return Split(
-        name="leave-one-out",
+        name=name,
         train=data.subset(train_mask, name=f"{data.name}/train"),
         valid=_evalset(v, data.interactions),
         test=_evalset(te, data.interactions),
@@ -158,38 +171,15 @@ def random_holdout(data: Dataset, *, min_events: int = 3, seed: int = 0) -> Spli
     """
     if min_events < 2:
         raise DataError(f"the random holdout needs min_events >= 2 (a validation and a test event), got {min_events}")
-    order, offsets = _user_rows(data)
-    times = data.interactions[Columns.TIME].to_numpy()
-    ctx_cols = data.schema.context_names
-    ctx_frame = data.interactions[list(ctx_cols)] if ctx_cols else None
-    train_mask = np.ones(data.n_events, dtype=bool)
-    v: dict[str, list[Any]] = {k: [] for k in ("u", "h", "ht", "t", "c", "ts", "hr")}
-    te: dict[str, list[Any]] = {k: [] for k in ("u", "h", "ht", "t", "c", "ts", "hr")}
-    for u in range(data.n_users):
-        rows = order[offsets[u] : offsets[u + 1]]
-        if len(rows) < min_events:
-            continue
+    def two_random(u: int, rows: np.ndarray) -> tuple[int, int, np.ndarray, np.ndarray]:
         rng = np.random.default_rng([seed, zlib.crc32(data.user_vocab.ids[u].encode())])
         test_pos, valid_pos = (int(p) for p in rng.choice(len(rows), size=2, replace=False))
-        train_mask[rows[[test_pos, valid_pos]]] = False
-        for bucket, pos, hidden in ((v, valid_pos, (valid_pos, test_pos)), (te, test_pos, (test_pos,))):
-            seen = np.ones(len(rows), dtype=bool)
-            seen[list(hidden)] = False
-            bucket["u"].append(u)
-            bucket["h"].append(data.item_idx[rows[seen]])
-            bucket["ht"].append(times[rows[seen]])
-            bucket["hr"].append(rows[seen])
-            bucket["t"].append(data.item_idx[rows[pos : pos + 1]])
-            bucket["c"].append(ctx_frame.iloc[rows[pos]].to_dict() if ctx_frame is not None else {})
-            bucket["ts"].append(times[rows[pos]])
-    if not te["u"]:
-        raise DataError(f"dataset {data.name!r}: no user has {min_events} or more events, so the random holdout is empty")
-    return Split(
-        name="random",
-        train=data.subset(train_mask, name=f"{data.name}/train"),
-        valid=_evalset(v, data.interactions),
-        test=_evalset(te, data.interactions),
-    )
+        valid_seen, test_seen = np.ones(len(rows), dtype=bool), np.ones(len(rows), dtype=bool)
+        valid_seen[[valid_pos, test_pos]] = False  # the test history includes the validation event
+        test_seen[test_pos] = False
+        return valid_pos, test_pos, rows[valid_seen], rows[test_seen]
+
+    return _holdout(data, min_events, "random", "the random holdout", two_random)
 
 
 def temporal(data: Dataset, *, valid_frac: float = 0.1, test_frac: float = 0.1) -> Split:
