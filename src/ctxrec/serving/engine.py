@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import math
 import time
 from collections import OrderedDict
@@ -133,6 +134,10 @@ def load_handle(path: str | Path, settings: ServingSettings, store: EventStore) 
         if vecs is not None:
             h.index = HNSWIndex(vecs, m=settings.hnsw_m, ef_construction=settings.hnsw_ef_construction,
                                 ef_search=settings.hnsw_ef_search, build_threads=2)
+        else:  # said, not silent: /v1/admin/model reports "index": "exact" too
+            logging.getLogger("ctxrec.serving").warning(
+                "--index hnsw: the %r model has no dot-product form (item_embeddings), so every request is "
+                "scored exactly over the whole catalogue", model.kind)
     return h
 
 
