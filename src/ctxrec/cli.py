@@ -82,7 +82,6 @@ def data_info(
         data = _dataset_from(name, mapping, data_dir)
     except CtxrecError as exc:
         _fail(str(exc))
-        return
     summary = data.summary()
     summary.pop("context_fields")
     width = max(len(k) for k in summary)
@@ -153,7 +152,6 @@ def data_init(
         guess = infer_mapping(files, mapping_path=out)
     except CtxrecError as exc:
         _fail(str(exc))
-        return
     for line in guess.lines:
         typer.echo(line)
     out.write_text(guess.toml)
@@ -171,7 +169,6 @@ def config_show(model: Annotated[str, typer.Argument(help=f"Model kind: {', '.jo
         cls = get_model_class(model).config_class
     except CtxrecError as exc:
         _fail(str(exc))
-        return
     rows = describe_config(cls)
     w_name, w_type = (max(len(r[i]) for r in rows) for i in (0, 1))
     w_default = min(max(len(r[2]) for r in rows), 24)
@@ -235,7 +232,6 @@ def train(
             distributed.teardown()
     except CtxrecError as exc:
         _fail(str(exc))
-        return
     if not result:  # a non-zero rank: rank 0 reports
         return
     print_metrics({cfg.model: result["metrics"]})
@@ -275,7 +271,6 @@ def tune(
 
     if (dataset is None) == (mapping is None):
         _fail("give --dataset NAME or --mapping FILE (a column mapping of your data; `ctxrec data init` writes one)")
-        return
     label = dataset or Path(str(mapping)).stem
     try:
         cfg = TuneConfig(dataset=label, model=model, trials=trials, out=str(out or Path("runs") / f"{label}-{model}"),
@@ -286,7 +281,6 @@ def tune(
         summary = run_tune(cfg, echo=typer.echo)
     except CtxrecError as exc:
         _fail(str(exc))
-        return
     except KeyboardInterrupt:
         typer.echo(f"\ninterrupted; rerun the same command to resume the study ({study or f'{label}-{model}'})", err=True)
         raise typer.Exit(code=130) from None
@@ -323,7 +317,6 @@ def evaluate(
         res = Evaluator(EvalConfig(exclude_seen=not keep_seen)).evaluate(m, sp.test)
     except (CtxrecError, FileNotFoundError) as exc:
         _fail(str(exc))
-        return
     print_metrics({m.kind: res})
 
 
@@ -371,18 +364,19 @@ def recommend(
             m.item_titles = items["title"].dropna().astype(str).to_dict()
     except (CtxrecError, FileNotFoundError, ValueError) as exc:
         _fail(str(exc))
-        return
     if given and not checked.used:
         _warn(f"{m.kind} models ignore request context; {', '.join(given)} was not used")
     elif checked.unused_fields:
         _warn(f"this {m.kind} model does not use the context field(s) {', '.join(checked.unused_fields)}; ignored")
     for key, value in checked.unknown_values.items():
         _warn(f"{key}={value!r} was never seen in training; scored as unknown")
+    if unknown_user := (user is not None and history is None and m.user_vocab is not None and m.user_vocab.get(user) < 0):
+        _warn(f"user {user!r} is not in the model's training data and no --history was given: recommended as a new user")
     titles = _titles(m, recs.item_ids)
     if as_json:
         typer.echo(json.dumps({"items": recs.item_ids, "scores": [float(s) for s in recs.scores],
                                "titles": titles, "explanation": recs.explanation, "context_used": checked.used,
-                               "context_unknown_values": checked.unknown_values}))
+                               "context_unknown_values": checked.unknown_values, "known_user": not unknown_user}))
         return
     for rank, (item, score, title) in enumerate(zip(recs.item_ids, recs.scores, titles, strict=True), 1):
         typer.echo(f"{rank:>3}. {item:<12} {score:8.4f}  {title}")
@@ -430,7 +424,6 @@ def export_cmd(
             info = export_model(model, stage, cfg, log=typer.echo)
     except (CtxrecError, FileNotFoundError, ValueError) as exc:
         _fail(str(exc))
-        return
     sizes = ", ".join(f"{k} {v / 2**20:.2f} MB" for k, v in info["files"].items())
     typer.echo(f"export folder: {out} ({sizes})")
 
@@ -487,7 +480,6 @@ def serve(
             key = add_key_to_file(keys, new_key, [s.strip() for s in scopes.split(",") if s.strip()])
         except ValueError as exc:
             _fail(str(exc))
-            return
         typer.echo(key)
         return
     if keys is None and not no_auth:
@@ -579,7 +571,6 @@ def retrain(
             report = do_retrain(model, store, stage, epochs=epochs, data_dir=data_dir, tolerance=tolerance, data=data)
     except (CtxrecError, FileNotFoundError, ValueError) as exc:
         _fail(str(exc))
-        return
     typer.echo(json.dumps(report, indent=2))
     if promote and report["promoted"]:
         import httpx

@@ -64,9 +64,11 @@ def test_evaluate_reproduces_the_run_metrics(run_dir: Path) -> None:
 
 
 def test_recommend_for_user_and_history(run_dir: Path) -> None:
-    code, out = invoke("recommend", str(run_dir), "--user", "u0001", "-k", "3", "--json")
+    user = json.loads((run_dir / "model" / "vocab" / "users.json").read_text())["ids"][0]  # a trained user
+    code, out = invoke("recommend", str(run_dir), "--user", user, "-k", "3", "--json")
     assert code == 0, out
     payload = json.loads(out)
+    assert payload["known_user"] is True
     assert len(payload["items"]) == 3 and len(payload["titles"]) == 3 and all(payload["titles"])
     code, out = invoke("recommend", str(run_dir), "--history", "i001,i002", "--context", "device=tv", "-k", "2")
     assert code == 0, out

@@ -181,6 +181,9 @@ def test_recommend_checks_the_request_context(trained: tuple[Path, Path], tmp_pa
     assert invoke("train", "--mapping", str(mapping), "--model", "popularity", "-o", str(blind))[0] == 0
     code, out = invoke("recommend", str(blind), "--user", "u01", "-c", "device=tv")
     assert code == 0 and "popularity models ignore request context; device was not used" in " ".join(out.split())
+    code, out = invoke("recommend", str(blind), "--user", "nobody-here", "--json")  # not silent: said, and in the JSON
+    assert code == 0 and "'nobody-here' is not in the model's training data" in " ".join(out.split())
+    assert json.loads(out[out.index("{"):])["known_user"] is False
 
 
 def test_recommend_titles_from_a_mapping(trained: tuple[Path, Path]) -> None:
