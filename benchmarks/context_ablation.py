@@ -151,8 +151,22 @@ def make_table() -> str:
                          + ", ".join(f"{x['stopped_by']} ({x['best_epoch']}/{x['epochs_run']})" for x in wo[:3]) + " |")
     lines.append("")
     text = "\n".join(lines)
-    (ROOT / "CONTEXT.md").write_text(text)
+    path = ROOT / "CONTEXT.md"
+    old = path.read_text() if path.exists() else ""
+    tail = "## Context top-K against context-aware baselines"  # context_topk.py's section stays
+    path.write_text(text + ("\n" + old[old.index(tail):] if tail in old else ""))
     return text
+
+
+def merge_rows(path: Path, res: dict[str, Any]) -> dict[str, Any]:
+    """Keep the rows of other models from an earlier result at ``path`` (this run's models replace
+    theirs); returns that earlier result ({} if none)."""
+    if not path.exists():
+        return {}
+    old: dict[str, Any] = json.loads(path.read_text())
+    mine = {x["model"] for x in res["rows"]}
+    res["rows"] = [x for x in old.get("rows", []) if x["model"] not in mine] + res["rows"]
+    return old
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -171,10 +185,8 @@ def main(argv: list[str] | None = None) -> None:
         res["command"] = command
         OUT.mkdir(parents=True, exist_ok=True)
         path = OUT / f"{ds}.json"
-        if path.exists():  # keep other models' rows from an earlier run
-            old = json.loads(path.read_text())
-            mine = {x["model"] for x in res["rows"]}
-            res["rows"] = [x for x in old.get("rows", []) if x["model"] not in mine] + res["rows"]
+        old = merge_rows(path, res)
+        if old:
             res["command"] = "; ".join(dict.fromkeys([*old.get("command", "").split("; "), command]))
         path.write_text(json.dumps(res, indent=2) + "\n")
     print(make_table())

@@ -31,7 +31,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent
 OUT = ROOT / "results" / "context_topk"
 sys.path.insert(0, str(ROOT))
-from context_ablation import swapped  # sibling benchmark script
+from context_ablation import merge_rows, swapped  # sibling benchmark script
 
 DETERMINISTIC = {"popularity", "context_popularity"}
 # Per model: small enough for a 2-core CPU; early stopping on validation NDCG@10 (epochs and patience, no clock).
@@ -156,10 +156,7 @@ def main(argv: list[str] | None = None) -> None:
             row["command"] = command
         OUT.mkdir(parents=True, exist_ok=True)
         path = OUT / f"{ds}.json"
-        if path.exists():  # keep other models' rows from an earlier run
-            old = json.loads(path.read_text())
-            mine = {x["model"] for x in res["rows"]}
-            res["rows"] = [x for x in old.get("rows", []) if x["model"] not in mine] + res["rows"]
+        merge_rows(path, res)
         path.write_text(json.dumps(res, indent=2) + "\n")
     section = make_table()
     write_context_md(section)
