@@ -1,6 +1,6 @@
 """Frappe CTR benchmark with the BARS protocol (Frappe_x1): AUC and log loss on a random 7:2:1 split.
 
-    python benchmarks/frappe_bars.py --model pointwise --name pointwise
+    python benchmarks/frappe_bars.py --model pointwise --name pointwise --seeds 3
     python benchmarks/frappe_bars.py --model fm --name fm --set variant=fm
     python benchmarks/frappe_bars.py --model fm --name deepfm --set variant=deepfm
 
@@ -83,6 +83,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     from ctxrec.evaluation.metrics import auc, log_loss
     from ctxrec.experiment import machine_description, peak_rss_mib
     from ctxrec.models import build_model
+    from seeds import run_seeds
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", required=True, help="pointwise or fm")
@@ -91,9 +92,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap.add_argument("--data-dir", default=None)
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="model config override")
     ap.add_argument("--out", default=str(ROOT / "results" / "frappe"))
+    ap.add_argument("--seeds", type=int, default=1,
+                    help="train N models (train.seed 42, 43, ...) on the same split; report mean +- std")
     args = ap.parse_args(argv)
+    if args.seeds > 1 and any(o.split("=", 1)[0].strip() == "train.seed" for o in args.set):
+        raise SystemExit("--seeds sets train.seed itself: drop --set train.seed=... or use --seeds 1")
     name = args.name or args.model
-    t0 = time.perf_counter()
     data = load_dataset("frappe", args.data_dir)
     table = build_instances(data, args.seed)
     parts = {p: table[table["part"] == p].drop(columns="own_item").reset_index(drop=True) for p in ("train", "valid", "test")}
@@ -112,40 +116,47 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         defaults.update({"use_history": True, "history_pooling": "target", "max_history": 100})
     else:
         defaults["use_history"] = False
-    cfg = apply_overrides(defaults, args.set)
-    model = build_model(args.model, cfg)
-    t_fit = time.perf_counter()
-    model.fit_labelled(train_data, parts["train"], parts["valid"])  # type: ignore[attr-defined]
-    fit_seconds = time.perf_counter() - t_fit
-    p = model.predict_table(parts["test"])  # type: ignore[attr-defined]
-    y = parts["test"]["label"].to_numpy()
-    metrics = {"auc": auc(y, p), "logloss": log_loss(y, p), "valid_auc": float(model.fit_info["best_valid"])}
-    history = model.fit_info.get("history") or []
-    epoch_secs = [h["train_seconds"] for h in history if "train_seconds" in h]
     command = "python benchmarks/frappe_bars.py " + " ".join(shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:]))
-    result = {
-        "dataset": "frappe",
-        "model": args.model,
-        "name": name,
-        "split": f"bars-frappe-x1 rebuilt from the raw log (2 same-context negatives per positive, random 7:2:1, seed {args.seed})",
-        "metrics": {k: round(float(v), 6) for k, v in metrics.items()},
-        "dataset_stats": {"users": data.n_users, "items": data.n_items, "events": data.n_events,
-                          "instances": {k: len(v) for k, v in parts.items()}},
-        "command": command,
-        "seconds": round(time.perf_counter() - t0, 2),
-        "fit_seconds": round(fit_seconds, 2),
-        "seconds_per_epoch": round(sorted(epoch_secs)[len(epoch_secs) // 2], 2) if epoch_secs else None,
-        "peak_rss_mib": peak_rss_mib(),
-        "model_config": to_dict(model.config),
-        "fit_info": {k: v for k, v in model.fit_info.items() if k != "history"},
-        "valid_history": [{k: round(v, 5) for k, v in h.items()} for h in history],
-        "machine": machine_description(),
-    }
+
+    def run_one(seed: int) -> dict[str, Any]:
+        t0 = time.perf_counter()
+        cfg = apply_overrides(defaults, [*args.set, *([f"train.seed={seed}"] if args.seeds > 1 else [])])
+        model = build_model(args.model, cfg)
+        t_fit = time.perf_counter()
+        model.fit_labelled(train_data, parts["train"], parts["valid"])  # type: ignore[attr-defined]
+        fit_seconds = time.perf_counter() - t_fit
+        p = model.predict_table(parts["test"])  # type: ignore[attr-defined]
+        y = parts["test"]["label"].to_numpy()
+        metrics = {"auc": auc(y, p), "logloss": log_loss(y, p), "valid_auc": float(model.fit_info["best_valid"])}
+        history = model.fit_info.get("history") or []
+        epoch_secs = [h["train_seconds"] for h in history if "train_seconds" in h]
+        result = {
+            "dataset": "frappe",
+            "model": args.model,
+            "name": name,
+            "split": f"bars-frappe-x1 rebuilt from the raw log (2 same-context negatives per positive, random 7:2:1, seed {args.seed})",
+            "metrics": {k: round(float(v), 6) for k, v in metrics.items()},
+            "dataset_stats": {"users": data.n_users, "items": data.n_items, "events": data.n_events,
+                              "instances": {k: len(v) for k, v in parts.items()}},
+            "command": command,
+            "seconds": round(time.perf_counter() - t0, 2),
+            "fit_seconds": round(fit_seconds, 2),
+            "seconds_per_epoch": round(sorted(epoch_secs)[len(epoch_secs) // 2], 2) if epoch_secs else None,
+            "peak_rss_mib": peak_rss_mib(),
+            "model_config": to_dict(model.config),
+            "fit_info": {k: v for k, v in model.fit_info.items() if k != "history"},
+            "valid_history": [{k: round(v, 5) for k, v in h.items()} for h in history],
+            "machine": machine_description(),
+        }
+        return result
+
+    result = run_seeds(run_one, args.seeds)
     out = Path(args.out) / f"{name}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"frappe {name}: AUC {metrics['auc']:.4f} logloss {metrics['logloss']:.4f} "
-          f"(valid AUC {metrics['valid_auc']:.4f}, fit {fit_seconds:.0f}s) -> {out}", flush=True)
+    m, sd = result["metrics"], result.get("metrics_std") or {}
+    print(f"frappe {name}: AUC {m['auc']:.4f}" + (f" +- {sd['auc']:.4f}" if "auc" in sd else "")
+          + f" logloss {m['logloss']:.4f} (valid AUC {m['valid_auc']:.4f}) -> {out}", flush=True)
     return result
 
 

@@ -42,8 +42,32 @@ PUBLISHED_CTR: dict[str, list[tuple[str, dict[str, float], str]]] = {
 }
 
 
-def fmt(v: float | None) -> str:
-    return "-" if v is None else f"{v:.4f}"
+def fmt(v: float | None, std: float | None = None) -> str:
+    if v is None:
+        return "-"
+    return f"{v:.4f}" if std is None else f"{v:.4f} ± {std:.4f}"
+
+
+def _cell(r: dict, col: str) -> str:
+    """Mean ± std over seeds where the row has several, else the one figure."""
+    return fmt(r["metrics"].get(col), (r.get("metrics_std") or {}).get(col))
+
+
+def _seeds(r: dict) -> str:
+    n = len(r.get("per_seed") or []) or 1
+    cut = r.get("stopped_by_time_budget") or ([0] if (r.get("fit_info") or {}).get("stopped_by") == "time_budget" else [])
+    return f"{n}" + (" (cut by its time budget: not a headline)" if cut else "")
+
+
+def noise_note(ours: list[dict], published: dict[str, float], cols: list[str]) -> str:
+    """'within noise' when a published figure lies within 2 std of a multi-seed ctxrec row's mean."""
+    hits = []
+    for r in ours:
+        sd = r.get("metrics_std") or {}
+        for c in cols:
+            if c in published and c in sd and sd[c] > 0 and abs(r["metrics"][c] - published[c]) <= 2 * sd[c]:
+                hits.append(f"{c} within noise of ctxrec {r['name']}")
+    return "; ".join(hits)
 
 
 def _stop(r: dict) -> str:
@@ -72,30 +96,41 @@ def main() -> str:
              "All ctxrec rows: leave-one-out (last event test, second-to-last validation), full ranking over the",
              "whole catalogue, items already in the history excluded, model selected on validation NDCG@10.",
              "`stop`: why training ended (early_stopping, time_budget, or interrupted by hand with Ctrl-C, which keeps",
-             "the best validation weights), with the best epoch and the number of epochs run (0-based best).", ""]
+             "the best validation weights), with the best epoch and the number of epochs run (0-based best).",
+             "Rows with several seeds show mean ± sample std (`seeds`: how many; `per_seed` in the JSON); a",
+             "published figure within 2 std of a multi-seed row's mean is marked *within noise*. A run that its",
+             "time budget stopped is marked and is not a headline.", ""]
     if machine:
         lines += [f"Machine: {machine.get('cpu')}, {machine.get('cores')} cores, {machine.get('memory_gib')} GiB, "
                   f"GPU: {machine.get('gpu') or 'none'}, torch {machine.get('torch')}.", ""]
     for ds in sorted(set(results) | set(PUBLISHED)):
         if ds in PUBLISHED_CTR:
-            lines += [f"## {ds} (pointwise, BARS protocol)", "", "| model | AUC | log loss | fit s | s/epoch | stop (best/epochs) | source / command |",
-                      "|---|---|---|---|---|---|---|"]
-            for r in sorted(results.get(ds, []), key=lambda r: r["metrics"].get("auc", 0)):
-                lines.append(f"| **ctxrec {r['name']}** | " + " | ".join(fmt(r["metrics"].get(c)) for c in CTR_COLS)
-                             + f" | {r.get('fit_seconds', '-')} | {r.get('seconds_per_epoch') or '-'} | {_stop(r)} | `{r['command']}` |")
+            lines += [f"## {ds} (pointwise, BARS protocol)", "",
+                      "| model | AUC | log loss | seeds | fit s | s/epoch | stop (best/epochs) | source / command |",
+                      "|---|---|---|---|---|---|---|---|"]
+            ours = sorted(results.get(ds, []), key=lambda r: r["metrics"].get("auc", 0))
+            for r in ours:
+                lines.append(f"| **ctxrec {r['name']}** | " + " | ".join(_cell(r, c) for c in CTR_COLS)
+                             + f" | {_seeds(r)} | {r.get('fit_seconds', '-')} | {r.get('seconds_per_epoch') or '-'} | {_stop(r)}"
+                             + f" | `{r['command']}` |")
             for name, m, src in PUBLISHED_CTR[ds]:
-                lines.append(f"| {name} (published) | " + " | ".join(fmt(m.get(c)) for c in CTR_COLS) + f" | | | | {src} |")
+                note = noise_note(ours, m, CTR_COLS)
+                lines.append(f"| {name} (published) | " + " | ".join(fmt(m.get(c)) for c in CTR_COLS)
+                             + f" | | | | | {src}{'; *' + note + '*' if note else ''} |")
             lines.append("")
             continue
-        lines += [f"## {ds}", "", "| model | " + " | ".join(COLS) + " | fit s | s/epoch | stop (best/epochs) | peak RSS MiB | source / command |",
-                  "|---|" + "---|" * (len(COLS) + 5)]
-        for r in sorted(results.get(ds, []), key=lambda r: r["metrics"].get("ndcg@10", 0)):
-            m = r["metrics"]
-            lines.append(f"| **ctxrec {r['name']}** | " + " | ".join(fmt(m.get(c)) for c in COLS)
-                         + f" | {r.get('fit_seconds', '-')} | {r.get('seconds_per_epoch') or '-'} | {_stop(r)} | {r.get('peak_rss_mib', '-')}"
-                         + f" | `{r['command']}` |")
+        lines += [f"## {ds}", "", "| model | " + " | ".join(COLS)
+                  + " | seeds | fit s | s/epoch | stop (best/epochs) | peak RSS MiB | source / command |",
+                  "|---|" + "---|" * (len(COLS) + 6)]
+        ours = sorted(results.get(ds, []), key=lambda r: r["metrics"].get("ndcg@10", 0))
+        for r in ours:
+            lines.append(f"| **ctxrec {r['name']}** | " + " | ".join(_cell(r, c) for c in COLS)
+                         + f" | {_seeds(r)} | {r.get('fit_seconds', '-')} | {r.get('seconds_per_epoch') or '-'} | {_stop(r)}"
+                         + f" | {r.get('peak_rss_mib', '-')} | `{r['command']}` |")
         for name, m, src in PUBLISHED.get(ds, []):
-            lines.append(f"| {name} (published) | " + " | ".join(fmt(m.get(c)) for c in COLS) + f" | | | | | {src} |")
+            note = noise_note(ours, m, COLS)
+            lines.append(f"| {name} (published) | " + " | ".join(fmt(m.get(c)) for c in COLS)
+                         + f" | | | | | | {src}{'; *' + note + '*' if note else ''} |")
         lines.append("")
     text = "\n".join(lines)
     (ROOT / "RESULTS.md").write_text(text)

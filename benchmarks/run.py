@@ -1,7 +1,10 @@
 """Run one model on one dataset with the standard protocol; write benchmarks/results/<dataset>/<name>.json.
 
     python benchmarks/run.py --dataset ml-1m --model sasrec --name sasrec \
-        --set train.max_epochs=200 --set max_len=200
+        --set train.max_epochs=200 --set max_len=200 --seeds 3
+
+``--seeds N`` trains with ``train.seed`` = 42, 43, ... and writes the mean as ``metrics`` with
+``metrics_std`` and ``per_seed`` (benchmarks/seeds.py).
 
 The same front door as ``ctxrec train`` (``ctxrec.experiment.experiment_config`` then ``run_experiment``):
 the config, model config included, is checked before any data is read. Results use the schema of
@@ -22,6 +25,7 @@ ROOT = Path(__file__).resolve().parent
 
 def main(argv: list[str] | None = None) -> dict:
     from ctxrec.experiment import experiment_config, run_experiment
+    from seeds import run_seeds
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--dataset", required=True)
@@ -31,18 +35,29 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--data-dir", default=None)
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                     help="model config override, dotted for nested keys (e.g. train.lr=0.001)")
+    ap.add_argument("--seeds", type=int, default=1, help="train with N seeds (42, 43, ...) and report mean +- std")
     args = ap.parse_args(argv)
     name = args.name or args.model
-    cfg = experiment_config(dataset=args.dataset, model=args.model, split=args.split, data_dir=args.data_dir,
-                            overrides=args.set)
+    if args.seeds > 1 and any(o.split("=", 1)[0].strip() == "train.seed" for o in args.set):
+        raise SystemExit("--seeds sets train.seed itself: drop --set train.seed=... or use --seeds 1")
     command = "python benchmarks/run.py " + " ".join(shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:]))
-    result = run_experiment(cfg, ROOT.parent / "runs" / "bench" / args.dataset / name, command=command)
+    run_dir = ROOT.parent / "runs" / "bench" / args.dataset / name
+
+    def run_one(seed: int) -> dict:
+        extra = [f"train.seed={seed}"] if args.seeds > 1 else []
+        cfg = experiment_config(dataset=args.dataset, model=args.model, split=args.split, data_dir=args.data_dir,
+                                overrides=[*args.set, *extra])
+        return run_experiment(cfg, run_dir / f"seed-{seed}" if args.seeds > 1 else run_dir, command=command)
+
+    result = run_seeds(run_one, args.seeds)
     result["name"] = name
     out = ROOT / "results" / args.dataset / f"{name}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2) + "\n")
     m = result["metrics"]
-    print(f"{args.dataset} {name}: ndcg@10 {m['ndcg@10']:.4f} hr@10 {m['hr@10']:.4f} -> {out}")
+    sd = result.get("metrics_std") or {}
+    pm = (lambda k: f"{m[k]:.4f}" + (f" +- {sd[k]:.4f}" if k in sd else ""))
+    print(f"{args.dataset} {name}: ndcg@10 {pm('ndcg@10')} hr@10 {pm('hr@10')} -> {out}")
     return result
 
 
