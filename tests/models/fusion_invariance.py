@@ -47,7 +47,9 @@ def fingerprint() -> dict[str, Any]:
     split = leave_one_out(data)
     out: dict[str, Any] = {"torch": torch.__version__}
     for name, overrides in VARIANTS.items():
+        # use_text / mixture pinned to the values the fingerprint was recorded with (before "auto" defaults)
         cfg = from_dict(FusionConfig, {"d_model": 16, "n_layers": 1, "max_len": 12, "text": {"model": "hashing:32"},
+                                       "use_text": True, "mixture": True,
                                        "train": {"max_epochs": 3, "lr": 0.01, "batch_size": 32, "patience": 10,
                                                  "progress": False, "seed": 7, "device": "cpu"}, **overrides})
         model = FusionRecommender(cfg).fit(split.train, valid=split.valid)

@@ -232,7 +232,7 @@ class FusionGraph(nn.Module):
             log_w = torch.cat([log_w, q_col], 1)
         if hasattr(net, "scoring_inputs"):
             vecs, table = net.scoring_inputs(vecs, table)
-        return mixture_log_probs(vecs, log_w, table, mixture=self.cfg.mixture)[:, 1:]
+        return mixture_log_probs(vecs, log_w, table, mixture=self.cfg.mixture_on)[:, 1:]
 
 
 def _graph(model: Recommender, int8: bool, last_position_only: bool = False) -> SASRecGraph | FusionGraph:

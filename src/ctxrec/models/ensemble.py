@@ -58,6 +58,10 @@ class EnsembleRecommender(Recommender):
         return [dataclasses.replace(m, train=dataclasses.replace(m.train, seed=s)) for s in self.config.seeds]
 
     def _fit(self, data: Dataset, *, valid: EvalSet | None, run_dir: Path | None) -> None:
+        from ctxrec.models.fusion.auto import resolve
+
+        member_cfg, auto = resolve(self.config.member, data, valid)  # "auto" fields decided once, for every member
+        self.config = dataclasses.replace(self.config, member=member_cfg)
         self.members = []
         for i, cfg in enumerate(self._member_configs()):
             member = FusionRecommender(cfg).fit(data, valid=valid, monitor=self._monitor,
@@ -69,6 +73,8 @@ class EnsembleRecommender(Recommender):
             "epochs_run": sum(fi.get("epochs_run", 0) for fi in infos),
             "train_seconds": sum(fi.get("train_seconds", 0.0) for fi in infos),
         }
+        if auto is not None:
+            self.fit_info["auto"] = auto
         if valid is not None and len(valid):
             from ctxrec.evaluation.evaluator import Evaluator
 

@@ -30,13 +30,15 @@ class FusionConfig:
     dropout: float = 0.2
     use_id: bool = True
     """Learned ID embedding per item (items without one rely on text and attributes)."""
-    use_text: bool = True
-    """Frozen language-model embedding of the item text, through a learned linear projection. It carries
+    use_text: bool | Literal["auto"] = "auto"
+    """Frozen language-model embedding of the item text, through a learned linear projection; ``"auto"``
+    (default): with and without, each trained ``auto_epochs`` epochs, and the better on validation goes on
+    (models/fusion/auto.py; the choice is in ``fit_info["auto"]`` and the saved config). It carries
     items without events (cold start) and helps where the text says what IDs cannot learn
     (amazon-scientific +9% NDCG@10 from text alone; +0.6% once brand and category are attributes too); on
     ml-1m (titles + genres beside genre attributes) it cost 6.6% at a 10-minute budget, and at the full
-    budget the model without it led on validation at 21 of 22 epochs (benchmarks/results/ml-1m/text/):
-    turn it off there. (A residual MLP and a UniSRec-style MoE adapter on top of the projection were
+    budget the model without it led on validation at 21 of 22 epochs (benchmarks/results/ml-1m/text/).
+    (A residual MLP and a UniSRec-style MoE adapter on top of the projection were
     measured and removed: -4.2% and -3.3% NDCG@10 on amazon-scientific.)"""
     use_attributes: bool = True
     use_context: bool = True
@@ -47,15 +49,17 @@ class FusionConfig:
     """Training-time probability of hiding a position's whole context vector (robustness to noise)."""
     use_profile: bool = True
     """The profile view from user fields / user text, where the dataset has them."""
-    mixture: bool = True
+    mixture: bool | Literal["auto"] = "auto"
     """The seed's mixture of per-view softmaxes, P(i) = sum_j w_j softmax_j(i); False = one softmax over
-    the gate-weighted sum of the views. Its cost, measured on ml-1m (three views, d 256,
+    the gate-weighted sum of the views; ``"auto"`` (default): decided on validation like ``use_text``. Its cost, measured on ml-1m (three views, d 256,
     benchmarks/results/ml-1m/ablations/ABLATIONS.md): 1.5x slower per epoch, +0.5% validation NDCG@10 at
     equal epochs, -5.8% test NDCG@10 at equal time (10 minutes), so the ml-1m benchmark turns it off.
     Where it helps: at equal epochs it is slightly ahead (ml-1m), and the per-view shares of each item's
     probability that ``explain`` returns decompose the scored probability exactly only under the mixture.
     With one view (amazon-scientific: no context fields, no profile) both give the same figures (+0.0%),
     the mixture at 1.2x the time per epoch (5.78 vs 4.92 s)."""
+    auto_epochs: int = 3
+    """Epochs of each pilot run that decides the ``"auto"`` fields (one pilot per combination)."""
     id_dropout: float = 0.1
     """Probability, per training step and item, of hiding the item's ID embedding (cold-start robustness)."""
     id_scale: float = 1.0
@@ -97,6 +101,11 @@ class FusionConfig:
     train: TrainConfig = field(default_factory=TrainConfig)
 
     def __post_init__(self) -> None:
+        for name in ("use_text", "mixture"):
+            if getattr(self, name) not in (True, False, "auto"):
+                raise ConfigError(f"{name} must be true, false or \"auto\", got {getattr(self, name)!r}")
+        if self.auto_epochs < 1:
+            raise ConfigError(f"auto_epochs must be >= 1, got {self.auto_epochs}")
         if not 0.0 <= self.id_dropout < 1.0:
             raise ConfigError(f"id_dropout must be in [0, 1), got {self.id_dropout}")
         if not 0.0 <= self.id_scale <= 1.0:
@@ -105,6 +114,13 @@ class FusionConfig:
             raise ConfigError(f"cold_ids must be 'none' or 'neighbours', got {self.cold_ids!r}")
         if self.cold_id_neighbours < 1:
             raise ConfigError(f"cold_id_neighbours must be >= 1, got {self.cold_id_neighbours}")
+
+    @property
+    def mixture_on(self) -> bool:
+        """``mixture`` once fit has decided it (a fitted or loaded model never holds ``"auto"``)."""
+        if self.mixture == "auto":
+            raise ConfigError('mixture="auto" is decided when the model is fitted; fit it first')
+        return self.mixture
 
 
 RETIRED_OPTIONS: dict[str, object] = {

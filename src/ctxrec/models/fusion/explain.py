@@ -98,7 +98,7 @@ def history_attribution(model: FusionModel, batch: QueryBatch, top: np.ndarray, 
                                   None if "utext" not in x else x["utext"][b : b + 1].expand(V, -1))
         vecs, log_w = net.views(last, x["rci"][b : b + 1].expand(V, -1), x["rcd"][b : b + 1].expand(V, -1), prof)
         vecs_s, table_s = net.scoring_inputs(vecs, table)
-        log_p = mixture_log_probs(vecs_s, log_w, table_s, mixture=model.config.mixture)[:, 1:].double().numpy()
+        log_p = mixture_log_probs(vecs_s, log_w, table_s, mixture=model.config.mixture_on)[:, 1:].double().numpy()
         scores = list_score(log_p, np.repeat(top[b : b + 1], V, 0))
         events: list[dict[str, Any]] = []
         offset = len(hist) - (n - 1)  # history index of token position 1

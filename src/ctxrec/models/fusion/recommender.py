@@ -118,11 +118,16 @@ class FusionRecommender(Recommender):
 
     # ================================================================================ training
     def _fit(self, data: Dataset, *, valid: EvalSet | None, run_dir: Path | None) -> None:
+        from ctxrec.models.fusion.auto import resolve
+
+        self.config, auto = resolve(self.config, data, valid)  # "auto" fields: pilots on validation
         self._fitting, self._table_cache = True, None
         try:
             self._fit_net(data, valid=valid, run_dir=run_dir)
         finally:
             self._fitting, self._table_cache = False, None
+        if auto is not None:
+            self.fit_info["auto"] = auto
 
     def _fit_net(self, data: Dataset, *, valid: EvalSet | None, run_dir: Path | None) -> None:
         from ctxrec.evaluation.evaluator import validation_fn
@@ -201,8 +206,8 @@ class FusionRecommender(Recommender):
             vecs, out_table = net.scoring_inputs(vecs, table)
             if use_sampled:
                 return sampled_mixture_nll(vecs, log_w, out_table, targets, n_negatives=cfg.n_negatives, log_q=log_q,
-                                           mixture=cfg.mixture, generator=gen)
-            return mixture_nll(vecs, log_w, out_table, targets, mixture=cfg.mixture, exclude=exclude)
+                                           mixture=cfg.mixture_on, generator=gen)
+            return mixture_nll(vecs, log_w, out_table, targets, mixture=cfg.mixture_on, exclude=exclude)
 
         evaluate = validation_fn(self, valid, self._monitor)
         n_batches = math.ceil(len(events.users) / tc.batch_size)
@@ -269,7 +274,7 @@ class FusionRecommender(Recommender):
         vecs, log_w, table, _ = self._forward(batch)
         assert self.net is not None
         vecs, table = self.net.scoring_inputs(vecs, table)
-        log_p = mixture_log_probs(vecs, log_w, table, mixture=self.config.mixture)  # (B, V)
+        log_p = mixture_log_probs(vecs, log_w, table, mixture=self.config.mixture_on)  # (B, V)
         return log_p[:, 1:].cpu().numpy()
 
     def _explain(self, batch: QueryBatch, top: np.ndarray) -> list[dict[str, Any] | None]:

@@ -1,0 +1,69 @@
+"""``use_text="auto"`` / ``mixture="auto"``: pilots on validation decide, and the fitted model is concrete."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from test_fusion import HASH, context_dataset
+
+from ctxrec.data.dataset import Dataset, DatasetSchema
+from ctxrec.data.splits import make_split
+from ctxrec.errors import ConfigError
+from ctxrec.models.fusion import FusionConfig, FusionRecommender
+from ctxrec.training.loop import TrainConfig
+
+
+def _cfg(**kw: object) -> FusionConfig:
+    base: dict = {"d_model": 16, "n_layers": 1, "max_len": 8, "dropout": 0.0, "text": HASH, "auto_epochs": 2,
+                  "train": TrainConfig(max_epochs=4, lr=1e-2, batch_size=16, progress=False)}
+    return FusionConfig(**{**base, **kw})
+
+
+def test_defaults_are_auto_and_bad_values_are_refused() -> None:
+    cfg = FusionConfig()
+    assert cfg.use_text == "auto" and cfg.mixture == "auto"
+    with pytest.raises(ConfigError, match="mixture must be true, false or \"auto\""):
+        FusionConfig(mixture="sometimes")  # type: ignore[arg-type]  # the wrong value under test
+    with pytest.raises(ConfigError, match="fit it first"):
+        _ = cfg.mixture_on
+
+
+def test_pilots_on_validation_decide_and_the_fitted_model_is_concrete(tmp_path: Path) -> None:
+    sp = make_split(context_dataset(), "leave-one-out")
+    model = FusionRecommender(_cfg()).fit(sp.train, valid=sp.valid)
+    auto = model.fit_info["auto"]
+    assert auto["fields"] == ["use_text", "mixture"]
+    pilots = auto["pilots"]
+    # every combination, cheapest first, each scored on validation
+    assert [(p["use_text"], p["mixture"]) for p in pilots] == [(False, False), (False, True), (True, False), (True, True)]
+    best = max(p["valid"] for p in pilots)
+    first_best = next(p for p in pilots if p["valid"] >= best - 1e-6)
+    assert auto["chosen"] == {"use_text": first_best["use_text"], "mixture": first_best["mixture"]}
+    assert model.config.use_text is auto["chosen"]["use_text"] and model.config.mixture is auto["chosen"]["mixture"]
+    assert model.fit_info["epochs_run"] == 4  # the full run after the pilots, not a pilot
+    model.save(tmp_path / "m")
+    saved = json.loads((tmp_path / "m" / "config.json").read_text())
+    assert isinstance(saved["config"]["use_text"], bool) and isinstance(saved["config"]["mixture"], bool)
+    again = FusionRecommender.load(tmp_path / "m")
+    assert again.config.mixture == model.config.mixture and again.config.use_text == model.config.use_text
+
+
+def test_no_item_text_means_no_text_pilot() -> None:
+    frame = pd.DataFrame([{"user_id": f"u{u}", "item_id": f"i{(u + t) % 7}", "timestamp": float(t)}
+                          for u in range(30) for t in range(8)])
+    sp = make_split(Dataset.from_frames(frame, schema=DatasetSchema(), name="no-text"), "leave-one-out")
+    model = FusionRecommender(_cfg(mixture=False)).fit(sp.train, valid=sp.valid)
+    assert model.fit_info["auto"]["chosen"] == {"use_text": False}
+    assert model.fit_info["auto"]["pilots"] == []
+    assert model.config.use_text is False
+
+
+def test_without_validation_auto_takes_true_and_says_so(caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.WARNING, logger="ctxrec.models.fusion.auto"):
+        model = FusionRecommender(_cfg(train=TrainConfig(max_epochs=1, progress=False))).fit(context_dataset())
+    assert model.config.use_text is True and model.config.mixture is True
+    assert "decided on validation cases" in caplog.text and "use_text=auto" in caplog.text
