@@ -435,6 +435,9 @@ def _readers(port: int, run: Path, seconds: float, clients: int, out: Path, serv
 
 def writes(run: Path, pg: PostgresCluster, tmp: Path, seconds: float = 20.0, readers: int = 4,
            writers: int = 4) -> dict[str, Any]:
+    """Readers alone, readers with the closed-loop writers, then readers alone again: the last phase
+    reads the histories the writers grew (up to --max-history events per user), so the cost of
+    longer histories is told apart from the writers' interference."""
     url, port = pg.fresh_database(), _free_port()
     proc = _start(run, url, port, tmp / "writes.log")
     try:
@@ -442,26 +445,31 @@ def writes(run: Path, pg: PostgresCluster, tmp: Path, seconds: float = 20.0, rea
         counter = multiprocessing.Value("i", 0)
         wp = multiprocessing.Process(target=_writers, args=(port, seconds + 10, writers, counter))
         wp.start()
+        assert wp.pid is not None
         time.sleep(2.0)  # writers at full speed before the readers start
-        t0 = time.monotonic()
+        e0, c0, t0 = counter.value, _proc_cpu_s(wp.pid), time.monotonic()
         with_ = _readers(port, run, seconds, readers, tmp / "writes_with.json", proc.pid)
-        events_during = counter.value
+        e1, c1, t1 = counter.value, _proc_cpu_s(wp.pid), time.monotonic()
         wp.join()
-        span = time.monotonic() - t0
+        after = _readers(port, run, seconds, readers, tmp / "writes_after.json", proc.pid)
     finally:
         _kill(proc)
     return {"rps_without": without["rps"], "rps_with": with_["rps"], "p99_without": without["p99_ms"],
             "p99_with": with_["p99_ms"], "p50_without": without["p50_ms"], "p50_with": with_["p50_ms"],
             "rps_ratio": round(with_["rps"] / without["rps"], 3) if without["rps"] else None,
             "p99_ratio": round(with_["p99_ms"] / without["p99_ms"], 3) if without["p99_ms"] else None,
+            "rps_without_after": after["rps"], "p99_without_after": after["p99_ms"],
             "errors_without": without["errors"], "errors_with": with_["errors"],
-            "writer_events_per_s": round(events_during / span, 1),
+            "writer_events_per_s": round((e1 - e0) / (t1 - t0), 1),
+            "writer_cores_used": round((c1 - c0) / (t1 - t0), 2),
             "machine_cpu_busy_without": without["machine_cpu_busy"], "machine_cpu_busy_with": with_["machine_cpu_busy"],
             "server_cores_used_without": without["server_cores_used"],
             "server_cores_used_with": with_["server_cores_used"], "readers": readers, "writers": writers,
             "seconds": seconds, "store": "PostgreSQL 15",
             "note": "readers: benchmarks/serving_load.py --url (own process, POST /v1/recommend with context); "
-                    "writers: 4 httpx clients posting single events with ids (another process). On 2 shared cores the "
+                    "writers: 4 httpx clients posting single events with ids in a closed loop (another process; "
+                    "writer_events_per_s and writer_cores_used over the readers' phase). *_without_after: readers "
+                    "alone again after the writers stopped, over the histories they grew. On 2 shared cores the "
                     "client processes and PostgreSQL take CPU from the server: see machine_cpu_busy_* (1.0 = both "
                     "cores busy, other workers' jobs included) and server_cores_used_*"}
 
