@@ -130,9 +130,13 @@ class EventStore(StoreCore):
         # the usual case, rows this service wrote: one pass over all their text finds nothing to check
         clean = _rows_clean([r[1] for r in rows] + [r[2] for r in rows] + [r[3] for r in rows], [r[5] for r in rows])
         out, bad = [], []
+        parsed: dict[Any, Any] = {}  # the same context text decoded once per read (copied per event)
         for r in rows:
             try:
-                ctx = json.loads(r[5])
+                ctx = parsed.get(r[5])
+                if ctx is None:
+                    ctx = parsed[r[5]] = json.loads(r[5])
+                ctx = dict(ctx) if isinstance(ctx, dict) else ctx
                 problem = ("" if clean else _row_problem([r[1], r[2], r[3], ctx])) or (
                     "" if isinstance(ctx, dict) else "context is not an object")
             except ValueError as exc:

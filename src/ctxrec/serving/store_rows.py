@@ -9,8 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from ctxrec.serving.schemas import text_problem
 
@@ -25,8 +24,9 @@ class StoreUnavailable(Exception):
         self.message, self.retry_after = message, retry_after
 
 
-@dataclass(frozen=True)
-class StoredEvent:
+class StoredEvent(NamedTuple):
+    """One stored event (a named tuple: a read builds up to ``max_history`` of them per request)."""
+
     id: int
     user_id: str
     item_id: str
