@@ -133,10 +133,10 @@ class EventStore(StoreCore):
         parsed: dict[Any, Any] = {}  # the same context text decoded once per read (copied per event)
         for r in rows:
             try:
-                ctx = parsed.get(r[5])
-                if ctx is None:
-                    ctx = parsed[r[5]] = json.loads(r[5])
-                ctx = dict(ctx) if isinstance(ctx, dict) else ctx
+                decoded = parsed.get(r[5])
+                if decoded is None:
+                    decoded = parsed[r[5]] = json.loads(r[5])
+                ctx: Any = dict(decoded) if isinstance(decoded, dict) else decoded
                 problem = ("" if clean else _row_problem([r[1], r[2], r[3], ctx])) or (
                     "" if isinstance(ctx, dict) else "context is not an object")
             except ValueError as exc:
