@@ -11,8 +11,10 @@ Scenarios (each on a fresh database of one throwaway cluster, see tests/serving/
   replicas     2 ``ctxrec serve`` processes over one store: how long an event posted to A takes to
                change B's next answer, and whether B serves an item A deleted (after a 1 s grace).
   fuzz         schemathesis against the served OpenAPI for a bounded time: 5xx answers.
-  writes       recommend throughput and p99 without and with 4 event-writer clients; the readers
-               are benchmarks/serving_load.py --url in its own process, the writers another process.
+  writes       recommend throughput and p99 without and with 4 event-writer clients (closed loop: each
+               posts its next event when the last is acknowledged); the readers are
+               benchmarks/serving_load.py --url in its own process, the writers another process.
+  writes_paced the same with the 4 writers paced at PACED_RATE events/s in all.
 
     flock /tmp/ctxrec-heavy.lock .venv/bin/python benchmarks/faults.py
 """
@@ -57,6 +59,7 @@ KEYS: dict[str, list[str]] = {
     "replicas": ["replicas", "propagation_p99_ms", "lost", "deleted_item_served"],
     "fuzz": ["requests", "5xx"],
     "writes": ["rps_without", "rps_with", "p99_without", "p99_with"],
+    "writes_paced": ["rps_without", "rps_with", "p99_without", "p99_with", "writer_events_per_s"],
 }
 
 
@@ -382,11 +385,16 @@ def _until(call: Callable[[], None], stop_at: float) -> None:
 # --- writes ----------------------------------------------------------------------------------------
 
 
-def _writer(port: int, stop_at: float, idx: int, counter: Any) -> None:
-    """One event-writer client (run in its own process with the others)."""
+def _writer(port: int, stop_at: float, idx: int, counter: Any, rate: float | None = None) -> None:
+    """One event-writer client (run in its own process with the others): closed loop (the next event
+    as soon as the last is acknowledged), or paced at ``rate`` events/s (a missed slot is not made up)."""
     n = 0
+    next_at = time.monotonic()
     with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10) as c:
         while time.monotonic() < stop_at:
+            if rate:
+                next_at = max(next_at + 1.0 / rate, time.monotonic() - 1.0 / rate)
+                time.sleep(max(0.0, next_at - time.monotonic()))
             n += 1
             try:
                 r = c.post("/v1/events", json={"user_id": f"u{(idx * 7 + n) % 60:02d}", "item_id": f"i{n % 40:02d}",
@@ -398,9 +406,10 @@ def _writer(port: int, stop_at: float, idx: int, counter: Any) -> None:
                 pass
 
 
-def _writers(port: int, seconds: float, n: int, counter: Any) -> None:
+def _writers(port: int, seconds: float, n: int, counter: Any, rate: float | None = None) -> None:
     stop_at = time.monotonic() + seconds
-    threads = [threading.Thread(target=_writer, args=(port, stop_at, i, counter)) for i in range(n)]
+    threads = [threading.Thread(target=_writer, args=(port, stop_at, i, counter, rate / n if rate else None))
+               for i in range(n)]
     for t in threads:
         t.start()
     for t in threads:
@@ -434,41 +443,61 @@ def _readers(port: int, run: Path, seconds: float, clients: int, out: Path, serv
 
 
 def writes(run: Path, pg: PostgresCluster, tmp: Path, seconds: float = 20.0, readers: int = 4,
-           writers: int = 4) -> dict[str, Any]:
+           writers: int = 4, rate: float | None = None) -> dict[str, Any]:
+    """Readers alone, readers with the writers (closed loop, or paced at ``rate`` events/s in all),
+    then readers alone again: the last phase reads the histories the writers grew (up to the
+    service's max_history events per user), so the cost of longer histories is told apart from the
+    writers' interference."""
     url, port = pg.fresh_database(), _free_port()
     proc = _start(run, url, port, tmp / "writes.log")
     try:
         without = _readers(port, run, seconds, readers, tmp / "writes_without.json", proc.pid)
         counter = multiprocessing.Value("i", 0)
-        wp = multiprocessing.Process(target=_writers, args=(port, seconds + 10, writers, counter))
+        wp = multiprocessing.Process(target=_writers, args=(port, seconds + 10, writers, counter, rate))
         wp.start()
+        assert wp.pid is not None
         time.sleep(2.0)  # writers at full speed before the readers start
-        t0 = time.monotonic()
+        e0, c0, t0 = counter.value, _proc_cpu_s(wp.pid), time.monotonic()
         with_ = _readers(port, run, seconds, readers, tmp / "writes_with.json", proc.pid)
-        events_during = counter.value
+        e1, c1, t1 = counter.value, _proc_cpu_s(wp.pid), time.monotonic()
         wp.join()
-        span = time.monotonic() - t0
+        after = _readers(port, run, seconds, readers, tmp / "writes_after.json", proc.pid)
     finally:
         _kill(proc)
     return {"rps_without": without["rps"], "rps_with": with_["rps"], "p99_without": without["p99_ms"],
             "p99_with": with_["p99_ms"], "p50_without": without["p50_ms"], "p50_with": with_["p50_ms"],
             "rps_ratio": round(with_["rps"] / without["rps"], 3) if without["rps"] else None,
             "p99_ratio": round(with_["p99_ms"] / without["p99_ms"], 3) if without["p99_ms"] else None,
+            "rps_without_after": after["rps"], "p99_without_after": after["p99_ms"],
             "errors_without": without["errors"], "errors_with": with_["errors"],
-            "writer_events_per_s": round(events_during / span, 1),
+            "writer_events_per_s": round((e1 - e0) / (t1 - t0), 1),
+            "writer_cores_used": round((c1 - c0) / (t1 - t0), 2),
             "machine_cpu_busy_without": without["machine_cpu_busy"], "machine_cpu_busy_with": with_["machine_cpu_busy"],
             "server_cores_used_without": without["server_cores_used"],
             "server_cores_used_with": with_["server_cores_used"], "readers": readers, "writers": writers,
             "seconds": seconds, "store": "PostgreSQL 15",
+            "writers_paced_at": rate,
             "note": "readers: benchmarks/serving_load.py --url (own process, POST /v1/recommend with context); "
-                    "writers: 4 httpx clients posting single events with ids (another process). On 2 shared cores the "
+                    f"writers: {writers} httpx clients posting single events with ids "
+                    + (f"paced at {rate:g} events/s in all" if rate else "in a closed loop") + " (another process; "
+                    "writer_events_per_s and writer_cores_used over the readers' phase). *_without_after: readers "
+                    "alone again after the writers stopped, over the histories they grew. On 2 shared cores the "
                     "client processes and PostgreSQL take CPU from the server: see machine_cpu_busy_* (1.0 = both "
                     "cores busy, other workers' jobs included) and server_cores_used_*"}
 
 
+PACED_RATE = 280.0
+"""events/s of ``writes_paced``: what the closed-loop writers reached before events got cheaper (the
+first faults.json figure), so that row loads the server with the events the old figure did."""
+
+
+def writes_paced(run: Path, pg: PostgresCluster, tmp: Path, seconds: float = 20.0) -> dict[str, Any]:
+    return writes(run, pg, tmp, seconds, rate=PACED_RATE)
+
+
 SCENARIOS: dict[str, Callable[..., dict[str, Any]]] = {
     "pg_restart": pg_restart, "kill9_retry": kill9_retry, "poison": poison, "replicas": replicas, "fuzz": fuzz,
-    "writes": writes}
+    "writes": writes, "writes_paced": writes_paced}
 
 
 def main() -> None:
@@ -502,7 +531,8 @@ def main() -> None:
         for name in only:
             t0 = time.monotonic()
             kw: dict[str, Any] = {"fuzz": {"seconds": args.fuzz_seconds},
-                                  "writes": {"seconds": args.writes_seconds}}.get(name, {})
+                                  "writes": {"seconds": args.writes_seconds},
+                                  "writes_paced": {"seconds": args.writes_seconds}}.get(name, {})
             result[name] = {**SCENARIOS[name](run, pg, tmp, **kw), "wall_s": round(time.monotonic() - t0, 1),
                             "command": command}
             print(name, json.dumps({k: result[name].get(k) for k in KEYS[name]}), flush=True)

@@ -18,6 +18,7 @@ DOCUMENTED = {
     "replicas": {"replicas", "propagation_p99_ms", "lost", "deleted_item_served"},
     "fuzz": {"requests", "5xx"},
     "writes": {"rps_without", "rps_with", "p99_without", "p99_with"},
+    "writes_paced": {"rps_without", "rps_with", "p99_without", "p99_with", "writer_events_per_s"},
 }
 
 

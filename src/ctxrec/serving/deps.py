@@ -4,7 +4,7 @@ its own so that ``app`` (which registers the web routes) and ``web`` both import
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Annotated, Protocol
 
 from fastapi import Depends, Request
@@ -32,9 +32,10 @@ class Service(Protocol):
     secret: str | None
 
 
-def _principal(scope: str) -> Callable[..., Principal]:
-    def dep(request: Request, key: Annotated[str | None, Depends(_api_key)] = None,
-            bearer: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)] = None) -> Principal:
+def _principal(scope: str) -> Callable[..., Awaitable[Principal]]:
+    # async: a hash and a dict lookup, not worth a hop to the thread pool on every request
+    async def dep(request: Request, key: Annotated[str | None, Depends(_api_key)] = None,
+                  bearer: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)] = None) -> Principal:
         state: Service = request.app.state.ctxrec
         return state.keys.check(key or (bearer.credentials if bearer else None), scope)
 

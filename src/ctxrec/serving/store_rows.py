@@ -8,8 +8,8 @@ Split from :mod:`ctxrec.serving.store` (the connections, threads and transaction
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
-from typing import Any
+import re
+from typing import Any, NamedTuple
 
 from ctxrec.serving.schemas import text_problem
 
@@ -24,8 +24,9 @@ class StoreUnavailable(Exception):
         self.message, self.retry_after = message, retry_after
 
 
-@dataclass(frozen=True)
-class StoredEvent:
+class StoredEvent(NamedTuple):
+    """One stored event (a named tuple: a read builds up to ``max_history`` of them per request)."""
+
     id: int
     user_id: str
     item_id: str
@@ -83,6 +84,30 @@ def _row_problem(values: list[Any]) -> str:
         elif isinstance(v, list):
             stack.extend(v)
     return ""
+
+
+# in JSON text, the escapes that decode to a NUL or to a surrogate (lone, or half of a valid pair:
+# those are told apart by the exact check); a stored string can hold neither as a raw character
+# without failing the raw-text check of _rows_clean first
+_RISKY_ESCAPE = re.compile(r"\\u(?:0000|[dD][89a-fA-F])")
+
+
+def _rows_clean(texts: list[Any], json_texts: list[Any]) -> bool:
+    """True when no string in these stored texts, nor any string their JSON decodes to, can fail
+    the request checks (:func:`_row_problem` would find nothing in any row); False means: check each
+    row. One C-speed pass over all of them, where the exact check walks every decoded value."""
+    try:
+        js = "".join(json_texts)
+        raw = "".join(texts) + js
+    except TypeError:  # a non-text value in a text column (SQLite keeps what an older writer gave it)
+        return False
+    if "\x00" in raw:
+        return False
+    try:
+        raw.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return _RISKY_ESCAPE.search(js) is None
 
 
 def _printable(v: Any) -> Any:
