@@ -440,3 +440,21 @@ def test_a_model_saved_before_the_redesign_names_the_keys_to_delete(tmp_path) ->
     q = [RecQuery(history=["A1"], context={"device": "tv"})]
     np.testing.assert_allclose(FusionRecommender.load(tmp_path / "m").recommend(q, k=5)[0].scores,
                                model.recommend(q, k=5)[0].scores, rtol=1e-6)
+
+
+def test_a_long_served_history_encodes_only_the_events_the_model_reads(ctx_model: FusionRecommender) -> None:
+    """A served history far longer than max_len: the tensors equal encoding every event and keeping the
+    last max_len - 1 (time gaps still measured to the dropped predecessor), at a fraction of the work."""
+    from ctxrec.models.fusion.batches import encode_context, previous_times, query_tensors
+
+    n, L = 40, ctx_model.config.max_len
+    items = [f"{'AB'[i % 2]}{i % 6}" for i in range(n)]
+    times = [1000.0 + 60.0 * i * i for i in range(n)]
+    ctxs = [{"device": "tv" if i % 3 else "mobile"} for i in range(n)]
+    q = RecQuery(history=items, history_timestamps=times, history_contexts=ctxs, context={"device": "tv"})
+    t = query_tensors(ctx_model, ctx_model.encode_queries([q]))
+    t_all = np.asarray(times)
+    ci, cd = encode_context(ctx_model, previous_times(t_all), contexts=ctxs, times=t_all)
+    assert t["inp"].shape[1] == L
+    np.testing.assert_array_equal(t["ci"][0, 1:].numpy(), ci[-(L - 1):])
+    np.testing.assert_allclose(t["cd"][0, 1:].numpy(), cd[-(L - 1):], rtol=1e-6)

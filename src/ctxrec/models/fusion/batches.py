@@ -159,12 +159,16 @@ def query_tensors(m: FusionInputs, batch: QueryBatch) -> dict[str, torch.Tensor]
     from_frame = _frame_history_inputs(m, batch)
     for b, given in enumerate(batch.histories):
         hist = np.asarray(given, dtype=np.int64)
-        ci, cd, ev = from_frame[b] if from_frame is not None else _history_inputs(m, batch, b, hist)
-        keep = slice(max(0, len(hist) - (L - 1)), len(hist))
+        keep = slice(max(0, len(hist) - (L - 1)), len(hist))  # the model reads the last max_len - 1 events
+        if from_frame is not None:
+            fci, fcd, fev = from_frame[b]
+            ci, cd, ev = fci[keep], fcd[keep], fev[keep]
+        else:  # only the kept events' contexts are encoded (a served history may be far longer than max_len)
+            ci, cd, ev = _history_inputs(m, batch, b, hist, keep)
         seqs.append(np.concatenate([[-1], hist[keep] + 1]))
-        evs.append(np.concatenate([[0], ev[keep]]))
-        cis.append(np.concatenate([np.zeros((1, n_f), np.int64), ci[keep]]))
-        cds.append(np.concatenate([np.zeros((1, n_d), np.float32), cd[keep]]))
+        evs.append(np.concatenate([[0], ev]))
+        cis.append(np.concatenate([np.zeros((1, n_f), np.int64), ci]))
+        cds.append(np.concatenate([np.zeros((1, n_d), np.float32), cd]))
     B, T = len(seqs), max(len(s) for s in seqs)
     inp = np.zeros((B, T), np.int64)
     ev_a = np.zeros((B, T), np.int64)
@@ -208,15 +212,18 @@ def _frame_history_inputs(m: FusionInputs, batch: QueryBatch) -> list[Arrays] | 
     return list(zip(np.split(ci, cuts), np.split(cd, cuts), np.split(ev, cuts), strict=True))
 
 
-def _history_inputs(m: FusionInputs, batch: QueryBatch, b: int, hist: np.ndarray) -> Arrays:
-    """Context ids/dense and event ids of the history events of query ``b`` (a served request): its
-    per-event contexts, else the stored ones when the history is the known user's, else unknown."""
-    times = _history_times(batch, b, len(hist))
-    prev = previous_times(times)
+def _history_inputs(m: FusionInputs, batch: QueryBatch, b: int, hist: np.ndarray, keep: slice) -> Arrays:
+    """Context ids/dense and event ids of the history events ``hist[keep]`` of query ``b`` (a served
+    request): its per-event contexts, else the stored ones when the history is the known user's, else
+    unknown. Time gaps are taken against the full history (the first kept event's gap is to the one before)."""
     hc = batch.history_contexts[b] if batch.history_contexts is not None else None
     if hc is None:
         stored = m.stored_event_inputs(int(batch.users[b]), hist)
         if stored is not None:
-            return stored
-    ci, cd = encode_context(m, prev, contexts=list(hc) if hc is not None else [{}] * len(hist), times=times)
-    return ci, cd, np.zeros(len(hist), np.int64)
+            ci, cd, ev = stored
+            return ci[keep], cd[keep], ev[keep]
+    times = _history_times(batch, b, len(hist))
+    prev = previous_times(times)[keep]
+    contexts = list(hc)[keep] if hc is not None else [{}] * len(hist[keep])
+    ci, cd = encode_context(m, prev, contexts=contexts, times=times[keep])
+    return ci, cd, np.zeros(len(contexts), np.int64)
