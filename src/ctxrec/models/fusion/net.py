@@ -247,6 +247,26 @@ def mixture_log_probs(view_vecs: torch.Tensor, log_w: torch.Tensor, table: torch
     return F.log_softmax(logits, -1)
 
 
+def text_match_log_probs(query: torch.Tensor, item_text: torch.Tensor, temperature: float) -> torch.Tensor:
+    """log P_text(i | q) = log_softmax_i(cos(q, t_i) / temperature) over the catalogue, in the frozen
+    language-model space. query (B, Dt), item_text (V, Dt) -> (B, V); column 0 (padding) = -inf."""
+    cos = F.normalize(query, dim=-1) @ F.normalize(item_text, dim=-1).T  # (B, V); an all-zero vector: 0
+    logits = (cos / temperature).float()
+    logits[:, 0] = float("-inf")
+    return F.log_softmax(logits, -1)
+
+
+def blend_text_query(log_p: torch.Tensor, log_p_text: torch.Tensor, has_query: torch.Tensor, weight: float) -> torch.Tensor:
+    """log((1 - w) P + w P_text) where ``has_query`` (B,), else log P. log_p, log_p_text (B, V)."""
+    if weight <= 0.0:
+        return log_p
+    if weight >= 1.0:
+        blended = log_p_text
+    else:
+        blended = torch.logsumexp(torch.stack([log_p + math.log(1.0 - weight), log_p_text + math.log(weight)]), 0)
+    return torch.where(has_query.unsqueeze(1), blended, log_p)
+
+
 def mixture_nll(view_vecs: torch.Tensor, log_w: torch.Tensor, table: torch.Tensor, targets: torch.Tensor,
                 *, mixture: bool, exclude: torch.Tensor | None = None) -> torch.Tensor:
     """Full-softmax NLL of the mixture. The target column is gathered *before* the logsumexp over views:
