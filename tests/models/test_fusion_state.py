@@ -136,3 +136,14 @@ def test_text_query_to_a_model_without_item_text_is_an_error() -> None:
     model = fit(use_text=False, train=TrainConfig(max_epochs=1, progress=False))
     with pytest.raises(QueryError, match="no item text"):
         model.recommend([RecQuery(history=[], text="anything")], k=3)
+
+
+def test_length_groups_sort_and_bound_the_padding() -> None:
+    from ctxrec.models.fusion.recommender import length_groups
+
+    lengths = [199, 3, 40, 0, 42, 180, 5, 41]
+    groups = length_groups(lengths)
+    assert sorted(i for g in groups for i in g) == list(range(len(lengths)))
+    assert groups == [[3, 1, 6], [2, 7, 4], [5, 0]]
+    for g in groups:
+        assert max(lengths[i] for i in g) <= 1.25 * min(lengths[i] for i in g) + 8

@@ -189,6 +189,25 @@ class FusionNet(nn.Module):
     def encode(self, items: torch.Tensor, events: torch.Tensor, ctx_ids: torch.Tensor, ctx_dense: torch.Tensor,
                table: torch.Tensor) -> torch.Tensor:
         """Token sequence -> hidden states. items (B, T) with -1 = BOS, 0 = padding; returns (B, T, D)."""
+        x = self._tokens(items, events, ctx_ids, ctx_dense, table)
+        for block in self.blocks:
+            x = block(x)
+        return self.ln_f(x)
+
+    def encode_last(self, items: torch.Tensor, events: torch.Tensor, ctx_ids: torch.Tensor, ctx_dense: torch.Tensor,
+                    table: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """``encode(...)[arange(B), lengths - 1]`` (B, D) in eval mode, the last block run at that position
+        only (:meth:`CausalBlock.forward_at`): about a quarter less work per served user state."""
+        x = self._tokens(items, events, ctx_ids, ctx_dense, table)
+        *first, last = self.blocks
+        for block in first:
+            x = block(x)
+        assert isinstance(last, CausalBlock)
+        return self.ln_f(last.forward_at(x, lengths - 1))
+
+    def _tokens(self, items: torch.Tensor, events: torch.Tensor, ctx_ids: torch.Tensor, ctx_dense: torch.Tensor,
+                table: torch.Tensor) -> torch.Tensor:
+        """(B, T, D) input tokens: item row (BOS for -1) x sqrt(D) + position + event type [+ context]."""
         T = items.shape[1]
         bos = items < 0
         x = table[items.clamp(min=0)]  # (B, T, D)
@@ -196,10 +215,7 @@ class FusionNet(nn.Module):
         x = x * math.sqrt(self.cfg.d_model) + self.pos_emb.weight[:T] + self.event_emb(events)
         if self.cfg.use_context and self.cfg.event_context:
             x = x + self._ctx_dropout(self.context_vector(ctx_ids, ctx_dense))
-        x = self.drop(x) * (items != 0).unsqueeze(-1)
-        for block in self.blocks:
-            x = block(x)
-        return self.ln_f(x)
+        return self.drop(x) * (items != 0).unsqueeze(-1)
 
     def _ctx_dropout(self, c: torch.Tensor) -> torch.Tensor:
         if not self.training or self.cfg.context_dropout <= 0:

@@ -250,9 +250,20 @@ class FusionRecommender(Recommender):
     def encode_state(self, batch: QueryBatch) -> np.ndarray:
         """(B, D) float32: the Transformer state at the last history position. It reads the history only:
         its items' rows of the item table (ID, text, attributes), event types, times and contexts; the
-        request context, profile and text query enter in :meth:`score_from_state` (views, gate, head)."""
+        request context, profile and text query enter in :meth:`score_from_state` (views, gate, head).
+
+        Queries run in groups of similar history length (padding every query to the longest would cost
+        up to max_len / length times the work), the last block at the predicting position only."""
         self._check_fitted()
-        return self._state_tensor(batch).cpu().numpy()
+        assert self.net is not None
+        net = self.net.eval()
+        out = np.empty((len(batch), self.config.d_model), np.float32)
+        with torch.no_grad():
+            for rows in length_groups([min(len(h), self.config.max_len - 1) for h in batch.histories]):
+                x = history_tensors(self, batch.subset(rows))
+                h = net.encode_last(x["inp"], x["ev"], x["ci"], x["cd"], self._eval_item_table(), x["len"])  # (b, D)
+                out[rows] = h.float().cpu().numpy()
+        return out
 
     def score_from_state(self, state: np.ndarray, batch: QueryBatch) -> np.ndarray:
         """``score(batch)`` from cached states: the views, gate and head only (no Transformer)."""
@@ -469,3 +480,16 @@ class FusionRecommender(Recommender):
                 weights[f"text_proj.lin.{name}"] = weights.pop(f"text_proj.{name}")
         self.net.load_state_dict(weights)
         self.net.eval()
+
+
+def length_groups(lengths: Sequence[int], slack: float = 1.25) -> list[list[int]]:
+    """Indices grouped by similar length (sorted; a group's longest at most ``slack`` x its shortest + 8), so
+    that padding each group to its longest wastes little."""
+    order = sorted(range(len(lengths)), key=lambda i: lengths[i])
+    groups: list[list[int]] = []
+    for i in order:
+        if groups and lengths[i] <= slack * lengths[groups[-1][0]] + 8:
+            groups[-1].append(i)
+        else:
+            groups.append([i])
+    return groups
