@@ -98,8 +98,6 @@ def test_fusion_user_state_cache_answers_like_the_model_in_every_context(fusion_
     """Fusion's state (the Transformer over the history) is cached per user and history version; each
     request's context, time and text are applied on top, so cached answers equal the model's for any
     context. New events and added items drop the stale states."""
-    import pandas as pd
-
     store = EventStore(str(tmp_path / "s.sqlite"))
     h = engine.load_handle(fusion_dot_run, ServingSettings(model=str(fusion_dot_run), index=index), store)  # type: ignore[arg-type]
     assert h.stateful and (h.index is not None) == (index == "hnsw")  # mixture=false: a dot-product form
