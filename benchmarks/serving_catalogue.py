@@ -65,7 +65,7 @@ def build_model(out: Path, n_items: int, n_users: int, d: int = 64, seed: int = 
     model.save(out / "model")
 
 
-def build_fusion(out: Path, base: Path, n_items: int, seed: int = 0) -> list[str]:
+def build_fusion(out: Path, base: Path, n_items: int, seed: int = 0, noise: float = 0.5) -> list[str]:
     """The fusion model at ``base`` plus ``n_items`` synthetic items (see the module docstring); returns
     the base model's user ids."""
     import pandas as pd
@@ -85,7 +85,7 @@ def build_fusion(out: Path, base: Path, n_items: int, seed: int = 0) -> list[str
     with torch.no_grad():
         for start in range(0, n_items, 100_000):  # chunks: (100k, Dt) at a time
             rows = idx[start : start + 100_000]
-            v = centres[rng.integers(0, len(centres), len(rows))] + rng.standard_normal((len(rows), dt)).astype(np.float32)
+            v = centres[rng.integers(0, len(centres), len(rows))] + noise * rng.standard_normal((len(rows), dt)).astype(np.float32)
             v /= np.linalg.norm(v, axis=1, keepdims=True)
             net.text_vectors[torch.from_numpy(rows + 1)] = torch.from_numpy(v)
     model.item_titles = {k: v for k, v in model.item_titles.items() if not k.startswith("syn")}
@@ -124,6 +124,8 @@ def main() -> None:
     ap.add_argument("--build-only", action="store_true")
     ap.add_argument("--shape", choices=["sasrec", "fusion"], default="sasrec")
     ap.add_argument("--base-model", default=None, help="--shape fusion: the trained fusion run to extend")
+    ap.add_argument("--noise", type=float, default=0.5, help="--shape fusion: noise around the text clusters' centres "
+                    "(per coordinate, centres ~N(0, 1)); the SASRec shape uses 0.5")
     args = ap.parse_args()
     from ctxrec.experiment import machine_description
 
@@ -134,7 +136,7 @@ def main() -> None:
     t0 = time.perf_counter()
     if not (run / "model" / "config.json").exists():
         if args.shape == "fusion":
-            build_fusion(run, Path(args.base_model), args.items)
+            build_fusion(run, Path(args.base_model), args.items, noise=args.noise)
         else:
             build_model(run, args.items, args.users)
     build_s = time.perf_counter() - t0
@@ -176,7 +178,7 @@ def main() -> None:
     described = ("synthetic SASRec-shaped (d=64, 2 layers, 50-item histories, clustered item vectors)"
                  if args.shape == "sasrec" else
                  f"the fusion model {args.base_model} plus {args.items:,} added items whose text vectors are random "
-                 "clustered unit vectors (2,000 centres + noise) of the language model's width, through the trained "
+                 f"clustered unit vectors (2,000 centres + {args.noise} x noise) of the language model's width, through the trained "
                  "adapter; no ID embedding; the base model's users and histories")
     for mode, res in results.items():
         res.update({"name": f"catalogue_{tag}_{mode}", "endpoint": "POST /v1/recommend", "k": 10,
