@@ -302,7 +302,7 @@ def user_states(h: ModelHandle, qb: QueryBatch, rows: Sequence[int], keys: Seque
             out[j] = v
             key = keys[rows[j]]
             if key is not None and h.cache_size:
-                h.user_cache[key] = v
+                h.user_cache[key] = v.copy()  # its own row: a view would keep the whole batch's array alive
                 if len(h.user_cache) > h.cache_size:
                     h.user_cache.popitem(last=False)
     return np.stack(out).astype(np.float32, copy=False)
