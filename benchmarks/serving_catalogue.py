@@ -1,11 +1,20 @@
 """Serving a synthetic 1M-item catalogue: exact scoring vs faiss HNSW (recall@10 against exact).
 
-Builds a SASRec-shaped model (d=64) whose 1,000,000 item vectors are clustered (2,000 centres +
-noise, like real item embeddings) and whose users have 50-item histories, saves it, then serves it
-twice with ``ctxrec serve`` (``--index exact`` and ``--index hnsw``) and measures POST /v1/recommend
-(k=10, one client) on the same requests. Recall@10 = overlap of the two services' answers.
+``--shape sasrec`` (default) builds a SASRec-shaped model (d=64) whose 1,000,000 item vectors are
+clustered (2,000 centres + noise, like real item embeddings) and whose users have 50-item histories.
+``--shape fusion --base-model RUN`` takes a trained fusion model (e.g. the ml-1m serving model) and adds
+``--items`` synthetic items through ``add_items`` (no ID embedding, like any added item), then replaces
+their text vectors with random clustered unit vectors of the language model's width: they pass through
+the model's trained text adapter as real encodings would, but they are not encodings of any text
+(encoding 1M titles with MiniLM takes hours on 2 cores). Requests are the base model's real users.
+
+Either model is saved, then served twice with ``ctxrec serve`` (``--index exact`` and ``--index hnsw``)
+and POST /v1/recommend (k=10, one client) is measured on the same requests. Recall@10 = overlap of the
+two services' answers.
 
     .venv/bin/python benchmarks/serving_catalogue.py --items 1000000
+    .venv/bin/python benchmarks/serving_catalogue.py --shape fusion --base-model runs/bench/ml-1m/fusion-serve \
+        --items 1000000 --model-dir /tmp/cat1m-fusion
 """
 
 from __future__ import annotations
@@ -56,6 +65,34 @@ def build_model(out: Path, n_items: int, n_users: int, d: int = 64, seed: int = 
     model.save(out / "model")
 
 
+def build_fusion(out: Path, base: Path, n_items: int, seed: int = 0, noise: float = 0.5) -> list[str]:
+    """The fusion model at ``base`` plus ``n_items`` synthetic items (see the module docstring); returns
+    the base model's user ids."""
+    import pandas as pd
+    import torch
+
+    from ctxrec.models import load_model
+
+    model = load_model(base)
+    assert model.kind == "fusion" and model.user_vocab is not None
+    ids = [f"syn{i:07d}" for i in range(n_items)]
+    # One shared placeholder text: encoded once (the cache de-duplicates), then replaced below.
+    idx = model.add_items(pd.DataFrame({"item_id": ids, "title": ["synthetic item"] * n_items}))
+    net = model.net  # type: ignore[attr-defined]  # a FusionRecommender
+    rng = np.random.default_rng(seed)
+    dt = net.text_vectors.shape[1]
+    centres = rng.standard_normal((2000, dt)).astype(np.float32)
+    with torch.no_grad():
+        for start in range(0, n_items, 100_000):  # chunks: (100k, Dt) at a time
+            rows = idx[start : start + 100_000]
+            v = centres[rng.integers(0, len(centres), len(rows))] + noise * rng.standard_normal((len(rows), dt)).astype(np.float32)
+            v /= np.linalg.norm(v, axis=1, keepdims=True)
+            net.text_vectors[torch.from_numpy(rows + 1)] = torch.from_numpy(v)
+    model.item_titles = {k: v for k, v in model.item_titles.items() if not k.startswith("syn")}
+    model.save(out / "model")
+    return list(model.user_vocab.ids)
+
+
 def measure(port: int, bodies: list[bytes], warmup: int) -> tuple[list[float], list[list[str]], int]:
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
     lat, answers, errors = [], [], 0
@@ -85,21 +122,34 @@ def main() -> None:
     ap.add_argument("--modes", default="exact,hnsw")
     ap.add_argument("--model-dir", default=None, help="reuse (or build once into) this folder")
     ap.add_argument("--build-only", action="store_true")
+    ap.add_argument("--shape", choices=["sasrec", "fusion"], default="sasrec")
+    ap.add_argument("--base-model", default=None, help="--shape fusion: the trained fusion run to extend")
+    ap.add_argument("--noise", type=float, default=0.5, help="--shape fusion: noise around the text clusters' centres "
+                    "(per coordinate, centres ~N(0, 1)); the SASRec shape uses 0.5")
     args = ap.parse_args()
     from ctxrec.experiment import machine_description
 
+    if args.shape == "fusion" and not args.base_model:
+        raise SystemExit("--shape fusion needs --base-model RUN (a trained fusion run, e.g. runs/bench/ml-1m/fusion-serve)")
     tmp = Path(tempfile.mkdtemp(prefix="ctxrec-1m-"))
     run = Path(args.model_dir) if args.model_dir else tmp / "run"
     t0 = time.perf_counter()
     if not (run / "model" / "config.json").exists():
-        build_model(run, args.items, args.users)
+        if args.shape == "fusion":
+            build_fusion(run, Path(args.base_model), args.items, noise=args.noise)
+        else:
+            build_model(run, args.items, args.users)
     build_s = time.perf_counter() - t0
     if args.build_only:
         print(f"built {run} in {build_s:.1f} s")
         return
     rng = np.random.default_rng(1)
-    users = [f"u{u:05d}" for u in rng.integers(0, args.users, args.requests)]
-    bodies = [json.dumps({"user_id": u, "context": CONTEXT, "k": 10}).encode() for u in users]
+    if args.shape == "fusion":  # the base model's users; its data has no request context fields
+        known = json.loads((run / "model" / "vocab" / "users.json").read_text())["ids"]
+        bodies = [json.dumps({"user_id": known[u], "k": 10}).encode() for u in rng.integers(0, len(known), args.requests)]
+    else:
+        users = [f"u{u:05d}" for u in rng.integers(0, args.users, args.requests)]
+        bodies = [json.dumps({"user_id": u, "context": CONTEXT, "k": 10}).encode() for u in users]
     results: dict[str, dict] = {}
     answers: dict[str, list[list[str]]] = {}
     for mode in args.modes.split(","):
@@ -124,11 +174,17 @@ def main() -> None:
         rec = [len(set(h) & set(e)) / max(1, len(e)) for h, e in zip(answers["hnsw"], answers["exact"], strict=True) if e]
         results["hnsw"]["recall_at_10_vs_exact"] = round(float(np.mean(rec)), 4)
     cmd = " ".join(shlex.quote(x) for x in [".venv/bin/python", "benchmarks/serving_catalogue.py", *sys.argv[1:]])
-    tag = "1m" if args.items == 1_000_000 else f"{args.items // 1000}k"
+    tag = ("1m" if args.items == 1_000_000 else f"{args.items // 1000}k") + ("_fusion" if args.shape == "fusion" else "")
+    described = ("synthetic SASRec-shaped (d=64, 2 layers, 50-item histories, clustered item vectors)"
+                 if args.shape == "sasrec" else
+                 f"the fusion model {args.base_model} plus {args.items:,} added items whose text vectors are random "
+                 f"clustered unit vectors (2,000 centres + {args.noise} x noise) of the language model's width, through the trained "
+                 "adapter; no ID embedding; the base model's users and histories")
     for mode, res in results.items():
-        res.update({"name": f"catalogue_{tag}_{mode}", "endpoint": "POST /v1/recommend", "k": 10, "context_given": True,
-                    "catalogue_size": args.items, "model": "synthetic SASRec-shaped (d=64, 2 layers, 50-item histories, "
-                    "clustered item vectors)", "model_build_seconds": round(build_s, 1), "command": cmd,
+        res.update({"name": f"catalogue_{tag}_{mode}", "endpoint": "POST /v1/recommend", "k": 10,
+                    "context_given": args.shape == "sasrec",
+                    "catalogue_size": len(json.loads((run / "model" / "vocab" / "items.json").read_text())["ids"]),
+                    "model": described, "model_build_seconds": round(build_s, 1), "command": cmd,
                     "machine": machine_description()})
         out = ROOT / "benchmarks" / "results" / "serving" / f"catalogue_{tag}_{mode}.json"
         out.write_text(json.dumps(res, indent=2) + "\n")

@@ -89,9 +89,10 @@ def main() -> None:
               "max_ms": round(float(a.max()), 1), "add_p50_ms": round(float(np.median(add_only) * 1000), 1),
               "rps": None, "titles": titles, "rank_for_its_own_title_as_text_query": found,
               "top10": sum(1 for r in found if r is not None and r <= 10), "bar": "top10 >= 9 of 10",
-              "note": "rank in the full-catalogue answer (k=100; null = below 100): the model mixes the query view "
-                      "(weight 0.5) with its sequence/context views, so a brand-new item is recommendable at once but "
-                      "not necessarily first for its own title", "catalogue_size": info["catalogue_size"],
+              "note": "rank in the full-catalogue answer (k=100; null = below 100) of an anonymous request whose text "
+                      "is the item's title: fusion scores (1 - query_weight) P_model + query_weight P_text, P_text a "
+                      "softmax of language-model cosines between the query and each item's text "
+                      "(FusionConfig.query_weight, query_temperature)", "catalogue_size": info["catalogue_size"],
               "server_startup_seconds": round(startup, 1), "server_rss_mib": rss, "model": info,
               "command": " ".join(shlex.quote(x) for x in [".venv/bin/python", "benchmarks/serving_new_item.py", *sys.argv[1:]]),
               "machine": machine_description()}

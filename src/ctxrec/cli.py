@@ -463,7 +463,7 @@ def serve(
     max_k: Annotated[int, typer.Option(help="Largest k a request may ask for.")] = 100,
     synchronous: Annotated[str, typer.Option(help="SQLite synchronous mode: FULL (survives power loss) or NORMAL.")] = "FULL",
     threads: Annotated[int, typer.Option(help="torch threads of the model thread.")] = 1,
-    user_cache: Annotated[int, typer.Option(help="Users whose state is cached (context-blind models; 0 = off).")] = 100_000,
+    user_cache: Annotated[int, typer.Option(help="Users whose state is cached (models with a user state: sasrec, fusion; 0 = off).")] = 100_000,
     log_level: Annotated[str, typer.Option(help="uvicorn log level.")] = "warning",
     store_deadline: Annotated[float, typer.Option(help="Seconds a store call may take before the request gets 503 "
                                                        "(and /healthz fails while one runs longer).")] = 2.0,

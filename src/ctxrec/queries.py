@@ -60,6 +60,16 @@ class QueryBatch:
     def __len__(self) -> int:
         return len(self.users)
 
+    def subset(self, rows: Sequence[int]) -> QueryBatch:
+        """The queries ``rows`` of this batch, in that order (for scoring part of a batch)."""
+        r = list(rows)
+        return QueryBatch(users=self.users[r], histories=[self.histories[b] for b in r],
+                          history_times=[self.history_times[b] for b in r], contexts=[self.contexts[b] for b in r],
+                          timestamps=self.timestamps[r],
+                          history_contexts=None if self.history_contexts is None else [self.history_contexts[b] for b in r],
+                          history_rows=None if self.history_rows is None else [self.history_rows[b] for b in r],
+                          frame=self.frame, texts=None if self.texts is None else [self.texts[b] for b in r])
+
     @classmethod
     def from_evalset(cls, ev: EvalSet, sl: slice | None = None) -> QueryBatch:
         sl = sl or slice(0, len(ev))

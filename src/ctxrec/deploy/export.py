@@ -185,6 +185,8 @@ class FusionGraph(nn.Module):
         self.net = net
         self.table = _table(table, int8)
         self.cfg = model.config
+        # Text queries are matched against the items' frozen text vectors (fusion's text_match_log_probs).
+        self.item_text = F.normalize(src.text_vectors, dim=-1).clone() if src.text_proj is not None else None
         ctx = len(net.ctx_emb) > 0
         dense = net.ctx_dense is not None
         ev_ctx = self.cfg.use_context and self.cfg.event_context
@@ -206,7 +208,7 @@ class FusionGraph(nn.Module):
         self.n_prof = model.user_profile.shape[1]  # type: ignore[attr-defined]  # fusion model, see above
 
     def forward(self, *xs: torch.Tensor) -> torch.Tensor:
-        from ctxrec.models.fusion import mixture_log_probs
+        from ctxrec.models.fusion.net import blend_text_query, mixture_log_probs, text_match_log_probs
 
         x = dict(zip(self.input_names, xs, strict=True))
         net, inp = self.net, x["inp"]
@@ -221,18 +223,14 @@ class FusionGraph(nn.Module):
         last = h[torch.arange(B), x["lengths"] - 1]  # (B, D)
         profile = net.profile_vector(x.get("prof", inp.new_zeros(B, self.n_prof)), x.get("utext"))
         vecs, log_w = net.views(last, rci, rcd, profile)  # (B, J, D), (B, J)
-        if "query_text" in x:  # the query view; weight -inf (no effect) where a query has no text
-            q = net.text_proj(x["query_text"]) * math.sqrt(self.cfg.d_model)
-            has_q = x["has_query"].unsqueeze(1)
-            qw = self.cfg.query_weight
-            vecs = torch.cat([vecs, q.unsqueeze(1)], 1)
-            log_w = torch.where(has_q, log_w + math.log(1 - qw), log_w)
-            q_col = torch.where(has_q, torch.full_like(log_w[:, :1], math.log(qw)),
-                                torch.full_like(log_w[:, :1], float("-inf")))
-            log_w = torch.cat([log_w, q_col], 1)
         if hasattr(net, "scoring_inputs"):
             vecs, table = net.scoring_inputs(vecs, table)
-        return mixture_log_probs(vecs, log_w, table, mixture=self.cfg.mixture_on)[:, 1:]
+        log_p = mixture_log_probs(vecs, log_w, table, mixture=self.cfg.mixture_on)
+        if "query_text" in x:  # mixed with the text match where a query has text (FusionConfig.query_weight)
+            assert self.item_text is not None
+            text = text_match_log_probs(x["query_text"], self.item_text, self.cfg.query_temperature)
+            log_p = blend_text_query(log_p, text, x["has_query"], self.cfg.query_weight)
+        return log_p[:, 1:]
 
 
 def _graph(model: Recommender, int8: bool, last_position_only: bool = False) -> SASRecGraph | FusionGraph:

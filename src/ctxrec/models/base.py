@@ -60,8 +60,10 @@ class Recommender(ABC):
     supports_warm_start: ClassVar[bool] = False
     """True when :meth:`fit` can start from given weights (``warm_start``; ``ctxrec retrain``)."""
     context_blind: ClassVar[bool] = False
-    """True when scores depend only on the user's history (not on request context, time or text), so
-    a service may keep a user's state between requests."""
+    """True when scores depend only on the user's history (not on request context, time or text)."""
+    supports_state: ClassVar[bool] = False
+    """True when scoring splits into :meth:`encode_state` (the history's part, cacheable per user and
+    history version) and :meth:`score_from_state` (the request's part); a service caches the state."""
 
     def __init__(self, config: Any = None) -> None:
         self.config = config if config is not None else self.config_class()
@@ -341,7 +343,34 @@ class Recommender(ABC):
         """``(n_items, D)`` item vectors matching :meth:`user_embeddings`."""
         raise UnsupportedError(f"{type(self).__name__} has no dot-product form; score it exactly")
 
-    # ------------------------------------------------------------------ persistence
+    # ------------------------------------------------------------------ user state (serving cache)
+    def encode_state(self, batch: QueryBatch) -> np.ndarray:
+        """``(B, ...)`` float32, per query: the part of its scoring that depends only on its history (items,
+        their times, event types and contexts) and user id, never on the request's context, timestamp or
+        text, so a service may keep it per (user, history version) and score each request with
+        :meth:`score_from_state`. Default (context-blind dot-product models): the user vectors."""
+        self._check_fitted()
+        if not self.supports_state:
+            raise UnsupportedError(f"{type(self).__name__} has no cacheable user state; score it with score()")
+        return self.user_embeddings(batch)
+
+    def score_from_state(self, state: np.ndarray, batch: QueryBatch) -> np.ndarray:
+        """``score(batch)`` from ``state`` = the rows of ``encode_state`` for ``batch``'s queries (computed
+        now or cached; equal up to float rounding). Default: ``state @ item_embeddings().T``, queries with
+        an empty history scored by :meth:`score` (a dot-product model's fallback, e.g. popularity)."""
+        self._check_fitted()
+        scores = np.asarray(state, np.float32) @ np.asarray(self.item_embeddings(), np.float32).T  # (B, n_items)
+        empty = [b for b, h in enumerate(batch.histories) if len(h) == 0]
+        if empty:
+            scores[empty] = self.score(batch.subset(empty))
+        return scores
+
+    def embed_from_state(self, state: np.ndarray, batch: QueryBatch) -> np.ndarray:
+        """``(B, D)`` query vectors from ``state`` for approximate retrieval: ``embed_from_state(s, b) @
+        item_embeddings().T`` ranks as :meth:`score_from_state` for queries with a history and no text.
+        Default: the state itself (it is the user vector)."""
+        return np.asarray(state, np.float32)
+
     def save(self, path: str | Path) -> None:
         """Write a self-describing folder: ``config.json``, ``model.safetensors``, ``vocab/*.json``."""
         from safetensors.numpy import save_file

@@ -30,6 +30,21 @@ class CausalBlock(nn.Module):
         x = x + self.drop(self.proj(a.transpose(1, 2).reshape(B, T, D)))
         return x + self.drop(self.ff(self.ln2(x)))
 
+    def forward_at(self, x: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:
+        """``forward(x)[arange(B), pos]`` (B, D) in eval mode, with the query, projection and feed-forward
+        computed at position ``pos`` (B,) only (keys and values still cover every position): a sequence
+        model's last block needs only the position it predicts from."""
+        B, T, D = x.shape
+        H, rows = self.n_heads, torch.arange(B, device=x.device)
+        h = self.ln1(x)  # (B, T, D)
+        w, b = self.qkv.weight, self.qkv.bias
+        q = F.linear(h[rows, pos], w[:D], b[:D]).view(B, H, 1, D // H)
+        k, v = (t.view(B, T, H, D // H).transpose(1, 2) for t in F.linear(h, w[D:], b[D:]).split(D, dim=-1))  # (B, H, T, d)
+        keep = (torch.arange(T, device=x.device).unsqueeze(0) <= pos.unsqueeze(1)).view(B, 1, 1, T)  # causal row pos
+        a = F.scaled_dot_product_attention(q, k, v, attn_mask=keep)  # (B, H, 1, d)
+        y = x[rows, pos] + self.proj(a.reshape(B, D))  # (B, D)
+        return y + self.ff(self.ln2(y))
+
 
 def small_init(emb: nn.Module | None, std: float = 0.02) -> None:
     """N(0, std) rows of an embedding table (the ID embedding's init); the padding row, if any, stays zero."""

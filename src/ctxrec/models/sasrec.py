@@ -83,6 +83,7 @@ class SASRecRecommender(Recommender):
     kind = "sasrec"
     config_class: ClassVar[type] = SASRecConfig
     context_blind = True
+    supports_state = True  # the user vector (Recommender.encode_state's default)
     supports_warm_start = True
 
     def __init__(self, config: SASRecConfig | None = None) -> None:

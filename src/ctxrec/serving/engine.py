@@ -73,11 +73,13 @@ class ModelHandle:
     attributes: dict[str, dict[str, set[int]]] = field(default_factory=dict)
     index: HNSWIndex | None = None
     item_unit: np.ndarray | None = None  # normalised item vectors for /similar (dot-product models)
-    item_matrix: Any = None
-    """(n_items, D) torch item vectors of a context-blind dot-product model: scores = user vector @ this."""
+    stateful: bool = False
+    """The model splits scoring into a cacheable user state and a per-request part (``supports_state``)."""
     user_cache: OrderedDict[Any, Any] = field(default_factory=OrderedDict)
-    """LRU of user vectors keyed by (user, last stored event id, events read): a user's state is
-    recomputed only when new events arrive (context-blind dot-product models only)."""
+    """LRU of user states (``model.encode_state`` rows) keyed by (user, last stored event id, events read):
+    a user's state is recomputed only when their events change. Emptied when the catalogue changes (an
+    added or changed item may be in a cached history, and an event of an item unknown until now is
+    skipped in histories encoded before it was added); a new model version starts empty."""
     cache_size: int = 0
     cache_hits: int = 0
     cache_misses: int = 0
@@ -125,7 +127,7 @@ def load_handle(path: str | Path, settings: ServingSettings, store: EventStore) 
     apply_store_items(h, store)
     h.cache_size = settings.user_cache
     _warm_up(h)
-    _set_item_matrix(h)
+    _reset_user_states(h)
     if settings.index == "hnsw":
         try:
             vecs = model.item_embeddings()
@@ -150,13 +152,8 @@ def _warm_up(h: ModelHandle) -> None:
         h.model.add_items(pd.DataFrame({"item_id": pd.Series([], dtype=str)}))
 
 
-def _set_item_matrix(h: ModelHandle) -> None:
-    import torch
-
-    h.item_matrix, h.user_cache = None, OrderedDict()
-    if getattr(h.model, "context_blind", False):
-        with contextlib.suppress(NotImplementedError):  # no dot-product form: scored exactly
-            h.item_matrix = torch.from_numpy(np.ascontiguousarray(h.model.item_embeddings(), dtype=np.float32))
+def _reset_user_states(h: ModelHandle) -> None:
+    h.stateful, h.user_cache = h.model.supports_state, OrderedDict()
 
 
 def _load_items_file(h: ModelHandle, path: str) -> None:
@@ -255,7 +252,7 @@ def add_items(h: ModelHandle, items: Sequence[tuple[str, dict[str, Any]]]) -> np
     if h.index is not None:  # dot-product models that can add items append their vectors
         h.index = None  # rebuilt lazily would be costly; fall back to exact until the next model load
     h.item_unit = None
-    _set_item_matrix(h)
+    _reset_user_states(h)
     return idx
 
 
@@ -286,8 +283,8 @@ def build_queries(h: ModelHandle, reqs: Sequence[RecRequest], store: EventStore,
     return qb, keys
 
 
-def user_vectors(h: ModelHandle, qb: QueryBatch, rows: Sequence[int], keys: Sequence[Any]) -> np.ndarray:
-    """(len(rows), D) user vectors of a dot-product model, from the LRU where the key is cached."""
+def user_states(h: ModelHandle, qb: QueryBatch, rows: Sequence[int], keys: Sequence[Any]) -> np.ndarray:
+    """(len(rows), ...) the model's user states (``encode_state``), from the LRU where the key is cached."""
     out: list[Any] = [None] * len(rows)
     missing = []
     for j, b in enumerate(rows):
@@ -299,37 +296,30 @@ def user_vectors(h: ModelHandle, qb: QueryBatch, rows: Sequence[int], keys: Sequ
         else:
             missing.append(j)
     if missing:
-        vecs = h.model.user_embeddings(_subset(qb, [rows[j] for j in missing]))
+        states = h.model.encode_state(qb.subset([rows[j] for j in missing]))
         h.cache_misses += len(missing)
-        for j, v in zip(missing, vecs, strict=True):
+        for j, v in zip(missing, states, strict=True):
             out[j] = v
             key = keys[rows[j]]
             if key is not None and h.cache_size:
-                h.user_cache[key] = v
+                h.user_cache[key] = v.copy()  # its own row: a view would keep the whole batch's array alive
                 if len(h.user_cache) > h.cache_size:
                     h.user_cache.popitem(last=False)
-    return np.stack(out).astype(np.float32)
+    return np.stack(out).astype(np.float32, copy=False)
 
 
 def score_rows(h: ModelHandle, qb: QueryBatch, rows: Sequence[int], keys: Sequence[Any]) -> np.ndarray:
-    """(len(rows), n_items) scores: user vector @ item table for context-blind dot-product models with
-    a history (cached user state), the model's public ``score`` otherwise."""
-    import torch
+    """(len(rows), n_items) scores: the model's ``score_from_state`` on cached user states where the model
+    has them (the request's context, profile and text are applied per request), its ``score`` otherwise."""
+    from ctxrec.errors import QueryError
 
-    model = h.model
-    if h.item_matrix is None:
-        return np.asarray(model.score(_subset(qb, rows)), dtype=np.float32)
-    fast = [j for j, b in enumerate(rows) if len(qb.histories[b])]
-    if len(fast) == len(rows):
-        uv = torch.from_numpy(user_vectors(h, qb, rows, keys))
-        return (uv @ h.item_matrix.T).numpy()
-    out = np.empty((len(rows), h.n_items), np.float32)
-    if fast:
-        uv = torch.from_numpy(user_vectors(h, qb, [rows[j] for j in fast], keys))
-        out[fast] = (uv @ h.item_matrix.T).numpy()
-    slow = [j for j in range(len(rows)) if j not in set(fast)]
-    out[slow] = np.asarray(model.score(_subset(qb, [rows[j] for j in slow])), dtype=np.float32)
-    return out
+    sub = qb.subset(rows)
+    try:
+        if not h.stateful:
+            return np.asarray(h.model.score(sub), dtype=np.float32)
+        return np.asarray(h.model.score_from_state(user_states(h, qb, rows, keys), sub), dtype=np.float32)
+    except QueryError as exc:  # e.g. a text query to a model without item text
+        raise RequestError(422, f"body.{exc.field}", str(exc)) from exc
 
 
 def request_filter(h: ModelHandle, r: RecRequest, history: np.ndarray) -> ItemFilter:
@@ -364,7 +354,7 @@ def recommend_batch(h: ModelHandle, reqs: Sequence[RecRequest], store: EventStor
         if h.index is not None:
             usable = [b for b, r in enumerate(reqs) if len(qb.histories[b]) and r.allow is None and not r.text]
             if usable:
-                uv = user_vectors(h, qb, usable, keys)
+                uv = model.embed_from_state(user_states(h, qb, usable, keys), qb.subset(usable))
                 over = max(reqs[b].k for b in usable) * 4 + 50
                 idx, sc = h.index.search(uv, over)
                 for j, b in enumerate(usable):
@@ -402,7 +392,7 @@ def recommend_batch(h: ModelHandle, reqs: Sequence[RecRequest], store: EventStor
             top = np.full((len(want), k), -1, np.int64)
             for j, b in enumerate(want):
                 top[j, : len(tops[b])] = tops[b]
-            expl = model.explain(_subset(qb, want), top)
+            expl = model.explain(qb.subset(want), top)
             for j, b in enumerate(want):
                 out[b]["explanation"] = expl[j]
     titles = model.item_titles
@@ -413,20 +403,9 @@ def recommend_batch(h: ModelHandle, reqs: Sequence[RecRequest], store: EventStor
     return out
 
 
-def _subset(qb: QueryBatch, rows: Sequence[int]) -> QueryBatch:
-    """The queries ``rows`` of a batch (a view of its arrays, for scoring part of a batch)."""
-    from ctxrec.models.base import QueryBatch
-
-    return QueryBatch(users=qb.users[list(rows)], histories=[qb.histories[b] for b in rows],
-                      history_times=[qb.history_times[b] for b in rows], contexts=[qb.contexts[b] for b in rows],
-                      timestamps=qb.timestamps[list(rows)],
-                      history_contexts=[qb.history_contexts[b] for b in rows] if qb.history_contexts else None,
-                      texts=[qb.texts[b] for b in rows] if qb.texts else None)
-
-
 def similar_items(h: ModelHandle, item: int, k: int) -> tuple[np.ndarray, np.ndarray, str]:
-    """Nearest items by cosine of item vectors (dot-product models), else the model's next-item
-    prediction after a one-item history."""
+    """Nearest items by cosine of item vectors (context-blind dot-product models), else the model's
+    next-item prediction after a one-item history (also for fusion: its items meet requests' views)."""
     import torch
 
     from ctxrec.models.base import RecQuery
@@ -436,6 +415,8 @@ def similar_items(h: ModelHandle, item: int, k: int) -> tuple[np.ndarray, np.nda
     assert vocab is not None
     try:
         if h.item_unit is None:
+            if not model.context_blind:
+                raise NotImplementedError(f"{model.kind}: no request-free item similarity")
             v = model.item_embeddings()
             h.item_unit = v / np.maximum(np.linalg.norm(v, axis=1, keepdims=True), 1e-12)
         sims = h.item_unit @ h.item_unit[item]

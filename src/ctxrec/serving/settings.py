@@ -34,7 +34,7 @@ class ServingSettings:
     hnsw_ef_construction: int = 100
     hnsw_ef_search: int = 256
     user_cache: int = 100_000
-    """Users whose state (vector) is kept between requests, for context-blind dot-product models (0 = off)."""
+    """Users whose state (``model.encode_state``: sasrec, fusion) is kept between requests (0 = off)."""
     max_batch: int = 64
     """Most concurrent recommend requests scored in one forward pass (micro-batching)."""
     sqlite_synchronous: Literal["FULL", "NORMAL"] = "FULL"

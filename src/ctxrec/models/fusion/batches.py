@@ -152,7 +152,13 @@ def query_tensors(m: FusionInputs, batch: QueryBatch) -> dict[str, torch.Tensor]
     """Queries -> padded tensors: [BOS] + last (max_len - 1) history events with their contexts (``inp``,
     ``ev``, ``ci``, ``cd``; (B, T[, .])), the request context (``rci``, ``rcd``), profile ids (``prof``),
     user-text vectors (``utext``, when the model has them) and sequence lengths (``len``, BOS included)."""
-    assert m.ctx_encoder is not None and m.user_profile is not None
+    return {**history_tensors(m, batch), **request_tensors(m, batch)}
+
+
+def history_tensors(m: FusionInputs, batch: QueryBatch) -> dict[str, torch.Tensor]:
+    """The history part of :func:`query_tensors` (``inp``, ``ev``, ``ci``, ``cd``, ``len``): all the
+    Transformer reads, so all a cached user state depends on."""
+    assert m.ctx_encoder is not None
     enc, L = m.ctx_encoder, m.config.max_len
     n_f, n_d = len(enc.field_names) + int(m.context_as_text), enc.n_dense
     seqs, evs, cis, cds = [], [], [], []
@@ -177,15 +183,23 @@ def query_tensors(m: FusionInputs, batch: QueryBatch) -> dict[str, torch.Tensor]
     for b in range(B):
         n = len(seqs[b])
         inp[b, :n], ev_a[b, :n], ci_a[b, :n], cd_a[b, :n] = seqs[b], evs[b], cis[b], cds[b]
+    dev = m.device
+    return {"inp": torch.from_numpy(inp).to(dev), "ev": torch.from_numpy(ev_a).to(dev),
+            "ci": torch.from_numpy(ci_a).to(dev), "cd": torch.from_numpy(cd_a).to(dev),
+            "len": torch.from_numpy(np.array([len(s) for s in seqs])).to(dev)}
+
+
+def request_tensors(m: FusionInputs, batch: QueryBatch) -> dict[str, torch.Tensor]:
+    """The request part of :func:`query_tensors`: context (``rci``, ``rcd``; its time features read the
+    last history time), profile ids (``prof``) and user-text vectors (``utext``)."""
+    assert m.user_profile is not None
     rci, rcd = encode_context(m, last_event_times(batch), contexts=batch.contexts, times=batch.timestamps)
     users = batch.users
+    B = len(users)
     prof = query_profiles(m.user_profile, users)
     dev = m.device
-    out = {"inp": torch.from_numpy(inp).to(dev), "ev": torch.from_numpy(ev_a).to(dev),
-           "ci": torch.from_numpy(ci_a).to(dev), "cd": torch.from_numpy(cd_a).to(dev),
-           "rci": torch.from_numpy(rci).to(dev), "rcd": torch.from_numpy(rcd).to(dev),
-           "prof": torch.from_numpy(prof).to(dev),
-           "len": torch.from_numpy(np.array([len(s) for s in seqs])).to(dev)}
+    out = {"rci": torch.from_numpy(rci).to(dev), "rcd": torch.from_numpy(rcd).to(dev),
+           "prof": torch.from_numpy(prof).to(dev)}
     if m.user_text_vectors is not None:
         known = users >= 0
         utext = np.zeros((B, m.user_text_vectors.shape[1]), np.float32)

@@ -93,7 +93,14 @@ class FusionConfig:
     temperature: float | None = None
     """Score items by cosine similarity / temperature (e.g. 0.07) instead of raw dot products."""
     query_weight: float = 0.5
-    """Mixture weight of the text-query view when a request has a text query."""
+    """A request with a text query is scored ``P(i) = (1 - query_weight) P_model(i) + query_weight
+    P_text(i)``: the model's distribution (every view, as without text) mixed with a text-match distribution
+    over the catalogue (``query_temperature``)."""
+    query_temperature: float = 0.05
+    """``P_text(i) = softmax_i(cos(q, t_i) / query_temperature)``, cosine between the query's and item i's
+    frozen language-model vectors. At 0.05 a cosine lead of 0.15 is a factor e^3 = 20: an exact title
+    outranks near matches, while many similar matches (a vague query) leave the model's preference to
+    order them."""
     loss: Literal["auto", "ce", "sampled"] = "auto"
     sampled_above: int = 50_000
     """With ``loss="auto"``: full softmax up to this catalogue size, sampled softmax above it."""
@@ -114,6 +121,10 @@ class FusionConfig:
             raise ConfigError(f"cold_ids must be 'none' or 'neighbours', got {self.cold_ids!r}")
         if self.cold_id_neighbours < 1:
             raise ConfigError(f"cold_id_neighbours must be >= 1, got {self.cold_id_neighbours}")
+        if not 0.0 <= self.query_weight <= 1.0:
+            raise ConfigError(f"query_weight must be in [0, 1] (a mixture weight), got {self.query_weight}")
+        if not self.query_temperature > 0.0:
+            raise ConfigError(f"query_temperature must be > 0 (e.g. 0.05), got {self.query_temperature}")
 
     @property
     def mixture_on(self) -> bool:

@@ -4,6 +4,7 @@ item's probability, and occlusion attribution over the request-context fields (t
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
@@ -35,6 +36,8 @@ class FusionModel(Protocol):
 
     def encode_batch(self, batch: QueryBatch) -> dict[str, torch.Tensor]: ...
 
+    def text_query_log_probs(self, texts: Sequence[str | None]) -> torch.Tensor | None: ...
+
 
 @torch.no_grad()
 def explain(model: FusionModel, batch: QueryBatch, top: np.ndarray) -> list[dict[str, Any] | None]:
@@ -45,6 +48,15 @@ def explain(model: FusionModel, batch: QueryBatch, top: np.ndarray) -> list[dict
     logits = torch.einsum("bjd,vd->bjv", vecs, table).float()
     logits[..., 0] = float("-inf")
     joint = log_w.unsqueeze(-1) + F.log_softmax(logits, -1)  # (B, J, V): log w_j p_j(i)
+    text = model.text_query_log_probs(batch.texts or [])
+    if text is not None:  # the text-match component, weight query_weight where a query has text
+        has_q = torch.tensor([bool(t) for t in batch.texts or []]).unsqueeze(1)  # (B, 1)
+        qw = torch.tensor(model.config.query_weight)
+        log_w = torch.cat([torch.where(has_q, log_w + torch.log1p(-qw), log_w),
+                           torch.where(has_q, torch.log(qw), torch.tensor(float("-inf")))], 1)
+        joint = torch.cat([log_w[:, :-1].unsqueeze(-1) + F.log_softmax(logits, -1),
+                           log_w[:, -1:].unsqueeze(-1) + text.unsqueeze(1)], 1)  # (B, J + 1, V)
+        names = [*names, "query"]
     share = torch.softmax(joint, dim=1)  # (B, J, V): view j's share of P(i)
     out: list[dict[str, Any] | None] = []
     for b in range(len(top)):

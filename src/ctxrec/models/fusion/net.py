@@ -189,6 +189,25 @@ class FusionNet(nn.Module):
     def encode(self, items: torch.Tensor, events: torch.Tensor, ctx_ids: torch.Tensor, ctx_dense: torch.Tensor,
                table: torch.Tensor) -> torch.Tensor:
         """Token sequence -> hidden states. items (B, T) with -1 = BOS, 0 = padding; returns (B, T, D)."""
+        x = self._tokens(items, events, ctx_ids, ctx_dense, table)
+        for block in self.blocks:
+            x = block(x)
+        return self.ln_f(x)
+
+    def encode_last(self, items: torch.Tensor, events: torch.Tensor, ctx_ids: torch.Tensor, ctx_dense: torch.Tensor,
+                    table: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """``encode(...)[arange(B), lengths - 1]`` (B, D) in eval mode, the last block run at that position
+        only (:meth:`CausalBlock.forward_at`): about a quarter less work per served user state."""
+        x = self._tokens(items, events, ctx_ids, ctx_dense, table)
+        *first, last = self.blocks
+        for block in first:
+            x = block(x)
+        assert isinstance(last, CausalBlock)
+        return self.ln_f(last.forward_at(x, lengths - 1))
+
+    def _tokens(self, items: torch.Tensor, events: torch.Tensor, ctx_ids: torch.Tensor, ctx_dense: torch.Tensor,
+                table: torch.Tensor) -> torch.Tensor:
+        """(B, T, D) input tokens: item row (BOS for -1) x sqrt(D) + position + event type [+ context]."""
         T = items.shape[1]
         bos = items < 0
         x = table[items.clamp(min=0)]  # (B, T, D)
@@ -196,10 +215,7 @@ class FusionNet(nn.Module):
         x = x * math.sqrt(self.cfg.d_model) + self.pos_emb.weight[:T] + self.event_emb(events)
         if self.cfg.use_context and self.cfg.event_context:
             x = x + self._ctx_dropout(self.context_vector(ctx_ids, ctx_dense))
-        x = self.drop(x) * (items != 0).unsqueeze(-1)
-        for block in self.blocks:
-            x = block(x)
-        return self.ln_f(x)
+        return self.drop(x) * (items != 0).unsqueeze(-1)
 
     def _ctx_dropout(self, c: torch.Tensor) -> torch.Tensor:
         if not self.training or self.cfg.context_dropout <= 0:
@@ -245,6 +261,26 @@ def mixture_log_probs(view_vecs: torch.Tensor, log_w: torch.Tensor, table: torch
     logits = (h @ table.T).float()
     logits[:, 0] = float("-inf")
     return F.log_softmax(logits, -1)
+
+
+def text_match_log_probs(query: torch.Tensor, item_text: torch.Tensor, temperature: float) -> torch.Tensor:
+    """log P_text(i | q) = log_softmax_i(cos(q, t_i) / temperature) over the catalogue, in the frozen
+    language-model space. query (B, Dt), item_text (V, Dt) -> (B, V); column 0 (padding) = -inf."""
+    cos = F.normalize(query, dim=-1) @ F.normalize(item_text, dim=-1).T  # (B, V); an all-zero vector: 0
+    logits = (cos / temperature).float()
+    logits[:, 0] = float("-inf")
+    return F.log_softmax(logits, -1)
+
+
+def blend_text_query(log_p: torch.Tensor, log_p_text: torch.Tensor, has_query: torch.Tensor, weight: float) -> torch.Tensor:
+    """log((1 - w) P + w P_text) where ``has_query`` (B,), else log P. log_p, log_p_text (B, V)."""
+    if weight <= 0.0:
+        return log_p
+    if weight >= 1.0:
+        blended = log_p_text
+    else:
+        blended = torch.logsumexp(torch.stack([log_p + math.log(1.0 - weight), log_p_text + math.log(weight)]), 0)
+    return torch.where(has_query.unsqueeze(1), blended, log_p)
 
 
 def mixture_nll(view_vecs: torch.Tensor, log_w: torch.Tensor, table: torch.Tensor, targets: torch.Tensor,

@@ -4,16 +4,18 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Self
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from ctxrec.context import ContextEncoder
-from ctxrec.errors import ConfigError
+from ctxrec.errors import ConfigError, QueryError, UnsupportedError
 from ctxrec.models.base import QueryBatch, Recommender, encoder_context_schema
 from ctxrec.models.features import (
     attribute_matrix,
@@ -24,10 +26,25 @@ from ctxrec.models.features import (
     new_item_attributes,
     profile_matrix,
 )
-from ctxrec.models.fusion.batches import Arrays, query_tensors, training_batches, training_events
+from ctxrec.models.fusion.batches import (
+    Arrays,
+    history_tensors,
+    query_tensors,
+    request_tensors,
+    training_batches,
+    training_events,
+)
 from ctxrec.models.fusion.config import RETIRED_OPTIONS, FusionConfig
 from ctxrec.models.fusion.explain import explain
-from ctxrec.models.fusion.net import FusionNet, NetSpec, mixture_log_probs, mixture_nll, sampled_mixture_nll
+from ctxrec.models.fusion.net import (
+    FusionNet,
+    NetSpec,
+    blend_text_query,
+    mixture_log_probs,
+    mixture_nll,
+    sampled_mixture_nll,
+    text_match_log_probs,
+)
 from ctxrec.training.loop import pick_device
 
 if TYPE_CHECKING:
@@ -43,6 +60,7 @@ class FusionRecommender(Recommender):
 
     supports_add_items = True
     supports_warm_start = True
+    supports_state = True
 
     def __init__(self, config: FusionConfig | None = None) -> None:
         super().__init__(config)
@@ -62,7 +80,7 @@ class FusionRecommender(Recommender):
         self._text_encoder: Any = None
         self.ctx_texts: dict[str, int] = {}  # rendered context -> row of net.ctx_text_vectors (0 = none)
         self._pending_ctx_vectors: torch.Tensor | None = None  # encoded in _fit before the net exists
-        self._table_cache: tuple[tuple[tuple[int, int], ...], torch.Tensor] | None = None
+        self._table_cache: tuple[tuple[tuple[int, int], ...], dict[str, torch.Tensor]] | None = None
         self._fitting = False
         self.attr_vocab: dict[str, int] = {}  # "field=value" -> attribute id, for items added at serving time
 
@@ -226,56 +244,133 @@ class FusionRecommender(Recommender):
         return query_tensors(self, batch)
 
     @torch.no_grad()
-    def _forward(self, batch: QueryBatch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, list[str]]:
-        """Per query: view vectors (B, J, D), log weights (B, J), item table, view names (query view added)."""
+    def _state_tensor(self, batch: QueryBatch) -> torch.Tensor:
+        """(B, D): the Transformer's output after each query's last history event (after BOS for none)."""
         assert self.net is not None
-        net = self.net.eval()
-        x = self.encode_batch(batch)
-        table = self._eval_item_table()
-        h = net.encode(x["inp"], x["ev"], x["ci"], x["cd"], table)  # (B, T, D)
-        last = h[torch.arange(h.shape[0]), x["len"] - 1]  # (B, D)
-        profile = net.profile_vector(x["prof"], x.get("utext"))
-        vecs, log_w = net.views(last, x["rci"], x["rcd"], profile)
-        names = list(net.view_names)
-        texts = batch.texts or []
-        if net.text_proj is not None and any(texts):
-            q = self._query_vectors(texts)  # (B, D)
-            has_q = torch.tensor([bool(t) for t in texts], device=q.device)
-            qw = self.config.query_weight
-            vecs = torch.cat([vecs, q.unsqueeze(1)], 1)
-            log_w = torch.where(has_q.unsqueeze(1), log_w + math.log(1 - qw), log_w)
-            q_col = torch.where(has_q, torch.tensor(math.log(qw)), torch.tensor(float("-inf"))).unsqueeze(1)
-            log_w = torch.cat([log_w, q_col.to(log_w.device)], 1)
-            names.append("query")
-        return vecs, log_w, table, names
+        net = self._eval_net()
+        x = history_tensors(self, batch)
+        h = net.encode(x["inp"], x["ev"], x["ci"], x["cd"], self._eval_item_table())  # (B, T, D)
+        return h[torch.arange(h.shape[0]), x["len"] - 1]
+
+    def encode_state(self, batch: QueryBatch) -> np.ndarray:
+        """(B, D) float32: the Transformer state at the last history position. It reads the history only:
+        its items' rows of the item table (ID, text, attributes), event types, times and contexts; the
+        request context, profile and text query enter in :meth:`score_from_state` (views, gate, head).
+
+        Queries run in groups of similar history length (padding every query to the longest would cost
+        up to max_len / length times the work), the last block at the predicting position only."""
+        self._check_fitted()
+        assert self.net is not None
+        net = self._eval_net()
+        out = np.empty((len(batch), self.config.d_model), np.float32)
+        with torch.no_grad():
+            for rows in length_groups([min(len(h), self.config.max_len - 1) for h in batch.histories]):
+                x = history_tensors(self, batch.subset(rows))
+                h = net.encode_last(x["inp"], x["ev"], x["ci"], x["cd"], self._eval_item_table(), x["len"])  # (b, D)
+                out[rows] = h.float().cpu().numpy()
+        return out
+
+    def score_from_state(self, state: np.ndarray, batch: QueryBatch) -> np.ndarray:
+        """``score(batch)`` from cached states: the views, gate and head only (no Transformer)."""
+        self._check_fitted()
+        return self._scores(batch, torch.as_tensor(np.asarray(state, np.float32), device=self.device))
+
+    @torch.no_grad()
+    def _forward(self, batch: QueryBatch, state: torch.Tensor | None = None
+                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, list[str]]:
+        """Per query: view vectors (B, J, D), log gate weights (B, J), item table, view names. ``state``
+        (B, D): :meth:`encode_state`'s rows, else computed."""
+        assert self.net is not None
+        net = self._eval_net()
+        last = self._state_tensor(batch) if state is None else state  # (B, D)
+        r = request_tensors(self, batch)
+        profile = net.profile_vector(r["prof"], r.get("utext"))
+        vecs, log_w = net.views(last, r["rci"], r["rcd"], profile)
+        return vecs, log_w, self._eval_item_table(), list(net.view_names)
+
+    def _eval_net(self) -> FusionNet:
+        """The network in eval mode (``eval()`` walks every module: ~0.1 ms, so only when needed)."""
+        assert self.net is not None
+        return self.net.eval() if self.net.training else self.net
 
     def _eval_item_table(self) -> torch.Tensor:
-        """The item table in eval mode, kept between requests until a weight or buffer changes. Not used
-        while fitting: fused optimiser steps update weights without bumping tensor versions."""
+        """The item table in eval mode, kept between requests until a weight or buffer changes."""
+        return self._eval_cached("table", lambda net: net.item_table())
+
+    def _eval_cached(self, name: str, build: Callable[[FusionNet], torch.Tensor]) -> torch.Tensor:
+        """``build(net)`` kept between requests until a weight or buffer changes. Not used while fitting:
+        fused optimiser steps update weights without bumping tensor versions."""
         assert self.net is not None
         if self._fitting:
-            return self.net.item_table()
+            return build(self.net)
         tensors = [*self.net.parameters(), *self.net.buffers()]
         key = tuple((id(t), t._version) for t in tensors)
         if self._table_cache is None or self._table_cache[0] != key:
-            with torch.no_grad():  # a cached table must never carry an autograd graph into later requests
-                self._table_cache = (key, self.net.item_table())
-        return self._table_cache[1]
+            self._table_cache = (key, {})
+        cache = self._table_cache[1]
+        if name not in cache:
+            with torch.no_grad():  # a cached tensor must never carry an autograd graph into later requests
+                cache[name] = build(self.net)
+        return cache[name]
 
-    def _query_vectors(self, texts: list[str | None]) -> torch.Tensor:
-        assert self.net is not None and self.net.text_proj is not None
-        encoder = self._text_encoder_instance()
+    def text_query_log_probs(self, texts: Sequence[str | None]) -> torch.Tensor | None:
+        """(B, V + 1) log P_text of each query's text (:func:`text_match_log_probs`; column 0 padding), or
+        None when no query has text. A model without item text cannot match text and says so."""
+        if not any(texts):
+            return None
+        assert self.net is not None and self.spec is not None
         idx = [i for i, t in enumerate(texts) if t]
-        emb = np.zeros((len(texts), self.spec.text_dim if self.spec else 0), np.float32)
-        emb[idx] = encoder.encode([texts[i] for i in idx], progress=False)
-        return self.net.text_proj(torch.from_numpy(emb).to(self.device)) * math.sqrt(self.config.d_model)
+        if not self.spec.text_dim:
+            raise QueryError("this fusion model has no item text (use_text=false or a catalogue without text "
+                             "fields), so it cannot match a text query; drop `text` or serve a model with text",
+                             query=idx[0], field="text")
+        emb = np.zeros((len(texts), self.spec.text_dim), np.float32)
+        emb[idx] = self._text_encoder_instance().encode([texts[i] for i in idx], progress=False)
+        items = self._eval_cached("unit_text", lambda net: F.normalize(net.text_vectors, dim=-1))  # (V + 1, Dt)
+        return text_match_log_probs(torch.from_numpy(emb).to(self.device), items, self.config.query_temperature)
 
-    def _score(self, batch: QueryBatch) -> np.ndarray:
-        vecs, log_w, table, _ = self._forward(batch)
+    def _scores(self, batch: QueryBatch, state: torch.Tensor | None) -> np.ndarray:
+        vecs, log_w, table, _ = self._forward(batch, state)
         assert self.net is not None
         vecs, table = self.net.scoring_inputs(vecs, table)
-        log_p = mixture_log_probs(vecs, log_w, table, mixture=self.config.mixture_on)  # (B, V)
+        log_p = mixture_log_probs(vecs, log_w, table, mixture=self.config.mixture_on)  # (B, V + 1)
+        text = self.text_query_log_probs(batch.texts or [])
+        if text is not None:
+            has_q = torch.tensor([bool(t) for t in batch.texts or []], device=log_p.device)
+            log_p = blend_text_query(log_p, text, has_q, self.config.query_weight)
         return log_p[:, 1:].cpu().numpy()
+
+    def _score(self, batch: QueryBatch) -> np.ndarray:
+        return self._scores(batch, None)
+
+    # ---------------------------------------------------------------- dot-product form (mixture = false)
+    def embed_from_state(self, state: np.ndarray, batch: QueryBatch) -> np.ndarray:
+        """(B, D) gate-weighted sum of the views: with ``mixture=false`` the score is log_softmax of its dot
+        product with the item table, so it ranks like :meth:`score` (for queries without text)."""
+        self._check_no_mixture()
+        assert self.net is not None
+        vecs, log_w, table, _ = self._forward(batch, torch.as_tensor(np.asarray(state, np.float32), device=self.device))
+        vecs, _ = self.net.scoring_inputs(vecs, table)
+        return (log_w.exp().unsqueeze(-1) * vecs).sum(1).float().cpu().numpy()
+
+    def user_embeddings(self, batch: QueryBatch) -> np.ndarray:
+        self._check_no_mixture()
+        return self.embed_from_state(self.encode_state(batch), batch)
+
+    def item_embeddings(self) -> np.ndarray:
+        """(n_items, D) item table rows (unit rows with ``temperature``), for ``mixture=false``."""
+        self._check_no_mixture()
+        assert self.net is not None
+        table = self._eval_item_table()
+        _, table = self.net.scoring_inputs(table[:1], table)
+        return table[1:].float().cpu().numpy()
+
+    def _check_no_mixture(self) -> None:
+        self._check_fitted()
+        if self.config.mixture_on:
+            raise UnsupportedError("a fusion model with mixture=true scores log sum_j w_j softmax_j(h_j . E): one "
+                                   "normaliser per view, not one dot product, so it has no user/item vector form; "
+                                   "it is scored exactly (train with mixture=false for approximate retrieval)")
 
     def _explain(self, batch: QueryBatch, top: np.ndarray) -> list[dict[str, Any] | None]:
         """View weights and shares, and occlusion attribution over request fields and past events."""
@@ -395,3 +490,16 @@ class FusionRecommender(Recommender):
                 weights[f"text_proj.lin.{name}"] = weights.pop(f"text_proj.{name}")
         self.net.load_state_dict(weights)
         self.net.eval()
+
+
+def length_groups(lengths: Sequence[int], slack: float = 1.25) -> list[list[int]]:
+    """Indices grouped by similar length (sorted; a group's longest at most ``slack`` x its shortest + 8), so
+    that padding each group to its longest wastes little."""
+    order = sorted(range(len(lengths)), key=lambda i: lengths[i])
+    groups: list[list[int]] = []
+    for i in order:
+        if groups and lengths[i] <= slack * lengths[groups[-1][0]] + 8:
+            groups[-1].append(i)
+        else:
+            groups.append([i])
+    return groups
