@@ -60,7 +60,7 @@ class EnsembleRecommender(Recommender):
     def _fit(self, data: Dataset, *, valid: EvalSet | None, run_dir: Path | None) -> None:
         from ctxrec.models.fusion.auto import resolve
 
-        member_cfg, auto = resolve(self.config.member, data, valid)  # "auto" fields decided once, for every member
+        member_cfg, auto = resolve(self.config.member, data, valid, FusionRecommender)  # "auto" fields decided once, for every member
         self.config = dataclasses.replace(self.config, member=member_cfg)
         self.members = []
         for i, cfg in enumerate(self._member_configs()):

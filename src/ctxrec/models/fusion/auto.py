@@ -13,11 +13,13 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import logging
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from ctxrec.data.dataset import Dataset
     from ctxrec.data.splits import EvalSet
+    from ctxrec.models.base import Recommender
     from ctxrec.models.fusion.config import FusionConfig
 
 log = logging.getLogger(__name__)
@@ -42,11 +44,10 @@ def candidates(cfg: FusionConfig, data: Dataset) -> list[dict[str, Any]]:
     return [dict(zip(options, combo, strict=True)) for combo in itertools.product(*options.values())]
 
 
-def resolve(cfg: FusionConfig, data: Dataset, valid: EvalSet | None) -> tuple[FusionConfig, dict[str, Any] | None]:
+def resolve(cfg: FusionConfig, data: Dataset, valid: EvalSet | None,
+            make: Callable[[FusionConfig], Recommender]) -> tuple[FusionConfig, dict[str, Any] | None]:
     """``cfg`` with every ``"auto"`` replaced by the value that won its pilot on ``valid``, and a report
-    for ``fit_info["auto"]`` (None when nothing was auto)."""
-    from ctxrec.models.fusion.recommender import FusionRecommender
-
+    for ``fit_info["auto"]`` (None when nothing was auto). ``make`` builds a pilot model from a config."""
     fields = auto_fields(cfg)
     if not fields:
         return cfg, None
@@ -65,7 +66,7 @@ def resolve(cfg: FusionConfig, data: Dataset, valid: EvalSet | None) -> tuple[Fu
                                       resume=False)
     pilots = []
     for cand in cands:
-        model = FusionRecommender(dataclasses.replace(cfg, **cand, train=pilot_train))
+        model = make(dataclasses.replace(cfg, **cand, train=pilot_train))
         model.fit(data, valid=valid)
         pilots.append({**cand, "valid": round(float(model.fit_info["best_valid"]), 6),
                        "seconds": round(float(model.fit_info["train_seconds"]), 2)})

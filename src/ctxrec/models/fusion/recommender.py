@@ -138,7 +138,7 @@ class FusionRecommender(Recommender):
     def _fit(self, data: Dataset, *, valid: EvalSet | None, run_dir: Path | None) -> None:
         from ctxrec.models.fusion.auto import resolve
 
-        self.config, auto = resolve(self.config, data, valid)  # "auto" fields: pilots on validation
+        self.config, auto = resolve(self.config, data, valid, type(self))  # "auto" fields: pilots on validation
         self._fitting, self._table_cache = True, None
         try:
             self._fit_net(data, valid=valid, run_dir=run_dir)
