@@ -432,7 +432,7 @@ def export_cmd(
 def quickstart(
     data_dir: DataDir = None,
     out: Annotated[Path, typer.Option("--out", "-o", help="Where run folders go.")] = Path("runs/quickstart"),
-    budget_seconds: Annotated[float, typer.Option(help="Training time budget for the neural model.")] = 300.0,
+    budget_seconds: Annotated[float, typer.Option(help="Training time budget of each neural model (SASRec, fusion).")] = 300.0,
 ) -> None:
     """Train the baselines and the best ctxrec model on ml-100k, print metrics and example recommendations.
 
