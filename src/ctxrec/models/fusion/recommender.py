@@ -24,8 +24,17 @@ from ctxrec.models.features import (
     new_item_attributes,
     profile_matrix,
 )
-from ctxrec.models.fusion.batches import Arrays, query_tensors, training_batches, training_events
+from ctxrec.models.fusion.batches import (
+    Arrays,
+    anonymous_requests,
+    prior_cases,
+    prior_training_inputs,
+    query_tensors,
+    training_batches,
+    training_events,
+)
 from ctxrec.models.fusion.config import RETIRED_OPTIONS, FusionConfig
+from ctxrec.models.fusion.context_head import fit_context_head
 from ctxrec.models.fusion.explain import explain
 from ctxrec.models.fusion.net import FusionNet, NetSpec, mixture_log_probs, mixture_nll, sampled_mixture_nll
 from ctxrec.training.loop import pick_device
@@ -213,6 +222,12 @@ class FusionRecommender(Recommender):
         self.fit_info = {"best_epoch": result.best_epoch, "best_valid": result.best_score, "epochs_run": result.epochs_run,
                          "train_seconds": result.seconds, "stopped_by": result.stopped_by, "history": result.history,
                          "loss": "sampled" if use_sampled else "full", "views": net.view_names}
+        if net.context_head is not None:  # the context prior, fitted on the frozen network (context_head.py)
+            with torch.no_grad():
+                table = net.item_table()
+            self.fit_info["context_head"] = fit_context_head(
+                net.context_head, table, prior_training_inputs(self, data, events),
+                prior_cases(self, valid) if valid is not None and len(valid) else None, seed=tc.seed, exclude=exclude)
 
     # ================================================================================ inference
     def encode_batch(self, batch: QueryBatch) -> dict[str, torch.Tensor]:
@@ -268,8 +283,11 @@ class FusionRecommender(Recommender):
     def _score(self, batch: QueryBatch) -> np.ndarray:
         vecs, log_w, table, _ = self._forward(batch)
         assert self.net is not None
-        vecs, table = self.net.scoring_inputs(vecs, table)
-        log_p = mixture_log_probs(vecs, log_w, table, mixture=self.config.mixture)  # (B, V)
+        vecs, out_table = self.net.scoring_inputs(vecs, table)
+        log_p = mixture_log_probs(vecs, log_w, out_table, mixture=self.config.mixture)  # (B, V)
+        anon = anonymous_requests(self, batch) if self.net.context_head is not None else None
+        if anon is not None:  # context-only requests: the context prior (context_head.py)
+            log_p = self.net.with_context_prior(log_p, *anon, table)
         return log_p[:, 1:].cpu().numpy()
 
     def _explain(self, batch: QueryBatch, top: np.ndarray) -> list[dict[str, Any] | None]:
