@@ -51,6 +51,10 @@ class ContextHead(nn.Module):
         # which makes the zero rows ``add_items`` appends rank new items as the least likely a priori.
         self.register_buffer("bias", torch.zeros(n_items + 1))
 
+    def grow(self, n: int) -> None:
+        """Append ``n`` items (``add_items``) with bias 0: as unlikely a priori as the least likely trained item."""
+        self.bias = torch.cat([self.bias, self.bias.new_zeros(n)])
+
     def features(self, ids: torch.Tensor, dense: torch.Tensor) -> torch.Tensor:
         """ids (N, F [+1 text id, ignored]) and dense (N, Dd) -> (N, d_out) context vectors."""
         parts = [e(ids[:, f]) for f, e in enumerate(self.emb)]

@@ -334,6 +334,8 @@ class FusionRecommender(Recommender):
                 if net.id_emb is not None:
                     net.id_emb.weight = nn.Parameter(_grow(net.id_emb.weight.data))
                     net.id_emb.num_embeddings = net.id_emb.weight.shape[0]
+                if net.context_head is not None:
+                    net.context_head.grow(grow)
                 self.spec.n_items = len(self.item_vocab)
                 if self.popularity is not None:
                     self.popularity = np.concatenate([self.popularity, np.zeros(grow, self.popularity.dtype)])
