@@ -94,3 +94,18 @@ def test_round_trip_and_added_items(pair, tmp_path) -> None:
     np.testing.assert_allclose(after[:12] - np.log1p(-np.exp(after[12])), before[0], atol=1e-5)  # same odds
     loaded.save(tmp_path / "m2")
     assert FusionRecommender.load(tmp_path / "m2").n_items == 13
+
+
+def test_a_model_saved_before_the_context_head_loads_without_one(pair, tmp_path) -> None:
+    import json
+
+    model = pair[False]
+    model.save(tmp_path / "old")
+    cfg_path = tmp_path / "old" / "config.json"
+    saved = json.loads(cfg_path.read_text())
+    del saved["config"]["context_head"]  # as written before the option existed
+    cfg_path.write_text(json.dumps(saved))
+    loaded = FusionRecommender.load(tmp_path / "old")
+    assert loaded.net is not None and loaded.net.context_head is None and loaded.config.context_head is False
+    q = [RecQuery(context={"device": "tv"})]
+    np.testing.assert_array_equal(loaded.score(loaded.encode_queries(q)), model.score(model.encode_queries(q)))

@@ -38,7 +38,7 @@ class ContextHead(nn.Module):
     bias: torch.Tensor  # (V + 1,) log-prior offset per item; 0 = an item without training events
 
     def __init__(self, cardinalities: list[int], n_dense: int, n_items: int, d_field: int, hidden: int,
-                 d_out: int, dropout: float) -> None:
+                 d_out: int, dropout: float, own_items: bool = False) -> None:
         super().__init__()
         self.n_fields = len(cardinalities)
         self.emb = nn.ModuleList(nn.Embedding(c, d_field) for c in cardinalities)
@@ -50,10 +50,18 @@ class ContextHead(nn.Module):
         # A buffer, not a parameter: the fit trains a copy and stores it here shifted so that its minimum is 0,
         # which makes the zero rows ``add_items`` appends rank new items as the least likely a priori.
         self.register_buffer("bias", torch.zeros(n_items + 1))
+        # Optional item vectors of its own, added to the fixed table's (more freedom than the table's geometry).
+        self.items = nn.Embedding(n_items + 1, d_out) if own_items else None
+        if self.items is not None:
+            nn.init.zeros_(self.items.weight)
 
     def grow(self, n: int) -> None:
         """Append ``n`` items (``add_items``) with bias 0: as unlikely a priori as the least likely trained item."""
         self.bias = torch.cat([self.bias, self.bias.new_zeros(n)])
+        if self.items is not None:
+            w = self.items.weight.data
+            self.items.weight = nn.Parameter(torch.cat([w, w.new_zeros(n, w.shape[1])]))
+            self.items.num_embeddings = w.shape[0] + n
 
     def features(self, ids: torch.Tensor, dense: torch.Tensor) -> torch.Tensor:
         """ids (N, F [+1 text id, ignored]) and dense (N, Dd) -> (N, d_out) context vectors."""
@@ -65,7 +73,8 @@ class ContextHead(nn.Module):
     def forward(self, ids: torch.Tensor, dense: torch.Tensor, table: torch.Tensor,
                 bias: torch.Tensor | None = None) -> torch.Tensor:
         """Logits (N, V + 1) of P_ctx against the (detached) item table (V + 1, D); column 0 = -inf."""
-        logits = (self.features(ids, dense) @ table.detach().T).float() + (self.bias if bias is None else bias)
+        items = table.detach() if self.items is None else table.detach() + self.items.weight
+        logits = (self.features(ids, dense) @ items.T).float() + (self.bias if bias is None else bias)
         logits[:, 0] = float("-inf")
         return logits
 

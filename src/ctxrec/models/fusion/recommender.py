@@ -408,5 +408,8 @@ class FusionRecommender(Recommender):
         if "text_proj.weight" in weights:
             for name in ("weight", "bias"):
                 weights[f"text_proj.lin.{name}"] = weights.pop(f"text_proj.{name}")
+        if self.net.context_head is not None and not any(k.startswith("context_head.") for k in weights):
+            self.net.context_head = None  # saved before the context prior existed: answers as it was trained
+            self.config = self.net.cfg = replace(self.config, context_head=False)
         self.net.load_state_dict(weights)
         self.net.eval()
