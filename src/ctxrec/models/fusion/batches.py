@@ -242,10 +242,11 @@ def prior_cases(m: FusionInputs, cases: Any) -> tuple[np.ndarray, np.ndarray, np
     return ids, dense, np.array([int(t[0]) + 1 for t in cases.targets], dtype=np.int64)
 
 
-def anonymous_requests(m: FusionInputs, batch: QueryBatch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None:
+def anonymous_requests(m: FusionInputs, batch: QueryBatch, *, always: bool = False
+                       ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None:
     """The rows of a batch that give nothing but a context (:func:`~ctxrec.models.fusion.context_head.anonymous_rows`
     on what the network would read: history length, profile ids, user-text vector, text query) and the
-    request contexts ``(anonymous (B,), rci, rcd)``; None when no row is anonymous."""
+    request contexts ``(anonymous (B,), rci, rcd)``; None when no row is anonymous, unless ``always``."""
     assert m.user_profile is not None
     lengths = torch.tensor([1 + len(h) for h in batch.histories])
     prof = torch.from_numpy(query_profiles(m.user_profile, batch.users))
@@ -258,7 +259,7 @@ def anonymous_requests(m: FusionInputs, batch: QueryBatch) -> tuple[torch.Tensor
     texts = batch.texts or []
     has_query = torch.tensor([bool(texts[b]) if b < len(texts) else False for b in range(len(lengths))])
     anon = anonymous_rows(lengths, prof, utext, has_query)
-    if not bool(anon.any()):
+    if not always and not bool(anon.any()):
         return None
     rci, rcd = encode_context(m, last_event_times(batch), contexts=batch.contexts, times=batch.timestamps)
     dev = m.device

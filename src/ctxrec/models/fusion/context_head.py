@@ -17,6 +17,7 @@ query are answered by it (``FusionNet.anonymous``); explanations name it as the 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -36,6 +37,7 @@ class ContextHead(nn.Module):
     """Context fields (N, F) ids + (N, Dd) dense -> (N, V + 1) logits over the item table; column 0 = -inf."""
 
     bias: torch.Tensor  # (V + 1,) log-prior offset per item; 0 = an item without training events
+    weight: torch.Tensor  # () the prior's weight in answers with a history
 
     def __init__(self, cardinalities: list[int], n_dense: int, n_items: int, d_field: int, hidden: int,
                  d_out: int, dropout: float, own_items: bool = False) -> None:
@@ -50,6 +52,8 @@ class ContextHead(nn.Module):
         # A buffer, not a parameter: the fit trains a copy and stores it here shifted so that its minimum is 0,
         # which makes the zero rows ``add_items`` appends rank new items as the least likely a priori.
         self.register_buffer("bias", torch.zeros(n_items + 1))
+        # Weight w of the prior in every other request's answer, (1 - w) P + w P_ctx (0 = only anonymous ones).
+        self.register_buffer("weight", torch.zeros(()))
         # Optional item vectors of its own, added to the fixed table's (more freedom than the table's geometry).
         self.items = nn.Embedding(n_items + 1, d_out) if own_items else None
         if self.items is not None:
@@ -90,11 +94,30 @@ def anonymous_rows(lengths: torch.Tensor, prof: torch.Tensor, utext: torch.Tenso
     return anon if has_query is None else anon & ~has_query
 
 
+PRIOR_WEIGHTS = (0.0, 0.05, 0.1, 0.2, 0.3, 0.5)
+"""Grid for ``context_prior_weight=None``: the weight with the best validation NDCG@10."""
+
+
 def _ndcg10(logits: torch.Tensor, targets: torch.Tensor) -> float:
     """Mean NDCG@10 of one target per row (rank by logits; ties count against the target)."""
     rank = (logits > logits.gather(1, targets[:, None])).sum(1)  # (N,) 0-based
     gain = torch.where(rank < 10, 1.0 / torch.log2(rank.float() + 2.0), torch.zeros_like(rank, dtype=torch.float))
     return float(gain.mean())
+
+
+def choose_prior_weight(head: ContextHead, weight: float | None, evaluate: Callable[[], dict[str, float]] | None
+                        ) -> dict[str, Any]:
+    """Set the prior's weight in answers with a history: ``weight``, or (None) the one of
+    :data:`PRIOR_WEIGHTS` with the best validation NDCG@10 (``evaluate`` scores the model as it stands;
+    0 without validation cases). Returns the weight and the validation figure of each tried."""
+    tried: dict[str, float] = {}
+    if weight is None and evaluate is not None:
+        for w in PRIOR_WEIGHTS:
+            head.weight.fill_(w)
+            tried[str(w)] = round(evaluate()["ndcg@10"], 4)
+        weight = max(PRIOR_WEIGHTS, key=lambda w: (tried[str(w)], -w))  # ties: the smaller weight
+    head.weight.fill_(weight or 0.0)
+    return {"weight": float(head.weight), "weight_valid_ndcg@10": tried}
 
 
 def fit_context_head(head: ContextHead, table: torch.Tensor, train: tuple[np.ndarray, np.ndarray, np.ndarray],

@@ -233,15 +233,20 @@ class FusionNet(nn.Module):
 
     def with_context_prior(self, log_p: torch.Tensor, anonymous: torch.Tensor, req_ids: torch.Tensor,
                            req_dense: torch.Tensor, table: torch.Tensor) -> torch.Tensor:
-        """log_p (B, V + 1) of the mixture with the ``anonymous`` rows (B,) (``context_head.anonymous_rows``) replaced by the context prior's
-        log P_ctx(i | c); unchanged without a context head."""
-        if self.context_head is None:
+        """log_p (B, V + 1) of the mixture with the ``anonymous`` rows (B,) (``context_head.anonymous_rows``)
+        replaced by the context prior's log P_ctx(i | c) and the others mixed with it at the head's ``weight``
+        ((1 - w) P + w P_ctx); unchanged without a context head."""
+        head = self.context_head
+        if head is None:
             return log_p
-        if not torch.compiler.is_compiling() and not torch.onnx.is_in_onnx_export() and not bool(anonymous.any()):
+        eager = not torch.compiler.is_compiling() and not torch.onnx.is_in_onnx_export()
+        if eager and not bool(anonymous.any()) and float(head.weight) == 0.0:
             return log_p  # (eager only: an exported graph has no data-dependent branch)
         with torch.no_grad():
-            prior = F.log_softmax(self.context_head(req_ids, req_dense, table), -1)  # (B, V + 1)
-        return torch.where(anonymous.unsqueeze(-1), prior.to(log_p.dtype), log_p)
+            prior = F.log_softmax(head(req_ids, req_dense, table), -1).to(log_p.dtype)  # (B, V + 1)
+            w = head.weight.to(log_p.dtype)
+            mixed = torch.logaddexp(log_p + torch.log1p(-w), prior + torch.log(w))  # w = 0: log_p itself
+        return torch.where(anonymous.unsqueeze(-1), prior, mixed)
 
     def profile_vector(self, prof_ids: torch.Tensor, user_text: torch.Tensor | None) -> torch.Tensor | None:
         """prof_ids (B, Fu), user_text (B, Dt) -> (B, D), or None without a profile view."""

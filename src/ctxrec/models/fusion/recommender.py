@@ -34,7 +34,7 @@ from ctxrec.models.fusion.batches import (
     training_events,
 )
 from ctxrec.models.fusion.config import RETIRED_OPTIONS, FusionConfig
-from ctxrec.models.fusion.context_head import fit_context_head
+from ctxrec.models.fusion.context_head import choose_prior_weight, fit_context_head
 from ctxrec.models.fusion.explain import explain
 from ctxrec.models.fusion.net import FusionNet, NetSpec, mixture_log_probs, mixture_nll, sampled_mixture_nll
 from ctxrec.training.loop import pick_device
@@ -228,6 +228,8 @@ class FusionRecommender(Recommender):
             self.fit_info["context_head"] = fit_context_head(
                 net.context_head, table, prior_training_inputs(self, data, events),
                 prior_cases(self, valid) if valid is not None and len(valid) else None, seed=tc.seed, exclude=exclude)
+            self.fit_info["context_head"].update(choose_prior_weight(net.context_head, cfg.context_prior_weight,
+                                                                     validation_fn(self, valid)))
 
     # ================================================================================ inference
     def encode_batch(self, batch: QueryBatch) -> dict[str, torch.Tensor]:
@@ -285,7 +287,8 @@ class FusionRecommender(Recommender):
         assert self.net is not None
         vecs, out_table = self.net.scoring_inputs(vecs, table)
         log_p = mixture_log_probs(vecs, log_w, out_table, mixture=self.config.mixture)  # (B, V)
-        anon = anonymous_requests(self, batch) if self.net.context_head is not None else None
+        head = self.net.context_head
+        anon = None if head is None else anonymous_requests(self, batch, always=float(head.weight) > 0)
         if anon is not None:  # context-only requests: the context prior (context_head.py)
             log_p = self.net.with_context_prior(log_p, *anon, table)
         return log_p[:, 1:].cpu().numpy()
