@@ -18,7 +18,9 @@ Results: ``benchmarks/results/context_topk/<dataset>.json``; table in ``benchmar
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
+import fcntl
 import json
 import shlex
 import sys
@@ -78,8 +80,22 @@ def apply_overrides(cfg: dict[str, Any], overrides: list[str]) -> dict[str, Any]
     return cfg
 
 
+@contextlib.contextmanager
+def held(lock: str | None) -> Any:
+    """Hold an exclusive ``flock`` on ``lock`` (a shared machine's heavy-work lock) for one fit; no-op without one."""
+    if lock is None:
+        yield
+        return
+    with open(lock, "a") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
 def run_dataset(dataset: str, models: list[str], seeds: list[int], data_dir: str | None,
-                overrides: list[str] | None = None) -> dict[str, Any]:
+                overrides: list[str] | None = None, lock: str | None = None) -> dict[str, Any]:
     from ctxrec.data.datasets import load_dataset
     from ctxrec.data.splits import leave_one_out
     from ctxrec.evaluation.evaluator import EvalConfig, Evaluator
@@ -99,18 +115,19 @@ def run_dataset(dataset: str, models: list[str], seeds: list[int], data_dir: str
             if "train" in cfg:
                 cfg["train"].update(seed=seed, progress=False)
             model = build_model(kind, cfg)
-            t0 = time.perf_counter()
-            model.fit(split.train, valid=split.valid)
-            fit_s = time.perf_counter() - t0
-            m = ev.evaluate(model, split.test)
+            with held(lock):  # one fit and its evaluations per acquisition
+                t0 = time.perf_counter()
+                model.fit(split.train, valid=split.valid)
+                fit_s = time.perf_counter() - t0
+                m = ev.evaluate(model, split.test)
+                if kind in READINGS:
+                    extra.append({"anonymous": ev.evaluate(model, anon)["ndcg@10"], "swapped": ev.evaluate(model, alt)["ndcg@10"]})
             per_seed.append({"seed": seed, "metrics": {"ndcg@10": round(m["ndcg@10"], 6), "hr@10": round(m["hr@10"], 6)},
                              "fit_seconds": round(fit_s, 1), "stopped_by": model.fit_info.get("stopped_by"),
                              "best_epoch": model.fit_info.get("best_epoch"), "epochs_run": model.fit_info.get("epochs_run")})
             if "context_head" in model.fit_info:  # fusion's context prior: its own fit after the network's
                 head = model.fit_info["context_head"]
-                per_seed[-1]["context_head"] = {k: head[k] for k in ("best_epoch", "epochs_run", "best_valid_ndcg@10")}
-            if kind in READINGS:
-                extra.append({"anonymous": ev.evaluate(model, anon)["ndcg@10"], "swapped": ev.evaluate(model, alt)["ndcg@10"]})
+                per_seed[-1]["context_head"] = {k: head[k] for k in ("best_epoch", "epochs_run", "best_valid_ndcg@10", "weight") if k in head}
             print(f"{dataset} {kind} seed {seed}: ndcg@10 {m['ndcg@10']:.4f} hr@10 {m['hr@10']:.4f} ({fit_s:.0f}s)"
                   + (f" anonymous {extra[-1]['anonymous']:.4f} swapped {extra[-1]['swapped']:.4f}" if extra else ""),
                   flush=True)
@@ -174,11 +191,13 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                     help="override a model config field (dotted, JSON value; e.g. train.max_epochs=10), "
                          "repeatable; recorded in the row's model_config")
+    ap.add_argument("--lock", default=None, metavar="PATH",
+                    help="hold an exclusive flock on PATH during each fit (one seed at a time), e.g. /tmp/ctxrec-heavy.lock")
     ap.add_argument("--table", action="store_true", help="only rebuild the table")
     args = ap.parse_args(argv)
     command = "python benchmarks/context_topk.py " + " ".join(shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:]))
     for ds in [] if args.table else args.dataset:
-        res = run_dataset(ds, args.models.split(","), list(range(args.seeds)), args.data_dir, args.set)
+        res = run_dataset(ds, args.models.split(","), list(range(args.seeds)), args.data_dir, args.set, args.lock)
         for row in res["rows"]:
             row["command"] = command
         OUT.mkdir(parents=True, exist_ok=True)
