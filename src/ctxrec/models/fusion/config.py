@@ -51,7 +51,7 @@ class FusionConfig:
     history, no profile and no text query with it; every other answer is unchanged. Without it such a
     request gets the BOS state modulated by the context view, which trains only on each user's first
     event (frappe anonymous NDCG@10: 0.19, below per-context popularity's 0.22)."""
-    context_prior_weight: float | None = 0.0
+    context_prior_weight: float | None = None
     """With ``context_head``: weight w of the context prior in every answer that has a history,
     (1 - w) P(i | x, c) + w P_ctx(i | c); 0 = only context-only requests use it; None = chosen on the
     validation cases from ``context_head.PRIOR_WEIGHTS``."""

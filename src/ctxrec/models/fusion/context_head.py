@@ -40,7 +40,7 @@ class ContextHead(nn.Module):
     weight: torch.Tensor  # () the prior's weight in answers with a history
 
     def __init__(self, cardinalities: list[int], n_dense: int, n_items: int, d_field: int, hidden: int,
-                 d_out: int, dropout: float, own_items: bool = False) -> None:
+                 d_out: int, dropout: float) -> None:
         super().__init__()
         self.n_fields = len(cardinalities)
         self.emb = nn.ModuleList(nn.Embedding(c, d_field) for c in cardinalities)
@@ -54,18 +54,17 @@ class ContextHead(nn.Module):
         self.register_buffer("bias", torch.zeros(n_items + 1))
         # Weight w of the prior in every other request's answer, (1 - w) P + w P_ctx (0 = only anonymous ones).
         self.register_buffer("weight", torch.zeros(()))
-        # Optional item vectors of its own, added to the fixed table's (more freedom than the table's geometry).
-        self.items = nn.Embedding(n_items + 1, d_out) if own_items else None
-        if self.items is not None:
-            nn.init.zeros_(self.items.weight)
+        # Item vectors of its own, added to the fixed table's (starting at 0, i.e. at the table's geometry).
+        # Measured on frappe (seed 2): anonymous NDCG@10 0.268 with them, 0.258 on the table alone.
+        self.items = nn.Embedding(n_items + 1, d_out)
+        nn.init.zeros_(self.items.weight)
 
     def grow(self, n: int) -> None:
         """Append ``n`` items (``add_items``) with bias 0: as unlikely a priori as the least likely trained item."""
         self.bias = torch.cat([self.bias, self.bias.new_zeros(n)])
-        if self.items is not None:
-            w = self.items.weight.data
-            self.items.weight = nn.Parameter(torch.cat([w, w.new_zeros(n, w.shape[1])]))
-            self.items.num_embeddings = w.shape[0] + n
+        w = self.items.weight.data
+        self.items.weight = nn.Parameter(torch.cat([w, w.new_zeros(n, w.shape[1])]))
+        self.items.num_embeddings = w.shape[0] + n
 
     def features(self, ids: torch.Tensor, dense: torch.Tensor) -> torch.Tensor:
         """ids (N, F [+1 text id, ignored]) and dense (N, Dd) -> (N, d_out) context vectors."""
@@ -77,7 +76,7 @@ class ContextHead(nn.Module):
     def forward(self, ids: torch.Tensor, dense: torch.Tensor, table: torch.Tensor,
                 bias: torch.Tensor | None = None) -> torch.Tensor:
         """Logits (N, V + 1) of P_ctx against the (detached) item table (V + 1, D); column 0 = -inf."""
-        items = table.detach() if self.items is None else table.detach() + self.items.weight
+        items = table.detach() + self.items.weight
         logits = (self.features(ids, dense) @ items.T).float() + (self.bias if bias is None else bias)
         logits[:, 0] = float("-inf")
         return logits
