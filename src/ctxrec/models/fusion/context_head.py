@@ -116,7 +116,7 @@ def choose_prior_weight(head: ContextHead, weight: float | None, evaluate: Calla
             tried[str(w)] = round(evaluate()["ndcg@10"], 4)
         weight = max(PRIOR_WEIGHTS, key=lambda w: (tried[str(w)], -w))  # ties: the smaller weight
     head.weight.fill_(weight or 0.0)
-    return {"weight": float(head.weight), "weight_valid_ndcg@10": tried}
+    return {"weight": round(float(head.weight), 4), "weight_valid_ndcg@10": tried}
 
 
 def fit_context_head(head: ContextHead, table: torch.Tensor, train: tuple[np.ndarray, np.ndarray, np.ndarray],
