@@ -18,7 +18,9 @@ Results: ``benchmarks/results/context_topk/<dataset>.json``; table in ``benchmar
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
+import fcntl
 import json
 import shlex
 import sys
@@ -41,7 +43,8 @@ BASE: dict[str, dict[str, Any]] = {
     "fm": {"train": {"lr": 1e-3, "batch_size": 1024, "max_epochs": 40, "patience": 4}},
     "pointwise": {"d_field": 16, "mlp": [128, 64], "n_negatives": 4, "dropout": 0.1,
                   "train": {"lr": 1e-3, "batch_size": 1024, "max_epochs": 40, "patience": 4}},
-    "fusion": {"d_model": 64, "n_layers": 2, "max_len": 50, "dropout": 0.2,
+    # use_text / mixture pinned to what the committed rows ran with (they predate the "auto" defaults)
+    "fusion": {"d_model": 64, "n_layers": 2, "max_len": 50, "dropout": 0.2, "use_text": True, "mixture": True,
                "train": {"lr": 1e-3, "batch_size": 64, "max_epochs": 60, "patience": 5}},
 }
 READINGS = {"pointwise", "fusion"}
@@ -59,7 +62,41 @@ def _summary(values: list[float]) -> tuple[float, float]:
     return round(float(np.mean(values)), 6), round(float(np.std(values)), 6)
 
 
-def run_dataset(dataset: str, models: list[str], seeds: list[int], data_dir: str | None) -> dict[str, Any]:
+def apply_overrides(cfg: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """``key=value`` (dotted key, JSON value, else a string) into a copy of a model config dict."""
+    cfg = json.loads(json.dumps(cfg))
+    for item in overrides:
+        key, sep, raw = item.partition("=")
+        if not sep:
+            raise SystemExit(f"--set takes key=value, got {item!r}")
+        try:
+            value = json.loads(raw)
+        except json.JSONDecodeError:
+            value = raw
+        *path, last = key.split(".")
+        node = cfg
+        for k in path:
+            node = node.setdefault(k, {})
+        node[last] = value
+    return cfg
+
+
+@contextlib.contextmanager
+def held(lock: str | None) -> Any:
+    """Hold an exclusive ``flock`` on ``lock`` (a shared machine's heavy-work lock) for one fit; no-op without one."""
+    if lock is None:
+        yield
+        return
+    with open(lock, "a") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def run_dataset(dataset: str, models: list[str], seeds: list[int], data_dir: str | None,
+                overrides: list[str] | None = None, lock: str | None = None) -> dict[str, Any]:
     from ctxrec.data.datasets import load_dataset
     from ctxrec.data.splits import leave_one_out
     from ctxrec.evaluation.evaluator import EvalConfig, Evaluator
@@ -73,20 +110,25 @@ def run_dataset(dataset: str, models: list[str], seeds: list[int], data_dir: str
     rows = []
     for kind in models:
         per_seed, extra = [], []
+        model_config = apply_overrides(BASE[kind], overrides or [])
         for seed in seeds[:1] if kind in DETERMINISTIC else seeds:
-            cfg = json.loads(json.dumps(BASE[kind]))
+            cfg = json.loads(json.dumps(model_config))
             if "train" in cfg:
                 cfg["train"].update(seed=seed, progress=False)
             model = build_model(kind, cfg)
-            t0 = time.perf_counter()
-            model.fit(split.train, valid=split.valid)
-            fit_s = time.perf_counter() - t0
-            m = ev.evaluate(model, split.test)
+            with held(lock):  # one fit and its evaluations per acquisition
+                t0 = time.perf_counter()
+                model.fit(split.train, valid=split.valid)
+                fit_s = time.perf_counter() - t0
+                m = ev.evaluate(model, split.test)
+                if kind in READINGS:
+                    extra.append({"anonymous": ev.evaluate(model, anon)["ndcg@10"], "swapped": ev.evaluate(model, alt)["ndcg@10"]})
             per_seed.append({"seed": seed, "metrics": {"ndcg@10": round(m["ndcg@10"], 6), "hr@10": round(m["hr@10"], 6)},
                              "fit_seconds": round(fit_s, 1), "stopped_by": model.fit_info.get("stopped_by"),
                              "best_epoch": model.fit_info.get("best_epoch"), "epochs_run": model.fit_info.get("epochs_run")})
-            if kind in READINGS:
-                extra.append({"anonymous": ev.evaluate(model, anon)["ndcg@10"], "swapped": ev.evaluate(model, alt)["ndcg@10"]})
+            if "context_head" in model.fit_info:  # fusion's context prior: its own fit after the network's
+                head = model.fit_info["context_head"]
+                per_seed[-1]["context_head"] = {k: head[k] for k in ("best_epoch", "epochs_run", "best_valid_ndcg@10", "weight") if k in head}
             print(f"{dataset} {kind} seed {seed}: ndcg@10 {m['ndcg@10']:.4f} hr@10 {m['hr@10']:.4f} ({fit_s:.0f}s)"
                   + (f" anonymous {extra[-1]['anonymous']:.4f} swapped {extra[-1]['swapped']:.4f}" if extra else ""),
                   flush=True)
@@ -94,7 +136,7 @@ def run_dataset(dataset: str, models: list[str], seeds: list[int], data_dir: str
         hr, hr_std = _summary([p["metrics"]["hr@10"] for p in per_seed])
         row: dict[str, Any] = {"model": kind, "seeds": [p["seed"] for p in per_seed],
                                "metrics": {"ndcg@10": nd, "hr@10": hr}, "metrics_std": {"ndcg@10": nd_std, "hr@10": hr_std},
-                               "per_seed": per_seed, "model_config": BASE[kind]}
+                               "per_seed": per_seed, "model_config": model_config}
         if kind == "context_popularity" or kind in READINGS:
             if kind == "context_popularity":  # context-only by construction: anonymous = its own answer
                 model_anon = ev.evaluate(model, anon)["ndcg@10"]
@@ -117,7 +159,9 @@ def make_table() -> str:
              "Generated by `python benchmarks/context_topk.py` from `benchmarks/results/context_topk/<dataset>.json`.",
              "Leave-one-out, full ranking, seen items kept (repeat consumption). Mean ± std over seeds (deterministic",
              "baselines: one run). *anonymous*: the same test cases with no user and no history (context only);",
-             "*swapped*: each case scored with another test case's context.", "",
+             "*swapped*: each case scored with another test case's context. fusion answers a context-only request",
+             "with its context prior (`context_head`) and mixes that prior into answers with a history at a weight",
+             "chosen on validation (`context_prior_weight`, per seed in the JSON's `per_seed[].context_head`).", "",
              "| dataset | model | seeds | NDCG@10 | HR@10 | anonymous NDCG@10 | swapped-context NDCG@10 |",
              "|---|---|---|---|---|---|---|"]
     for f in sorted(OUT.glob("*.json")):
@@ -147,11 +191,16 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--models", default="popularity,context_popularity,fm,pointwise,fusion")
     ap.add_argument("--seeds", type=int, default=3, help="seeds 0..N-1")
     ap.add_argument("--data-dir", default=None)
+    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                    help="override a model config field (dotted, JSON value; e.g. train.max_epochs=10), "
+                         "repeatable; recorded in the row's model_config")
+    ap.add_argument("--lock", default=None, metavar="PATH",
+                    help="hold an exclusive flock on PATH during each fit (one seed at a time), e.g. /tmp/ctxrec-heavy.lock")
     ap.add_argument("--table", action="store_true", help="only rebuild the table")
     args = ap.parse_args(argv)
     command = "python benchmarks/context_topk.py " + " ".join(shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:]))
     for ds in [] if args.table else args.dataset:
-        res = run_dataset(ds, args.models.split(","), list(range(args.seeds)), args.data_dir)
+        res = run_dataset(ds, args.models.split(","), list(range(args.seeds)), args.data_dir, args.set, args.lock)
         for row in res["rows"]:
             row["command"] = command
         OUT.mkdir(parents=True, exist_ok=True)

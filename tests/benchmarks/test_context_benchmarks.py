@@ -76,3 +76,21 @@ def test_context_swap_and_top10_change(ablation) -> None:
     b = a.copy()
     b[1, [0, 3]] = [50, 51]
     assert ablation.top10_change(a, b) == {"users": 2, "users_changed": 1, "share_changed": 0.5, "mean_items_changed": 1.0}
+
+
+def test_context_topk_overrides_and_anonymous_cases() -> None:
+    topk = _load("context_topk")
+    base = {"d_model": 64, "train": {"lr": 1e-3, "max_epochs": 60}}
+    got = topk.apply_overrides(base, ["train.max_epochs=10", "context_head=false", "context.fields=[\"a\"]", "name=x"])
+    assert got == {"d_model": 64, "train": {"lr": 1e-3, "max_epochs": 10}, "context_head": False,
+                   "context": {"fields": ["a"]}, "name": "x"}
+    assert base["train"]["max_epochs"] == 60  # the base config is not modified
+    with pytest.raises(SystemExit, match="key=value"):
+        topk.apply_overrides(base, ["max_epochs"])
+    rows = [{"user_id": f"u{u}", "item_id": f"i{(u + k) % 6}", "timestamp": float(k), "device": f"d{u}"}
+            for u in range(5) for k in range(4)]
+    data = Dataset.from_frames(pd.DataFrame(rows), schema=DatasetSchema(context=(ContextField(name="device"),)))
+    test = leave_one_out(data).test
+    anon = topk.anonymous(test)
+    assert (anon.users == -1).all() and all(len(h) == 0 for h in anon.histories) and anon.history_rows is None
+    assert anon.contexts == test.contexts and anon.targets == test.targets

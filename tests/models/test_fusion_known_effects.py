@@ -82,3 +82,21 @@ def test_no_context_effect_is_within_seed_noise() -> None:
     se = np.sqrt(a.var(ddof=1) / len(a) + b.var(ddof=1) / len(b))
     se = max(se, 0.005 * b.mean())  # floor: three seeds can agree by chance
     assert a.mean() >= b.mean() - 2 * se, (with_ctx, blind, se)
+
+
+def test_anonymous_answers_follow_the_contexts_preferred_genre(strong) -> None:
+    """Requests with nothing but a context (no user, no history) are answered by the context prior: each
+    (daypart, device) cell's top 10 differs from the other cells' and holds more of the cell's preferred
+    genre than the other cells' top 10s do."""
+    data, truth, out = strong
+    model = out[True][0]
+    cells = [(d, v) for d in DAYPARTS for v in DEVICES]
+    recs = model.recommend([RecQuery(context={"daypart": d, "device": v}) for d, v in cells], k=10, explain=True)
+    assert all(r.explanation is not None and r.explanation["view_weights"] == {"context_prior": 1.0} for r in recs)
+    assert len({tuple(r.item_ids) for r in recs}) == len(cells)
+    genres = np.stack([truth.item_genre[data.item_vocab.lookup(r.item_ids)] for r in recs])  # (cells, 10)
+    share = np.array([[np.mean(genres[ci] == truth.preferred_genre(d2, v2)) for d2, v2 in cells] for ci in range(len(cells))])
+    own = np.diag(share)
+    others = (share.sum(0) - own) / (len(cells) - 1)
+    assert np.mean(own > others) >= 0.9, (own, others)
+    assert (own - others).mean() >= 0.3, (own, others)

@@ -223,6 +223,7 @@ class FusionGraph(nn.Module):
         last = h[torch.arange(B), x["lengths"] - 1]  # (B, D)
         profile = net.profile_vector(x.get("prof", inp.new_zeros(B, self.n_prof)), x.get("utext"))
         vecs, log_w = net.views(last, rci, rcd, profile)  # (B, J, D), (B, J)
+        raw_table = table
         if hasattr(net, "scoring_inputs"):
             vecs, table = net.scoring_inputs(vecs, table)
         log_p = mixture_log_probs(vecs, log_w, table, mixture=self.cfg.mixture_on)
@@ -230,6 +231,11 @@ class FusionGraph(nn.Module):
             assert self.item_text is not None
             text = text_match_log_probs(x["query_text"], self.item_text, self.cfg.query_temperature)
             log_p = blend_text_query(log_p, text, x["has_query"], self.cfg.query_weight)
+        if getattr(net, "context_head", None) is not None:  # context-only rows: the context prior, as the library
+            from ctxrec.models.fusion.context_head import anonymous_rows
+
+            anon = anonymous_rows(x["lengths"], x.get("prof", inp.new_zeros(B, self.n_prof)), x.get("utext"), x.get("has_query"))
+            log_p = net.with_context_prior(log_p, anon, rci, rcd, raw_table)
         return log_p[:, 1:]
 
 
@@ -269,9 +275,18 @@ def _calibration_feeds(model: Recommender, names: tuple[str, ...], n: int, batch
     from ctxrec.models.base import RecQuery
 
     feeds = []
+    stored_ctx = getattr(model, "hist_ctx_ids", None), getattr(model, "hist_ctx_dense", None)  # fusion
     for start in range(0, len(pick), batch):
-        qs = [RecQuery(user_id=model.user_vocab.ids[int(u)]) for u in pick[start:start + batch]]
-        feeds.append(query_feeds(model, model.encode_queries(qs), names))
+        us = pick[start:start + batch]
+        qs = [RecQuery(user_id=model.user_vocab.ids[int(u)]) for u in us]
+        feed = query_feeds(model, model.encode_queries(qs), names)
+        # Request contexts as real requests bring them (each user's last stored event's), not all unknown:
+        # the context view and the context prior (which reads nothing else) are calibrated on real values.
+        last = model._hist_indptr[us + 1] - 1
+        for key, enc in zip(("rci", "rcd"), stored_ctx, strict=True):
+            if key in feed and enc is not None:
+                feed[key] = np.ascontiguousarray(enc[last][:, : feed[key].shape[1]]).astype(feed[key].dtype)
+        feeds.append(feed)
     return feeds
 
 

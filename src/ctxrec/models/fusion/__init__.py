@@ -19,12 +19,17 @@ the mixture ``P(y | x, c) = sum_j w_j softmax(H_j E^T)`` (or one softmax over th
 above ``sampled_above`` items). The weights w_j and each view's share of an item's probability are
 returned as explanations. Every part has an ablation switch.
 
+A request with nothing but a context (no history, no profile, no text query) is answered by a context
+prior P_ctx(i | c) fitted after the network on the frozen item table (``context_head``), which answers
+with a history also mix in at a weight chosen on validation (``context_prior_weight``).
+
 Items never seen in training are recommendable from their text and attributes alone: ID embeddings are
 dropped at random in training (``id_dropout``) so the text/attribute part of an item vector carries the
 signal on its own.
 
 Layout: ``config`` (FusionConfig), ``net`` (NetSpec, FusionNet, the heads and losses), ``batches``
-(events and queries -> tensors, the one context encoding), ``recommender`` (FusionRecommender: fit,
+(events and queries -> tensors, the one context encoding), ``context_head`` (the context prior: its
+module, fit and the anonymous-request rule), ``recommender`` (FusionRecommender: fit,
 score, add_items, persistence), ``explain`` (view shares, context and history attribution). Item and
 user features shared with the pointwise model are in ``ctxrec.models.features``.
 """

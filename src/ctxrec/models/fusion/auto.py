@@ -66,7 +66,7 @@ def resolve(cfg: FusionConfig, data: Dataset, valid: EvalSet | None,
                                       resume=False)
     pilots = []
     for cand in cands:
-        model = make(dataclasses.replace(cfg, **cand, train=pilot_train))
+        model = make(dataclasses.replace(cfg, **cand, train=pilot_train, context_head=False))  # the net alone is judged
         model.fit(data, valid=valid)
         pilots.append({**cand, "valid": round(float(model.fit_info["best_valid"]), 6),
                        "seconds": round(float(model.fit_info["train_seconds"]), 2)})

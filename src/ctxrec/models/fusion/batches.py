@@ -18,6 +18,7 @@ import numpy as np
 import torch
 
 from ctxrec.models.features import last_event_times, query_profiles
+from ctxrec.models.fusion.context_head import anonymous_rows
 
 if TYPE_CHECKING:
     from ctxrec.context import ContextEncoder
@@ -241,3 +242,46 @@ def _history_inputs(m: FusionInputs, batch: QueryBatch, b: int, hist: np.ndarray
     contexts = list(hc)[keep] if hc is not None else [{}] * len(hist[keep])
     ci, cd = encode_context(m, prev, contexts=contexts, times=times[keep])
     return ci, cd, np.zeros(len(contexts), np.int64)
+
+
+# ------------------------------------------------------------------------------------ context prior
+def prior_training_inputs(m: FusionInputs, data: Dataset, ev: TrainingEvents) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The context head's training cases: every training event's context as a request with no history
+    (no previous event, as an anonymous request has none) and its item + 1."""
+    ctx_ids, ctx_dense = ev.ctx_ids, ev.ctx_dense
+    assert m.ctx_encoder is not None
+    if m.ctx_encoder.use_time:  # the time-gap feature must read "no previous event", as it will at request time
+        order = data.row_order()
+        ctx_ids, ctx_dense = encode_context(m, np.full(len(order), np.nan), frame=data.interactions, rows=order)
+    return ctx_ids, ctx_dense, ev.items
+
+
+def prior_cases(m: FusionInputs, cases: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Evaluation cases (``EvalSet``) as context-only requests: request context ids, dense and first target + 1."""
+    n = len(cases.users)
+    ids, dense = encode_context(m, np.full(n, np.nan), contexts=cases.contexts, times=cases.timestamps)
+    return ids, dense, np.array([int(t[0]) + 1 for t in cases.targets], dtype=np.int64)
+
+
+def anonymous_requests(m: FusionInputs, batch: QueryBatch, *, always: bool = False
+                       ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None:
+    """The rows of a batch that give nothing but a context (:func:`~ctxrec.models.fusion.context_head.anonymous_rows`
+    on what the network would read: history length, profile ids, user-text vector, text query) and the
+    request contexts ``(anonymous (B,), rci, rcd)``; None when no row is anonymous, unless ``always``."""
+    assert m.user_profile is not None
+    lengths = torch.tensor([1 + len(h) for h in batch.histories])
+    prof = torch.from_numpy(query_profiles(m.user_profile, batch.users))
+    utext = None
+    if m.user_text_vectors is not None:
+        known = batch.users >= 0
+        u = np.zeros((len(batch.users), m.user_text_vectors.shape[1]), np.float32)
+        u[known] = m.user_text_vectors[batch.users[known]]
+        utext = torch.from_numpy(u)
+    texts = batch.texts or []
+    has_query = torch.tensor([bool(texts[b]) if b < len(texts) else False for b in range(len(lengths))])
+    anon = anonymous_rows(lengths, prof, utext, has_query)
+    if not always and not bool(anon.any()):
+        return None
+    rci, rcd = encode_context(m, last_event_times(batch), contexts=batch.contexts, times=batch.timestamps)
+    dev = m.device
+    return anon.to(dev), torch.from_numpy(rci).to(dev), torch.from_numpy(rcd).to(dev)

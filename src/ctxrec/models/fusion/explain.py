@@ -1,6 +1,7 @@
 """Why the fusion model recommended what it did: the gate's view weights, each view's share of each top
 item's probability, and occlusion attribution over the request-context fields (the generic
-``ctxrec.models.attribution``) and over the past events (here: it re-reads the token tensors)."""
+``ctxrec.models.attribution``) and over the past events (here: it re-reads the token tensors). A request
+with nothing but a context is answered by the context prior alone: its one view is ``context_prior``."""
 
 from __future__ import annotations
 
@@ -12,20 +13,19 @@ import torch
 import torch.nn.functional as F
 
 from ctxrec.models.attribution import context_attribution, list_score
+from ctxrec.models.fusion.batches import FusionInputs, anonymous_requests
 from ctxrec.models.fusion.net import mixture_log_probs
 
 if TYPE_CHECKING:
     from ctxrec.context import ContextEncoder
     from ctxrec.data.vocab import Vocab
-    from ctxrec.models.fusion.config import FusionConfig
     from ctxrec.models.fusion.net import FusionNet
     from ctxrec.queries import QueryBatch
 
 
-class FusionModel(Protocol):
+class FusionModel(FusionInputs, Protocol):
     """What explaining reads from a fitted ``FusionRecommender``."""
 
-    config: FusionConfig
     net: FusionNet | None
     item_vocab: Vocab | None
     ctx_encoder: ContextEncoder | None
@@ -58,9 +58,15 @@ def explain(model: FusionModel, batch: QueryBatch, top: np.ndarray) -> list[dict
                            log_w[:, -1:].unsqueeze(-1) + text.unsqueeze(1)], 1)  # (B, J + 1, V)
         names = [*names, "query"]
     share = torch.softmax(joint, dim=1)  # (B, J, V): view j's share of P(i)
+    anon = anonymous_requests(model, batch) if model.net.context_head is not None else None
+    prior_rows = set() if anon is None else set(anon[0].nonzero().flatten().tolist())
     out: list[dict[str, Any] | None] = []
     for b in range(len(top)):
         items = [int(i) for i in top[b] if i >= 0]
+        if b in prior_rows:  # answered by the context prior alone (context_head.py)
+            out.append({"view_weights": {"context_prior": 1.0},
+                        "items": [{"item_id": model.item_vocab.ids[i], "view_shares": {"context_prior": 1.0}} for i in items]})
+            continue
         out.append({
             "view_weights": {n: round(float(w), 4) for n, w in zip(names, log_w[b].exp().tolist(), strict=True)},
             "items": [{"item_id": model.item_vocab.ids[i],

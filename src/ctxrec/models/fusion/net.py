@@ -14,6 +14,7 @@ from torch import nn
 
 from ctxrec.models.features import FeatureShapes, attribute_bag, register_item_inputs
 from ctxrec.models.fusion.config import FusionConfig
+from ctxrec.models.fusion.context_head import ContextHead
 from ctxrec.models.layers import CausalBlock, small_init
 
 
@@ -104,6 +105,14 @@ class FusionNet(nn.Module):
         self.profile_view = nn.Sequential(nn.Linear(2 * d, d), nn.GELU(), nn.Linear(d, d)) if self.has_profile_view else None
         self.view_names = ["sequence"] + (["context"] if self.has_context_view else []) + (["profile"] if self.has_profile_view else [])
         self.gate = nn.Sequential(nn.Linear(2 * d, d), nn.GELU(), nn.Linear(d, len(self.view_names)))
+        # The context prior (context_head.py), fitted after training for requests with nothing but a context.
+        # Created last and from its own seeded generator: the main training's random stream is unchanged.
+        self.context_head: ContextHead | None = None
+        if cfg.context_head and cfg.use_context and (spec.ctx_cardinalities or spec.n_dense):
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(cfg.train.seed)
+                self.context_head = ContextHead(spec.ctx_cardinalities, spec.n_dense, spec.n_items, d_field=16,
+                                                hidden=2 * d, d_out=d, dropout=cfg.dropout)
 
     # ------------------------------------------------------------------------------ item table
     def item_table(self) -> torch.Tensor:
@@ -237,6 +246,23 @@ class FusionNet(nn.Module):
             vs.append(h + self.profile_view(torch.cat([h, p], -1)))
         log_w = F.log_softmax(self.gate(torch.cat([h, c], -1)).float(), -1)
         return torch.stack(vs, -2), log_w
+
+    def with_context_prior(self, log_p: torch.Tensor, anonymous: torch.Tensor, req_ids: torch.Tensor,
+                           req_dense: torch.Tensor, table: torch.Tensor) -> torch.Tensor:
+        """log_p (B, V + 1) of the mixture with the ``anonymous`` rows (B,) (``context_head.anonymous_rows``)
+        replaced by the context prior's log P_ctx(i | c) and the others mixed with it at the head's ``weight``
+        ((1 - w) P + w P_ctx); unchanged without a context head."""
+        head = self.context_head
+        if head is None:
+            return log_p
+        eager = not torch.compiler.is_compiling() and not torch.onnx.is_in_onnx_export()
+        if eager and not bool(anonymous.any()) and float(head.weight) == 0.0:
+            return log_p  # (eager only: an exported graph has no data-dependent branch)
+        with torch.no_grad():
+            prior = F.log_softmax(head(req_ids, req_dense, table), -1).to(log_p.dtype)  # (B, V + 1)
+            w = head.weight.to(log_p.dtype)
+            mixed = torch.logaddexp(log_p + torch.log1p(-w), prior + torch.log(w))  # w = 0: log_p itself
+        return torch.where(anonymous.unsqueeze(-1), prior, mixed)
 
     def profile_vector(self, prof_ids: torch.Tensor, user_text: torch.Tensor | None) -> torch.Tensor | None:
         """prof_ids (B, Fu), user_text (B, Dt) -> (B, D), or None without a profile view."""

@@ -28,13 +28,17 @@ from ctxrec.models.features import (
 )
 from ctxrec.models.fusion.batches import (
     Arrays,
+    anonymous_requests,
     history_tensors,
+    prior_cases,
+    prior_training_inputs,
     query_tensors,
     request_tensors,
     training_batches,
     training_events,
 )
 from ctxrec.models.fusion.config import RETIRED_OPTIONS, FusionConfig
+from ctxrec.models.fusion.context_head import choose_prior_weight, fit_context_head
 from ctxrec.models.fusion.explain import explain
 from ctxrec.models.fusion.net import (
     FusionNet,
@@ -236,6 +240,14 @@ class FusionRecommender(Recommender):
         self.fit_info = {"best_epoch": result.best_epoch, "best_valid": result.best_score, "epochs_run": result.epochs_run,
                          "train_seconds": result.seconds, "stopped_by": result.stopped_by, "history": result.history,
                          "loss": "sampled" if use_sampled else "full", "views": net.view_names}
+        if net.context_head is not None:  # the context prior, fitted on the frozen network (context_head.py)
+            with torch.no_grad():
+                table = net.item_table()
+            self.fit_info["context_head"] = fit_context_head(
+                net.context_head, table, prior_training_inputs(self, data, events),
+                prior_cases(self, valid) if valid is not None and len(valid) else None, seed=tc.seed, exclude=exclude)
+            self.fit_info["context_head"].update(choose_prior_weight(net.context_head, cfg.context_prior_weight,
+                                                                     validation_fn(self, valid)))
 
     # ================================================================================ inference
     def encode_batch(self, batch: QueryBatch) -> dict[str, torch.Tensor]:
@@ -332,12 +344,16 @@ class FusionRecommender(Recommender):
     def _scores(self, batch: QueryBatch, state: torch.Tensor | None) -> np.ndarray:
         vecs, log_w, table, _ = self._forward(batch, state)
         assert self.net is not None
-        vecs, table = self.net.scoring_inputs(vecs, table)
-        log_p = mixture_log_probs(vecs, log_w, table, mixture=self.config.mixture_on)  # (B, V + 1)
+        vecs, out_table = self.net.scoring_inputs(vecs, table)
+        log_p = mixture_log_probs(vecs, log_w, out_table, mixture=self.config.mixture_on)  # (B, V + 1)
         text = self.text_query_log_probs(batch.texts or [])
         if text is not None:
             has_q = torch.tensor([bool(t) for t in batch.texts or []], device=log_p.device)
             log_p = blend_text_query(log_p, text, has_q, self.config.query_weight)
+        head = self.net.context_head
+        anon = None if head is None else anonymous_requests(self, batch, always=float(head.weight) > 0)
+        if anon is not None:  # context-only requests: the context prior (context_head.py); the rest mix it in
+            log_p = self.net.with_context_prior(log_p, *anon, table)
         return log_p[:, 1:].cpu().numpy()
 
     def _score(self, batch: QueryBatch) -> np.ndarray:
@@ -416,6 +432,8 @@ class FusionRecommender(Recommender):
                 if net.id_emb is not None:
                     net.id_emb.weight = nn.Parameter(_grow(net.id_emb.weight.data))
                     net.id_emb.num_embeddings = net.id_emb.weight.shape[0]
+                if net.context_head is not None:
+                    net.context_head.grow(grow)
                 self.spec.n_items = len(self.item_vocab)
                 if self.popularity is not None:
                     self.popularity = np.concatenate([self.popularity, np.zeros(grow, self.popularity.dtype)])
@@ -488,6 +506,9 @@ class FusionRecommender(Recommender):
         if "text_proj.weight" in weights:
             for name in ("weight", "bias"):
                 weights[f"text_proj.lin.{name}"] = weights.pop(f"text_proj.{name}")
+        if self.net.context_head is not None and not any(k.startswith("context_head.") for k in weights):
+            self.net.context_head = None  # saved before the context prior existed: answers as it was trained
+            self.config = self.net.cfg = replace(self.config, context_head=False)
         self.net.load_state_dict(weights)
         self.net.eval()
 
