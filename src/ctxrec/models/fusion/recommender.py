@@ -387,6 +387,11 @@ class FusionRecommender(Recommender):
             raise UnsupportedError("a fusion model with mixture=true scores log sum_j w_j softmax_j(h_j . E): one "
                                    "normaliser per view, not one dot product, so it has no user/item vector form; "
                                    "it is scored exactly (train with mixture=false for approximate retrieval)")
+        head = self.net.context_head if self.net is not None else None
+        if head is not None and float(head.weight) > 0:
+            raise UnsupportedError(f"this fusion model mixes its context prior into every answer (weight "
+                                   f"{float(head.weight):.2f}, chosen on validation): not one dot product, so it is "
+                                   "scored exactly (set context_prior_weight=0 for approximate retrieval)")
 
     def _explain(self, batch: QueryBatch, top: np.ndarray) -> list[dict[str, Any] | None]:
         """View weights and shares, and occlusion attribution over request fields and past events."""
