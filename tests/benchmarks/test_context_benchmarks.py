@@ -4,10 +4,6 @@ BARS instances (negatives in the same context, never an item the pair used; 7:2:
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
-
 import numpy as np
 import pandas as pd
 import pytest
@@ -15,26 +11,14 @@ import pytest
 from ctxrec.data.dataset import ContextField, Dataset, DatasetSchema
 from ctxrec.data.splits import leave_one_out
 
-BENCH = Path(__file__).resolve().parents[2] / "benchmarks"
-
-
-def _load(name: str):
-    spec = importlib.util.spec_from_file_location(name, BENCH / f"{name}.py")
-    assert spec is not None and spec.loader is not None
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules[name] = mod
-    spec.loader.exec_module(mod)
-    return mod
+@pytest.fixture(scope="module")
+def bars(load_bench):
+    return load_bench("frappe_bars")
 
 
 @pytest.fixture(scope="module")
-def bars():
-    return _load("frappe_bars")
-
-
-@pytest.fixture(scope="module")
-def ablation():
-    return _load("context_ablation")
+def ablation(load_bench):
+    return load_bench("context_ablation")
 
 
 def tiny_frappe(bars) -> Dataset:
@@ -78,8 +62,8 @@ def test_context_swap_and_top10_change(ablation) -> None:
     assert ablation.top10_change(a, b) == {"users": 2, "users_changed": 1, "share_changed": 0.5, "mean_items_changed": 1.0}
 
 
-def test_context_topk_overrides_and_anonymous_cases() -> None:
-    topk = _load("context_topk")
+def test_context_topk_overrides_and_anonymous_cases(load_bench) -> None:
+    topk = load_bench("context_topk")
     base = {"d_model": 64, "train": {"lr": 1e-3, "max_epochs": 60}}
     got = topk.apply_overrides(base, ["train.max_epochs=10", "context_head=false", "context.fields=[\"a\"]", "name=x"])
     assert got == {"d_model": 64, "train": {"lr": 1e-3, "max_epochs": 10}, "context_head": False,

@@ -2,22 +2,7 @@
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
-
 import pytest
-
-BENCH = Path(__file__).resolve().parents[2] / "benchmarks"
-
-
-def _load(name: str):
-    spec = importlib.util.spec_from_file_location(name, BENCH / f"{name}.py")
-    assert spec is not None and spec.loader is not None
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules[name] = mod
-    spec.loader.exec_module(mod)
-    return mod
 
 
 def _run(ndcg: float, stopped_by: str = "early_stopping") -> dict:
@@ -25,8 +10,8 @@ def _run(ndcg: float, stopped_by: str = "early_stopping") -> dict:
             "epochs_run": 6}, "fit_seconds": 10.0, "peak_rss_mib": ndcg * 1000, "command": "python x"}
 
 
-def test_combine_mean_sample_std_and_per_seed() -> None:
-    seeds = _load("seeds")
+def test_combine_mean_sample_std_and_per_seed(load_bench) -> None:
+    seeds = load_bench("seeds")
     out = seeds.combine([_run(0.10), _run(0.12), _run(0.14, "time_budget")], [42, 43, 44])
     assert out["metrics"]["ndcg@10"] == pytest.approx(0.12)
     assert out["metrics_std"]["ndcg@10"] == pytest.approx(0.02)  # sqrt((0.02^2 + 0 + 0.02^2) / 2)
@@ -37,15 +22,15 @@ def test_combine_mean_sample_std_and_per_seed() -> None:
     assert out["peak_rss_mib"] == pytest.approx(140.0)  # the worst seed's memory, not the mean
 
 
-def test_seed_list_starts_at_the_default_seed_and_refuses_zero() -> None:
-    seeds = _load("seeds")
+def test_seed_list_starts_at_the_default_seed_and_refuses_zero(load_bench) -> None:
+    seeds = load_bench("seeds")
     assert seeds.seed_list(3) == [42, 43, 44]
     with pytest.raises(SystemExit, match="at least 1"):
         seeds.seed_list(0)
 
 
-def test_noise_note_marks_a_published_figure_within_two_std() -> None:
-    table = _load("make_table")
+def test_noise_note_marks_a_published_figure_within_two_std(load_bench) -> None:
+    table = load_bench("make_table")
     row = {"name": "fusion", "metrics": {"ndcg@10": 0.200}, "metrics_std": {"ndcg@10": 0.002}}
     assert table.noise_note([row], {"ndcg@10": 0.1965}, ["ndcg@10"]) == "ndcg@10 within noise of ctxrec fusion"
     assert table.noise_note([row], {"ndcg@10": 0.1955}, ["ndcg@10"]) == ""  # 2.25 std away
