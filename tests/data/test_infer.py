@@ -146,3 +146,27 @@ def test_cli_data_init_writes_a_mapping_the_reader_loads(sim: Dataset, tmp_path:
     assert again.exit_code == 2 and "exists; pass --force" in again.output
     assert runner.invoke(app, ["data", "init", "poi/nothere.csv", "-o", "x.toml"]).exit_code == 2
     assert not (tmp_path / "x.toml").exists()
+
+
+def _podcast_log(tmp_path: Path) -> tuple[Path, Path]:
+    """A log whose item-named column is a 3-value context ("place") beside the real item ("podcast")."""
+    rows = [{"listener": f"u{u}", "podcast": f"p{(u * 7 + k) % 60:02d}", "when": f"{1 + k % 28:02d}.03.2025 10:00",
+             "place": ("home", "work", "gym")[k % 3]} for u in range(40) for k in range(10)]
+    log = tmp_path / "plays.tsv"
+    pd.DataFrame(rows).to_csv(log, sep="\t", index=False)
+    cat = tmp_path / "podcasts.tsv"
+    pd.DataFrame({"podcast": [f"p{i:02d}" for i in range(60)], "name": [f"Show {i}" for i in range(60)]}).to_csv(
+        cat, sep="\t", index=False)
+    return log, cat
+
+
+def test_item_column_is_the_one_the_catalogue_names_not_a_context_named_like_an_item(tmp_path: Path) -> None:
+    log, cat = _podcast_log(tmp_path)
+    guess = infer_mapping([log, cat], mapping_path=tmp_path / "m.toml")
+    mapping = tomllib.loads(guess.toml)
+    assert mapping["item_column"] == "podcast"
+    assert any("ids of podcasts.tsv's unique column 'podcast'" in line for line in guess.lines)
+    assert {"column": "place", "kind": "categorical"} in mapping["context"]
+    # without the catalogue: "place" (3 values) loses to the 60-value column although its name says item
+    alone = tomllib.loads(infer_mapping([log], mapping_path=tmp_path / "m2.toml").toml)
+    assert alone["item_column"] == "podcast"

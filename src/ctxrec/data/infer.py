@@ -96,7 +96,8 @@ def infer_mapping(paths: Sequence[str | Path], *, mapping_path: str | Path) -> I
     cols = [str(c) for c in events.frame.columns]
 
     user = _pick(events, cols, _USER, used, "user")
-    item = _pick(events, [c for c in cols if c != user[0]], _ITEM, used, "item")
+    item = _linked(events, [c for c in cols if c != user[0]], tables[1:]) or \
+        _pick(events, [c for c in cols if c != user[0]], _ITEM, used, "item")
     for key, (col, why) in (("user_column", user), ("item_column", item)):
         say(f"{key} = {col!r}: {why}")
         out.append(f"{key} = {_q(col)}  # {why}")
@@ -253,12 +254,34 @@ def _is_numeric(t: _Table, col: str) -> bool:
     return bool(keep.any()) and bool(pd.to_numeric(text[keep], errors="coerce").notna().all())
 
 
+def _linked(t: _Table, cols: list[str], others: Sequence[_Table]) -> tuple[str, str] | None:
+    """The item column by the strongest evidence: its values are the unique ids of another file (the
+    catalogue), at least 90% of them found there."""
+    for c in cols:
+        values = set(t.text(c)[0])
+        if len(values) < 2:
+            continue
+        for other in others:
+            for oc in (str(x) for x in other.frame.columns):
+                ids, _ = other.text(oc)
+                if ids.is_unique and len(values & set(ids)) >= 0.9 * len(values):
+                    return c, (f"its {len(values):,} distinct values are ids of {other.path.name}'s unique column "
+                               f"{oc!r}")
+    return None
+
+
 def _pick(t: _Table, cols: list[str], hints: Sequence[str], used: set[str], role: str) -> tuple[str, str]:
-    """The user or item column: by name, else the first free column with many distinct values."""
+    """The user or item column: by name, else the first free column with many distinct values. A named
+    column with as few values as a context field loses to a free column with many more (``place`` with
+    3 values beside ``podcast`` with 60 is a context, not the item)."""
     free = [c for c in cols if c not in used]
+    widest = max(free, key=lambda c: _distinct(t, c), default=None)
     for c in free:
         if _named(c, hints):
-            return c, f"its name says {role}; {_distinct(t, c):,} distinct values in {len(t.frame):,} records"
+            d = _distinct(t, c)
+            if d <= MAX_CONTEXT_VALUES and widest is not None and _distinct(t, widest) > 10 * d:
+                continue
+            return c, f"its name says {role}; {d:,} distinct values in {len(t.frame):,} records"
     for c in free:
         d = _distinct(t, c)
         if d > 1 and guess_time_format(t.text(c)[0].head(500).tolist()) is None:
