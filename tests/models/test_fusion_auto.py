@@ -67,3 +67,13 @@ def test_without_validation_auto_takes_true_and_says_so(caplog: pytest.LogCaptur
         model = FusionRecommender(_cfg(train=TrainConfig(max_epochs=1, progress=False))).fit(context_dataset())
     assert model.config.use_text is True and model.config.mixture is True
     assert "decided on validation cases" in caplog.text and "use_text=auto" in caplog.text
+
+
+def test_a_time_budget_bounds_pilots_and_full_run_together() -> None:
+    sp = make_split(context_dataset(), "leave-one-out")
+    cfg = _cfg(train=TrainConfig(max_epochs=4, lr=1e-2, batch_size=16, progress=False, max_seconds=400.0))
+    model = FusionRecommender(cfg).fit(sp.train, valid=sp.valid)
+    auto = model.fit_info["auto"]
+    # the full run gets the budget less what the pilots spent (each pilot had a quarter of it / 4)
+    assert model.config.train.max_seconds == pytest.approx(400.0 - auto["seconds"], abs=0.01)
+    assert all(p["stopped_by"] == "max_epochs" for p in auto["pilots"])  # 100 s each is plenty here

@@ -5,7 +5,8 @@ softmax (``mixture``) depend on the data: text carries amazon-scientific and cos
 is +0.5% at equal epochs and -5.8% at equal time on ml-1m. So each combination of the ``"auto"`` fields
 trains for ``auto_epochs`` epochs on the same training part, is scored on validation, and the best goes
 on to the full run (ties go to the cheaper choice: no text, no mixture). The test cases are never read.
-A fit without validation cases cannot decide and takes ``true`` for each, with a warning.
+A fit without validation cases cannot decide and takes ``true`` for each, with a warning. With a time
+budget (``train.max_seconds``) the pilots share a quarter of it and the full run gets what is left.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import logging
+import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -62,15 +64,20 @@ def resolve(cfg: FusionConfig, data: Dataset, valid: EvalSet | None,
                     ", ".join(f"{f}=true" for f in fields))
         return dataclasses.replace(cfg, **fallback), {"fields": fields, "chosen": fallback, "pilots": [],
                                                       "why": "no validation cases: the fallback (true)"}
-    pilot_train = dataclasses.replace(cfg.train, max_epochs=cfg.auto_epochs, progress=False, max_seconds=None,
-                                      resume=False)
-    pilots = []
+    budget = cfg.train.max_seconds  # a time budget bounds the whole fit: the pilots share a quarter of it
+    pilot_train = dataclasses.replace(cfg.train, max_epochs=cfg.auto_epochs, progress=False, resume=False,
+                                      max_seconds=None if budget is None else budget / (4 * len(cands)))
+    pilots, t0 = [], time.perf_counter()
     for cand in cands:
         model = make(dataclasses.replace(cfg, **cand, train=pilot_train, context_head=False))  # the net alone is judged
         model.fit(data, valid=valid)
         pilots.append({**cand, "valid": round(float(model.fit_info["best_valid"]), 6),
-                       "seconds": round(float(model.fit_info["train_seconds"]), 2)})
+                       "seconds": round(float(model.fit_info["train_seconds"]), 2),
+                       "stopped_by": model.fit_info.get("stopped_by")})
     best = max(pilots, key=lambda p: p["valid"])
     chosen = next(c for c, p in zip(cands, pilots, strict=True) if p["valid"] >= best["valid"] - _TIE)
-    return dataclasses.replace(cfg, **chosen), {"fields": fields, "chosen": chosen, "epochs": cfg.auto_epochs,
-                                                "metric": cfg.train.valid_metric, "pilots": pilots}
+    spent = time.perf_counter() - t0
+    train = cfg.train if budget is None else dataclasses.replace(cfg.train, max_seconds=max(budget - spent, 0.25 * budget))
+    return dataclasses.replace(cfg, **chosen, train=train), {
+        "fields": fields, "chosen": chosen, "epochs": cfg.auto_epochs, "metric": cfg.train.valid_metric,
+        "pilots": pilots, "seconds": round(spent, 2)}
