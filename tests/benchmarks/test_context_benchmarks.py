@@ -11,6 +11,7 @@ import pytest
 from ctxrec.data.dataset import ContextField, Dataset, DatasetSchema
 from ctxrec.data.splits import leave_one_out
 
+
 @pytest.fixture(scope="module")
 def bars(load_bench):
     return load_bench("frappe_bars")

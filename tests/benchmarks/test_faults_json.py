@@ -3,14 +3,11 @@ that lacks a documented key instead of writing a file that silently misses a sce
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 from pathlib import Path
 
 import pytest
 
-BENCH = Path(__file__).resolve().parents[2] / "benchmarks"
 DOCUMENTED = {
     "pg_restart": {"acknowledged", "lost", "requests_during_outage", "hung_requests", "recovery_s"},
     "kill9_retry": {"acknowledged", "lost", "duplicates"},
@@ -22,23 +19,14 @@ DOCUMENTED = {
 }
 
 
-def _faults():  # type: ignore[no-untyped-def]
-    spec = importlib.util.spec_from_file_location("faults", BENCH / "faults.py")
-    assert spec is not None and spec.loader is not None
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules["faults"] = mod
-    spec.loader.exec_module(mod)
-    return mod
-
-
 def _full() -> dict:
     res: dict = {s: {k: 0 for k in keys} for s, keys in DOCUMENTED.items()}
     res["replicas"]["note"] = "extra keys are allowed"
     return {**res, "machine": {"cpus": 2}, "command": "benchmarks/faults.py"}
 
 
-def test_writes_every_documented_key(tmp_path: Path) -> None:
-    faults = _faults()
+def test_writes_every_documented_key(tmp_path: Path, load_bench) -> None:
+    faults = load_bench("faults")
     assert {s: set(k) for s, k in faults.KEYS.items()} == DOCUMENTED
     assert set(faults.SCENARIOS) == set(DOCUMENTED)
     out = tmp_path / "faults.json"
@@ -50,8 +38,8 @@ def test_writes_every_documented_key(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("drop", [("fuzz", "5xx"), ("replicas", "deleted_item_served"), ("machine", None)])
-def test_refuses_a_result_missing_a_key(tmp_path: Path, drop: tuple[str, str | None]) -> None:
-    faults = _faults()
+def test_refuses_a_result_missing_a_key(tmp_path: Path, drop: tuple[str, str | None], load_bench) -> None:
+    faults = load_bench("faults")
     res = _full()
     if drop[1] is None:
         del res[drop[0]]

@@ -413,15 +413,16 @@ def similar_items(h: ModelHandle, item: int, k: int) -> tuple[np.ndarray, np.nda
     model = h.model
     vocab = model.item_vocab
     assert vocab is not None
-    try:
-        if h.item_unit is None:
-            if not model.context_blind:
-                raise NotImplementedError(f"{model.kind}: no request-free item similarity")
+    if h.item_unit is None and model.context_blind:
+        try:
             v = model.item_embeddings()
             h.item_unit = v / np.maximum(np.linalg.norm(v, axis=1, keepdims=True), 1e-12)
+        except NotImplementedError:  # a context-blind model without item vectors (EASE, popularity)
+            pass
+    if h.item_unit is not None:
         sims = h.item_unit @ h.item_unit[item]
         method = "item-vector cosine"
-    except NotImplementedError:
+    else:  # no item vectors, or a context-aware model (fusion): ask the model for the next item
         with torch.inference_mode():
             qb = model.encode_queries([RecQuery(history=vocab.external([item]))])
             sims = np.asarray(model.score(qb), np.float32)[0]
