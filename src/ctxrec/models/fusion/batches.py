@@ -263,25 +263,19 @@ def prior_cases(m: FusionInputs, cases: Any) -> tuple[np.ndarray, np.ndarray, np
     return ids, dense, np.array([int(t[0]) + 1 for t in cases.targets], dtype=np.int64)
 
 
-def anonymous_requests(m: FusionInputs, batch: QueryBatch, *, always: bool = False
+def anonymous_requests(m: FusionInputs, batch: QueryBatch, *, always: bool = False,
+                       requests: dict[str, torch.Tensor] | None = None
                        ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None:
     """The rows of a batch that give nothing but a context (:func:`~ctxrec.models.fusion.context_head.anonymous_rows`
     on what the network would read: history length, profile ids, user-text vector, text query) and the
-    request contexts ``(anonymous (B,), rci, rcd)``; None when no row is anonymous, unless ``always``."""
-    assert m.user_profile is not None
-    lengths = torch.tensor([1 + len(h) for h in batch.histories])
-    prof = torch.from_numpy(query_profiles(m.user_profile, batch.users))
-    utext = None
-    if m.user_text_vectors is not None:
-        known = batch.users >= 0
-        u = np.zeros((len(batch.users), m.user_text_vectors.shape[1]), np.float32)
-        u[known] = m.user_text_vectors[batch.users[known]]
-        utext = torch.from_numpy(u)
+    request contexts ``(anonymous (B,), rci, rcd)``; None when no row is anonymous, unless ``always``.
+    ``requests``: the batch's :func:`request_tensors` when already built (not encoded twice)."""
+    r = request_tensors(m, batch) if requests is None else requests
+    dev = m.device
+    lengths = torch.tensor([1 + len(h) for h in batch.histories], device=dev)
     texts = batch.texts or []
-    has_query = torch.tensor([bool(texts[b]) if b < len(texts) else False for b in range(len(lengths))])
-    anon = anonymous_rows(lengths, prof, utext, has_query)
+    has_query = torch.tensor([bool(texts[b]) if b < len(texts) else False for b in range(len(lengths))], device=dev)
+    anon = anonymous_rows(lengths, r["prof"], r.get("utext"), has_query)
     if not always and not bool(anon.any()):
         return None
-    rci, rcd = encode_context(m, last_event_times(batch), contexts=batch.contexts, times=batch.timestamps)
-    dev = m.device
-    return anon.to(dev), torch.from_numpy(rci).to(dev), torch.from_numpy(rcd).to(dev)
+    return anon, r["rci"], r["rcd"]

@@ -288,14 +288,15 @@ class FusionRecommender(Recommender):
         return self._scores(batch, torch.as_tensor(np.asarray(state, np.float32), device=self.device))
 
     @torch.no_grad()
-    def _forward(self, batch: QueryBatch, state: torch.Tensor | None = None
+    def _forward(self, batch: QueryBatch, state: torch.Tensor | None = None,
+                 requests: dict[str, torch.Tensor] | None = None
                  ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, list[str]]:
         """Per query: view vectors (B, J, D), log gate weights (B, J), item table, view names. ``state``
-        (B, D): :meth:`encode_state`'s rows, else computed."""
+        (B, D): :meth:`encode_state`'s rows, else computed; ``requests``: :func:`request_tensors`, if built."""
         assert self.net is not None
         net = self._eval_net()
         last = self._state_tensor(batch) if state is None else state  # (B, D)
-        r = request_tensors(self, batch)
+        r = request_tensors(self, batch) if requests is None else requests
         profile = net.profile_vector(r["prof"], r.get("utext"))
         vecs, log_w = net.views(last, r["rci"], r["rcd"], profile)
         return vecs, log_w, self._eval_item_table(), list(net.view_names)
@@ -342,7 +343,8 @@ class FusionRecommender(Recommender):
         return text_match_log_probs(torch.from_numpy(emb).to(self.device), items, self.config.query_temperature)
 
     def _scores(self, batch: QueryBatch, state: torch.Tensor | None) -> np.ndarray:
-        vecs, log_w, table, _ = self._forward(batch, state)
+        r = request_tensors(self, batch)  # once, for the views and the context prior
+        vecs, log_w, table, _ = self._forward(batch, state, r)
         assert self.net is not None
         vecs, out_table = self.net.scoring_inputs(vecs, table)
         log_p = mixture_log_probs(vecs, log_w, out_table, mixture=self.config.mixture_on)  # (B, V + 1)
@@ -351,7 +353,7 @@ class FusionRecommender(Recommender):
             has_q = torch.tensor([bool(t) for t in batch.texts or []], device=log_p.device)
             log_p = blend_text_query(log_p, text, has_q, self.config.query_weight)
         head = self.net.context_head
-        anon = None if head is None else anonymous_requests(self, batch, always=float(head.weight) > 0)
+        anon = None if head is None else anonymous_requests(self, batch, always=float(head.weight) > 0, requests=r)
         if anon is not None:  # context-only requests: the context prior (context_head.py); the rest mix it in
             log_p = self.net.with_context_prior(log_p, *anon, table)
         return log_p[:, 1:].cpu().numpy()
