@@ -22,6 +22,7 @@ Scenarios (each on a fresh database of one throwaway cluster, see tests/serving/
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import multiprocessing
 import os
@@ -46,6 +47,8 @@ sys.path[:0] = [str(ROOT / "src"), str(ROOT / "tests" / "serving"), str(ROOT / "
 from pg import PostgresCluster, find_pg_bin
 from serving_helpers import tiny_fusion_run
 from test_durability import _free_port, _start
+
+from ctxrec.serving.settings import ServingSettings
 
 OUT = ROOT / "benchmarks" / "results" / "serving" / "faults.json"
 DEADLINE = 1.0  # --store-deadline of the pg_restart server
@@ -423,9 +426,30 @@ def _cpu() -> tuple[float, float]:
 
 
 def _proc_cpu_s(pid: int) -> float:
-    """User + system CPU seconds of one process."""
-    f = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (float(f[11]) + float(f[12])) / os.sysconf("SC_CLK_TCK")
+    """User + system CPU seconds of a process and its children (``serve --workers N`` forks N)."""
+    try:
+        f = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except FileNotFoundError:  # a child that exited between the listing and the read
+        return 0.0
+    own = (float(f[11]) + float(f[12])) / os.sysconf("SC_CLK_TCK")
+    kids = [int(c) for t in Path(f"/proc/{pid}/task").iterdir() if (t / "children").exists()
+            for c in (t / "children").read_text().split()]
+    return own + sum(_proc_cpu_s(k) for k in kids)
+
+
+def _grow_histories(port: int, per_user: int, users: int = 60, items: int = 40) -> int:
+    """Give every user of the tiny model ``per_user`` stored events (the service reads at most its
+    ``max_history``), so that every phase of ``writes`` reads full-length histories: the readers-alone
+    phase is then the steady state the writers' phase is compared with, not a store of short histories."""
+    n = 0
+    with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=60) as c:
+        for u in range(users):
+            evs = [{"user_id": f"u{u:02d}", "item_id": f"i{(u + j) % items:02d}", "event_id": f"grow-{u}-{j}"}
+                   for j in range(per_user)]
+            r = c.post("/v1/events", json={"events": evs})
+            r.raise_for_status()
+            n += int(r.json()["stored"])
+    return n
 
 
 def _readers(port: int, run: Path, seconds: float, clients: int, out: Path, server_pid: int) -> dict[str, Any]:
@@ -443,14 +467,15 @@ def _readers(port: int, run: Path, seconds: float, clients: int, out: Path, serv
 
 
 def writes(run: Path, pg: PostgresCluster, tmp: Path, seconds: float = 20.0, readers: int = 4,
-           writers: int = 4, rate: float | None = None) -> dict[str, Any]:
+           writers: int = 4, rate: float | None = None, workers: int = 1) -> dict[str, Any]:
     """Readers alone, readers with the writers (closed loop, or paced at ``rate`` events/s in all),
-    then readers alone again: the last phase reads the histories the writers grew (up to the
-    service's max_history events per user), so the cost of longer histories is told apart from the
-    writers' interference."""
+    then readers alone again. Every user's history is first grown to the service's max_history, so
+    all three phases read histories of one length and the drop measures the writers' interference
+    (the after phase checks it). ``workers``: ``ctxrec serve --workers N``."""
     url, port = pg.fresh_database(), _free_port()
-    proc = _start(run, url, port, tmp / "writes.log")
+    proc = _start(run, url, port, tmp / "writes.log", extra=["--workers", str(workers)] if workers > 1 else None)
     try:
+        grown = _grow_histories(port, MAX_HISTORY)
         without = _readers(port, run, seconds, readers, tmp / "writes_without.json", proc.pid)
         counter = multiprocessing.Value("i", 0)
         wp = multiprocessing.Process(target=_writers, args=(port, seconds + 10, writers, counter, rate))
@@ -475,24 +500,32 @@ def writes(run: Path, pg: PostgresCluster, tmp: Path, seconds: float = 20.0, rea
             "machine_cpu_busy_without": without["machine_cpu_busy"], "machine_cpu_busy_with": with_["machine_cpu_busy"],
             "server_cores_used_without": without["server_cores_used"],
             "server_cores_used_with": with_["server_cores_used"], "readers": readers, "writers": writers,
-            "seconds": seconds, "store": "PostgreSQL 15",
-            "writers_paced_at": rate,
-            "note": "readers: benchmarks/serving_load.py --url (own process, POST /v1/recommend with context); "
+            "seconds": seconds, "store": "PostgreSQL 15", "server_workers": workers,
+            "writers_paced_at": rate, "events_grown_first": grown,
+            "note": f"`ctxrec serve --workers {workers}`; before the first phase every user's history is grown "
+                    f"to the service's max_history ({MAX_HISTORY} events, events_grown_first in all), so all "
+                    "phases read full-length histories. "
+                    "readers: benchmarks/serving_load.py --url (own process, POST /v1/recommend with context); "
                     f"writers: {writers} httpx clients posting single events with ids "
                     + (f"paced at {rate:g} events/s in all" if rate else "in a closed loop") + " (another process; "
                     "writer_events_per_s and writer_cores_used over the readers' phase). *_without_after: readers "
-                    "alone again after the writers stopped, over the histories they grew. On 2 shared cores the "
+                    "alone again after the writers stopped. server_cores_used_*: the server's processes together. "
+                    "On 2 shared cores the "
                     "client processes and PostgreSQL take CPU from the server: see machine_cpu_busy_* (1.0 = both "
                     "cores busy, other workers' jobs included) and server_cores_used_*"}
 
 
-PACED_RATE = 280.0
+PACED_RATE = 352.0
 """events/s of ``writes_paced``: what the closed-loop writers reached before events got cheaper (the
 first faults.json figure), so that row loads the server with the events the old figure did."""
 
 
-def writes_paced(run: Path, pg: PostgresCluster, tmp: Path, seconds: float = 20.0) -> dict[str, Any]:
-    return writes(run, pg, tmp, seconds, rate=PACED_RATE)
+MAX_HISTORY = next(f.default for f in dataclasses.fields(ServingSettings) if f.name == "max_history")
+"""The most stored events a request reads per user (the service's default)."""
+
+
+def writes_paced(run: Path, pg: PostgresCluster, tmp: Path, seconds: float = 20.0, workers: int = 1) -> dict[str, Any]:
+    return writes(run, pg, tmp, seconds, rate=PACED_RATE, workers=workers)
 
 
 SCENARIOS: dict[str, Callable[..., dict[str, Any]]] = {
@@ -507,6 +540,7 @@ def main() -> None:
     ap.add_argument("--only", default=None, help="comma-separated scenarios (the result keeps the others' old figures)")
     ap.add_argument("--fuzz-seconds", type=float, default=60.0)
     ap.add_argument("--writes-seconds", type=float, default=20.0)
+    ap.add_argument("--workers", type=int, default=2, help="`ctxrec serve --workers N` of the writes scenarios")
     ap.add_argument("--out", default=str(OUT))
     args = ap.parse_args()
     from ctxrec.experiment import machine_description
@@ -531,8 +565,9 @@ def main() -> None:
         for name in only:
             t0 = time.monotonic()
             kw: dict[str, Any] = {"fuzz": {"seconds": args.fuzz_seconds},
-                                  "writes": {"seconds": args.writes_seconds},
-                                  "writes_paced": {"seconds": args.writes_seconds}}.get(name, {})
+                                  "writes": {"seconds": args.writes_seconds, "workers": args.workers},
+                                  "writes_paced": {"seconds": args.writes_seconds, "workers": args.workers}
+                                  }.get(name, {})
             result[name] = {**SCENARIOS[name](run, pg, tmp, **kw), "wall_s": round(time.monotonic() - t0, 1),
                             "command": command}
             print(name, json.dumps({k: result[name].get(k) for k in KEYS[name]}), flush=True)
