@@ -19,8 +19,7 @@ from ctxrec.tuning.report import (
     write_json,
     write_trials_csv,
 )
-from ctxrec.tuning.spaces import load_space
-from ctxrec.tuning.study import Echo, TuneConfig, counted, run_study, safe_url
+from ctxrec.tuning.study import Echo, TuneConfig, counted, run_study, safe_url, task_space
 
 if TYPE_CHECKING:
     import optuna
@@ -43,7 +42,7 @@ def finish(cfg: TuneConfig, study: optuna.Study, echo: Echo = print, study_secon
     split and reports test AUC and log loss (:func:`run_ctr`)."""
     from ctxrec.experiment import experiment_from_dict, machine_description, run_experiment
 
-    space, _ = load_space(cfg.model, cfg.space_file, cfg.overrides)
+    space, _ = task_space(cfg)
     out = cfg.tune_dir
     out.mkdir(parents=True, exist_ok=True)
     trials = study.get_trials(deepcopy=False)

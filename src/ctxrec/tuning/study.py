@@ -117,6 +117,11 @@ class TuneConfig:
         return self.storage
 
 
+def task_space(cfg: TuneConfig) -> tuple[SearchSpace, list[str]]:
+    """The study's search space (an AUC study's is adapted to labelled training, see ``load_space``)."""
+    return load_space(cfg.model, cfg.space_file, cfg.overrides, labelled=cfg.metric == AUC)
+
+
 def parse_duration(text: str) -> float:
     """``"2h"``, ``"90m"``, ``"1h30m"``, ``"45s"`` or plain seconds -> seconds."""
     t = text.strip().lower()
@@ -217,7 +222,7 @@ def run_worker(cfg: TuneConfig, worker: int = 0, deadline: float | None = None, 
     passes. ``data`` replaces loading the dataset (tests). Returns how many trials this worker ran."""
     import optuna
 
-    space, _ = load_space(cfg.model, cfg.space_file, cfg.overrides)
+    space, _ = task_space(cfg)
     study = open_study(cfg, space, worker)
     if data is None:
         data = load_trial_data(cfg.dataset, cfg.data_dir, cfg.split, mapping=cfg.mapping)
@@ -310,7 +315,7 @@ def run_study(cfg: TuneConfig, echo: Echo = print, data: TrialData | CtrTrialDat
 
     The study is created here first (so workers only load it). ``data`` (one process only) replaces
     loading the dataset."""
-    space, notes = load_space(cfg.model, cfg.space_file, cfg.overrides)  # checked before any data is read
+    space, notes = task_space(cfg)  # checked before any data is read
     for note in notes:
         echo(f"note: {note}")
     study = open_study(cfg, space)
