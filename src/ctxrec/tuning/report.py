@@ -94,7 +94,8 @@ def plot_history(study: optuna.Study, path: Path, metric: str) -> None:
     ax.set_ylabel(f"validation {metric}")
     ax.set_title(f"optimisation history: {study.study_name}")
     ax.grid(alpha=0.3)
-    ax.legend()
+    if done or pruned:  # no trial finished (all failed): an empty plot, without an empty legend's warning
+        ax.legend()
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
