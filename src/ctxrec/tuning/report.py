@@ -62,7 +62,7 @@ CTR_CONFIG_NOTE = (
     "protocol (split leave-one-out), not the CTR split this study tuned on. The CTR-trained model and its test "
     "AUC are in best/ (load best/model with ctxrec.load_model). To retrain on the CTR protocol in Python: "
     "split = ctxrec.data.ctr.ctr_split(data); model = build_model(kind, model_config with train.valid_metric='auc'); "
-    "model.fit_labelled(split.data, split.train, split.valid); model.predict_table(split.test)")
+    "model.fit_labelled(split.data, split.train, split.valid); model.predict_table(split.test) (docs/tuning.md)")
 """Said in summary.json and printed by an AUC study: how to use its best_config.json."""
 
 
