@@ -48,7 +48,7 @@ def test_an_auc_study_never_reads_the_test_table_and_evaluates_the_best_once(tmp
     assert ctr_data.test.attempts == 0  # nothing in the study looked at the test table
     for t in study.trials:  # each trial's value is its validation AUC, reported per epoch to the pruner
         assert 0.0 < t.value < 1.0 and t.intermediate_values == {0: t.value}
-    assert summary["metric"] == "auc" and summary["split"] == ctr_data.split
+    assert (summary["metric"], summary["split"]) == ("auc", "ctr")
     assert set(summary["test_metrics"]) == {"auc", "logloss"} and 0.5 < summary["test_metrics"]["auc"] < 1.0
     # Retrained with the same seed on the same split, the best config scores the same validation AUC.
     assert summary["retrained_valid"] == pytest.approx(summary["best_valid"], abs=1e-6)
@@ -57,7 +57,7 @@ def test_an_auc_study_never_reads_the_test_table_and_evaluates_the_best_once(tmp
     assert metrics["metrics"] == summary["test_metrics"] and (out / "best" / "model" / "config.json").is_file()
     instances = metrics["dataset_stats"]["instances"]
     assert (instances["train"], instances["valid"]) == (len(ctr_data.train), len(ctr_data.valid)) and instances["test"] > 0
-    assert metrics["model_config"]["train"]["valid_metric"] == "auc"
+    assert metrics["model_config"]["train"]["valid_metric"] == "auc" and metrics["split"] == ctr_data.split
     # best_config.json is a `ctxrec train` config (the ranking protocol), and the summary and output say so.
     exp = experiment_from_dict(load_file(out / "best_config.json"))
     check_experiment(exp)

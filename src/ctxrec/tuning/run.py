@@ -90,7 +90,6 @@ def finish(cfg: TuneConfig, study: optuna.Study, echo: Echo = print, study_secon
         "command": cfg.command, "machine": machine_description(),
     }
     if cfg.metric == AUC:
-        summary["split"] = result["split"]
         summary["best_config_note"] = CTR_CONFIG_NOTE
         echo(f"note: {CTR_CONFIG_NOTE}")
     write_json(summary, out / "summary.json")
