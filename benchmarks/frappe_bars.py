@@ -5,7 +5,7 @@
     python benchmarks/frappe_bars.py --model fm --name deepfm --set variant=deepfm
 
 The shared data has the raw CARSKit log, not the BARS ``frappe_x1`` files, so the protocol is rebuilt
-from it, exactly as follows (seeded, deterministic):
+from it by ``ctxrec.data.ctr.ctr_split``, exactly as follows (seeded, deterministic):
 
 1. every one of the 96,203 log rows (user, item, 8 context fields) is a positive;
 2. per positive, two negatives: the same user and context with an item drawn uniformly from the
@@ -33,57 +33,18 @@ import time
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 ROOT = Path(__file__).resolve().parent
-CONTEXT = ("daytime", "weekday", "isweekend", "homework", "cost", "weather", "country", "city")
-N_NEG = 2
-
-
-def build_instances(data: Any, seed: int) -> Any:
-    """BARS-style instances from the raw log: columns user_id, item_id, context..., label, row, part."""
-    import pandas as pd
-
-    inter = data.interactions
-    n, V = len(inter), data.n_items
-    rng = np.random.default_rng(seed)
-    key = inter["user_id"].astype(str)
-    for c in CONTEXT:
-        key = key + "|" + inter[c].astype(str)
-    used: dict[str, set[int]] = {}
-    for k, i in zip(key.to_numpy(), data.item_idx, strict=True):
-        used.setdefault(k, set()).add(int(i))
-    neg = np.zeros((n, N_NEG), np.int64)
-    keys = key.to_numpy()
-    for r in range(n):
-        taken = used[keys[r]]
-        picked: list[int] = []
-        while len(picked) < N_NEG:
-            j = int(rng.integers(V))
-            if j not in taken and j not in picked:
-                picked.append(j)
-        neg[r] = picked
-    ids = np.asarray(data.item_vocab.ids, dtype=object)
-    base = inter[["user_id", *CONTEXT]].reset_index(drop=True)
-    own = inter["item_id"].to_numpy()
-    pos = base.assign(item_id=own, label=1.0, row=np.arange(n), own_item=own)
-    negs = [base.assign(item_id=ids[neg[:, k]], label=0.0, row=np.arange(n), own_item=own) for k in range(N_NEG)]
-    table = pd.concat([pos, *negs], ignore_index=True)
-    perm = rng.permutation(len(table))
-    table = table.iloc[perm].reset_index(drop=True)
-    n_te, n_va = int(len(table) * 0.1), round(len(table) * 0.2)  # 28,860 / 57,722, as in BARS
-    n_tr = len(table) - n_va - n_te
-    table["part"] = np.where(np.arange(len(table)) < n_tr, "train", np.where(np.arange(len(table)) < n_tr + n_va, "valid", "test"))
-    return table
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
+    from seeds import run_seeds
+
     from ctxrec.config import apply_overrides, to_dict
+    from ctxrec.data.ctr import ctr_split
     from ctxrec.data.datasets import load_dataset
     from ctxrec.evaluation.metrics import auc, log_loss
     from ctxrec.experiment import machine_description, peak_rss_mib
     from ctxrec.models import build_model
-    from seeds import run_seeds
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", required=True, help="pointwise or fm")
@@ -99,15 +60,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         raise SystemExit("--seeds sets train.seed itself: drop --set train.seed=... or use --seeds 1")
     name = args.name or args.model
     data = load_dataset("frappe", args.data_dir)
-    table = build_instances(data, args.seed)
-    parts = {p: table[table["part"] == p].drop(columns="own_item").reset_index(drop=True) for p in ("train", "valid", "test")}
-    # A training instance's own log row is left out of its user's history (valid/test rows are not in it).
-    parts["train"]["exclude_item"] = table.loc[table["part"] == "train", "own_item"].to_numpy()
-    # Vocabularies from the training positives only (rows of the log behind a train positive).
-    train_rows = np.zeros(data.n_events, dtype=bool)
-    tp = parts["train"]
-    train_rows[tp.loc[tp["label"] == 1.0, "row"].to_numpy()] = True
-    train_data = data.subset(train_rows, name="frappe/bars-train")
+    split = ctr_split(data, seed=args.seed, n_neg=2)  # the protocol above (ctxrec.data.ctr)
+    parts = {"train": split.train, "valid": split.valid, "test": split.test}
+    train_data = split.data  # vocabularies and histories from the training positives only
     # FM / DeepFM: the 10 BARS fields only. Pointwise: + item text and the user's history (apps used in
     # training, pooled by attention to the candidate app).
     defaults: dict[str, Any] = {"train": {"valid_metric": "auc", "batch_size": 512, "lr": 2e-3, "max_epochs": 100,

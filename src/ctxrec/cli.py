@@ -251,12 +251,15 @@ def tune(
     study: Annotated[str | None, typer.Option(help="Study name (default <dataset>-<model>).")] = None,
     space: Annotated[Path | None, typer.Option(help="TOML file editing the model's search space (see ctxrec.tuning.spaces).")] = None,
     set_: Annotated[list[str], typer.Option("--set", help="Model config key=value fixed in every trial (repeatable).")] = [],  # noqa: B006
-    split: Annotated[str, typer.Option(help="leave-one-out or temporal.")] = "leave-one-out",
+    split: Annotated[str, typer.Option(help="leave-one-out, temporal or random; auto: leave-one-out, or the CTR "
+                                            "split (ctxrec.data.ctr) for --metric auc.")] = "auto",
+    metric: Annotated[str, typer.Option(help="Validation objective: auc (CTR, labelled tables) or NAME@K; "
+                                             "auto: auc for pointwise, ndcg@10 otherwise.")] = "auto",
     seed: Annotated[int, typer.Option(help="Sampler seed (give each machine sharing a study its own).")] = 0,
     out: Annotated[Path | None, typer.Option("--out", "-o", help="Run folder; files go to <out>/tune/ (default runs/<dataset>-<model>).")] = None,
     data_dir: DataDir = None,
 ) -> None:
-    """Tune a model's hyperparameters on validation NDCG@10 (Optuna: TPE, median pruning).
+    """Tune a model's hyperparameters on validation NDCG@10, or AUC for pointwise (Optuna: TPE, median pruning).
 
     Writes <out>/tune/: trials.csv, best_config.json (for `ctxrec train`), history.png, importance.png,
     best/ (the best config retrained and evaluated once on test) and summary.json.
@@ -274,7 +277,7 @@ def tune(
     label = dataset or Path(str(mapping)).stem
     try:
         cfg = TuneConfig(dataset=label, model=model, trials=trials, out=str(out or Path("runs") / f"{label}-{model}"),
-                         data_dir=data_dir, mapping=str(mapping) if mapping else None, split=split, timeout_s=parse_duration(timeout) if timeout else None,
+                         data_dir=data_dir, mapping=str(mapping) if mapping else None, split=split, metric=metric, timeout_s=parse_duration(timeout) if timeout else None,
                          jobs=jobs, storage=storage, study=study, seed=seed, space_file=str(space) if space else None,
                          overrides=flatten_overrides(apply_overrides({}, set_)),
                          command=" ".join(shlex.quote(a) for a in ["ctxrec", *sys.argv[1:]]))

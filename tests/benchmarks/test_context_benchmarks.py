@@ -1,6 +1,5 @@
-"""The protocol code of benchmarks/frappe_bars.py and benchmarks/context_ablation.py on tiny data:
-BARS instances (negatives in the same context, never an item the pair used; 7:2:1), the context swap
-(a derangement) and the top-10 change count."""
+"""The protocol code of benchmarks/context_ablation.py on tiny data: the context swap (a derangement)
+and the top-10 change count. (The frappe BARS instances are ctxrec.data.ctr's: tests/data/test_ctr.py.)"""
 
 from __future__ import annotations
 
@@ -13,38 +12,8 @@ from ctxrec.data.splits import leave_one_out
 
 
 @pytest.fixture(scope="module")
-def bars(load_bench):
-    return load_bench("frappe_bars")
-
-
-@pytest.fixture(scope="module")
 def ablation(load_bench):
     return load_bench("context_ablation")
-
-
-def tiny_frappe(bars) -> Dataset:
-    rng = np.random.default_rng(0)
-    rows = [{"user_id": f"u{u}", "item_id": f"i{rng.integers(12)}",
-             **{c: f"{c}{rng.integers(2)}" for c in bars.CONTEXT}} for u in range(8) for _ in range(10)]
-    schema = DatasetSchema(context=tuple(ContextField(name=c) for c in bars.CONTEXT), has_timestamps=False)
-    items = pd.DataFrame({"item_id": [f"i{j}" for j in range(12)]})
-    return Dataset.from_frames(pd.DataFrame(rows), items=items, schema=schema, name="tiny")
-
-
-def test_bars_instances(bars) -> None:
-    data = tiny_frappe(bars)
-    t = bars.build_instances(data, seed=1)
-    n = data.n_events
-    assert len(t) == 3 * n and (t["label"] == 1).sum() == n
-    sizes = t["part"].value_counts()
-    assert sizes["test"] == int(3 * n * 0.1) and sizes["valid"] == round(3 * n * 0.2)
-    inter = data.interactions
-    used = {tuple(r) for r in inter[["user_id", *bars.CONTEXT, "item_id"]].astype(str).itertuples(index=False)}
-    for _, r in t[t["label"] == 0].iterrows():
-        src = inter.iloc[r["row"]]
-        assert all(r[c] == src[c] for c in ["user_id", *bars.CONTEXT])  # same user and context
-        assert (r["user_id"], *(r[c] for c in bars.CONTEXT), r["item_id"]) not in used
-    assert bars.build_instances(data, seed=1).equals(t)
 
 
 def test_context_swap_and_top10_change(ablation) -> None:

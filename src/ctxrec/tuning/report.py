@@ -42,15 +42,28 @@ def write_trials_csv(study: optuna.Study, path: Path) -> None:
 
 
 def best_experiment(cfg: TuneConfig, space: SearchSpace, params: dict[str, Any]) -> dict[str, Any]:
-    """The best trial as an experiment config dict that ``ctxrec train`` accepts."""
+    """The best trial as an experiment config dict that ``ctxrec train`` accepts. The CTR split of an AUC
+    study is not a ``ctxrec train`` split: there the file trains the tuned config on ``leave-one-out``
+    (the ranking protocol), and ``summary.json`` says so (:data:`CTR_CONFIG_NOTE`)."""
     from ctxrec.experiment import experiment_from_dict
+    from ctxrec.tuning.objective import CTR_SPLIT
 
-    raw = {"dataset": cfg.dataset, "split": cfg.split, "model": cfg.model, "model_config": space.model_config(params)}
+    split = "leave-one-out" if cfg.split == CTR_SPLIT else cfg.split
+    raw = {"dataset": cfg.dataset, "split": split, "model": cfg.model, "model_config": space.model_config(params)}
     if cfg.mapping:
         raw["mapping"] = str(Path(cfg.mapping).resolve())
     if cfg.data_dir is not None:
         raw["data_dir"] = cfg.data_dir
     return to_dict(experiment_from_dict(raw))  # validated (and written in full) like any ctxrec train config
+
+
+CTR_CONFIG_NOTE = (
+    "best_config.json holds the tuned model config as a `ctxrec train` config, but `ctxrec train` runs the ranking "
+    "protocol (split leave-one-out), not the CTR split this study tuned on. The CTR-trained model and its test "
+    "AUC are in best/ (load best/model with ctxrec.load_model). To retrain on the CTR protocol in Python: "
+    "split = ctxrec.data.ctr.ctr_split(data); model = build_model(kind, model_config with train.valid_metric='auc'); "
+    "model.fit_labelled(split.data, split.train, split.valid); model.predict_table(split.test) (docs/tuning.md)")
+"""Said in summary.json and printed by an AUC study: how to use its best_config.json."""
 
 
 def plot_history(study: optuna.Study, path: Path, metric: str) -> None:
@@ -81,7 +94,8 @@ def plot_history(study: optuna.Study, path: Path, metric: str) -> None:
     ax.set_ylabel(f"validation {metric}")
     ax.set_title(f"optimisation history: {study.study_name}")
     ax.grid(alpha=0.3)
-    ax.legend()
+    if done or pruned:  # no trial finished (all failed): an empty plot, without an empty legend's warning
+        ax.legend()
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)

@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import json
 import time
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ctxrec.config import to_dict
 from ctxrec.errors import CtxrecError
+from ctxrec.tuning.objective import AUC, ctr_model_config, fit_ctr
 from ctxrec.tuning.report import (
+    CTR_CONFIG_NOTE,
     best_experiment,
     param_importances,
     plot_history,
@@ -15,16 +19,16 @@ from ctxrec.tuning.report import (
     write_json,
     write_trials_csv,
 )
-from ctxrec.tuning.spaces import load_space
-from ctxrec.tuning.study import Echo, TuneConfig, counted, run_study, safe_url
+from ctxrec.tuning.study import Echo, TuneConfig, counted, run_study, safe_url, task_space
 
 if TYPE_CHECKING:
     import optuna
 
-    from ctxrec.tuning.objective import TrialData
+    from ctxrec.tuning.objective import CtrTrialData, TrialData
+    from ctxrec.tuning.spaces import SearchSpace
 
 
-def tune(cfg: TuneConfig, echo: Echo = print, data: TrialData | None = None) -> dict[str, Any]:
+def tune(cfg: TuneConfig, echo: Echo = print, data: TrialData | CtrTrialData | None = None) -> dict[str, Any]:
     """Run (or resume) the study, then :func:`finish` it. Returns the summary."""
     t0 = time.time()
     study = run_study(cfg, echo, data)
@@ -34,10 +38,11 @@ def tune(cfg: TuneConfig, echo: Echo = print, data: TrialData | None = None) -> 
 def finish(cfg: TuneConfig, study: optuna.Study, echo: Echo = print, study_seconds: float | None = None) -> dict[str, Any]:
     """Write the trials table, plots and best config; retrain the best config into ``tune/best`` and
     evaluate it on the test cases (the only time a study reads them). A finished study whose best trial
-    already has its ``best/`` run is not retrained."""
+    already has its ``best/`` run is not retrained. An AUC study retrains with ``fit_labelled`` on the CTR
+    split and reports test AUC and log loss (:func:`run_ctr`)."""
     from ctxrec.experiment import experiment_from_dict, machine_description, run_experiment
 
-    space, _ = load_space(cfg.model, cfg.space_file, cfg.overrides)
+    space, _ = task_space(cfg)
     out = cfg.tune_dir
     out.mkdir(parents=True, exist_ok=True)
     trials = study.get_trials(deepcopy=False)
@@ -66,8 +71,11 @@ def finish(cfg: TuneConfig, study: optuna.Study, echo: Echo = print, study_secon
     else:
         echo(f"best trial {best.number} (validation {cfg.metric} {best.value:.4f}): retraining it and "
              "evaluating once on the test cases")
-        command = f"ctxrec train {out / 'best_config.json'} -o {best_dir}"
-        result = run_experiment(experiment_from_dict(experiment), best_dir, command=command)
+        if cfg.metric == AUC:
+            result = run_ctr(cfg, space, best.params, best_dir)
+        else:
+            command = f"ctxrec train {out / 'best_config.json'} -o {best_dir}"
+            result = run_experiment(experiment_from_dict(experiment), best_dir, command=command)
     summary = {
         "dataset": cfg.dataset, "model": cfg.model, "split": cfg.split, "metric": cfg.metric,
         "study": cfg.study_name, "storage": safe_url(cfg.storage_url),
@@ -81,10 +89,47 @@ def finish(cfg: TuneConfig, study: optuna.Study, echo: Echo = print, study_secon
         "best_config": experiment, "best_run": str(best_dir),
         "command": cfg.command, "machine": machine_description(),
     }
+    if cfg.metric == AUC:
+        summary["best_config_note"] = CTR_CONFIG_NOTE
+        echo(f"note: {CTR_CONFIG_NOTE}")
     write_json(summary, out / "summary.json")
     echo(f"tune folder: {out} (trials.csv, best_config.json, history.png"
          f"{', importance.png' if isinstance(importances, dict) else ''}, best/, summary.json)")
     return summary
+
+
+def run_ctr(cfg: TuneConfig, space: SearchSpace, params: dict[str, Any], best_dir: Path) -> dict[str, Any]:
+    """Retrain ``params`` on the CTR split with ``fit_labelled`` and evaluate it once on the test table:
+    ``best_dir/metrics.json`` (the ``ctxrec train`` metrics schema, metrics ``auc`` and ``logloss``) and
+    ``best_dir/model``."""
+    from ctxrec.data.ctr import ctr_split
+    from ctxrec.evaluation.metrics import auc, log_loss
+    from ctxrec.experiment import load_data, machine_description, peak_rss_mib, staged_folder
+    from ctxrec.models import build_model
+
+    t0 = time.perf_counter()
+    data = load_data(dataset=None if cfg.mapping else cfg.dataset, mapping=cfg.mapping, data_dir=cfg.data_dir)
+    split = ctr_split(data)
+    model = build_model(cfg.model, ctr_model_config(space.model_config(params)))
+    with staged_folder(best_dir) as stage:
+        t_fit = time.perf_counter()
+        fit_ctr(model, split.data, split.train, split.valid, run_dir=str(stage))
+        fit_seconds = time.perf_counter() - t_fit
+        p = model.predict_table(split.test)  # type: ignore[attr-defined]  # fit_ctr checked it is a CTR model
+        y = split.test["label"].to_numpy()
+        model.save(stage / "model")
+        result = {
+            "dataset": cfg.dataset, "model": cfg.model, "split": split.describe(),
+            "metrics": {"auc": round(float(auc(y, p)), 6), "logloss": round(float(log_loss(y, p)), 6)},
+            "dataset_stats": {"users": data.n_users, "items": data.n_items, "events": data.n_events,
+                              "instances": {"train": len(split.train), "valid": len(split.valid), "test": len(split.test)}},
+            "command": cfg.command, "seconds": round(time.perf_counter() - t0, 2), "fit_seconds": round(fit_seconds, 2),
+            "peak_rss_mib": peak_rss_mib(), "model_config": to_dict(model.config),
+            "fit_info": {k: v for k, v in model.fit_info.items() if k != "history"},
+            "machine": machine_description(),
+        }
+        write_json(result, stage / "metrics.json")
+    return result
 
 
 def _load(path: Any) -> dict[str, Any]:

@@ -181,6 +181,7 @@ DEFAULT_SPACES: dict[str, SearchSpace] = {
         _p("head", "categorical", choices=("fm", "deepfm", "dcn")),
         _p("dropout", "float", low=0.0, high=0.5),
         _p("n_negatives", "int", low=1, high=8),
+        _p("use_history", "categorical", choices=(True, False)),
         _p("history_pooling", "categorical", choices=("mean", "target")),
         _p("emb_l2", "categorical", choices=(0.0, 1e-6, 1e-5, 1e-4)),
         _LR,
@@ -191,25 +192,37 @@ DEFAULT_SPACES: dict[str, SearchSpace] = {
     )),
 }
 
+LABELLED_IGNORED = ("n_negatives",)
+"""Pointwise settings of sampled training that training on labelled CTR tables (an AUC study) has no use for."""
+LABELLED_FIXED: dict[str, Any] = {"train.patience": 3}
+"""Fixed in an AUC study: CTR models peak within a few epochs (the frappe benchmark stops after 2-3 bad ones)."""
+
 _TOP_KEYS = {"params", "fixed", "drop"}
 _PARAM_KEYS = {f.name for f in dataclasses.fields(Param)} - {"name"}
 
 
-def default_space(model: str) -> SearchSpace:
+def default_space(model: str, labelled: bool = False) -> SearchSpace:
+    """The kind's default space; ``labelled`` (an AUC study): without :data:`LABELLED_IGNORED`, with
+    :data:`LABELLED_FIXED`."""
     try:
-        return DEFAULT_SPACES[model]
+        space = DEFAULT_SPACES[model]
     except KeyError:
         raise ConfigError(f"no search space for model kind {model!r}; tunable kinds: {sorted(DEFAULT_SPACES)} "
                           "(or declare every param in a --space TOML file)") from None
+    if not labelled:
+        return space
+    return dataclasses.replace(space, params=tuple(p for p in space.params if p.name not in LABELLED_IGNORED),
+                               fixed={**LABELLED_FIXED, **space.fixed})
 
 
-def space_from_dict(model: str, data: dict[str, Any], base: SearchSpace | None = None) -> SearchSpace:
+def space_from_dict(model: str, data: dict[str, Any], base: SearchSpace | None = None, labelled: bool = False
+                    ) -> SearchSpace:
     """Apply a parsed TOML table (``params``, ``fixed``, ``drop``) to ``base`` (the kind's default)."""
     unknown = set(data) - _TOP_KEYS
     if unknown:
         raise ConfigError(f"unknown search space key(s) {sorted(unknown)}; known: {sorted(_TOP_KEYS)}")
     if base is None:
-        base = DEFAULT_SPACES.get(model, SearchSpace(model=model, params=()))
+        base = default_space(model, labelled) if model in DEFAULT_SPACES else SearchSpace(model=model, params=())
     params = {p.name: p for p in base.params}
     drop = data.get("drop", [])
     if not isinstance(drop, list) or not all(isinstance(d, str) for d in drop):
@@ -242,18 +255,33 @@ def space_from_dict(model: str, data: dict[str, Any], base: SearchSpace | None =
     return SearchSpace(model=model, params=tuple(params.values()), fixed={**base.fixed, **_flatten(fixed)})
 
 
-def load_space(model: str, path: str | Path | None = None, overrides: dict[str, Any] | None = None
-               ) -> tuple[SearchSpace, list[str]]:
+def load_space(model: str, path: str | Path | None = None, overrides: dict[str, Any] | None = None,
+               labelled: bool = False) -> tuple[SearchSpace, list[str]]:
     """The kind's default space, edited by a TOML file and fixed by ``--set`` overrides, checked
-    against the model's config. Returns the space and notes to show the user."""
+    against the model's config. Returns the space and notes to show the user. ``labelled``: the trials
+    train on labelled CTR tables (an AUC study), see :func:`default_space`."""
     from ctxrec.config import load_file
 
-    space = default_space(model) if path is None else space_from_dict(model, load_file(path))
+    space = default_space(model, labelled) if path is None else space_from_dict(model, load_file(path), labelled=labelled)
     notes: list[str] = []
     if overrides:
         space, notes = space.with_fixed(overrides)
+    if labelled:
+        _check_labelled(space)
     space.check()
     return space, notes
+
+
+def _check_labelled(space: SearchSpace) -> None:
+    """An AUC study searches nothing that labelled training ignores and leaves the epoch metric to the task."""
+    ignored = [n for n in space.names() if n in LABELLED_IGNORED]
+    if ignored:
+        raise ConfigError(f"search space param(s) {ignored} only apply to sampled (ranking) training; an AUC study "
+                          "trains on the labelled CTR tables, so searching them changes nothing: remove them")
+    given = space.fixed.get("train.valid_metric", "auc")
+    if given != "auc":
+        raise ConfigError(f"train.valid_metric = {given!r} in an AUC study: the CTR task selects epochs on validation "
+                          "AUC itself; drop train.valid_metric from --set / the space file")
 
 
 def _flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:

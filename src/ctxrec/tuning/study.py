@@ -25,13 +25,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ctxrec.errors import ConfigError, CtxrecError
-from ctxrec.tuning.objective import load_trial_data, parse_metric, run_trial
+from ctxrec.tuning.objective import AUC, CTR_SPLIT, check_metric, default_metric, load_trial_data, run_trial
 from ctxrec.tuning.spaces import SearchSpace, load_space
 
 if TYPE_CHECKING:
     import optuna
 
-    from ctxrec.tuning.objective import TrialData
+    from ctxrec.tuning.objective import CtrTrialData, TrialData
 
 Echo = Callable[[str], None]
 MAX_FAILS_IN_A_ROW = 3
@@ -52,9 +52,12 @@ class TuneConfig:
     data_dir: str | None = None
     mapping: str | None = None
     """A column mapping file of your own data, read instead of a built-in dataset."""
-    split: str = "leave-one-out"
-    metric: str = "ndcg@10"
-    """Validation metric maximised (``NAME@K`` of the ranking evaluator)."""
+    split: str = "auto"
+    """A ranking split (``auto`` = ``leave-one-out``); an AUC study always uses the CTR split (``ctr``, see
+    :mod:`ctxrec.data.ctr`), so ``auto`` there."""
+    metric: str = "auto"
+    """Validation metric maximised: ``NAME@K`` of the ranking evaluator, or ``auc`` (the CTR task: a pointwise
+    model trained on labelled tables). ``auto`` = ``auc`` for the pointwise model, ``ndcg@10`` otherwise."""
     timeout_s: float | None = None
     """No trial starts after this many seconds (a running one finishes)."""
     jobs: int = 1
@@ -83,7 +86,19 @@ class TuneConfig:
             raise ConfigError(f"--jobs must be >= 1, got {self.jobs}")
         if self.timeout_s is not None and self.timeout_s <= 0:
             raise ConfigError(f"--timeout must be positive, got {self.timeout_s} s")
-        parse_metric(self.metric)
+        # Resolve "auto" once, so the stored study setup, the files and resumes see the concrete values.
+        metric = default_metric(self.model) if self.metric == "auto" else self.metric
+        check_metric(metric, self.model)
+        if metric == AUC and self.split not in ("auto", CTR_SPLIT):
+            raise ConfigError(f"--split {self.split} does not apply to an AUC study: it uses the CTR split (every "
+                              "event a positive, same-context negatives, random 7:2:1); drop --split, or tune on "
+                              "a ranking metric (--metric ndcg@10)")
+        if metric != AUC and self.split == CTR_SPLIT:
+            raise ConfigError(f"split {CTR_SPLIT!r} is the CTR protocol of --metric auc; with {metric!r} give a ranking "
+                              "split (leave-one-out, temporal, random)")
+        split = (CTR_SPLIT if metric == AUC else "leave-one-out") if self.split == "auto" else self.split
+        object.__setattr__(self, "metric", metric)  # frozen: the one place these are set
+        object.__setattr__(self, "split", split)
 
     @property
     def tune_dir(self) -> Path:
@@ -100,6 +115,11 @@ class TuneConfig:
         if self.storage.startswith(("postgresql://", "postgres://")):  # psycopg 3 is the installed driver
             return "postgresql+psycopg://" + self.storage.split("://", 1)[1]
         return self.storage
+
+
+def task_space(cfg: TuneConfig) -> tuple[SearchSpace, list[str]]:
+    """The study's search space (an AUC study's is adapted to labelled training, see ``load_space``)."""
+    return load_space(cfg.model, cfg.space_file, cfg.overrides, labelled=cfg.metric == AUC)
 
 
 def parse_duration(text: str) -> float:
@@ -197,12 +217,12 @@ def _file_lock(path: Path) -> Iterator[Callable[[], None]]:
 
 
 def run_worker(cfg: TuneConfig, worker: int = 0, deadline: float | None = None, echo: Echo = print,
-               data: TrialData | None = None) -> int:
+               data: TrialData | CtrTrialData | None = None) -> int:
     """Run trials until the study has ``cfg.trials`` counted trials or ``deadline`` (``time.time()``)
     passes. ``data`` replaces loading the dataset (tests). Returns how many trials this worker ran."""
     import optuna
 
-    space, _ = load_space(cfg.model, cfg.space_file, cfg.overrides)
+    space, _ = task_space(cfg)
     study = open_study(cfg, space, worker)
     if data is None:
         data = load_trial_data(cfg.dataset, cfg.data_dir, cfg.split, mapping=cfg.mapping)
@@ -221,7 +241,7 @@ def run_worker(cfg: TuneConfig, worker: int = 0, deadline: float | None = None, 
     return ran
 
 
-def _run_one(study: optuna.Study, cfg: TuneConfig, space: SearchSpace, data: TrialData, worker: int
+def _run_one(study: optuna.Study, cfg: TuneConfig, space: SearchSpace, data: TrialData | CtrTrialData, worker: int
              ) -> optuna.trial.FrozenTrial | None:
     """Run one trial, unless the study already has its ``cfg.trials`` (then None); returns the finished trial."""
     import optuna
@@ -290,12 +310,12 @@ def _worker_main(cfg: TuneConfig, worker: int, deadline: float | None) -> None:
         run_worker(cfg, worker, deadline)
 
 
-def run_study(cfg: TuneConfig, echo: Echo = print, data: TrialData | None = None) -> optuna.Study:
+def run_study(cfg: TuneConfig, echo: Echo = print, data: TrialData | CtrTrialData | None = None) -> optuna.Study:
     """Run the study's missing trials with ``cfg.jobs`` processes; returns the study.
 
     The study is created here first (so workers only load it). ``data`` (one process only) replaces
     loading the dataset."""
-    space, notes = load_space(cfg.model, cfg.space_file, cfg.overrides)  # checked before any data is read
+    space, notes = task_space(cfg)  # checked before any data is read
     for note in notes:
         echo(f"note: {note}")
     study = open_study(cfg, space)
