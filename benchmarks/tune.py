@@ -9,7 +9,9 @@ its budget and cost (wall seconds, CPU hours of this process and its workers), t
 score, the best configuration, and its test metrics as the mean over ``--seeds`` (seed 42 is the
 study's own retrain of the best trial; 43, 44, ... train ``best_config.json`` again), with
 ``hand_tuned_test_ndcg@10`` (``results/<dataset>/<model>.json``) and ``default_test_ndcg@10``
-(``results/<dataset>/<model>-default.json``) read from the committed rows. The study itself is in
+(``results/<dataset>/<model>-default.json``) read from the committed rows. A pointwise (CTR) study
+optimises validation AUC (``ctxrec tune``'s default for that kind): its keys are ``test_metrics.auc``,
+``hand_tuned_test_auc`` and ``default_test_auc``, and every seed trains on the study's CTR split. The study itself is in
 ``runs/tune/<dataset>-<model>/tune/`` (trials.csv, plots); rerunning the command resumes it.
 """
 
@@ -49,7 +51,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     from ctxrec.experiment import experiment_from_dict, machine_description, run_experiment
     from ctxrec.tuning import TuneConfig, parse_duration
     from ctxrec.tuning import tune as run_tune
+    from ctxrec.tuning.run import run_ctr
     from ctxrec.tuning.spaces import flatten_overrides
+    from ctxrec.tuning.study import task_space
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--dataset", required=True)
@@ -67,8 +71,6 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     command = "python benchmarks/tune.py " + " ".join(shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:]))
     label = f"{args.dataset}-{args.model}"
     run_dir = Path(args.run_dir) if args.run_dir else ROOT.parent / "runs" / "tune" / label
-    if args.model == "pointwise":
-        raise SystemExit("the pointwise (CTR) model is tuned on AUC, which ctxrec tune does not optimise yet")
     cfg = TuneConfig(dataset=args.dataset, model=args.model, trials=args.trials, out=str(run_dir),
                      data_dir=args.data_dir, timeout_s=parse_duration(args.timeout) if args.timeout else None,
                      jobs=args.jobs, space_file=args.space, overrides=flatten_overrides(apply_overrides({}, args.set)),
@@ -80,14 +82,20 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     best_cfg = json.loads((run_dir / "tune" / "best_config.json").read_text())
     first_seed = int(best_cfg.get("model_config", {}).get("train", {}).get("seed", 42))
     runs, seeds = [json.loads((Path(summary["best_run"]) / "metrics.json").read_text())], [first_seed]
+    ctr = cfg.metric == "auc"  # a CTR study: the seeds retrain on its split with fit_labelled
+    space, _ = task_space(cfg)
     for seed in [s for s in seed_list(args.seeds) if s != first_seed][: args.seeds - 1]:
-        exp = json.loads(json.dumps(best_cfg))
-        exp.setdefault("model_config", {}).setdefault("train", {})["seed"] = seed
-        runs.append(run_experiment(experiment_from_dict(exp), run_dir / "seeds" / f"seed-{seed}", command=command))
+        seed_dir = run_dir / "seeds" / f"seed-{seed}"
+        if ctr:
+            runs.append(run_ctr(cfg, space, {**summary["best_params"], "train.seed": seed}, seed_dir))
+        else:
+            exp = json.loads(json.dumps(best_cfg))
+            exp.setdefault("model_config", {}).setdefault("train", {})["seed"] = seed
+            runs.append(run_experiment(experiment_from_dict(exp), seed_dir, command=command))
         seeds.append(seed)
     seeded = combine(runs, seeds)
     states = summary["states"]
-    key = "ndcg@10"
+    key = "auc" if ctr else "ndcg@10"
     result = {
         "dataset": args.dataset, "model": args.model, "trials": summary["trials"], "pruned": states["PRUNED"],
         "failed": states["FAIL"], "budget_s": cfg.timeout_s, "budget_trials": args.trials,

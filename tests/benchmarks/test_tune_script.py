@@ -33,3 +33,18 @@ def test_committed_reads_a_row_or_says_none(load_bench) -> None:
     tune = load_bench("tune")
     assert tune.committed("no-such-dataset", "fusion", "ndcg@10") is None
     assert tune.committed("ml-100k", "sasrec", "ndcg@10") == pytest.approx(0.107994)
+
+
+@pytest.mark.slow
+def test_ctr_row_on_the_simulator_is_auc_over_seeds(load_bench, tmp_path: Path) -> None:
+    tune = load_bench("tune")
+    out = tmp_path / "row.json"
+    tiny = ["d_field=4", "use_text=false", "mlp=[8]", "max_history=5", "train.batch_size=4096", "train.max_epochs=2"]
+    saved = tune.main(["--dataset", "synthetic", "--model", "pointwise", "--trials", "2", "--seeds", "2",
+                       *[a for kv in tiny for a in ("--set", kv)], "--out", str(out), "--run-dir", str(tmp_path / "run")])
+    assert {"hand_tuned_test_auc", "default_test_auc"} <= set(saved) and "hand_tuned_test_ndcg@10" not in saved
+    assert saved["objective"] == "auc" and set(saved["test_metrics"]) >= {"auc", "logloss"}
+    aucs = [p["metrics"]["auc"] for p in saved["per_seed"]]
+    assert saved["seeds"] == [42, 43] and saved["test_metrics"]["auc"] == pytest.approx(sum(aucs) / 2, abs=1e-6)
+    seed_run = json.loads((tmp_path / "run" / "seeds" / "seed-43" / "metrics.json").read_text())
+    assert seed_run["model_config"]["train"]["seed"] == 43 and seed_run["metrics"]["auc"] == aucs[1]
