@@ -15,9 +15,6 @@ if _SERVING not in sys.path:
 
 from pg import PostgresCluster, find_pg_bin
 
-# Every trial: a 1-layer d 16 SASRec, large batches, few epochs -- about a second each on the simulator.
-TINY = {"d_model": 16, "n_layers": 1, "n_heads": 1, "train.batch_size": 256, "train.max_epochs": 2}
-
 
 @pytest.fixture(scope="session")
 def pg_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PostgresCluster]:

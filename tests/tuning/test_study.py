@@ -8,7 +8,6 @@ from pathlib import Path
 
 import optuna
 import pytest
-from conftest import TINY
 from typer.testing import CliRunner
 
 from ctxrec.cli import app
@@ -20,6 +19,10 @@ from ctxrec.tuning import TuneConfig, run_study
 from ctxrec.tuning.objective import SealedEvalSet, SealedTestCasesError, TrialData, load_trial_data
 from ctxrec.tuning.spaces import load_space
 from ctxrec.tuning.study import counted, open_study, safe_url
+
+# Every trial: a 1-layer d 16 SASRec, large batches, few epochs -- about a second each on the simulator.
+# (Here, not in conftest.py: ``from conftest import`` takes whichever conftest pytest loaded last.)
+TINY = {"d_model": 16, "n_layers": 1, "n_heads": 1, "train.batch_size": 256, "train.max_epochs": 2}
 
 PNG = b"\x89PNG\r\n\x1a\n"
 
