@@ -1,0 +1,148 @@
+"""Training cost of fusion recipes side by side (issue 18): wall time to a test NDCG@10 target and peak RSS.
+
+    flock /tmp/ctxrec-heavy.lock .venv/bin/python benchmarks/cost.py --dataset ml-1m --target 0.19 \\
+        --recipes current,new --stop-at-target current
+
+Each recipe (a named list of ``--set`` overrides of the fusion model, in ``RECIPES``) trains in its own
+process, so its peak RSS is its own, on the leave-one-out split with the model's usual early stopping on
+validation NDCG@10. After every epoch a probe scores the *test* cases with the weights of that epoch:
+the probe only times when the target is reached (model selection still reads validation alone), and
+its own seconds are taken off the clock, so ``time_to_target_s`` is what the recipe costs without it.
+``--stop-at-target NAME`` ends that recipe once it reaches the target (the current recipe's last hour
+adds nothing to the comparison). A recipe that runs to its end is evaluated on test with its selected
+(best-validation) weights. Writes ``benchmarks/results/<dataset>/cost.json``: every recipe's row under
+``recipes``, and ``current`` / ``new`` in the shape the issue asks for.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent
+
+RECIPES: dict[str, list[str]] = {
+    # the ml-1m fusion headline of benchmarks/results/ml-1m/fusion.json, without its time budget
+    "current": ["d_model=256", "n_heads=4", "mixture=false", "max_len=200", "dropout=0.2", "train.batch_size=128",
+                "train.lr=0.001", "train.patience=10", "train.max_epochs=200", "train.bf16=true"],
+    # tiny recipes for tests and smoke runs (the simulator, ml-100k)
+    "smoke-a": ["d_model=16", "n_layers=1", "n_heads=1", "use_text=false", "mixture=false", "train.max_epochs=3"],
+    "smoke-b": ["d_model=32", "n_layers=1", "n_heads=1", "use_text=false", "mixture=false", "train.max_epochs=3"],
+}
+
+
+class TargetReached(Exception):
+    """Raised by the epoch probe to end a ``--stop-at-target`` recipe."""
+
+
+def run_recipe(dataset: str, name: str, target: float, stop: bool, data_dir: str | None) -> dict[str, Any]:
+    """Train one recipe in this process with the per-epoch test probe; returns its row."""
+    from ctxrec.config import apply_overrides
+    from ctxrec.data.datasets import load_dataset
+    from ctxrec.data.splits import make_split
+    from ctxrec.evaluation.evaluator import EvalConfig, Evaluator
+    from ctxrec.experiment import peak_rss_mib
+    from ctxrec.models import build_model
+    from ctxrec.training.loop import epoch_reporter
+
+    overrides = [*RECIPES[name], "train.progress=false"]
+    data = load_dataset(dataset, data_dir)
+    split = make_split(data, "leave-one-out")
+    model = build_model("fusion", apply_overrides({}, overrides))
+    evaluator = Evaluator(EvalConfig(ks=(10,), metrics=("ndcg", "hr"), exclude_seen=not data.schema.repeat_consumption))
+    curve: list[dict[str, float]] = []
+    probe_s = 0.0
+    reached: dict[str, float] = {}
+    t0 = time.perf_counter()
+
+    def probe(epoch: int, valid: float) -> None:
+        nonlocal probe_s
+        p0 = time.perf_counter()
+        test = evaluator.evaluate(model, split.test)
+        probe_s += time.perf_counter() - p0
+        clock = time.perf_counter() - t0 - probe_s
+        curve.append({"epoch": epoch, "seconds": round(clock, 1), "valid_ndcg@10": round(valid, 4),
+                      "test_ndcg@10": round(test["ndcg@10"], 4), "test_hr@10": round(test["hr@10"], 4)})
+        if not reached and test["ndcg@10"] >= target:
+            reached.update(epoch=epoch, seconds=round(clock, 1))
+            if stop:
+                raise TargetReached
+
+    stopped_at_target = False
+    with epoch_reporter(probe):
+        try:
+            model.fit(split.train, valid=split.valid)
+        except TargetReached:
+            stopped_at_target = True
+    fit_s = time.perf_counter() - t0 - probe_s
+    row: dict[str, Any] = {
+        "recipe": name, "overrides": RECIPES[name], f"time_to_{target:g}_s": reached.get("seconds"),
+        "epoch_reaching_target": reached.get("epoch"), "stopped_at_target": stopped_at_target,
+        "fit_seconds_without_probe": round(fit_s, 1), "probe_seconds": round(probe_s, 1),
+        "epochs": len(curve), "peak_rss_mib": peak_rss_mib(), "curve": curve,
+    }
+    if not stopped_at_target:
+        final = evaluator.evaluate(model, split.test)
+        row["test_metrics"] = {k: round(float(v), 6) for k, v in final.items()}
+        row["fit_info"] = {k: v for k, v in model.fit_info.items() if k not in ("history", "valid_curve")}
+    return row
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    from ctxrec.experiment import machine_description
+
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--dataset", required=True)
+    ap.add_argument("--target", type=float, required=True, help="test NDCG@10 to time")
+    ap.add_argument("--recipes", default="current", help=f"comma-separated, of {sorted(RECIPES)}")
+    ap.add_argument("--stop-at-target", default="", help="recipes that end once they reach the target")
+    ap.add_argument("--data-dir", default=None)
+    ap.add_argument("--out", default=None, help="default benchmarks/results/<dataset>/cost.json")
+    ap.add_argument("--one", default=None, help=argparse.SUPPRESS)  # a child process: train this recipe
+    ap.add_argument("--row-out", default=None, help=argparse.SUPPRESS)
+    args = ap.parse_args(argv)
+    stop = {s for s in args.stop_at_target.split(",") if s}
+    if args.one:
+        row = run_recipe(args.dataset, args.one, args.target, args.one in stop, args.data_dir)
+        Path(args.row_out).write_text(json.dumps(row) + "\n")
+        return row
+    names = [n for n in args.recipes.split(",") if n]
+    unknown = [n for n in [*names, *stop] if n not in RECIPES]
+    if unknown:
+        raise SystemExit(f"unknown recipe(s) {unknown}; known: {sorted(RECIPES)} (add one to RECIPES)")
+    command = "python benchmarks/cost.py " + " ".join(shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:]))
+    rows: dict[str, Any] = {}
+    for name in names:
+        with tempfile.NamedTemporaryFile(suffix=".json") as f:
+            cmd = [sys.executable, str(Path(__file__).resolve()), "--dataset", args.dataset, "--target", str(args.target),
+                   "--one", name, "--row-out", f.name, "--stop-at-target", args.stop_at_target,
+                   *(["--data-dir", args.data_dir] if args.data_dir else [])]
+            subprocess.run(cmd, check=True)
+            rows[name] = json.loads(Path(f.name).read_text())
+        r = rows[name]
+        print(f"{name}: time to {args.target:g} {r[f'time_to_{args.target:g}_s']} s (epoch {r['epoch_reaching_target']}), "
+              f"peak RSS {r['peak_rss_mib']} MiB" + (f", test {r['test_metrics']}" if "test_metrics" in r else ""), flush=True)
+    key = f"time_to_{args.target:g}_s"
+    result: dict[str, Any] = {"dataset": args.dataset, "target_test_ndcg@10": args.target, "recipes": rows,
+                              "command": command, "machine": machine_description()}
+    for role in ("current", "new"):
+        if role in rows:
+            r = rows[role]
+            result[role] = {key: r[key], "peak_rss_mib": r["peak_rss_mib"], "command": command,
+                            "overrides": r["overrides"], **({"test_metrics": r["test_metrics"]} if "test_metrics" in r else {})}
+    out = Path(args.out) if args.out else ROOT / "results" / args.dataset / "cost.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2) + "\n")
+    print(f"-> {out}")
+    return result
+
+
+if __name__ == "__main__":
+    main()

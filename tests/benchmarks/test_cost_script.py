@@ -1,0 +1,31 @@
+"""benchmarks/cost.py on the simulator: each recipe in its own process, the test probe timed off the
+clock, a recipe stopped at the target has no final test figure, one that runs out has one."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+
+@pytest.mark.slow
+def test_recipes_side_by_side(load_bench, tmp_path: Path) -> None:
+    cost = load_bench("cost")
+    out = tmp_path / "cost.json"
+    result = cost.main(["--dataset", "synthetic", "--target", "0.01", "--recipes", "smoke-a,smoke-b",
+                        "--stop-at-target", "smoke-b", "--out", str(out)])
+    assert json.loads(out.read_text()) == json.loads(json.dumps(result))
+    a, b = result["recipes"]["smoke-a"], result["recipes"]["smoke-b"]
+    assert b["stopped_at_target"] and "test_metrics" not in b and b["epochs"] == b["epoch_reaching_target"] + 1
+    assert not a["stopped_at_target"] and a["epochs"] == 3 and 0.0 <= a["test_metrics"]["ndcg@10"] <= 1.0
+    for r in (a, b):
+        secs = [c["seconds"] for c in r["curve"]]
+        assert secs == sorted(secs) and r["time_to_0.01_s"] == secs[r["epoch_reaching_target"]]
+        assert r["peak_rss_mib"] > 0 and r["fit_seconds_without_probe"] >= secs[-1] - 1.0
+    assert "current" not in result and "new" not in result  # only rows of those names fill the issue's keys
+
+
+def test_unknown_recipe_is_an_error(load_bench) -> None:
+    with pytest.raises(SystemExit, match="unknown recipe"):
+        load_bench("cost").main(["--dataset", "synthetic", "--target", "0.1", "--recipes", "nope"])
