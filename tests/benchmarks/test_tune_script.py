@@ -12,13 +12,18 @@ KEYS = {"dataset", "model", "trials", "pruned", "budget_s", "best_valid", "test_
         "default_test_ndcg@10", "best_config", "command", "machine"}
 
 
+def _two_trials(load_bench, model: str, tiny: list[str], tmp_path: Path) -> dict:
+    """benchmarks/tune.py: a 2-trial study of ``model`` on the simulator, its best config over 2 seeds."""
+    return load_bench("tune").main(["--dataset", "synthetic", "--model", model, "--trials", "2", "--seeds", "2",
+                                    *[a for kv in tiny for a in ("--set", kv)], "--out", str(tmp_path / "row.json"),
+                                    "--run-dir", str(tmp_path / "run")])
+
+
 @pytest.mark.slow
 def test_tuned_row_on_the_simulator(load_bench, tmp_path: Path) -> None:
-    tune = load_bench("tune")
     out = tmp_path / "row.json"
-    tiny = ["d_model=16", "n_layers=1", "n_heads=1", "train.batch_size=256", "train.max_epochs=2", "train.progress=false"]
-    result = tune.main(["--dataset", "synthetic", "--model", "sasrec", "--trials", "2", "--seeds", "2",
-                        *[a for kv in tiny for a in ("--set", kv)], "--out", str(out), "--run-dir", str(tmp_path / "run")])
+    result = _two_trials(load_bench, "sasrec", ["d_model=16", "n_layers=1", "n_heads=1", "train.batch_size=256",
+                                                "train.max_epochs=2", "train.progress=false"], tmp_path)
     saved = json.loads(out.read_text())
     assert set(saved) >= KEYS and saved == json.loads(json.dumps(result))
     assert saved["trials"] == 2 and saved["seeds"] == [42, 43] and saved["hand_tuned_test_ndcg@10"] is None
@@ -37,11 +42,8 @@ def test_committed_reads_a_row_or_says_none(load_bench) -> None:
 
 @pytest.mark.slow
 def test_ctr_row_on_the_simulator_is_auc_over_seeds(load_bench, tmp_path: Path) -> None:
-    tune = load_bench("tune")
-    out = tmp_path / "row.json"
-    tiny = ["d_field=4", "use_text=false", "mlp=[8]", "max_history=5", "train.batch_size=4096", "train.max_epochs=2"]
-    saved = tune.main(["--dataset", "synthetic", "--model", "pointwise", "--trials", "2", "--seeds", "2",
-                       *[a for kv in tiny for a in ("--set", kv)], "--out", str(out), "--run-dir", str(tmp_path / "run")])
+    saved = _two_trials(load_bench, "pointwise", ["d_field=4", "use_text=false", "mlp=[8]", "max_history=5",
+                                                  "train.batch_size=4096", "train.max_epochs=2"], tmp_path)
     assert {"hand_tuned_test_auc", "default_test_auc"} <= set(saved) and "hand_tuned_test_ndcg@10" not in saved
     assert saved["objective"] == "auc" and set(saved["test_metrics"]) >= {"auc", "logloss"}
     aucs = [p["metrics"]["auc"] for p in saved["per_seed"]]

@@ -17,8 +17,6 @@ from ctxrec.experiment import check_experiment, experiment_from_dict
 from ctxrec.tuning import TuneConfig, tune
 from ctxrec.tuning.objective import (
     CtrTrialData,
-    SealedEvalSet,
-    SealedTestCasesError,
     TrialData,
     load_trial_data,
     run_trial,
@@ -65,15 +63,6 @@ def test_an_auc_study_never_reads_the_test_table_and_evaluates_the_best_once(tmp
     assert "valid_metric" not in exp.model_config["train"]  # the task's setting, not the user's
     assert "ranking protocol" in summary["best_config_note"] and any(summary["best_config_note"] in s for s in lines)
     assert "n_negatives" not in summary["best_params"] and "use_history" in summary["best_params"]
-
-
-def test_the_sealed_test_table_raises_on_any_use(ctr_data: CtrTrialData) -> None:
-    sealed = SealedEvalSet(ctr_data.valid)
-    with pytest.raises(SealedTestCasesError, match="'loc'"):
-        sealed.loc  # noqa: B018
-    with pytest.raises(SealedTestCasesError):
-        len(sealed)
-    assert sealed.attempts == 2
 
 
 def test_metric_and_split_defaults_per_kind() -> None:
