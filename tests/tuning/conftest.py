@@ -13,7 +13,7 @@ _SERVING = str(Path(__file__).parent.parent / "serving")
 if _SERVING not in sys.path:
     sys.path.insert(0, _SERVING)
 
-from pg import PostgresCluster, find_pg_bin
+from pg import PostgresCluster, find_pg_bin  # noqa: E402  (after the sys.path insert above)
 
 
 @pytest.fixture(scope="session")

@@ -66,7 +66,7 @@ def test_an_auc_study_never_reads_the_test_table_and_evaluates_the_best_once(tmp
 
 
 def test_metric_and_split_defaults_per_kind() -> None:
-    base = {"dataset": "d", "trials": 1, "out": "runs/x"}
+    base = {"dataset": "synthetic", "trials": 1, "out": "runs/x"}
     assert (TuneConfig(model="pointwise", **base).metric, TuneConfig(model="pointwise", **base).split) == ("auc", "ctr")
     assert (TuneConfig(model="sasrec", **base).metric, TuneConfig(model="sasrec", **base).split) == ("ndcg@10", "leave-one-out")
     assert TuneConfig(model="pointwise", metric="ndcg@10", **base).split == "leave-one-out"

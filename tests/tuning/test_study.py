@@ -130,13 +130,13 @@ def test_no_trial_starts_after_the_timeout(tmp_path: Path, trial_data: TrialData
 
 
 def test_storage_urls() -> None:
-    cfg = TuneConfig(dataset="d", model="ease", trials=1, out="runs/x", storage="postgresql://me:secret@db:5432/tune")
+    cfg = TuneConfig(dataset="synthetic", model="ease", trials=1, out="runs/x", storage="postgresql://me:secret@db:5432/tune")
     assert cfg.storage_url == "postgresql+psycopg://me:secret@db:5432/tune"
     assert "secret" not in safe_url(cfg.storage_url) and "***" in safe_url(cfg.storage_url)
-    local = TuneConfig(dataset="d", model="ease", trials=1, out="runs/x").storage_url
+    local = TuneConfig(dataset="synthetic", model="ease", trials=1, out="runs/x").storage_url
     assert local.startswith("sqlite:////") and local.endswith("runs/x/tune/study.sqlite3")
     with pytest.raises(ConfigError, match="cannot open the study storage 'nosuchdb://x'"):
-        open_study(TuneConfig(dataset="d", model="ease", trials=1, out="runs/x", storage="nosuchdb://x"),
+        open_study(TuneConfig(dataset="synthetic", model="ease", trials=1, out="runs/x", storage="nosuchdb://x"),
                    load_space("ease")[0])
 
 
@@ -158,3 +158,10 @@ def test_cli_tune_takes_a_mapping_of_your_own_data(tmp_path: Path) -> None:
     both = CliRunner().invoke(app, ["tune", "--dataset", "synthetic", "--mapping", str(tmp_path / "mapping.toml"),
                                     "--model", "ease", "--trials", "1", "-o", str(tmp_path / "x")])
     assert both.exit_code != 0 and "--mapping" in both.output
+
+
+def test_an_unknown_dataset_fails_before_the_study_is_created(tmp_path: Path) -> None:
+    res = CliRunner().invoke(app, ["tune", "--dataset", "nosuch", "--model", "fusion", "--trials", "1",
+                                   "-o", str(tmp_path / "run")])
+    assert res.exit_code != 0 and "unknown dataset 'nosuch'" in res.output and "--mapping" in res.output
+    assert not (tmp_path / "run").exists()  # no study storage left behind

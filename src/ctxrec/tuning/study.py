@@ -86,6 +86,12 @@ class TuneConfig:
             raise ConfigError(f"--jobs must be >= 1, got {self.jobs}")
         if self.timeout_s is not None and self.timeout_s <= 0:
             raise ConfigError(f"--timeout must be positive, got {self.timeout_s} s")
+        if self.mapping is None:  # a wrong name fails here, before the study's storage is created
+            from ctxrec.data.datasets import DATASETS
+
+            if self.dataset not in DATASETS:
+                raise ConfigError(f"unknown dataset {self.dataset!r}; built-in datasets: {sorted(DATASETS)} "
+                                  "(or tune your own data with --mapping FILE)")
         # Resolve "auto" once, so the stored study setup, the files and resumes see the concrete values.
         metric = default_metric(self.model) if self.metric == "auto" else self.metric
         check_metric(metric, self.model)
