@@ -483,22 +483,18 @@ def _readers(port: int, run: Path, seconds: float, clients: int, out: Path, serv
 
 
 def writes(run: Path, pg: PostgresCluster, tmp: Path, seconds: float = 20.0, readers: int = 4,
-           writers: int = 4, rate: float | None = None, workers: int = 1, ingest: bool = False) -> dict[str, Any]:
+           writers: int = 4, rate: float | None = None, workers: int = 1) -> dict[str, Any]:
     """Readers alone, readers with the writers (closed loop, or paced at ``rate`` events/s in all),
     then readers alone again. Every user's history is first grown to the service's max_history, so
     all three phases read histories of one length and the drop measures the writers' interference
     (the after phase checks it). ``workers``: ``ctxrec serve --workers N``."""
     url, port = pg.fresh_database(), _free_port()
     proc = _start(run, url, port, tmp / "writes.log", extra=["--workers", str(workers)] if workers > 1 else None)
-    # ingest: the writers post to a second `ctxrec serve` over the same store (the compose file's nginx
-    # routes /v1/events to such an ingest replica), so events do not share the readers' process
-    ingest_port = _free_port() if ingest else port
-    ingest_proc = _start(run, url, ingest_port, tmp / "writes_ingest.log") if ingest else None
     try:
         grown = _grow_histories(port, MAX_HISTORY)
         without = _readers(port, run, seconds, readers, tmp / "writes_without.json", proc.pid)
         counter = multiprocessing.Value("i", 0)
-        wp = multiprocessing.Process(target=_writers, args=(ingest_port, seconds + 10, writers, counter, rate))
+        wp = multiprocessing.Process(target=_writers, args=(port, seconds + 10, writers, counter, rate))
         wp.start()
         assert wp.pid is not None
         time.sleep(2.0)  # writers at full speed before the readers start
@@ -509,7 +505,6 @@ def writes(run: Path, pg: PostgresCluster, tmp: Path, seconds: float = 20.0, rea
         after = _readers(port, run, seconds, readers, tmp / "writes_after.json", proc.pid)
     finally:
         _kill(proc)
-        _kill(ingest_proc)
     return {"rps_without": without["rps"], "rps_with": with_["rps"], "p99_without": without["p99_ms"],
             "p99_with": with_["p99_ms"], "p50_without": without["p50_ms"], "p50_with": with_["p50_ms"],
             "rps_ratio": round(with_["rps"] / without["rps"], 3) if without["rps"] else None,
@@ -521,7 +516,7 @@ def writes(run: Path, pg: PostgresCluster, tmp: Path, seconds: float = 20.0, rea
             "machine_cpu_busy_without": without["machine_cpu_busy"], "machine_cpu_busy_with": with_["machine_cpu_busy"],
             "server_cores_used_without": without["server_cores_used"],
             "server_cores_used_with": with_["server_cores_used"], "readers": readers, "writers": writers,
-            "seconds": seconds, "store": "PostgreSQL 15", "server_workers": workers, "ingest_process": ingest,
+            "seconds": seconds, "store": "PostgreSQL 15", "server_workers": workers,
             "writers_paced_at": rate, "events_grown_first": grown,
             "note": f"`ctxrec serve --workers {workers}`; before the first phase every user's history is grown "
                     f"to the service's max_history ({MAX_HISTORY} events, events_grown_first in all), so all "
@@ -545,9 +540,8 @@ MAX_HISTORY = next(f.default for f in dataclasses.fields(ServingSettings) if f.n
 """The most stored events a request reads per user (the service's default)."""
 
 
-def writes_paced(run: Path, pg: PostgresCluster, tmp: Path, seconds: float = 20.0, workers: int = 1,
-                 ingest: bool = False) -> dict[str, Any]:
-    return writes(run, pg, tmp, seconds, rate=PACED_RATE, workers=workers, ingest=ingest)
+def writes_paced(run: Path, pg: PostgresCluster, tmp: Path, seconds: float = 20.0, workers: int = 1) -> dict[str, Any]:
+    return writes(run, pg, tmp, seconds, rate=PACED_RATE, workers=workers)
 
 
 SCENARIOS: dict[str, Callable[..., dict[str, Any]]] = {
@@ -563,8 +557,6 @@ def main() -> None:
     ap.add_argument("--fuzz-seconds", type=float, default=60.0)
     ap.add_argument("--writes-seconds", type=float, default=20.0)
     ap.add_argument("--workers", type=int, default=1, help="`ctxrec serve --workers N` of the writes scenarios")
-    ap.add_argument("--ingest", action="store_true", help="writes scenarios: the writers post to a second "
-                                                          "`ctxrec serve` over the same store (an ingest replica)")
     ap.add_argument("--out", default=str(OUT))
     args = ap.parse_args()
     from ctxrec.experiment import machine_description
@@ -589,10 +581,8 @@ def main() -> None:
         for name in only:
             t0 = time.monotonic()
             kw: dict[str, Any] = {"fuzz": {"seconds": args.fuzz_seconds},
-                                  "writes": {"seconds": args.writes_seconds, "workers": args.workers,
-                                             "ingest": args.ingest},
-                                  "writes_paced": {"seconds": args.writes_seconds, "workers": args.workers,
-                                                   "ingest": args.ingest}
+                                  "writes": {"seconds": args.writes_seconds, "workers": args.workers},
+                                  "writes_paced": {"seconds": args.writes_seconds, "workers": args.workers}
                                   }.get(name, {})
             result[name] = {**SCENARIOS[name](run, pg, tmp, **kw), "wall_s": round(time.monotonic() - t0, 1),
                             "command": command}
