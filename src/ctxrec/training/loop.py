@@ -34,6 +34,7 @@ import torch
 from ctxrec.errors import ConfigError
 from ctxrec.training import distributed as dist_
 from ctxrec.training.checkpoint import load_checkpoint, save_checkpoint
+from ctxrec.training.memory import release_free_heap
 
 _EPOCH_REPORTER: ContextVar[Callable[[int, float], None] | None] = ContextVar("ctxrec_epoch_reporter", default=None)
 
@@ -261,6 +262,7 @@ def train_loop(
                 save_checkpoint(ckpt_dir / "last", module, optimizer, {
                     "epoch": epoch, "best_score": best_score, "best_epoch": best_epoch,
                     "bad_evals": bad_evals, "history": history})
+            release_free_heap()  # freed tensors fragment the heap: without it the RSS grows every epoch
             if (report := _EPOCH_REPORTER.get()) is not None and f"valid_{cfg.valid_metric}" in record:
                 report(epoch, score)
             if evaluate is not None and bad_evals >= cfg.patience:
@@ -277,6 +279,8 @@ def train_loop(
         if writer is not None:
             writer.close()
     module.load_state_dict(best_state)
+    del best_state
+    release_free_heap()
     result = TrainResult(best_epoch=best_epoch, best_score=best_score, epochs_run=len(history),
                          seconds=time.perf_counter() - t0, history=history, stopped_by=stopped_by)
     if run_dir and main:
