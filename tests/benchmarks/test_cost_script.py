@@ -17,7 +17,8 @@ def test_recipes_side_by_side(load_bench, tmp_path: Path) -> None:
                         "--stop-at-target", "smoke-b", "--out", str(out)])
     assert json.loads(out.read_text()) == json.loads(json.dumps(result))
     a, b = result["recipes"]["smoke-a"], result["recipes"]["smoke-b"]
-    assert b["stopped_at_target"] and "test_metrics" not in b and b["epochs"] == b["epoch_reaching_target"] + 1
+    assert b["stopped_at_target"] and b["epochs"] == b["epoch_reaching_target"] + 1
+    assert b["test_metrics"]["ndcg@10"] == b["curve"][-1]["test_ndcg@10"] >= 0.0  # the probe at the target epoch
     assert not a["stopped_at_target"] and a["epochs"] == 3 and 0.0 <= a["test_metrics"]["ndcg@10"] <= 1.0
     for r in (a, b):
         secs = [c["seconds"] for c in r["curve"]]

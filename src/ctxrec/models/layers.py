@@ -10,7 +10,7 @@ from torch import nn
 class CausalBlock(nn.Module):
     """Pre-norm Transformer block with causal self-attention."""
 
-    def __init__(self, d: int, n_heads: int, d_ff: int, dropout: float) -> None:
+    def __init__(self, d: int, n_heads: int, d_ff: int, dropout: float, attn_dropout: float | None = None) -> None:
         super().__init__()
         self.n_heads = n_heads
         self.ln1 = nn.LayerNorm(d)
@@ -19,7 +19,9 @@ class CausalBlock(nn.Module):
         self.ln2 = nn.LayerNorm(d)
         self.ff = nn.Sequential(nn.Linear(d, d_ff), nn.GELU(), nn.Dropout(dropout), nn.Linear(d_ff, d))
         self.drop = nn.Dropout(dropout)
-        self.attn_dropout = dropout
+        # Dropout on the attention weights makes CPU attention take the unfused path, which builds the
+        # (B, H, T, T) matrix; without it scaled_dot_product_attention runs its fused kernel.
+        self.attn_dropout = dropout if attn_dropout is None else attn_dropout
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # x (B, T, D)
         B, T, D = x.shape

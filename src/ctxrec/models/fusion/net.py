@@ -92,7 +92,7 @@ class FusionNet(nn.Module):
         self.register_buffer("ctx_text_vectors", torch.zeros(spec.n_ctx_texts + 1, max(spec.ctx_text_dim, 1)),
                              persistent=self.ctx_text_proj is not None)
         self.drop = nn.Dropout(cfg.dropout)
-        self.blocks = nn.ModuleList(CausalBlock(d, cfg.n_heads, d, cfg.dropout) for _ in range(cfg.n_layers))
+        self.blocks = nn.ModuleList(CausalBlock(d, cfg.n_heads, d, cfg.dropout, cfg.attention_dropout) for _ in range(cfg.n_layers))
         self.ln_f = nn.LayerNorm(d)
         # Views.
         self.has_context_view = cfg.use_context and bool(spec.ctx_cardinalities or spec.n_dense or spec.ctx_text_dim)
