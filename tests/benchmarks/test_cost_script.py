@@ -1,5 +1,6 @@
 """benchmarks/cost.py on the simulator: each recipe in its own process, the test probe timed off the
-clock, a recipe stopped at the target has no final test figure, one that runs out has one."""
+clock; a recipe stopped at the target reports the probe's figures of that epoch, one that runs out
+the figures of its selected weights."""
 
 from __future__ import annotations
 
