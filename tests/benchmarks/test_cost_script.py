@@ -31,3 +31,17 @@ def test_recipes_side_by_side(load_bench, tmp_path: Path) -> None:
 def test_unknown_recipe_is_an_error(load_bench) -> None:
     with pytest.raises(SystemExit, match="unknown recipe"):
         load_bench("cost").main(["--dataset", "synthetic", "--target", "0.1", "--recipes", "nope"])
+
+
+@pytest.mark.slow
+def test_a_budget_ends_a_recipe_and_it_is_judged_at_its_best_validation_epoch(load_bench, tmp_path: Path) -> None:
+    result = load_bench("cost").main(["--dataset", "synthetic", "--target", "0.99", "--recipes", "smoke-b",
+                                      "--budget", "smoke-b=0", "--out", str(tmp_path / "cost.json")])
+    row = result["recipes"]["smoke-b"]
+    assert row["budget_spent"] and row["budget_s"] == 0.0 and row["epochs"] == 1  # the clock passed 0 at epoch 0
+    assert row["test_metrics"]["ndcg@10"] == row["curve"][0]["test_ndcg@10"] and row["time_to_0.99_s"] is None
+
+
+def test_a_malformed_budget_is_an_error(load_bench) -> None:
+    with pytest.raises(SystemExit, match="NAME=SECONDS"):
+        load_bench("cost").main(["--dataset", "synthetic", "--target", "0.1", "--budget", "smoke-b"])
