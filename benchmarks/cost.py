@@ -10,7 +10,8 @@ the probe only times when the target is reached (model selection still reads val
 its own seconds are taken off the clock, so ``time_to_target_s`` is what the recipe costs without it.
 ``--budget NAME=SECONDS`` ends that recipe once its clock (probe excluded) passes SECONDS, and it is then
 judged by the probe at its best-validation epoch (the issue's 30 minutes for the new recipe; a
-``train.max_seconds`` would count the probe's time too). ``--stop-at-target NAME`` ends that recipe once it reaches the target (the current recipe's last hour
+``train.max_seconds`` would count the probe's time too). ``--stop-at-target NAME`` ends that recipe
+once it reaches the target (the current recipe's last hour
 adds nothing to the comparison). A recipe that runs to its end is evaluated on test with its selected
 (best-validation) weights. Writes ``benchmarks/results/<dataset>/cost.json``: every recipe's row under
 ``recipes``, and ``current`` / ``new`` in the shape the issue asks for.
