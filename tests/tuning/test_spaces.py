@@ -100,3 +100,14 @@ def test_parse_duration(text: str, seconds: float) -> None:
 def test_parse_duration_rejects(text: str) -> None:
     with pytest.raises(ConfigError, match="duration"):
         parse_duration(text)
+
+
+def test_the_default_point_holds_each_default_inside_its_range() -> None:
+    point, left = DEFAULT_SPACES["fusion"].default_point()
+    assert left == ["use_text", "mixture"]  # "auto" is not one of the choices (True, False)
+    assert point["d_model"] == 64 and point["max_len"] == 200 and point["train.batch_size"] == 128
+    assert point["train.lr"] == 1e-3 and point["train.weight_decay"] == 0.0
+    p = Param(name="dropout", kind="float", low=0.0, high=0.5)
+    assert p.contains(0.2) and not p.contains(0.7) and not p.contains(True) and not p.contains("0.2")
+    assert not Param(name="n_layers", kind="int", low=1, high=3).contains(1.5)
+    assert not Param(name="use_text", kind="categorical", choices=(True, False)).contains(1)

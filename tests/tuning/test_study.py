@@ -22,7 +22,7 @@ from ctxrec.tuning.study import counted, open_study, safe_url
 
 # Every trial: a 1-layer d 16 SASRec, large batches, few epochs -- about a second each on the simulator.
 # (Here, not in conftest.py: ``from conftest import`` takes whichever conftest pytest loaded last.)
-TINY = {"d_model": 16, "n_layers": 1, "n_heads": 1, "train.batch_size": 256, "train.max_epochs": 2}
+TINY = {"d_model": 16, "n_layers": 1, "n_heads": 1, "max_len": 50, "train.batch_size": 256, "train.max_epochs": 2}
 
 PNG = b"\x89PNG\r\n\x1a\n"
 
@@ -86,7 +86,7 @@ def test_the_sealed_test_cases_raise_on_any_use(trial_data: TrialData) -> None:
 
 def test_a_trial_with_bad_epochs_is_pruned(tmp_path: Path, trial_data: TrialData) -> None:
     (tmp_path / "space.toml").write_text('[params."train.lr"]\nlow = 1e-7\n')  # room for a learning rate too low
-    cfg = TuneConfig(dataset="synthetic", model="sasrec", trials=4, out=str(tmp_path), space_file=str(tmp_path / "space.toml"),
+    cfg = TuneConfig(dataset="synthetic", model="sasrec", trials=5, out=str(tmp_path), space_file=str(tmp_path / "space.toml"),
                      overrides={**TINY, "train.max_epochs": 3, "dropout": 0.2, "train.weight_decay": 0.0},
                      prune_after_trials=3, prune_after_epochs=1)
     space, _ = load_space(cfg.model, cfg.space_file, cfg.overrides)
@@ -96,11 +96,27 @@ def test_a_trial_with_bad_epochs_is_pruned(tmp_path: Path, trial_data: TrialData
         study.enqueue_trial({"train.lr": lr})
     study = run_study(cfg, echo=lambda s: None, data=trial_data)
     states = [t.state for t in study.trials]
-    assert states[:3] == [optuna.trial.TrialState.COMPLETE] * 3
-    bad = study.trials[3]
+    assert study.trials[0].params == {"train.lr": 1e-3} and study.trials[0].user_attrs["defaults"]  # the default first
+    assert states[:4] == [optuna.trial.TrialState.COMPLETE] * 4
+    bad = study.trials[4]
     assert bad.state == optuna.trial.TrialState.PRUNED
     assert bad.last_step == 1 and bad.user_attrs["epochs_run"] == 2  # stopped after epoch 1 of 0..2
-    assert bad.intermediate_values[1] < min(t.intermediate_values[1] for t in study.trials[:3])
+    assert bad.intermediate_values[1] < min(t.intermediate_values[1] for t in study.trials[:4])
+
+
+def test_the_first_trial_runs_the_model_defaults(tmp_path: Path, trial_data: TrialData) -> None:
+    lines: list[str] = []
+    cfg = TuneConfig(dataset="synthetic", model="fusion", trials=1, out=str(tmp_path),
+                     overrides={"d_model": 16, "n_layers": 1, "train.max_epochs": 1, "train.batch_size": 256})
+    study = run_study(cfg, echo=lines.append, data=trial_data)
+    first = study.trials[0]
+    assert first.user_attrs["defaults"] and first.state == optuna.trial.TrialState.COMPLETE
+    defaults = build_model("fusion", {}).config
+    assert first.params["dropout"] == defaults.dropout and first.params["max_len"] == defaults.max_len
+    assert first.params["train.lr"] == defaults.train.lr and first.params["id_dropout"] == defaults.id_dropout
+    # use_text / mixture default to "auto", outside the searched choices: sampled, and said so.
+    assert first.params["use_text"] in (True, False) and first.params["mixture"] in (True, False)
+    assert any("first trial runs the model's defaults (sampling use_text, mixture" in s for s in lines), lines
 
 
 def test_trials_that_keep_failing_stop_the_study_with_their_error(tmp_path: Path, trial_data: TrialData) -> None:
@@ -126,7 +142,8 @@ def test_interrupted_trials_are_redone_and_errors_count() -> None:
 
 def test_no_trial_starts_after_the_timeout(tmp_path: Path, trial_data: TrialData) -> None:
     cfg = TuneConfig(dataset="synthetic", model="sasrec", trials=5, timeout_s=1e-3, out=str(tmp_path), overrides=TINY)
-    assert run_study(cfg, echo=lambda s: None, data=trial_data).trials == []
+    trials = run_study(cfg, echo=lambda s: None, data=trial_data).trials
+    assert [t.state for t in trials] == [optuna.trial.TrialState.WAITING]  # only the queued defaults, not run
 
 
 def test_storage_urls() -> None:

@@ -79,6 +79,15 @@ class Param:
             return trial.suggest_int(self.name, int(self.low), int(self.high), step=int(self.step or 1), log=self.log)
         return trial.suggest_float(self.name, float(self.low), float(self.high), step=self.step, log=self.log)
 
+    def contains(self, value: Any) -> bool:
+        """Whether ``value`` is a point of this param (a choice, or inside [low, high])."""
+        if self.kind == "categorical":
+            return any(value == c and type(value) is type(c) for c in self.choices)
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            return False
+        assert self.low is not None and self.high is not None
+        return self.low <= value <= self.high and (self.kind == "float" or value == int(value))
+
     def sample_value(self) -> Any:
         """A value inside the range (the low end or first choice), to type-check the key."""
         if self.kind == "categorical":
@@ -124,6 +133,26 @@ class SearchSpace:
                                     fixed={**self.fixed, **overrides})
         return space, [f"{n} is fixed by --set to {overrides[n]!r}, so it is not searched" for n in dropped]
 
+    def default_point(self) -> tuple[dict[str, Any], list[str]]:
+        """The model's default config as a point of this space (``{dotted key: value}``), to run as the
+        study's first trial, so the tuned result is never below the defaults on validation. A param whose
+        default lies outside its range or choices (``use_text="auto"``) is left to the sampler; the second
+        value says which."""
+        from ctxrec.models import get_model_class
+
+        node_default: Any = get_model_class(self.model).config_class()
+        point: dict[str, Any] = {}
+        left: list[str] = []
+        for p in self.params:
+            value = node_default
+            for part in p.name.split("."):
+                value = getattr(value, part)
+            if p.contains(value):
+                point[p.name] = value
+            else:
+                left.append(p.name)
+        return point, left
+
     def check(self) -> None:
         """Build the model's config from every param's low end / first choice: unknown keys and wrong
         types fail here, before any data is read."""
@@ -156,6 +185,8 @@ _LR = _p("train.lr", "float", low=1e-4, high=1e-2, log=True)
 _WD = _p("train.weight_decay", "categorical", choices=(0.0, 1e-4, 1e-2))
 _BATCH = _p("train.batch_size", "categorical", choices=(32, 64, 128, 256))
 """32: the hand-tuned ml-100k rows' batch (a small log has few steps per epoch at 128)."""
+_MAX_LEN = _p("max_len", "categorical", choices=(50, 100, 200))
+"""Sparse logs (amazon-scientific, amazon-beauty) measured best at 50, long ones (MovieLens) at 200."""
 
 DEFAULT_SPACES: dict[str, SearchSpace] = {
     "sasrec": SearchSpace(model="sasrec", params=(
@@ -163,13 +194,14 @@ DEFAULT_SPACES: dict[str, SearchSpace] = {
         _p("n_layers", "int", low=1, high=3),
         _p("n_heads", "categorical", choices=(1, 2)),
         _p("dropout", "float", low=0.0, high=0.5),
-        _LR, _WD,
+        _MAX_LEN, _LR, _WD,
         _BATCH,
     )),
     "fusion": SearchSpace(model="fusion", params=(
         _p("d_model", "categorical", choices=(32, 64, 128, 256)),
         _p("n_layers", "int", low=1, high=3),
         _p("dropout", "float", low=0.0, high=0.5),
+        _MAX_LEN,
         _p("context_dropout", "float", low=0.0, high=0.6),
         _p("id_dropout", "float", low=0.0, high=0.5),
         _p("use_text", "categorical", choices=(True, False)),

@@ -187,6 +187,9 @@ def open_study(cfg: TuneConfig, space: SearchSpace, worker: int = 0) -> optuna.S
     stored = study.user_attrs.get("setup")
     if stored is None:
         study.set_user_attr("setup", setup)
+        point, _ = space.default_point()
+        if point:  # trial 0 runs the model's defaults: the tuned result is never below them on validation
+            study.enqueue_trial(point, user_attrs={"defaults": True}, skip_if_exists=True)
     elif stored != setup:
         diff = sorted(k for k in setup if stored.get(k) != setup[k])
         raise ConfigError(f"study {cfg.study_name!r} in {safe_url(url)} was created with a different {', '.join(diff)} "
@@ -330,6 +333,10 @@ def run_study(cfg: TuneConfig, echo: Echo = print, data: TrialData | CtrTrialDat
          f"searching {', '.join(space.names())} on validation {cfg.metric}")
     if before:
         echo("resuming: the trials already in the study count towards --trials")
+    else:
+        _, left = space.default_point()
+        echo("the first trial runs the model's defaults" + (
+            f" (sampling {', '.join(left)}: their defaults are outside the searched range)" if left else ""))
     deadline = time.time() + cfg.timeout_s if cfg.timeout_s else None
     if cfg.jobs == 1:
         run_worker(cfg, 0, deadline, echo, data)
