@@ -15,6 +15,9 @@ Scenarios (each on a fresh database of one throwaway cluster, see tests/serving/
                posts its next event when the last is acknowledged); the readers are
                benchmarks/serving_load.py --url in its own process, the writers another process.
   writes_paced the same with the 4 writers paced at PACED_RATE events/s in all.
+  writes_ingest, writes_ingest_paced
+               the two above with the events posted to a second replica over the same store (an ingest
+               replica), as a load balancer routing /v1/events there would; the readers' replica is A.
 
     flock /tmp/ctxrec-heavy.lock .venv/bin/python benchmarks/faults.py
 """
@@ -64,6 +67,8 @@ KEYS: dict[str, list[str]] = {
     "fuzz": ["requests", "5xx"],
     "writes": ["rps_without", "rps_with", "p99_without", "p99_with"],
     "writes_paced": ["rps_without", "rps_with", "p99_without", "p99_with", "writer_events_per_s"],
+    "writes_ingest": ["rps_without", "rps_with", "p99_without", "p99_with", "writer_events_per_s"],
+    "writes_ingest_paced": ["rps_without", "rps_with", "p99_without", "p99_with", "writer_events_per_s"],
 }
 
 
@@ -406,23 +411,33 @@ def _until(call: Callable[[], None], stop_at: float) -> None:
 
 def _writer(port: int, stop_at: float, idx: int, counter: Any, rate: float | None = None) -> None:
     """One event-writer client (run in its own process with the others): closed loop (the next event
-    as soon as the last is acknowledged), or paced at ``rate`` events/s (a missed slot is not made up)."""
+    as soon as the last is acknowledged), or paced at ``rate`` events/s (a missed slot is not made up).
+    A keep-alive ``http.client`` connection, as the readers' clients use: httpx cost about 0.7 ms of
+    CPU per event on these shared cores, CPU the server under test then lacks."""
+    import http.client
+
     n = 0
     next_at = time.monotonic()
-    with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10) as c:
-        while time.monotonic() < stop_at:
-            if rate:
-                next_at = max(next_at + 1.0 / rate, time.monotonic() - 1.0 / rate)
-                time.sleep(max(0.0, next_at - time.monotonic()))
-            n += 1
-            try:
-                r = c.post("/v1/events", json={"user_id": f"u{(idx * 7 + n) % 60:02d}", "item_id": f"i{n % 40:02d}",
-                                               "event_id": f"w{idx}-{n}"})
-                if r.status_code == 200:
-                    with counter.get_lock():
-                        counter.value += 1
-            except httpx.HTTPError:
-                pass
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    headers = {"Content-Type": "application/json"}
+    while time.monotonic() < stop_at:
+        if rate:
+            next_at = max(next_at + 1.0 / rate, time.monotonic() - 1.0 / rate)
+            time.sleep(max(0.0, next_at - time.monotonic()))
+        n += 1
+        body = json.dumps({"user_id": f"u{(idx * 7 + n) % 60:02d}", "item_id": f"i{n % 40:02d}",
+                           "event_id": f"w{idx}-{n}"})
+        try:
+            conn.request("POST", "/v1/events", body=body, headers=headers)
+            r = conn.getresponse()
+            r.read()
+            if r.status == 200:
+                with counter.get_lock():
+                    counter.value += 1
+        except (OSError, http.client.HTTPException):
+            conn.close()
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    conn.close()
 
 
 def _writers(port: int, seconds: float, n: int, counter: Any, rate: float | None = None) -> None:
@@ -483,28 +498,41 @@ def _readers(port: int, run: Path, seconds: float, clients: int, out: Path, serv
 
 
 def writes(run: Path, pg: PostgresCluster, tmp: Path, seconds: float = 20.0, readers: int = 4,
-           writers: int = 4, rate: float | None = None, workers: int = 1) -> dict[str, Any]:
+           writers: int = 4, rate: float | None = None, workers: int = 1, ingest: bool = False) -> dict[str, Any]:
     """Readers alone, readers with the writers (closed loop, or paced at ``rate`` events/s in all),
     then readers alone again. Every user's history is first grown to the service's max_history, so
     all three phases read histories of one length and the drop measures the writers' interference
-    (the after phase checks it). ``workers``: ``ctxrec serve --workers N``."""
+    (the after phase checks it). ``workers``: ``ctxrec serve --workers N``. ``ingest``: a second
+    replica over the same store takes the writers' events (running in every phase), as a load balancer
+    that routes ``/v1/events`` to its own replica would (docs/serving.md, "Reads under writes")."""
     url, port = pg.fresh_database(), _free_port()
     proc = _start(run, url, port, tmp / "writes.log", extra=["--workers", str(workers)] if workers > 1 else None)
+    ingest_proc = None
+    write_port = port
     try:
-        grown = _grow_histories(port, MAX_HISTORY)
+        if ingest:
+            write_port = _free_port()
+            ingest_proc = _start(run, url, write_port, tmp / "writes_ingest.log")
+        grown = _grow_histories(write_port, MAX_HISTORY)
         without = _readers(port, run, seconds, readers, tmp / "writes_without.json", proc.pid)
         counter = multiprocessing.Value("i", 0)
-        wp = multiprocessing.Process(target=_writers, args=(port, seconds + 10, writers, counter, rate))
+        wp = multiprocessing.Process(target=_writers, args=(write_port, seconds + 10, writers, counter, rate))
         wp.start()
         assert wp.pid is not None
         time.sleep(2.0)  # writers at full speed before the readers start
+        ig0 = _proc_cpu_s(ingest_proc.pid) if ingest_proc is not None else 0.0
         e0, c0, t0 = counter.value, _proc_cpu_s(wp.pid), time.monotonic()
         with_ = _readers(port, run, seconds, readers, tmp / "writes_with.json", proc.pid)
         e1, c1, t1 = counter.value, _proc_cpu_s(wp.pid), time.monotonic()
+        ig1 = _proc_cpu_s(ingest_proc.pid) if ingest_proc is not None else 0.0
         wp.join()
         after = _readers(port, run, seconds, readers, tmp / "writes_after.json", proc.pid)
     finally:
         _kill(proc)
+        _kill(ingest_proc)
+    where = (f"readers on replica A (`ctxrec serve --workers {workers}`), the writers' events on replica B "
+             "(`ctxrec serve`, the same PostgreSQL store); server_cores_used_*: replica A only. "
+             if ingest else f"`ctxrec serve --workers {workers}`; ")
     return {"rps_without": without["rps"], "rps_with": with_["rps"], "p99_without": without["p99_ms"],
             "p99_with": with_["p99_ms"], "p50_without": without["p50_ms"], "p50_with": with_["p50_ms"],
             "rps_ratio": round(with_["rps"] / without["rps"], 3) if without["rps"] else None,
@@ -517,8 +545,9 @@ def writes(run: Path, pg: PostgresCluster, tmp: Path, seconds: float = 20.0, rea
             "server_cores_used_without": without["server_cores_used"],
             "server_cores_used_with": with_["server_cores_used"], "readers": readers, "writers": writers,
             "seconds": seconds, "store": "PostgreSQL 15", "server_workers": workers,
-            "writers_paced_at": rate, "events_grown_first": grown,
-            "note": f"`ctxrec serve --workers {workers}`; before the first phase every user's history is grown "
+            "writers_paced_at": rate, "events_grown_first": grown, "ingest_replica": ingest,
+            **({"ingest_replica_cores_used": round((ig1 - ig0) / (t1 - t0), 2)} if ingest else {}),
+            "note": where + "before the first phase every user's history is grown "
                     f"to the service's max_history ({MAX_HISTORY} events, events_grown_first in all), so all "
                     "phases read full-length histories. "
                     "readers: benchmarks/serving_load.py --url (own process, POST /v1/recommend with context); "
@@ -544,9 +573,19 @@ def writes_paced(run: Path, pg: PostgresCluster, tmp: Path, seconds: float = 20.
     return writes(run, pg, tmp, seconds, rate=PACED_RATE, workers=workers)
 
 
+def writes_ingest(run: Path, pg: PostgresCluster, tmp: Path, seconds: float = 20.0, workers: int = 1) -> dict[str, Any]:
+    return writes(run, pg, tmp, seconds, workers=workers, ingest=True)
+
+
+def writes_ingest_paced(run: Path, pg: PostgresCluster, tmp: Path, seconds: float = 20.0, workers: int = 1
+                        ) -> dict[str, Any]:
+    return writes(run, pg, tmp, seconds, rate=PACED_RATE, workers=workers, ingest=True)
+
+
 SCENARIOS: dict[str, Callable[..., dict[str, Any]]] = {
     "pg_restart": pg_restart, "kill9_retry": kill9_retry, "poison": poison, "replicas": replicas, "fuzz": fuzz,
-    "writes": writes, "writes_paced": writes_paced}
+    "writes": writes, "writes_paced": writes_paced, "writes_ingest": writes_ingest,
+    "writes_ingest_paced": writes_ingest_paced}
 
 
 def main() -> None:
@@ -582,7 +621,9 @@ def main() -> None:
             t0 = time.monotonic()
             kw: dict[str, Any] = {"fuzz": {"seconds": args.fuzz_seconds},
                                   "writes": {"seconds": args.writes_seconds, "workers": args.workers},
-                                  "writes_paced": {"seconds": args.writes_seconds, "workers": args.workers}
+                                  "writes_paced": {"seconds": args.writes_seconds, "workers": args.workers},
+                                  "writes_ingest": {"seconds": args.writes_seconds, "workers": args.workers},
+                                  "writes_ingest_paced": {"seconds": args.writes_seconds, "workers": args.workers},
                                   }.get(name, {})
             result[name] = {**SCENARIOS[name](run, pg, tmp, **kw), "wall_s": round(time.monotonic() - t0, 1),
                             "command": command}
