@@ -64,6 +64,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap.add_argument("--space", default=None, help="TOML file editing the model's search space")
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="fixed in every trial")
     ap.add_argument("--seeds", type=int, default=3, help="seeds of the best configuration's test figure")
+    ap.add_argument("--confirm", type=int, default=0, help="ctxrec tune --confirm K: re-score the K best trials "
+                                                           "over more seeds on validation, keep the best mean")
     ap.add_argument("--data-dir", default=None)
     ap.add_argument("--out", default=None, help="result file (default benchmarks/results/tuning/<dataset>-<model>.json)")
     ap.add_argument("--run-dir", default=None, help="study folder (default runs/tune/<dataset>-<model>)")
@@ -73,7 +75,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     run_dir = Path(args.run_dir) if args.run_dir else ROOT.parent / "runs" / "tune" / label
     cfg = TuneConfig(dataset=args.dataset, model=args.model, trials=args.trials, out=str(run_dir),
                      data_dir=args.data_dir, timeout_s=parse_duration(args.timeout) if args.timeout else None,
-                     jobs=args.jobs, space_file=args.space, overrides=flatten_overrides(apply_overrides({}, args.set)),
+                     jobs=args.jobs, space_file=args.space, confirm=args.confirm, overrides=flatten_overrides(apply_overrides({}, args.set)),
                      command=command)
     cpu0, t0 = _cpu_s(), time.time()
     summary = run_tune(cfg)
@@ -105,6 +107,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "per_seed": seeded["per_seed"], "seeds": seeds,
         f"hand_tuned_test_{key}": committed(args.dataset, args.model, key),
         f"default_test_{key}": committed(args.dataset, f"{args.model}-default", key),
+        "confirmed": summary.get("confirmed"),
         "best_params": summary["best_params"], "best_config": best_cfg, "importances": summary.get("importances"),
         "command": command, "machine": machine_description(),
         "note": "cpu_hours covers the study and the study's retrain of the best trial (seed "

@@ -256,6 +256,9 @@ def tune(
     metric: Annotated[str, typer.Option(help="Validation objective: auc (CTR, labelled tables) or NAME@K; "
                                              "auto: auc for pointwise, ndcg@10 otherwise.")] = "auto",
     seed: Annotated[int, typer.Option(help="Sampler seed (give each machine sharing a study its own).")] = 0,
+    confirm: Annotated[int, typer.Option(help="Then train the K best trials with --confirm-seeds more seeds each and "
+                                              "keep the best mean validation score (0: the single best trial).")] = 0,
+    confirm_seeds: Annotated[int, typer.Option(help="Extra seeds per confirmed trial.")] = 2,
     out: Annotated[Path | None, typer.Option("--out", "-o", help="Run folder; files go to <out>/tune/ (default runs/<dataset>-<model>).")] = None,
     data_dir: DataDir = None,
 ) -> None:
@@ -278,7 +281,8 @@ def tune(
     try:
         cfg = TuneConfig(dataset=label, model=model, trials=trials, out=str(out or Path("runs") / f"{label}-{model}"),
                          data_dir=data_dir, mapping=str(mapping) if mapping else None, split=split, metric=metric, timeout_s=parse_duration(timeout) if timeout else None,
-                         jobs=jobs, storage=storage, study=study, seed=seed, space_file=str(space) if space else None,
+                         jobs=jobs, storage=storage, study=study, seed=seed, confirm=confirm, confirm_seeds=confirm_seeds,
+                         space_file=str(space) if space else None,
                          overrides=flatten_overrides(apply_overrides({}, set_)),
                          command=" ".join(shlex.quote(a) for a in ["ctxrec", *sys.argv[1:]]))
         summary = run_tune(cfg, echo=typer.echo)

@@ -182,3 +182,30 @@ def test_an_unknown_dataset_fails_before_the_study_is_created(tmp_path: Path) ->
                                    "-o", str(tmp_path / "run")])
     assert res.exit_code != 0 and "unknown dataset 'nosuch'" in res.output and "--mapping" in res.output
     assert not (tmp_path / "run").exists()  # no study storage left behind
+
+
+def test_confirm_rescores_the_best_trials_over_more_seeds(tmp_path: Path, trial_data: TrialData) -> None:
+    from ctxrec.tuning.run import confirm_best
+    from ctxrec.tuning.objective import seeded_score
+
+    lines: list[str] = []
+    cfg = TuneConfig(dataset="synthetic", model="sasrec", trials=3, out=str(tmp_path), overrides=TINY, confirm=2,
+                     confirm_seeds=1)
+    study = run_study(cfg, echo=lines.append, data=trial_data)
+    space, _ = load_space(cfg.model, None, cfg.overrides)
+    best, table = confirm_best(cfg, study, space, lines.append, trial_data)
+    ranked = sorted((t for t in study.trials if t.value is not None), key=lambda t: -t.value)[:2]
+    assert [r["trial"] for r in table] == [t.number for t in ranked] and all(r["seeds"] == [42, 43] for r in table)
+    for row, t in zip(table, ranked, strict=True):
+        assert row["valid"][0] == pytest.approx(t.value, abs=1e-6)
+        assert row["valid"][1] == pytest.approx(seeded_score(space, t.params, trial_data, "ndcg@10", 43), abs=1e-6)
+        assert row["mean"] == pytest.approx(sum(row["valid"]) / 2, abs=1e-6)
+    assert best.number == max(table, key=lambda r: r["mean"])["trial"]
+    # Seed 42 again reproduces the trial's own score (CPU, deterministic): the extra seeds are comparable.
+    assert seeded_score(space, ranked[0].params, trial_data, "ndcg@10", 42) == pytest.approx(ranked[0].value, abs=1e-6)
+    # The scores are kept in the study: confirming again trains nothing.
+    n = len(lines)
+    assert confirm_best(cfg, study, space, lines.append, trial_data)[1] == table
+    assert not any(s.startswith("confirm trial") for s in lines[n:])
+    with pytest.raises(ConfigError, match="no training seed"):
+        TuneConfig(dataset="synthetic", model="ease", trials=3, out=str(tmp_path), confirm=2)

@@ -189,18 +189,32 @@ def run_trial(trial: optuna.Trial, space: SearchSpace, data: TrialData | CtrTria
 
     t0 = time.perf_counter()
     with epoch_reporter(report):
-        if isinstance(data, CtrTrialData):
-            fit_ctr(model, data.data, data.train, data.valid)
-        else:
-            model.fit(data.train, valid=data.valid)
+        score = fit_and_score(model, data, metric)
     trial.set_user_attr("fit_seconds", round(time.perf_counter() - t0, 2))
     for key in ("best_epoch", "epochs_run", "stopped_by"):
         if key in model.fit_info:
             trial.set_user_attr(key, model.fit_info[key])
+    return score
+
+
+def fit_and_score(model: Recommender, data: TrialData | CtrTrialData, metric: str) -> float:
+    """Train ``model`` on the trial data and return its validation ``metric`` (AUC: of the epoch kept)."""
     if isinstance(data, CtrTrialData):
-        return float(model.fit_info["best_valid"])  # the validation AUC of the epoch kept
+        fit_ctr(model, data.data, data.train, data.valid)
+        return float(model.fit_info["best_valid"])
+    model.fit(data.train, valid=data.valid)
     from ctxrec.evaluation.evaluator import EvalConfig, Evaluator
 
     name, k = parse_metric(metric)
     evaluator = Evaluator(EvalConfig(ks=(k,), metrics=(name,), exclude_seen=data.exclude_seen))
     return float(evaluator.evaluate(model, data.valid)[f"{name}@{k}"])
+
+
+def seeded_score(space: SearchSpace, params: dict[str, Any], data: TrialData | CtrTrialData, metric: str,
+                 seed: int) -> float:
+    """Validation ``metric`` of ``params`` trained with ``train.seed = seed`` (no pruning)."""
+    from ctxrec.models import build_model
+
+    cfg = trial_model_config(space, params, metric)
+    cfg.setdefault("train", {})["seed"] = seed
+    return fit_and_score(build_model(space.model, cfg), data, metric)

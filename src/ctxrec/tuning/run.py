@@ -32,14 +32,51 @@ def tune(cfg: TuneConfig, echo: Echo = print, data: TrialData | CtrTrialData | N
     """Run (or resume) the study, then :func:`finish` it. Returns the summary."""
     t0 = time.time()
     study = run_study(cfg, echo, data)
-    return finish(cfg, study, echo, study_seconds=time.time() - t0)
+    return finish(cfg, study, echo, study_seconds=time.time() - t0, data=data)
 
 
-def finish(cfg: TuneConfig, study: optuna.Study, echo: Echo = print, study_seconds: float | None = None) -> dict[str, Any]:
+def confirm_best(cfg: TuneConfig, study: optuna.Study, space: SearchSpace, echo: Echo = print,
+                 data: TrialData | CtrTrialData | None = None) -> tuple[optuna.trial.FrozenTrial, list[dict[str, Any]]]:
+    """Train the ``cfg.confirm`` best complete trials with ``cfg.confirm_seeds`` more seeds each (on
+    validation, test sealed) and return the trial with the best mean score and the table behind it.
+    Scores are kept in the study (user attrs), so a resumed study does not train them again."""
+    from optuna.trial import TrialState
+
+    from ctxrec.tuning.objective import load_trial_data, seeded_score
+
+    done = sorted((t for t in study.get_trials(deepcopy=False) if t.state == TrialState.COMPLETE),
+                  key=lambda t: -float(t.value or 0.0))[: cfg.confirm]
+    base = int(space.fixed.get("train.seed", 42))
+    seeds = [base + i for i in range(1, cfg.confirm_seeds + 1)]
+    table: list[dict[str, Any]] = []
+    for t in done:
+        key = f"confirm:{t.number}"
+        stored = dict(study.user_attrs.get(key, {}))
+        for seed in seeds:
+            if str(seed) in stored:
+                continue
+            if data is None:
+                data = load_trial_data(cfg.dataset, cfg.data_dir, cfg.split, mapping=cfg.mapping)
+            stored[str(seed)] = seeded_score(space, t.params, data, cfg.metric, seed)
+            study.set_user_attr(key, stored)
+            echo(f"confirm trial {t.number} (validation {t.value:.4f} with seed {base}): seed {seed} "
+                 f"{stored[str(seed)]:.4f}")
+        values = [float(t.value or 0.0)] + [float(stored[str(s)]) for s in seeds]
+        table.append({"trial": t.number, "seeds": [base, *seeds], "valid": [round(v, 6) for v in values],
+                      "mean": round(sum(values) / len(values), 6)})
+    chosen = max(table, key=lambda r: r["mean"])  # first of equals: the higher single score
+    echo(f"confirmed: trial {chosen['trial']} has the best mean validation {cfg.metric} over "
+         f"{len(chosen['seeds'])} seeds ({chosen['mean']:.4f}; the best single trial was {done[0].number})")
+    return next(t for t in done if t.number == chosen["trial"]), table
+
+
+def finish(cfg: TuneConfig, study: optuna.Study, echo: Echo = print, study_seconds: float | None = None,
+           data: TrialData | CtrTrialData | None = None) -> dict[str, Any]:
     """Write the trials table, plots and best config; retrain the best config into ``tune/best`` and
     evaluate it on the test cases (the only time a study reads them). A finished study whose best trial
     already has its ``best/`` run is not retrained. An AUC study retrains with ``fit_labelled`` on the CTR
-    split and reports test AUC and log loss (:func:`run_ctr`)."""
+    split and reports test AUC and log loss (:func:`run_ctr`). With ``cfg.confirm``, "best" is the trial
+    :func:`confirm_best` picks."""
     from ctxrec.experiment import experiment_from_dict, machine_description, run_experiment
 
     space, _ = task_space(cfg)
@@ -55,6 +92,9 @@ def finish(cfg: TuneConfig, study: optuna.Study, echo: Echo = print, study_secon
                           f"{states['FAIL']} failed{'; first error: ' + errors[0] if errors else ''}); "
                           f"see {out / 'trials.csv'}")
     best = study.best_trial
+    confirmed: list[dict[str, Any]] | None = None
+    if cfg.confirm:
+        best, confirmed = confirm_best(cfg, study, space, echo, data)
     experiment = best_experiment(cfg, space, best.params)
     write_json(experiment, out / "best_config.json")
     importances = param_importances(study, cfg.seed)
@@ -83,6 +123,7 @@ def finish(cfg: TuneConfig, study: optuna.Study, echo: Echo = print, study_secon
         "trial_seconds": round(sum(t.duration.total_seconds() for t in trials if t.duration), 1),
         "study_seconds": round(study_seconds, 1) if study_seconds is not None else previous.get("study_seconds"),
         "best_trial": best.number, "best_valid": best.value, "best_params": best.params,
+        "confirmed": confirmed,
         "retrained_valid": result.get("fit_info", {}).get("best_valid"),
         "test_metrics": result["metrics"],
         "importances": importances if isinstance(importances, dict) else None,

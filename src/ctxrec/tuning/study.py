@@ -72,6 +72,10 @@ class TuneConfig:
     """Dotted model-config keys fixed for every trial (``--set``); a searched key given here is not searched."""
     startup_trials: int | None = None
     """Random trials before TPE takes over; default ``min(10, max(1, trials // 4))``."""
+    confirm: int = 0
+    """After the study, train the ``confirm`` best trials again with ``confirm_seeds`` more seeds each and
+    take the best mean validation score: the single best score of many trials is partly its seed's luck."""
+    confirm_seeds: int = 2
     prune: bool = True
     prune_after_trials: int = 3
     """Pruning starts once this many trials have finished."""
@@ -84,6 +88,14 @@ class TuneConfig:
             raise ConfigError(f"--trials must be >= 1, got {self.trials}")
         if self.jobs < 1:
             raise ConfigError(f"--jobs must be >= 1, got {self.jobs}")
+        if self.confirm < 0 or self.confirm_seeds < 1:
+            raise ConfigError(f"--confirm must be >= 0 and --confirm-seeds >= 1, got {self.confirm} and {self.confirm_seeds}")
+        if self.confirm:
+            from ctxrec.models import get_model_class
+
+            if "train" not in getattr(get_model_class(self.model).config_class, "__dataclass_fields__", {}):
+                raise ConfigError(f"--confirm re-trains the best trials with other seeds, and {self.model!r} has no "
+                                  "training seed (it is deterministic); drop --confirm")
         if self.timeout_s is not None and self.timeout_s <= 0:
             raise ConfigError(f"--timeout must be positive, got {self.timeout_s} s")
         if self.mapping is None:  # a wrong name fails here, before the study's storage is created
