@@ -185,8 +185,8 @@ def test_an_unknown_dataset_fails_before_the_study_is_created(tmp_path: Path) ->
 
 
 def test_confirm_rescores_the_best_trials_over_more_seeds(tmp_path: Path, trial_data: TrialData) -> None:
-    from ctxrec.tuning.run import confirm_best
     from ctxrec.tuning.objective import seeded_score
+    from ctxrec.tuning.run import confirm_best
 
     lines: list[str] = []
     cfg = TuneConfig(dataset="synthetic", model="sasrec", trials=3, out=str(tmp_path), overrides=TINY, confirm=2,
