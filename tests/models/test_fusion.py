@@ -458,36 +458,3 @@ def test_a_long_served_history_encodes_only_the_events_the_model_reads(ctx_model
     assert t["inp"].shape[1] == L
     np.testing.assert_array_equal(t["ci"][0, 1:].numpy(), ci[-(L - 1):])
     np.testing.assert_allclose(t["cd"][0, 1:].numpy(), cd[-(L - 1):], rtol=1e-6)
-
-
-def test_id_init_text_starts_ids_at_the_texts_principal_components() -> None:
-    """``id_init="text"``: ID rows = the centred text vectors on their top-d principal axes (std 0.02), so
-    items with one text start with one ID row; with ``use_text`` off the IDs keep their random start."""
-    data = context_dataset(n_users=10)
-    model = FusionRecommender(tiny(id_init="text", train=TrainConfig(max_epochs=1, lr=1e-2, progress=False)))
-    model.fit(data)
-    net = model.net
-    assert net is not None and net.id_emb is not None
-    text = net.text_vectors.clone()
-    text[2] = text[1]  # items 1 and 2 now share a text
-    net.text_vectors.copy_(text)
-    net.init_ids_from_text()
-    ids = net.id_emb.weight.detach().double()
-    k = min(16, text.shape[1])
-    torch.testing.assert_close(ids[1], ids[2])
-    assert float(ids[1:, :k].std()) == pytest.approx(0.02, rel=1e-6)
-    xc = text[1:].double() - text[1:].double().mean(0)
-    _, sv, vt = torch.linalg.svd(xc, full_matrices=False)
-    n_axes = int((sv > 1e-6).sum())  # 11 items of 12 distinct texts: at most 11 axes with variance
-    ref = torch.zeros(len(xc), k, dtype=xc.dtype)
-    ref[:, :n_axes] = xc @ vt[:n_axes].T  # the principal components, up to each axis's sign; the rest ~0
-    ref = ref / ref.std() * 0.02
-    torch.testing.assert_close(ids[1:, :n_axes].abs(), ref[:, :n_axes].abs(), atol=1e-6, rtol=1e-4)
-    # Without text there is nothing to start from: the same seed gives the same random IDs as id_init="random".
-    off = [FusionRecommender(tiny(use_text=False, id_init=v, train=TrainConfig(max_epochs=1, lr=1e-2, progress=False)))
-           for v in ("text", "random")]
-    for m in off:
-        m.fit(data)
-    torch.testing.assert_close(off[0].net.id_emb.weight, off[1].net.id_emb.weight)  # type: ignore[union-attr]
-    with pytest.raises(ConfigError, match="id_init"):
-        tiny(id_init="pca")

@@ -77,11 +77,6 @@ class FusionConfig:
     """Epochs of each pilot run that decides the ``"auto"`` fields (one pilot per combination)."""
     id_dropout: float = 0.1
     """Probability, per training step and item, of hiding the item's ID embedding (cold-start robustness)."""
-    id_init: Literal["random", "text"] = "random"
-    """How the ID embeddings start. ``text``: the items' frozen text vectors projected on their top
-    ``d_model`` principal components (scaled to the random init's 0.02), so items whose text is alike
-    start alike and training refines from there; with ``use_text`` off it has nothing to start from and
-    stays random."""
     id_scale: float = 1.0
     """Multiplier of the ID part of item vectors at inference (training always uses 1). Below 1 pulls warm
     items towards their text/attribute vectors, which items without an ID embedding have alone (with a
@@ -139,8 +134,6 @@ class FusionConfig:
             raise ConfigError(f"id_dropout must be in [0, 1), got {self.id_dropout}")
         if not 0.0 <= self.id_scale <= 1.0:
             raise ConfigError(f"id_scale must be in [0, 1] (1 = the ID part as trained), got {self.id_scale}")
-        if self.id_init not in ("random", "text"):
-            raise ConfigError(f"id_init must be 'random' or 'text', got {self.id_init!r}")
         if self.cold_ids not in ("none", "neighbours"):
             raise ConfigError(f"cold_ids must be 'none' or 'neighbours', got {self.cold_ids!r}")
         if self.context_prior_weight is not None and not 0.0 <= self.context_prior_weight < 1.0:

@@ -114,23 +114,6 @@ class FusionNet(nn.Module):
                 self.context_head = ContextHead(spec.ctx_cardinalities, spec.n_dense, spec.n_items, d_field=16,
                                                 hidden=2 * d, d_out=d, dropout=cfg.dropout)
 
-    def init_ids_from_text(self) -> None:
-        """``id_init="text"``: ID rows <- the text vectors' top-``d`` principal components, at std 0.02
-        (dimensions beyond the text's keep their random init). Principal axes come from the (Dt, Dt)
-        covariance, so a large catalogue costs one pass over its vectors."""
-        if self.id_emb is None or self.text_proj is None:
-            return
-        with torch.no_grad():
-            x = self.text_vectors[1:].double()  # (V, Dt)
-            xc = x - x.mean(0, keepdim=True)
-            _, vecs = torch.linalg.eigh(xc.T @ xc)  # ascending eigenvalues; columns = axes
-            k = min(self.cfg.d_model, x.shape[1])
-            e = xc @ vecs[:, -k:].flip(1)  # (V, k): largest component first
-            # A deterministic sign per axis (eigh's is arbitrary): the larger tail positive.
-            e = e * torch.where(e.max(0).values >= -e.min(0).values, 1.0, -1.0)
-            e = e / e.std().clamp(min=1e-12) * 0.02
-            self.id_emb.weight[1:, :k] = e.to(self.id_emb.weight.dtype)
-
     # ------------------------------------------------------------------------------ item table
     def item_table(self) -> torch.Tensor:
         """(n_items + 1, D) item representations; row 0 (padding) is zero."""

@@ -192,8 +192,6 @@ class FusionRecommender(Recommender):
             self.spec.ctx_text_dim, self.spec.n_ctx_texts = self._pending_ctx_vectors.shape[1], len(self.ctx_texts)
         self.net = FusionNet(self.spec, cfg).to(self.device)
         fill_item_inputs(self.net, text, attrs)
-        if cfg.id_init == "text":
-            self.net.init_ids_from_text()
         with torch.no_grad():
             if extra is not None:
                 self.net.extra_vectors[1:] = torch.from_numpy(extra)
