@@ -92,7 +92,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             runs.append(run_ctr(cfg, space, {**summary["best_params"], "train.seed": seed}, seed_dir))
         else:
             exp = json.loads(json.dumps(best_cfg))
-            exp.setdefault("model_config", {}).setdefault("train", {})["seed"] = seed
+            train = exp.setdefault("model_config", {}).setdefault("train", {})
+            train["seed"] = seed
+            train.setdefault("progress", False)  # one summary line per seed in the log, not bars
             runs.append(run_experiment(experiment_from_dict(exp), seed_dir, command=command))
         seeds.append(seed)
     seeded = combine(runs, seeds)
