@@ -179,11 +179,8 @@ def _vectors_dataset(seed: int = 0) -> tuple[Dataset, dict[str, np.ndarray]]:
     """Users stay within one of two groups; only the precomputed vectors say which group an item is in
     (items have no text and IDs are off), so only the extra modality can tell the groups apart."""
     rng = np.random.default_rng(seed)
-    rows = []
-    for u in range(60):
-        g = "AB"[u % 2]
-        for t in range(10):
-            rows.append({"user_id": f"u{u}", "item_id": f"{g}{rng.integers(6)}", "timestamp": float(u * 100 + t)})
+    rows = [{"user_id": f"u{u}", "item_id": f"{'AB'[u % 2]}{rng.integers(6)}", "timestamp": float(u * 100 + t)}
+            for u in range(60) for t in range(10)]
     ids = [f"{g}{i}" for g in "AB" for i in range(6)]
     vecs = {i: (np.array([1.0, 0.0]) if i[0] == "A" else np.array([0.0, 1.0])) + rng.normal(0, 0.05, 2) for i in ids}
     items = pd.DataFrame({"item_id": ids})
@@ -217,7 +214,7 @@ def test_item_vectors_file_errors_name_the_problem(tmp_path) -> None:
     pd.DataFrame({"item": ["A0"], "vector": [np.zeros(2, np.float32)]}).to_parquet(bad)
     with pytest.raises(ValueError, match="item_id"):
         FusionRecommender(tiny(item_vectors=str(bad))).fit(data)
-    with pytest.raises(FileNotFoundError, match="nope.parquet"):
+    with pytest.raises(FileNotFoundError, match=r"nope\.parquet"):
         FusionRecommender(tiny(item_vectors=str(tmp_path / "nope.parquet"))).fit(data)
 
 
@@ -432,7 +429,7 @@ def test_a_model_saved_before_the_redesign_names_the_keys_to_delete(tmp_path) ->
         FusionRecommender.load(tmp_path / "m")
     meta["config"]["cold_prior"] = "fit"
     cfg_path.write_text(json.dumps(meta))
-    with pytest.raises(ConfigError, match="trained with {'cold_prior': 'fit'}.*retrain"):
+    with pytest.raises(ConfigError, match=r"trained with \{'cold_prior': 'fit'\}.*retrain"):
         FusionRecommender.load(tmp_path / "m")
     for k in ("label_smoothing", "cold_prior", "text_adapter", "n_experts"):
         del meta["config"][k]
