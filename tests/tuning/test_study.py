@@ -119,10 +119,16 @@ def test_the_first_trial_runs_the_model_defaults(tmp_path: Path, trial_data: Tri
     assert any("first trial runs the model's defaults (sampling use_text, mixture" in s for s in lines), lines
 
 
-def test_trials_that_keep_failing_stop_the_study_with_their_error(tmp_path: Path, trial_data: TrialData) -> None:
-    cfg = TuneConfig(dataset="synthetic", model="sasrec", trials=10, out=str(tmp_path),
-                     overrides={**TINY, "n_heads": 3})  # 16 is not divisible by 3 heads
-    with pytest.raises(CtxrecError, match="3 trials in a row failed; the last with"):
+def test_trials_that_keep_failing_stop_the_study_with_their_error(tmp_path: Path, trial_data: TrialData,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    import ctxrec.models
+
+    def broken(kind: str, config: dict) -> None:  # a model that cannot be built, whatever the trial draws
+        raise RuntimeError("out of memory")
+
+    monkeypatch.setattr(ctxrec.models, "build_model", broken)
+    cfg = TuneConfig(dataset="synthetic", model="sasrec", trials=10, out=str(tmp_path), overrides=TINY)
+    with pytest.raises(CtxrecError, match="3 trials in a row failed; the last with RuntimeError: out of memory"):
         run_study(cfg, echo=lambda s: None, data=trial_data)
     study = open_study(cfg, load_space("sasrec", overrides=cfg.overrides)[0])
     assert len(study.trials) == 3 and all("error" in t.user_attrs for t in study.trials)

@@ -6,6 +6,25 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ctxrec.errors import ConfigError
+
+
+def check_transformer_shape(*, d_model: int, n_layers: int, n_heads: int, max_len: int, dropout: float,
+                            d_ff: int | None = None) -> None:
+    """The shape of a causal Transformer config, checked when the config is built (before any data loads):
+    a wrong value otherwise surfaces as a tensor-size error deep inside the first training step."""
+    for name, value in (("d_model", d_model), ("n_layers", n_layers), ("n_heads", n_heads), ("max_len", max_len)):
+        if value < 1:
+            raise ConfigError(f"{name} must be >= 1, got {value}")
+    if d_ff is not None and d_ff < 1:
+        raise ConfigError(f"d_ff must be >= 1 (or null: d_model), got {d_ff}")
+    if d_model % n_heads:
+        fits = [h for h in range(1, 17) if d_model % h == 0]
+        raise ConfigError(f"d_model ({d_model}) must be divisible by n_heads ({n_heads}); with d_model {d_model}, "
+                          f"n_heads can be {', '.join(map(str, fits))}")
+    if not 0.0 <= dropout < 1.0:
+        raise ConfigError(f"dropout must be in [0, 1), got {dropout}")
+
 
 class CausalBlock(nn.Module):
     """Pre-norm Transformer block with causal self-attention."""

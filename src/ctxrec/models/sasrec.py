@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from ctxrec.models.base import QueryBatch, Recommender
-from ctxrec.models.layers import CausalBlock
+from ctxrec.models.layers import CausalBlock, check_transformer_shape
 from ctxrec.models.losses import full_ce, sampled_ce
 from ctxrec.training.loop import TrainConfig, pick_device
 
@@ -41,6 +41,10 @@ class SASRecConfig:
     n_negatives: int = 1024
     """Negatives per step when ``loss="sampled"``."""
     train: TrainConfig = field(default_factory=TrainConfig)
+
+    def __post_init__(self) -> None:
+        check_transformer_shape(d_model=self.d_model, n_layers=self.n_layers, n_heads=self.n_heads,
+                                max_len=self.max_len, dropout=self.dropout, d_ff=self.d_ff)
 
 
 class SASRecNet(nn.Module):

@@ -14,6 +14,7 @@ from typing import Literal
 
 from ctxrec.context import ContextConfig
 from ctxrec.errors import ConfigError
+from ctxrec.models.layers import check_transformer_shape
 from ctxrec.text.encoders import TextEncoderConfig
 from ctxrec.text.templates import TextTemplateConfig
 from ctxrec.training.loop import TrainConfig
@@ -123,6 +124,8 @@ class FusionConfig:
     train: TrainConfig = field(default_factory=TrainConfig)
 
     def __post_init__(self) -> None:
+        check_transformer_shape(d_model=self.d_model, n_layers=self.n_layers, n_heads=self.n_heads,
+                                max_len=self.max_len, dropout=self.dropout)
         for name in ("use_text", "mixture"):
             if getattr(self, name) not in (True, False, "auto"):
                 raise ConfigError(f"{name} must be true, false or \"auto\", got {getattr(self, name)!r}")
