@@ -104,6 +104,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "dataset": args.dataset, "model": args.model, "trials": summary["trials"], "pruned": states["PRUNED"],
         "failed": states["FAIL"], "budget_s": cfg.timeout_s, "budget_trials": args.trials,
         "study_wall_s": round(study_wall_s, 1), "cpu_hours": round(study_cpu_s / 3600, 2),
+        "trial_seconds": summary["trial_seconds"],
         "best_trial": summary["best_trial"], "best_valid": summary["best_valid"], "objective": cfg.metric,
         "test_metrics": seeded["metrics"], "test_metrics_std": seeded["metrics_std"],
         "per_seed": seeded["per_seed"], "seeds": seeds,
@@ -112,8 +113,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "confirmed": summary.get("confirmed"),
         "best_params": summary["best_params"], "best_config": best_cfg, "importances": summary.get("importances"),
         "command": command, "machine": machine_description(),
-        "note": "cpu_hours covers the study and the study's retrain of the best trial (seed "
-                f"{first_seed}); the other seeds' retrains are not counted",
+        "note": "cpu_hours covers this command: the study (or the part of it this run resumed), the --confirm "
+                f"retrains and the retrain of the best trial (seed {first_seed}); the other seeds' retrains are not "
+                "counted. trial_seconds: the wall seconds of every trial in the study, summed over its workers",
     }
     hand = result[f"hand_tuned_test_{key}"]
     if hand:
