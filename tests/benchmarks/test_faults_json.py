@@ -16,6 +16,8 @@ DOCUMENTED = {
     "fuzz": {"requests", "5xx"},
     "writes": {"rps_without", "rps_with", "p99_without", "p99_with"},
     "writes_paced": {"rps_without", "rps_with", "p99_without", "p99_with", "writer_events_per_s"},
+    "writes_ingest": {"rps_without", "rps_with", "p99_without", "p99_with", "writer_events_per_s"},
+    "writes_ingest_paced": {"rps_without", "rps_with", "p99_without", "p99_with", "writer_events_per_s"},
 }
 
 
