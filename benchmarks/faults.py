@@ -18,6 +18,12 @@ Scenarios (each on a fresh database of one throwaway cluster, see tests/serving/
   writes_ingest, writes_ingest_paced
                the two above with the events posted to a second replica over the same store (an ingest
                replica), as a load balancer routing /v1/events there would; the readers' replica is A.
+  writes_ingest_nice
+               writes_ingest_paced with the ingest replica at a lower CPU priority (``ctxrec serve
+               --nice 10``), the set-up docs/serving.md recommends where reads matter more than writes.
+
+``--repeat R`` runs each writes scenario R times (their ratios carry about +-0.1 on shared cores): the
+scenario's figures are those of the run with the median ``rps_ratio``, and ``repeats`` lists every run.
 
     flock /tmp/ctxrec-heavy.lock .venv/bin/python benchmarks/faults.py
 """
@@ -69,6 +75,8 @@ KEYS: dict[str, list[str]] = {
     "writes_paced": ["rps_without", "rps_with", "p99_without", "p99_with", "writer_events_per_s"],
     "writes_ingest": ["rps_without", "rps_with", "p99_without", "p99_with", "writer_events_per_s"],
     "writes_ingest_paced": ["rps_without", "rps_with", "p99_without", "p99_with", "writer_events_per_s"],
+    "writes_ingest_nice": ["rps_without", "rps_with", "p99_without", "p99_with", "writer_events_per_s",
+                           "writer_ack_p99_ms"],
 }
 
 
@@ -409,7 +417,8 @@ def _until(call: Callable[[], None], stop_at: float) -> None:
 # --- writes ----------------------------------------------------------------------------------------
 
 
-def _writer(port: int, stop_at: float, idx: int, counter: Any, rate: float | None = None) -> None:
+def _writer(port: int, stop_at: float, idx: int, counter: Any, rate: float | None = None,
+            latencies: list[float] | None = None) -> None:
     """One event-writer client (run in its own process with the others): closed loop (the next event
     as soon as the last is acknowledged), or paced at ``rate`` events/s (a missed slot is not made up).
     A keep-alive ``http.client`` connection, as the readers' clients use: httpx cost about 0.7 ms of
@@ -428,10 +437,13 @@ def _writer(port: int, stop_at: float, idx: int, counter: Any, rate: float | Non
         body = json.dumps({"user_id": f"u{(idx * 7 + n) % 60:02d}", "item_id": f"i{n % 40:02d}",
                            "event_id": f"w{idx}-{n}"})
         try:
+            t0 = time.monotonic()
             conn.request("POST", "/v1/events", body=body, headers=headers)
             r = conn.getresponse()
             r.read()
             if r.status == 200:
+                if latencies is not None:
+                    latencies.append(time.monotonic() - t0)
                 with counter.get_lock():
                     counter.value += 1
         except (OSError, http.client.HTTPException):
@@ -440,14 +452,20 @@ def _writer(port: int, stop_at: float, idx: int, counter: Any, rate: float | Non
     conn.close()
 
 
-def _writers(port: int, seconds: float, n: int, counter: Any, rate: float | None = None) -> None:
+def _writers(port: int, seconds: float, n: int, counter: Any, rate: float | None = None,
+             latency_out: str | None = None) -> None:
+    """``n`` writer threads in this process; ``latency_out``: a JSON file of each acknowledged event's
+    seconds from request to answer (list.append is atomic, so the threads share one list)."""
     stop_at = time.monotonic() + seconds
-    threads = [threading.Thread(target=_writer, args=(port, stop_at, i, counter, rate / n if rate else None))
+    lat: list[float] = []
+    threads = [threading.Thread(target=_writer, args=(port, stop_at, i, counter, rate / n if rate else None, lat))
                for i in range(n)]
     for t in threads:
         t.start()
     for t in threads:
         t.join()
+    if latency_out:
+        Path(latency_out).write_text(json.dumps(lat))
 
 
 def _cpu() -> tuple[float, float]:
@@ -498,13 +516,15 @@ def _readers(port: int, run: Path, seconds: float, clients: int, out: Path, serv
 
 
 def writes(run: Path, pg: PostgresCluster, tmp: Path, seconds: float = 20.0, readers: int = 4,
-           writers: int = 4, rate: float | None = None, workers: int = 1, ingest: bool = False) -> dict[str, Any]:
+           writers: int = 4, rate: float | None = None, workers: int = 1, ingest: bool = False,
+           ingest_nice: int = 0) -> dict[str, Any]:
     """Readers alone, readers with the writers (closed loop, or paced at ``rate`` events/s in all),
     then readers alone again. Every user's history is first grown to the service's max_history, so
     all three phases read histories of one length and the drop measures the writers' interference
     (the after phase checks it). ``workers``: ``ctxrec serve --workers N``. ``ingest``: a second
     replica over the same store takes the writers' events (running in every phase), as a load balancer
-    that routes ``/v1/events`` to its own replica would (docs/serving.md, "Reads under writes")."""
+    that routes ``/v1/events`` to its own replica would (docs/serving.md, "Reads under writes");
+    ``ingest_nice``: that replica runs ``ctxrec serve --nice N``, a lower CPU priority than the readers'."""
     url, port = pg.fresh_database(), _free_port()
     proc = _start(run, url, port, tmp / "writes.log", extra=["--workers", str(workers)] if workers > 1 else None)
     ingest_proc = None
@@ -512,11 +532,14 @@ def writes(run: Path, pg: PostgresCluster, tmp: Path, seconds: float = 20.0, rea
     try:
         if ingest:
             write_port = _free_port()
-            ingest_proc = _start(run, url, write_port, tmp / "writes_ingest.log")
+            ingest_proc = _start(run, url, write_port, tmp / "writes_ingest.log",
+                                 extra=["--nice", str(ingest_nice)] if ingest_nice else None)
         grown = _grow_histories(write_port, MAX_HISTORY)
         without = _readers(port, run, seconds, readers, tmp / "writes_without.json", proc.pid)
         counter = multiprocessing.Value("i", 0)
-        wp = multiprocessing.Process(target=_writers, args=(write_port, seconds + 10, writers, counter, rate))
+        lat_file = tmp / "writes_latency.json"
+        wp = multiprocessing.Process(target=_writers, args=(write_port, seconds + 10, writers, counter, rate,
+                                                            str(lat_file)))
         wp.start()
         assert wp.pid is not None
         time.sleep(2.0)  # writers at full speed before the readers start
@@ -526,12 +549,14 @@ def writes(run: Path, pg: PostgresCluster, tmp: Path, seconds: float = 20.0, rea
         e1, c1, t1 = counter.value, _proc_cpu_s(wp.pid), time.monotonic()
         ig1 = _proc_cpu_s(ingest_proc.pid) if ingest_proc is not None else 0.0
         wp.join()
+        ack_ms = np.asarray(json.loads(lat_file.read_text()) or [float("nan")]) * 1000
         after = _readers(port, run, seconds, readers, tmp / "writes_after.json", proc.pid)
     finally:
         _kill(proc)
         _kill(ingest_proc)
     where = (f"readers on replica A (`ctxrec serve --workers {workers}`), the writers' events on replica B "
-             "(`ctxrec serve`, the same PostgreSQL store); server_cores_used_*: replica A only. "
+             f"(`ctxrec serve{f' --nice {ingest_nice}' if ingest_nice else ''}`, the same PostgreSQL store); "
+             "server_cores_used_*: replica A only. "
              if ingest else f"`ctxrec serve --workers {workers}`; ")
     return {"rps_without": without["rps"], "rps_with": with_["rps"], "p99_without": without["p99_ms"],
             "p99_with": with_["p99_ms"], "p50_without": without["p50_ms"], "p50_with": with_["p50_ms"],
@@ -541,11 +566,14 @@ def writes(run: Path, pg: PostgresCluster, tmp: Path, seconds: float = 20.0, rea
             "errors_without": without["errors"], "errors_with": with_["errors"],
             "writer_events_per_s": round((e1 - e0) / (t1 - t0), 1),
             "writer_cores_used": round((c1 - c0) / (t1 - t0), 2),
+            "writer_ack_p50_ms": round(float(np.percentile(ack_ms, 50)), 2),
+            "writer_ack_p99_ms": round(float(np.percentile(ack_ms, 99)), 2),
             "machine_cpu_busy_without": without["machine_cpu_busy"], "machine_cpu_busy_with": with_["machine_cpu_busy"],
             "server_cores_used_without": without["server_cores_used"],
             "server_cores_used_with": with_["server_cores_used"], "readers": readers, "writers": writers,
             "seconds": seconds, "store": "PostgreSQL 15", "server_workers": workers,
             "writers_paced_at": rate, "events_grown_first": grown, "ingest_replica": ingest,
+            **({"ingest_replica_nice": ingest_nice} if ingest else {}),
             **({"ingest_replica_cores_used": round((ig1 - ig0) / (t1 - t0), 2)} if ingest else {}),
             "note": where + "before the first phase every user's history is grown "
                     f"to the service's max_history ({MAX_HISTORY} events, events_grown_first in all), so all "
@@ -582,10 +610,25 @@ def writes_ingest_paced(run: Path, pg: PostgresCluster, tmp: Path, seconds: floa
     return writes(run, pg, tmp, seconds, rate=PACED_RATE, workers=workers, ingest=True)
 
 
+REPEAT_KEYS = ["rps_without", "rps_with", "rps_ratio", "p99_without", "p99_with", "p99_ratio",
+               "writer_events_per_s", "writer_ack_p99_ms"]
+"""What ``repeats`` keeps of each run of a writes scenario."""
+
+
+INGEST_NICE = 10
+"""``ctxrec serve --nice`` of the ingest replica in ``writes_ingest_nice`` (docs/serving.md, "Reads under
+writes"): the readers' replica keeps the CPU when both want it, the ingest replica takes what is left."""
+
+
+def writes_ingest_nice(run: Path, pg: PostgresCluster, tmp: Path, seconds: float = 20.0, workers: int = 1
+                       ) -> dict[str, Any]:
+    return writes(run, pg, tmp, seconds, rate=PACED_RATE, workers=workers, ingest=True, ingest_nice=INGEST_NICE)
+
+
 SCENARIOS: dict[str, Callable[..., dict[str, Any]]] = {
     "pg_restart": pg_restart, "kill9_retry": kill9_retry, "poison": poison, "replicas": replicas, "fuzz": fuzz,
     "writes": writes, "writes_paced": writes_paced, "writes_ingest": writes_ingest,
-    "writes_ingest_paced": writes_ingest_paced}
+    "writes_ingest_paced": writes_ingest_paced, "writes_ingest_nice": writes_ingest_nice}
 
 
 def main() -> None:
@@ -596,8 +639,11 @@ def main() -> None:
     ap.add_argument("--fuzz-seconds", type=float, default=60.0)
     ap.add_argument("--writes-seconds", type=float, default=20.0)
     ap.add_argument("--workers", type=int, default=1, help="`ctxrec serve --workers N` of the writes scenarios")
+    ap.add_argument("--repeat", type=int, default=1, help="runs of each writes scenario (the median run is kept)")
     ap.add_argument("--out", default=str(OUT))
     args = ap.parse_args()
+    if args.repeat < 1:
+        raise SystemExit(f"--repeat must be >= 1, got {args.repeat}")
     from ctxrec.experiment import machine_description
 
     bin_dir = find_pg_bin()
@@ -619,14 +665,16 @@ def main() -> None:
     try:
         for name in only:
             t0 = time.monotonic()
+            writes_kw = {"seconds": args.writes_seconds, "workers": args.workers}
             kw: dict[str, Any] = {"fuzz": {"seconds": args.fuzz_seconds},
-                                  "writes": {"seconds": args.writes_seconds, "workers": args.workers},
-                                  "writes_paced": {"seconds": args.writes_seconds, "workers": args.workers},
-                                  "writes_ingest": {"seconds": args.writes_seconds, "workers": args.workers},
-                                  "writes_ingest_paced": {"seconds": args.writes_seconds, "workers": args.workers},
-                                  }.get(name, {})
-            result[name] = {**SCENARIOS[name](run, pg, tmp, **kw), "wall_s": round(time.monotonic() - t0, 1),
-                            "command": command}
+                                  **{w: writes_kw for w in SCENARIOS if w.startswith("writes")}}.get(name, {})
+            if name.startswith("writes") and args.repeat > 1:
+                runs = sorted((SCENARIOS[name](run, pg, tmp, **kw) for _ in range(args.repeat)),
+                              key=lambda r: r["rps_ratio"])
+                res = {**runs[len(runs) // 2], "repeats": [{k: r[k] for k in REPEAT_KEYS} for r in runs]}
+            else:
+                res = SCENARIOS[name](run, pg, tmp, **kw)
+            result[name] = {**res, "wall_s": round(time.monotonic() - t0, 1), "command": command}
             print(name, json.dumps({k: result[name].get(k) for k in KEYS[name]}), flush=True)
     finally:
         pg.stop()

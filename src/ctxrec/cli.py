@@ -476,6 +476,9 @@ def serve(
                                                        "(and /healthz fails while one runs longer).")] = 2.0,
     workers: Annotated[int, typer.Option(help="Processes serving on this port over the same store (PostgreSQL "
                                               "recommended; see 'Several replicas' in docs/serving.md).")] = 1,
+    nice: Annotated[int, typer.Option(help="Lower this server's CPU priority by N (0-19; its workers too): for "
+                                           "replicas that take POST /v1/events beside replicas that answer reads, "
+                                           "see 'Reads under writes' in docs/serving.md.")] = 0,
 ) -> None:
     """Serve a model over HTTP (FastAPI + uvicorn; OpenAPI docs at /docs). See docs/serving.md."""
     if new_key is not None:
@@ -507,6 +510,8 @@ def serve(
 
     if workers < 1:
         _fail(f"--workers must be >= 1, got {workers}")
+    if not 0 <= nice <= 19:  # a negative niceness (a higher priority) needs root, and is not what this is for
+        _fail(f"--nice must be between 0 and 19 (a lower CPU priority), got {nice}")
     with tempfile.TemporaryDirectory(prefix="ctxrec-serve-") as tmp:  # lives as long as the server
         try:
             items_file = str(items) if items else (_mapped_items(mapping, Path(tmp)) if mapping else None)
@@ -526,6 +531,8 @@ def serve(
                 application = create_app(settings)
         except (CtxrecError, FileNotFoundError, ValueError) as exc:
             _fail(str(exc))
+        if nice:
+            os.nice(nice)  # before uvicorn starts: the worker processes it forks inherit it
         # SIGTERM: stop accepting, let requests in flight finish (each store call ends within its deadline), exit in < 10 s
         if application is None:
             typer.echo(f"serving {model} on http://{host}:{port} with {workers} processes (docs: /docs)", err=True)

@@ -18,6 +18,8 @@ DOCUMENTED = {
     "writes_paced": {"rps_without", "rps_with", "p99_without", "p99_with", "writer_events_per_s"},
     "writes_ingest": {"rps_without", "rps_with", "p99_without", "p99_with", "writer_events_per_s"},
     "writes_ingest_paced": {"rps_without", "rps_with", "p99_without", "p99_with", "writer_events_per_s"},
+    "writes_ingest_nice": {"rps_without", "rps_with", "p99_without", "p99_with", "writer_events_per_s",
+                           "writer_ack_p99_ms"},
 }
 
 

@@ -138,7 +138,8 @@ def test_kill_9_with_retries_stores_every_event_exactly_once(fusion_run: Path, t
     assert len(rows) == len(st["acked"])
 
 
-@pytest.mark.parametrize("args", [["--model", "nowhere"], []])
+@pytest.mark.parametrize("args", [["--model", "nowhere"], [], ["--model", "nowhere", "--no-auth", "--nice", "-1"],
+                                  ["--model", "nowhere", "--no-auth", "--nice", "20"]])
 def test_serve_refuses_bad_invocations(args: list[str], tmp_path: Path) -> None:
     from typer.testing import CliRunner
 
@@ -146,5 +147,7 @@ def test_serve_refuses_bad_invocations(args: list[str], tmp_path: Path) -> None:
 
     res = CliRunner().invoke(app, ["serve", *args, "--store", str(tmp_path / "s.sqlite")])
     assert res.exit_code == 2
-    if args:
+    if "--nice" in args:  # refused before the model is looked for
+        assert "--nice must be between 0 and 19" in res.output and args[-1] in res.output
+    elif args:
         assert "--keys" in res.output or "--no-auth" in res.output

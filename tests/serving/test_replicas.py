@@ -7,6 +7,7 @@ promotion take to reach another replica."""
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import signal
 import socket
@@ -252,12 +253,13 @@ def test_kill_9_one_replica_under_round_robin_load(service: dict[str, Any]) -> N
 
 def test_serve_workers_runs_several_processes_over_one_sqlite_store(fusion_run: Path, tmp_path: Path) -> None:
     """``--workers 2``: two processes answer on one port; events written through both, concurrently,
-    are each stored once (SQLite WAL shared by two processes)."""
+    are each stored once (SQLite WAL shared by two processes). ``--nice 5`` lowers the CPU priority of
+    every process of the server (an ingest replica's set-up, docs/serving.md "Reads under writes")."""
     import sqlite3
     from concurrent.futures import ThreadPoolExecutor
 
     db = tmp_path / "events.sqlite"
-    rep = Replica(fusion_run, str(db), tmp_path / "workers.log", ["--workers", "2"])
+    rep = Replica(fusion_run, str(db), tmp_path / "workers.log", ["--workers", "2", "--nice", "5"])
     rep.spawn()
     try:
         rep.wait_ready()
@@ -270,6 +272,8 @@ def test_serve_workers_runs_several_processes_over_one_sqlite_store(fusion_run: 
                 break
             time.sleep(0.2)
         assert len(workers) == 2, kids
+        want = min(19, os.getpriority(os.PRIO_PROCESS, 0) + 5)  # relative to the niceness the tests run at
+        assert [os.getpriority(os.PRIO_PROCESS, int(p)) for p in [rep.proc.pid, *workers]] == [want] * 3
 
         def post(n: int) -> int:
             with httpx.Client(timeout=20) as c:
