@@ -23,6 +23,16 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent
 
 
+def _finished_run(out: Path, cfg: object) -> dict | None:
+    """The run's metrics.json if it finished with this exact experiment config (its config.json)."""
+    from ctxrec.config import to_dict
+
+    if not (out / "metrics.json").exists() or not (out / "config.json").exists():
+        return None
+    same = json.loads((out / "config.json").read_text()) == json.loads(json.dumps(to_dict(cfg)))
+    return json.loads((out / "metrics.json").read_text()) if same else None
+
+
 def main(argv: list[str] | None = None) -> dict:
     from ctxrec.experiment import experiment_config, run_experiment
     from seeds import run_seeds
@@ -36,6 +46,9 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                     help="model config override, dotted for nested keys (e.g. train.lr=0.001)")
     ap.add_argument("--seeds", type=int, default=1, help="train with N seeds (42, 43, ...) and report mean +- std")
+    ap.add_argument("--reuse-seeds", action="store_true",
+                    help="take a seed's finished run from its run folder when its experiment config (config.json) "
+                         "is this command's: a long --seeds run split over several sittings")
     args = ap.parse_args(argv)
     name = args.name or args.model
     if args.seeds > 1 and any(o.split("=", 1)[0].strip() == "train.seed" for o in args.set):
@@ -47,7 +60,13 @@ def main(argv: list[str] | None = None) -> dict:
         extra = [f"train.seed={seed}"] if args.seeds > 1 else []
         cfg = experiment_config(dataset=args.dataset, model=args.model, split=args.split, data_dir=args.data_dir,
                                 overrides=[*args.set, *extra])
-        return run_experiment(cfg, run_dir / f"seed-{seed}" if args.seeds > 1 else run_dir, command=command)
+        out = run_dir / f"seed-{seed}" if args.seeds > 1 else run_dir
+        if args.reuse_seeds:
+            done = _finished_run(out, cfg)
+            if done is not None:
+                print(f"seed {seed}: reusing the finished run in {out}", flush=True)
+                return done
+        return run_experiment(cfg, out, command=command)
 
     result = run_seeds(run_one, args.seeds)
     result["name"] = name

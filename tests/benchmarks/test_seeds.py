@@ -35,3 +35,20 @@ def test_noise_note_marks_a_published_figure_within_two_std(load_bench) -> None:
     assert table.noise_note([row], {"ndcg@10": 0.1965}, ["ndcg@10"]) == "ndcg@10 within noise of ctxrec fusion"
     assert table.noise_note([row], {"ndcg@10": 0.1955}, ["ndcg@10"]) == ""  # 2.25 std away
     assert table.noise_note([{**row, "metrics_std": None}], {"ndcg@10": 0.2}, ["ndcg@10"]) == ""  # one seed
+
+
+def test_reuse_seeds_takes_only_a_finished_run_of_the_same_config(load_bench, tmp_path) -> None:
+    import json
+
+    from ctxrec.config import to_dict
+    from ctxrec.experiment import experiment_config
+
+    run = load_bench("run")
+    cfg = experiment_config(dataset="ml-100k", model="sasrec", overrides=["train.seed=43", "train.max_epochs=2"])
+    assert run._finished_run(tmp_path, cfg) is None  # nothing there
+    (tmp_path / "config.json").write_text(json.dumps(to_dict(cfg)))
+    assert run._finished_run(tmp_path, cfg) is None  # started, never finished
+    (tmp_path / "metrics.json").write_text(json.dumps({"metrics": {"ndcg@10": 0.1}}))
+    assert run._finished_run(tmp_path, cfg) == {"metrics": {"ndcg@10": 0.1}}
+    other = experiment_config(dataset="ml-100k", model="sasrec", overrides=["train.seed=43", "train.max_epochs=3"])
+    assert run._finished_run(tmp_path, other) is None  # another config: trained again
