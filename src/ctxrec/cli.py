@@ -476,9 +476,8 @@ def serve(
                                                        "(and /healthz fails while one runs longer).")] = 2.0,
     workers: Annotated[int, typer.Option(help="Processes serving on this port over the same store (PostgreSQL "
                                               "recommended; see 'Several replicas' in docs/serving.md).")] = 1,
-    nice: Annotated[int, typer.Option(help="Lower this server's CPU priority by N (0-19; its workers too): for "
-                                           "replicas that take POST /v1/events beside replicas that answer reads, "
-                                           "see 'Reads under writes' in docs/serving.md.")] = 0,
+    nice: Annotated[int, typer.Option(help="Lower the CPU priority by N (0-19), workers too: for replicas taking "
+                                           "POST /v1/events ('Reads under writes', docs/serving.md).")] = 0,
 ) -> None:
     """Serve a model over HTTP (FastAPI + uvicorn; OpenAPI docs at /docs). See docs/serving.md."""
     if new_key is not None:
@@ -510,7 +509,7 @@ def serve(
 
     if workers < 1:
         _fail(f"--workers must be >= 1, got {workers}")
-    if not 0 <= nice <= 19:  # a negative niceness (a higher priority) needs root, and is not what this is for
+    if not 0 <= nice <= 19:  # a negative niceness (a higher priority) needs root
         _fail(f"--nice must be between 0 and 19 (a lower CPU priority), got {nice}")
     with tempfile.TemporaryDirectory(prefix="ctxrec-serve-") as tmp:  # lives as long as the server
         try:
