@@ -4,7 +4,12 @@
         --set train.max_epochs=200 --set max_len=200 --seeds 3
 
 ``--seeds N`` trains with ``train.seed`` = 42, 43, ... and writes the mean as ``metrics`` with
-``metrics_std`` and ``per_seed`` (benchmarks/seeds.py).
+``metrics_std`` and ``per_seed`` (benchmarks/seeds.py). Long seed runs, in parallel or over several
+sittings: ``--only-seed S`` trains one seed into its run folder, and ``--reuse-seeds`` takes each seed whose
+folder finished with the same experiment config instead of training it again:
+
+    OMP_NUM_THREADS=1 python benchmarks/run.py --dataset ml-1m --model fusion --name fusion-default --seeds 3 --only-seed 43 &
+    python benchmarks/run.py --dataset ml-1m --model fusion --name fusion-default --seeds 3 --reuse-seeds
 
 The same front door as ``ctxrec train`` (``ctxrec.experiment.experiment_config`` then ``run_experiment``):
 the config, model config included, is checked before any data is read. Results use the schema of
@@ -35,7 +40,7 @@ def _finished_run(out: Path, cfg: object) -> dict | None:
 
 def main(argv: list[str] | None = None) -> dict:
     from ctxrec.experiment import experiment_config, run_experiment
-    from seeds import run_seeds
+    from seeds import run_seeds, seed_list
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--dataset", required=True)
@@ -49,10 +54,16 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--reuse-seeds", action="store_true",
                     help="take a seed's finished run from its run folder when its experiment config (config.json) "
                          "is this command's: a long --seeds run split over several sittings")
+    ap.add_argument("--only-seed", type=int, default=None, metavar="S",
+                    help="train seed S of the --seeds N runs into its run folder and write no result file: seeds "
+                         "in parallel processes (OMP_NUM_THREADS=1 each), then the --seeds N --reuse-seeds "
+                         "command gathers them")
     args = ap.parse_args(argv)
     name = args.name or args.model
     if args.seeds > 1 and any(o.split("=", 1)[0].strip() == "train.seed" for o in args.set):
         raise SystemExit("--seeds sets train.seed itself: drop --set train.seed=... or use --seeds 1")
+    if args.only_seed is not None and args.only_seed not in seed_list(args.seeds):
+        raise SystemExit(f"--only-seed {args.only_seed} is not one of the --seeds {args.seeds} runs: {seed_list(args.seeds)}")
     command = "python benchmarks/run.py " + " ".join(shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:]))
     run_dir = ROOT.parent / "runs" / "bench" / args.dataset / name
 
@@ -68,8 +79,13 @@ def main(argv: list[str] | None = None) -> dict:
                 return done
         return run_experiment(cfg, out, command=command)
 
+    if args.only_seed is not None:
+        res = run_one(args.only_seed)
+        print(f"seed {args.only_seed}: ndcg@10 {res['metrics']['ndcg@10']:.4f} (in {run_dir}; no result file written)")
+        return res
     result = run_seeds(run_one, args.seeds)
     result["name"] = name
+    result["command"] = command  # a reused seed's own metrics.json names the command that trained it
     out = ROOT / "results" / args.dataset / f"{name}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2) + "\n")

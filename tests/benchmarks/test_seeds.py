@@ -52,3 +52,11 @@ def test_reuse_seeds_takes_only_a_finished_run_of_the_same_config(load_bench, tm
     assert run._finished_run(tmp_path, cfg) == {"metrics": {"ndcg@10": 0.1}}
     other = experiment_config(dataset="ml-100k", model="sasrec", overrides=["train.seed=43", "train.max_epochs=3"])
     assert run._finished_run(tmp_path, other) is None  # another config: trained again
+
+
+def test_only_seed_must_be_one_of_the_seeds(load_bench) -> None:
+    import pytest
+
+    run = load_bench("run")
+    with pytest.raises(SystemExit, match="--only-seed 45 is not one of the --seeds 3 runs"):
+        run.main(["--dataset", "ml-100k", "--model", "sasrec", "--seeds", "3", "--only-seed", "45"])
