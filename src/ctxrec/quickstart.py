@@ -11,15 +11,13 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-# The models the quickstart trains, the fusion model last (the one it shows). The neural models share one
-# training recipe; fusion decides use_text / mixture on validation ("auto", the defaults).
-_RECIPE: dict[str, Any] = {"max_len": 200, "dropout": 0.2,
-                           "train": {"batch_size": 32, "lr": 0.002, "patience": 10, "max_epochs": 80}}
+# The models the quickstart trains, the fusion model last (the one it shows), each with its defaults: what a
+# user gets without flags (fusion decides use_text / mixture on validation, "auto"). `ctxrec tune` finds more.
 QUICKSTART_MODELS: list[tuple[str, dict[str, Any]]] = [
     ("popularity", {}),
     ("ease", {"l2": 500.0}),
-    ("sasrec", _RECIPE),
-    ("fusion", _RECIPE),
+    ("sasrec", {"train": {}}),
+    ("fusion", {"train": {}}),
 ]
 
 
@@ -61,8 +59,10 @@ def run_quickstart(*, data_dir: str | None, out: Path, budget_seconds: float, ec
         auto = (res.get("fit_info") or {}).get("auto")
         chose = (" decided on validation: " + ", ".join(f"{k}={str(v).lower()}" for k, v in auto["chosen"].items())
                  if auto else "")
+        timed_out = (res.get("fit_info") or {}).get("stopped_by") == "time_budget"
+        cut = f"; stopped by --budget-seconds {budget_seconds:g}, a longer budget may score higher" if timed_out else ""
         echo(f"  {kind}: ndcg@10 {res['metrics']['ndcg@10']:.4f}  hr@10 {res['metrics']['hr@10']:.4f}  "
-             f"({res['fit_seconds']:.0f}s){chose}")
+             f"({res['fit_seconds']:.0f}s{cut}){chose}")
 
     print_metrics(results)
     best = QUICKSTART_MODELS[-1][0]
