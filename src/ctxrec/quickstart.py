@@ -15,7 +15,7 @@ from typing import Any
 # user gets without flags (fusion decides use_text / mixture on validation, "auto"). `ctxrec tune` finds more.
 QUICKSTART_MODELS: list[tuple[str, dict[str, Any]]] = [
     ("popularity", {}),
-    ("ease", {"l2": 500.0}),
+    ("ease", {}),
     ("sasrec", {"train": {}}),
     ("fusion", {"train": {}}),
 ]
