@@ -20,11 +20,7 @@ Scenarios (each on a fresh database of one throwaway cluster, see tests/serving/
                replica), as a load balancer routing /v1/events there would; the readers' replica is A.
   writes_ingest_nice
                writes_ingest_paced with the ingest replica at a lower CPU priority (``ctxrec serve
-               --nice 10``).
-  writes_shared
-               writes_ingest_nice with both replicas on ``--shared-states``: the ingest replica computes
-               the users' states once and stores them; the readers' cache misses read them (the set-up
-               docs/serving.md recommends where reads matter more than writes).
+               --nice 10``), the set-up docs/serving.md recommends where reads matter more than writes.
 
 ``--repeat R`` runs each writes scenario R times (their ratios carry about +-0.1 on shared cores): the
 scenario's figures are those of the run with the median ``rps_ratio``, and ``repeats`` lists every run.
@@ -81,8 +77,6 @@ KEYS: dict[str, list[str]] = {
     "writes_ingest_paced": ["rps_without", "rps_with", "p99_without", "p99_with", "writer_events_per_s"],
     "writes_ingest_nice": ["rps_without", "rps_with", "p99_without", "p99_with", "writer_events_per_s",
                            "writer_ack_p99_ms"],
-    "writes_shared": ["rps_without", "rps_with", "p99_without", "p99_with", "writer_events_per_s",
-                      "writer_ack_p99_ms", "reader_cache_with"],
 }
 
 
@@ -523,26 +517,23 @@ def _readers(port: int, run: Path, seconds: float, clients: int, out: Path, serv
 
 def writes(run: Path, pg: PostgresCluster, tmp: Path, seconds: float = 20.0, readers: int = 4,
            writers: int = 4, rate: float | None = None, workers: int = 1, ingest: bool = False,
-           ingest_nice: int = 0, shared_states: bool = False) -> dict[str, Any]:
+           ingest_nice: int = 0) -> dict[str, Any]:
     """Readers alone, readers with the writers (closed loop, or paced at ``rate`` events/s in all),
     then readers alone again. Every user's history is first grown to the service's max_history, so
     all three phases read histories of one length and the drop measures the writers' interference
     (the after phase checks it). ``workers``: ``ctxrec serve --workers N``. ``ingest``: a second
     replica over the same store takes the writers' events (running in every phase), as a load balancer
     that routes ``/v1/events`` to its own replica would (docs/serving.md, "Reads under writes");
-    ``ingest_nice``: that replica runs ``ctxrec serve --nice N``, a lower CPU priority than the readers'.
-    ``shared_states``: both replicas run ``--shared-states`` (the ingest replica computes the users' states
-    and stores them; the readers' cache misses read them)."""
+    ``ingest_nice``: that replica runs ``ctxrec serve --nice N``, a lower CPU priority than the readers'."""
     url, port = pg.fresh_database(), _free_port()
-    share = ["--shared-states"] if shared_states else []
-    proc = _start(run, url, port, tmp / "writes.log", extra=(["--workers", str(workers)] if workers > 1 else []) + share)
+    proc = _start(run, url, port, tmp / "writes.log", extra=["--workers", str(workers)] if workers > 1 else None)
     ingest_proc = None
     write_port = port
     try:
         if ingest:
             write_port = _free_port()
             ingest_proc = _start(run, url, write_port, tmp / "writes_ingest.log",
-                                 extra=(["--nice", str(ingest_nice)] if ingest_nice else []) + share)
+                                 extra=["--nice", str(ingest_nice)] if ingest_nice else None)
         grown = _grow_histories(write_port, MAX_HISTORY)
         without = _readers(port, run, seconds, readers, tmp / "writes_without.json", proc.pid)
         counter = multiprocessing.Value("i", 0)
@@ -567,7 +558,6 @@ def writes(run: Path, pg: PostgresCluster, tmp: Path, seconds: float = 20.0, rea
         _kill(ingest_proc)
     where = (f"readers on replica A (`ctxrec serve --workers {workers}`), the writers' events on replica B "
              f"(`ctxrec serve{f' --nice {ingest_nice}' if ingest_nice else ''}`, the same PostgreSQL store); "
-             + ("both with --shared-states; " if shared_states else "") +
              "server_cores_used_*: replica A only. "
              if ingest else f"`ctxrec serve --workers {workers}`; ")
     return {"rps_without": without["rps"], "rps_with": with_["rps"], "p99_without": without["p99_ms"],
@@ -587,8 +577,7 @@ def writes(run: Path, pg: PostgresCluster, tmp: Path, seconds: float = 20.0, rea
             "writers_paced_at": rate, "events_grown_first": grown, "ingest_replica": ingest,
             **({"ingest_replica_nice": ingest_nice} if ingest else {}),
             **({"ingest_replica_cores_used": round((ig1 - ig0) / (t1 - t0), 2)} if ingest else {}),
-            "shared_states": shared_states,
-            "reader_cache_with": {k: cache1.get(k, 0) - cache0.get(k, 0) for k in ("hit", "miss", "read")},
+            "reader_cache_with": {k: cache1.get(k, 0) - cache0.get(k, 0) for k in ("hit", "miss")},
             "note": where + "before the first phase every user's history is grown "
                     f"to the service's max_history ({MAX_HISTORY} events, events_grown_first in all), so all "
                     "phases read full-length histories. "
@@ -639,31 +628,20 @@ def writes_ingest_nice(run: Path, pg: PostgresCluster, tmp: Path, seconds: float
     return writes(run, pg, tmp, seconds, rate=PACED_RATE, workers=workers, ingest=True, ingest_nice=INGEST_NICE)
 
 
-def writes_shared(run: Path, pg: PostgresCluster, tmp: Path, seconds: float = 20.0, workers: int = 1
-                  ) -> dict[str, Any]:
-    return writes(run, pg, tmp, seconds, rate=PACED_RATE, workers=workers, ingest=True, ingest_nice=INGEST_NICE,
-                  shared_states=True)
-
-
 def _cache_counts(port: int) -> dict[str, float]:
-    """The reader replica's user-state cache counters from /metrics: hit, miss, and (with shared states)
-    misses read from the store (read)."""
+    """The reader replica's user-state cache counters (hit, miss) from /metrics."""
     text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=10).text
     out: dict[str, float] = {}
     for line in text.splitlines():
-        for metric in ("ctxrec_user_cache{", "ctxrec_shared_states{"):
-            if line.startswith(metric):
-                label = line.split('result="', 1)[1].split('"', 1)[0]
-                if metric.startswith("ctxrec_user_cache") or label == "read":
-                    out[label] = float(line.rsplit(" ", 1)[1])
+        if line.startswith("ctxrec_user_cache{"):
+            out[line.split('result="', 1)[1].split('"', 1)[0]] = float(line.rsplit(" ", 1)[1])
     return out
 
 
 SCENARIOS: dict[str, Callable[..., dict[str, Any]]] = {
     "pg_restart": pg_restart, "kill9_retry": kill9_retry, "poison": poison, "replicas": replicas, "fuzz": fuzz,
     "writes": writes, "writes_paced": writes_paced, "writes_ingest": writes_ingest,
-    "writes_ingest_paced": writes_ingest_paced, "writes_ingest_nice": writes_ingest_nice,
-    "writes_shared": writes_shared}
+    "writes_ingest_paced": writes_ingest_paced, "writes_ingest_nice": writes_ingest_nice}
 
 
 def main() -> None:

@@ -32,8 +32,6 @@ def serve(
     synchronous: Annotated[str, typer.Option(help="SQLite synchronous mode: FULL (survives power loss) or NORMAL.")] = "FULL",
     threads: Annotated[int, typer.Option(help="torch threads of the model thread.")] = 1,
     user_cache: Annotated[int, typer.Option(help="Users whose state is cached (models with a user state: sasrec, fusion; 0 = off).")] = 100_000,
-    shared_states: Annotated[bool, typer.Option("--shared-states", help="Replicas over one store share user states: the "
-                                                "replica storing a user's events computes their state for all ('Reads under writes', docs/serving.md).")] = False,
     log_level: Annotated[str, typer.Option(help="uvicorn log level.")] = "warning",
     store_deadline: Annotated[float, typer.Option(help="Seconds a store call may take before the request gets 503 "
                                                        "(and /healthz fails while one runs longer).")] = 2.0,
@@ -81,7 +79,7 @@ def serve(
                                        items_file=items_file, index=index, hnsw_ef_search=hnsw_ef_search,  # type: ignore[arg-type]  # CLI str; settings validate
                                        cors_origins=tuple(cors), allowed_model_roots=tuple(model_root), max_k=max_k,
                                        sqlite_synchronous=synchronous, torch_threads=threads, user_cache=user_cache,  # type: ignore[arg-type]  # CLI str; settings validate
-                                       store_deadline=store_deadline, shared_states=shared_states)
+                                       store_deadline=store_deadline)
             if workers > 1:  # each process builds its own app from the settings (uvicorn's factory import string)
                 from ctxrec.serving.settings import SETTINGS_ENV, settings_to_env
 

@@ -20,8 +20,6 @@ DOCUMENTED = {
     "writes_ingest_paced": {"rps_without", "rps_with", "p99_without", "p99_with", "writer_events_per_s"},
     "writes_ingest_nice": {"rps_without", "rps_with", "p99_without", "p99_with", "writer_events_per_s",
                            "writer_ack_p99_ms"},
-    "writes_shared": {"rps_without", "rps_with", "p99_without", "p99_with", "writer_events_per_s",
-                      "writer_ack_p99_ms", "reader_cache_with"},
 }
 
 

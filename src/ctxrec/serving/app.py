@@ -41,7 +41,6 @@ from ctxrec.serving.schemas import (
 )
 from ctxrec.serving.security import AuthError, KeyRing, pseudonymise
 from ctxrec.serving.settings import ServingSettings
-from ctxrec.serving.states import StateSharer
 from ctxrec.serving.store import EventStore, StoreUnavailable
 from ctxrec.serving.sync import ReplicaSync
 from ctxrec.serving.web import add_web_routes
@@ -70,10 +69,6 @@ class ServiceState:
                                            on_batch=self.metrics.observe_batch)
         self.started = time.time()
         self.sync = ReplicaSync(self)
-        self.sharer = StateSharer(self) if settings.shared_states else None
-        if self.sharer is not None and not self.handle.stateful:
-            log.warning("--shared-states: the %r model has no user state to share (only sasrec and fusion have one); "
-                        "it does nothing here", self.handle.model.kind)
 
     def _initial_handle(self) -> ModelHandle:
         """The promoted model recorded in the store, if any (so that a restarted or added replica
@@ -131,9 +126,6 @@ class _Metrics:
                          registry=r)
         self.cache = Gauge("ctxrec_user_cache", "User-state cache lookups of the current model version", ["result"],
                            registry=r)
-        self.shared = Gauge("ctxrec_shared_states", "Shared user states (--shared-states): misses read from the store "
-                            "(read, read_failed; current model version) and states written, dropped, write_failed",
-                            ["result"], registry=r)
 
     def observe_batch(self, size: int, seconds: float) -> None:
         self.batch.observe(size)
@@ -147,13 +139,9 @@ def create_app(settings: ServingSettings) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         state.batcher.start()
         state.sync.start()
-        if state.sharer is not None:
-            state.sharer.start()
         try:
             yield
         finally:
-            if state.sharer is not None:
-                await state.sharer.stop()
             await state.sync.stop()
             await state.batcher.stop()
             state.close()
@@ -260,8 +248,6 @@ def _routes(app: FastAPI, state: ServiceState) -> None:
             rows.append((pseudonymise(e.user_id, state.secret), e.item_id, e.type,
                          e.timestamp if e.timestamp is not None else now, dict(e.context), e.event_id))
         stored = await state.store.add_events_async(rows)
-        if state.sharer is not None:  # after the commit: the users' states are computed in the background
-            state.sharer.note(r[0] for r in rows)
         return {"stored": stored, "duplicates": len(rows) - stored}
 
     @app.post("/v1/items", response_model=ItemsResponse, tags=["items"])
@@ -375,8 +361,6 @@ def _routes(app: FastAPI, state: ServiceState) -> None:
         them (never served again; ``ctxrec retrain`` leaves them out)."""
         uid = pseudonymise(user_id, state.secret)
         loop = asyncio.get_running_loop()
-        if state.sharer is not None:
-            state.sharer.forget(uid)
         n = await loop.run_in_executor(None, state.store.erase_user, uid)
         await loop.run_in_executor(state.model_exec, engine.forget_user, state.handle, uid)
         return {"erased": True, "events_deleted": n}
@@ -410,9 +394,6 @@ def _routes(app: FastAPI, state: ServiceState) -> None:
             pass
         m.cache.labels(result="hit").set(h.cache_hits)
         m.cache.labels(result="miss").set(h.cache_misses)
-        if state.sharer is not None:
-            for k, v in {**h.shared_counts, **state.sharer.counts}.items():
-                m.shared.labels(result=k).set(v)
         return Response(generate_latest(m.registry), media_type=CONTENT_TYPE_LATEST)
 
 

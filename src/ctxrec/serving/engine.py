@@ -24,7 +24,7 @@ import numpy as np
 
 from ctxrec.ranking import ItemFilter, item_filter, top_k_row
 from ctxrec.serving.index import HNSWIndex
-from ctxrec.serving.store import StoreUnavailable, user_tombstone
+from ctxrec.serving.store import user_tombstone
 
 if TYPE_CHECKING:
     from ctxrec.models.base import QueryBatch, Recommender
@@ -83,12 +83,6 @@ class ModelHandle:
     cache_size: int = 0
     cache_hits: int = 0
     cache_misses: int = 0
-    shared_store: EventStore | None = None
-    """With ``--shared-states`` (serving/states.py): the store whose ``user_states`` a cache miss reads first."""
-    state_shape: tuple[int, ...] | None = None
-    """One user state's shape, from the first one computed here: a shared row of another size is not used."""
-    shared_counts: dict[str, int] = field(default_factory=lambda: {"read": 0, "read_failed": 0})
-    """Cache misses served from the store's shared states, and lookups the store failed."""
     erased: set[str] = field(default_factory=set)
     """Tombstones of erased users (store.user_tombstone): their trained history is never used."""
     failed_items: dict[str, str] = field(default_factory=dict)
@@ -132,7 +126,6 @@ def load_handle(path: str | Path, settings: ServingSettings, store: EventStore) 
     h.erased = store.erased_users()
     apply_store_items(h, store)
     h.cache_size = settings.user_cache
-    h.shared_store = store if settings.shared_states else None
     _warm_up(h)
     _reset_user_states(h)
     if settings.index == "hnsw":
@@ -302,51 +295,17 @@ def user_states(h: ModelHandle, qb: QueryBatch, rows: Sequence[int], keys: Seque
             h.cache_hits += 1
         else:
             missing.append(j)
-    if missing and h.shared_store is not None:
-        shared = [j for j in missing if keys[rows[j]] is not None
-                  and not (h.erased and user_tombstone(keys[rows[j]][0]) in h.erased)]
-        for j, v in zip(shared, _stored_states(h, [keys[rows[j]] for j in shared]), strict=True):
-            if v is not None:
-                out[j] = v
-                _cache_put(h, keys[rows[j]], v)
-        h.shared_counts["read"] += sum(out[j] is not None for j in shared)
-        missing = [j for j in missing if out[j] is None]
     if missing:
         states = h.model.encode_state(qb.subset([rows[j] for j in missing]))
         h.cache_misses += len(missing)
-        h.state_shape = tuple(states.shape[1:])
         for j, v in zip(missing, states, strict=True):
             out[j] = v
-            _cache_put(h, keys[rows[j]], v)
+            key = keys[rows[j]]
+            if key is not None and h.cache_size:
+                h.user_cache[key] = v.copy()  # its own row: a view would keep the whole batch's array alive
+                if len(h.user_cache) > h.cache_size:
+                    h.user_cache.popitem(last=False)
     return np.stack(out).astype(np.float32, copy=False)
-
-
-def _cache_put(h: ModelHandle, key: Any, v: np.ndarray) -> None:
-    if key is not None and h.cache_size:
-        h.user_cache[key] = v.copy()  # its own row: a view would keep the whole batch's array alive
-        if len(h.user_cache) > h.cache_size:
-            h.user_cache.popitem(last=False)
-
-
-def _stored_states(h: ModelHandle, keys: Sequence[tuple[str, int, int]]) -> list[np.ndarray | None]:
-    """Per cache key (user, last event id, events read): the store's shared state for exactly that key,
-    this model version and catalogue seq, and this handle's state shape; else None (computed here). A
-    store outage is None for all: the states are a cache, the request does not fail over them."""
-    assert h.shared_store is not None
-    if h.state_shape is None or not keys:
-        return [None] * len(keys)
-    try:
-        rows = h.shared_store.user_states([k[0] for k in keys])
-    except StoreUnavailable:
-        h.shared_counts["read_failed"] += 1
-        return [None] * len(keys)
-    size = int(np.prod(h.state_shape)) * 4
-    out: list[np.ndarray | None] = []
-    for key in keys:
-        r = rows.get(key[0])
-        ok = r is not None and r[:4] == (h.version, h.item_seq, key[1], key[2]) and len(r[4]) == size
-        out.append(np.frombuffer(r[4], np.float32).reshape(h.state_shape).copy() if ok and r is not None else None)
-    return out
 
 
 def score_rows(h: ModelHandle, qb: QueryBatch, rows: Sequence[int], keys: Sequence[Any]) -> np.ndarray:

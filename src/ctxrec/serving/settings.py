@@ -35,9 +35,6 @@ class ServingSettings:
     hnsw_ef_search: int = 256
     user_cache: int = 100_000
     """Users whose state (``model.encode_state``: sasrec, fusion) is kept between requests (0 = off)."""
-    shared_states: bool = False
-    """Replicas over one store share user states (serving/states.py): the replica that stores a user's
-    events computes their state and writes it to the store; a cache miss reads it from there first."""
     max_batch: int = 64
     """Most concurrent recommend requests scored in one forward pass (micro-batching)."""
     sqlite_synchronous: Literal["FULL", "NORMAL"] = "FULL"

@@ -28,7 +28,6 @@ from typing import Any
 
 from ctxrec.serving.schemas import text_problem
 from ctxrec.serving.store_rows import (
-    _BLOB,
     _EVENT_COLS,
     _ITEMS_LOCK,
     _SCHEMA,
@@ -62,7 +61,7 @@ class EventStore(StoreCore):
         # catalogue (a unique violation on pg_type), so schema creation takes the same transaction lock
         self._serialise(tx)
         for stmt in _SCHEMA:
-            tx.execute(stmt.format(serial=_SERIAL[self.kind], blob=_BLOB[self.kind]))
+            tx.execute(stmt.format(serial=_SERIAL[self.kind]))
         if self.kind == "postgres":
             tx.execute("ALTER TABLE events ADD COLUMN IF NOT EXISTS event_id TEXT")
         elif "event_id" not in {r[1] for r in tx.execute("PRAGMA table_info(events)").fetchall()}:
@@ -162,16 +161,14 @@ class EventStore(StoreCore):
 
     # ------------------------------------------------------------------------------ users
     def erase_user(self, user_id: str) -> int:
-        """Delete every event (quarantined row and shared state) of the user and leave a tombstone (a hash, not the
+        """Delete every event (and quarantined row) of the user and leave a tombstone (a hash, not the
         id) so the model's trained history of them is not served; one transaction. Returns the
         number of events deleted."""
         if text_problem(user_id, None):
             return 0
 
         def write(tx: _Tx) -> int:
-            self._serialise(tx)  # ordered with put_user_states: no state of this user is written after this
             n = int(tx.execute("DELETE FROM events WHERE user_id = ?", (user_id,)).rowcount)
-            tx.execute("DELETE FROM user_states WHERE user_id = ?", (user_id,))
             tx.execute("DELETE FROM quarantine WHERE source = 'events' AND key = ?", (_safe_key(user_id),))
             tx.execute("INSERT INTO erased_users (tombstone, at) VALUES (?, ?) ON CONFLICT (tombstone) DO NOTHING",
                        (user_tombstone(user_id), time.time()))
@@ -182,41 +179,6 @@ class EventStore(StoreCore):
     def erased_users(self) -> set[str]:
         """Tombstones (:func:`user_tombstone`) of erased users."""
         return {r[0] for r in self._query("SELECT tombstone FROM erased_users")}
-
-    # ------------------------------------------------------------------------------ shared user states
-    def put_user_states(self, rows: Sequence[tuple[str, str, int, int, int, bytes]]) -> int:
-        """Upsert ``(user, model version, item seq, last event id, events read, state bytes)`` rows in one
-        transaction; returns how many were written. A row is skipped when its last event is no longer
-        stored (the user was erased meanwhile) -- both this and :meth:`erase_user` take the serialising
-        lock, so a state can never outlive its user's erasure."""
-        if not rows:
-            return 0
-        now = time.time()
-
-        def write(tx: _Tx) -> int:
-            self._serialise(tx)
-            n = 0
-            for user, version, seq, last_id, n_events, state in rows:
-                n += int(tx.execute(
-                    "INSERT INTO user_states (user_id, model_version, item_seq, last_event_id, n_events, state, at) "
-                    "SELECT ?, ?, ?, ?, ?, ?, ? WHERE EXISTS (SELECT 1 FROM events WHERE id = ? AND user_id = ?) "
-                    "ON CONFLICT (user_id) DO UPDATE SET model_version = excluded.model_version, "
-                    "item_seq = excluded.item_seq, last_event_id = excluded.last_event_id, "
-                    "n_events = excluded.n_events, state = excluded.state, at = excluded.at",
-                    (user, version, int(seq), int(last_id), int(n_events), state, now, int(last_id), user)).rowcount)
-            return n
-
-        return int(self._write(write))
-
-    def user_states(self, user_ids: Sequence[str]) -> dict[str, tuple[str, int, int, int, bytes]]:
-        """user -> (model version, item seq, last event id, events read, state bytes), for those stored."""
-        users = [u for u in dict.fromkeys(user_ids) if not text_problem(u, None)]
-        if not users:
-            return {}
-        marks = ", ".join("?" * len(users))
-        rows = self._query("SELECT user_id, model_version, item_seq, last_event_id, n_events, state FROM user_states "
-                           f"WHERE user_id IN ({marks})", users)
-        return {r[0]: (str(r[1]), int(r[2]), int(r[3]), int(r[4]), bytes(r[5])) for r in rows}
 
     # ------------------------------------------------------------------------------ items
     def put_items(self, items: Sequence[tuple[str, dict[str, Any]]]) -> int:

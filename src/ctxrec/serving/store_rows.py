@@ -57,18 +57,12 @@ _SCHEMA = [
     # the model version every replica serves (one row, name 'promoted'): written by a model swap
     ("CREATE TABLE IF NOT EXISTS service_state (name TEXT PRIMARY KEY, value TEXT NOT NULL, seq BIGINT NOT NULL, "
      "at DOUBLE PRECISION NOT NULL)"),
-    # shared user states (serving/states.py): a user's model state for (model version, catalogue seq,
-    # last event id, events read); derived from the user's events, so erased with them
-    ("CREATE TABLE IF NOT EXISTS user_states (user_id TEXT PRIMARY KEY, model_version TEXT NOT NULL, "
-     "item_seq BIGINT NOT NULL, last_event_id BIGINT NOT NULL, n_events INTEGER NOT NULL, state {blob} NOT NULL, "
-     "at DOUBLE PRECISION NOT NULL)"),
 ]
 # PostgreSQL: item changes (and the promoted-model record) take this transaction lock, so their seqs
 # commit in order and a replica that has seen seq N never misses a later commit with a smaller seq
 _ITEMS_LOCK = 0x63747872  # "ctxr"
 # AUTOINCREMENT: ids are never reused after deletions (erasure), so "last event id" stays a version
 _SERIAL = {"sqlite": "INTEGER PRIMARY KEY AUTOINCREMENT", "postgres": "BIGSERIAL PRIMARY KEY"}
-_BLOB = {"sqlite": "BLOB", "postgres": "BYTEA"}
 _EVENT_COLS = "id, user_id, item_id, event_type, ts, context, received_at"
 
 
