@@ -29,6 +29,8 @@ MODELS = {
     "sasrec": ("sasrec", {"max_len": 50, "dropout": 0.5, "train": {"max_epochs": 200, "patience": 10, "max_seconds": 900, "progress": False}}),
     "fusion": ("fusion", {"max_len": 50, "dropout": 0.3, "id_dropout": 0.3,
                           "train": {"max_epochs": 200, "patience": 10, "max_seconds": 900, "progress": False}}),
+    # the library's defaults, as a user gets them (issue 18: the cold/warm ratio with default flags)
+    "fusion-default": ("fusion", {"train": {"progress": False}}),
 }
 
 

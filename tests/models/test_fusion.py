@@ -253,6 +253,13 @@ def test_item_table_cache_follows_weight_changes() -> None:
         model.net.id_emb.weight.add_(1.0)
     t2 = model._eval_item_table()
     assert not torch.equal(t1, t2)
+    # a replaced tensor (add_items grows embeddings this way) is followed too: the cached list of the net's
+    # tensors is rebuilt when any module registers a parameter or buffer, not walked on every request
+    model.net.id_emb.weight = torch.nn.Parameter(model.net.id_emb.weight.detach() * 2)
+    t3 = model._eval_item_table()
+    assert not torch.equal(t2, t3)
+    model.net.has_id = torch.zeros_like(model.net.has_id)  # a replaced buffer
+    assert not torch.equal(t3, model._eval_item_table())
     model._fitting = True
     assert model._eval_item_table() is not model._eval_item_table()
 
