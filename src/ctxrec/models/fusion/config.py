@@ -92,6 +92,8 @@ class FusionConfig:
     whose frozen text vectors are closest (cosine), so a new item borrows the collaborative signal of the
     items its text resembles. Training is unchanged; ``FusionRecommender.set_inference`` switches it on a
     fitted model."""
+    cold_norm: float = 0.0
+    """EXPERIMENT: at inference, rows without an ID embedding rescaled to the mean length of rows with one."""
     cold_id_neighbours: int = 10
     """Neighbours of ``cold_ids="neighbours"``. amazon-scientific: 3 keeps warm items nearly as they were
     (cold/warm Recall@10 0.77, warm -1.7%), 10 lifts cold items most (0.94, warm -6%), 30 is like 10."""

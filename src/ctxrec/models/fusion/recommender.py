@@ -416,7 +416,7 @@ class FusionRecommender(Recommender):
         return explain(self, batch, top)
 
     # ================================================================================ serving
-    INFERENCE_OPTIONS = ("id_scale", "cold_ids", "cold_id_neighbours")
+    INFERENCE_OPTIONS = ("id_scale", "cold_ids", "cold_id_neighbours", "cold_norm")
 
     def set_inference(self, **options: Any) -> None:
         """Change how the item table is built at inference (``id_scale``, ``cold_ids``,
