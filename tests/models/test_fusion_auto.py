@@ -77,3 +77,36 @@ def test_a_time_budget_bounds_pilots_and_full_run_together() -> None:
     # the full run gets the budget less what the pilots spent (each pilot had a quarter of it / 4)
     assert model.config.train.max_seconds == pytest.approx(400.0 - auto["seconds"], abs=0.01)
     assert all(p["stopped_by"] == "max_epochs" for p in auto["pilots"])  # 100 s each is plenty here
+
+
+def _catalogue(cold_items: int) -> Dataset:
+    """30 users over items i0-i6, plus ``cold_items`` catalogue items with text and no events."""
+    frame = pd.DataFrame([{"user_id": f"u{u}", "item_id": f"i{(u + t) % 7}", "timestamp": float(t)}
+                          for u in range(30) for t in range(8)])
+    items = pd.DataFrame({"item_id": [f"i{k}" for k in range(7 + cold_items)],
+                          "title": [f"item number {k}" for k in range(7 + cold_items)]})
+    return Dataset.from_frames(frame, items=items, schema=DatasetSchema(item_text_fields=("title",)), name="catalogue")
+
+
+@pytest.mark.parametrize(("cold_items", "want"), [(0, 0.1), (2, 0.8)])
+def test_id_dropout_auto_follows_the_catalogues_items_without_events(cold_items: int, want: float,
+                                                                     tmp_path: Path) -> None:
+    """``id_dropout="auto"`` (the default): 0.8 where items must be ranked from their content alone
+    (2 of 9 items without events), 0.1 where every item has events; the fitted model is concrete."""
+    assert FusionConfig().id_dropout == "auto"
+    model = FusionRecommender(_cfg(use_text=True, mixture=False)).fit(_catalogue(cold_items))
+    assert model.config.id_dropout == want
+    report = model.fit_info["auto"]["id_dropout"]
+    assert report["value"] == want and report["cold_items"] == cold_items and report["catalogue"] == 7 + cold_items
+    assert f"{cold_items} of {7 + cold_items} catalogue items" in report["why"]
+    model.save(tmp_path / "m")
+    assert json.loads((tmp_path / "m" / "config.json").read_text())["config"]["id_dropout"] == want
+    assert FusionRecommender.load(tmp_path / "m").config.id_dropout_value == want
+
+
+@pytest.mark.parametrize("bad", ["sometimes", 1.0, -0.1, True])
+def test_bad_id_dropout_is_refused(bad: object) -> None:
+    with pytest.raises(ConfigError, match='id_dropout must be in \\[0, 1\\) or "auto"'):
+        FusionConfig(id_dropout=bad)  # type: ignore[arg-type]  # the wrong value under test
+    with pytest.raises(ConfigError, match="fit it first"):
+        _ = FusionConfig().id_dropout_value

@@ -29,6 +29,29 @@ log = logging.getLogger(__name__)
 AUTO_FIELDS = ("use_text", "mixture")
 _TIE = 1e-6
 
+COLD_ID_DROPOUT = 0.8
+"""``id_dropout="auto"`` where the catalogue has items without training events (config.py says why)."""
+WARM_ID_DROPOUT = 0.1
+COLD_CATALOGUE_SHARE = 0.01
+"""Share of catalogue items without training events from which ``id_dropout="auto"`` trains for them."""
+
+
+def resolve_id_dropout(cfg: FusionConfig, data: Dataset) -> tuple[FusionConfig, dict[str, Any] | None]:
+    """``cfg`` with ``id_dropout="auto"`` replaced by a number from the catalogue (not from pilots: the
+    validation cases of a catalogue without cold items cannot tell what it does for them), and a report."""
+    import numpy as np
+
+    if cfg.id_dropout != "auto":
+        return cfg, None
+    n = max(int(data.n_items), 1)
+    cold = int(n - np.count_nonzero(np.bincount(data.item_idx, minlength=n)))
+    share = cold / n
+    value = COLD_ID_DROPOUT if share >= COLD_CATALOGUE_SHARE else WARM_ID_DROPOUT
+    why = (f"{cold} of {n} catalogue items ({share:.1%}) have no training events: "
+           + ("their vectors come from text and attributes alone, so those are trained to stand alone"
+              if value == COLD_ID_DROPOUT else f"below {COLD_CATALOGUE_SHARE:.0%}, the ID embeddings carry the model"))
+    return dataclasses.replace(cfg, id_dropout=value), {"value": value, "cold_items": cold, "catalogue": n, "why": why}
+
 
 def auto_fields(cfg: FusionConfig) -> list[str]:
     """The fields of ``cfg`` set to ``"auto"``."""

@@ -121,8 +121,8 @@ class FusionNet(nn.Module):
         has_content = self.text_proj is not None or self.attr_emb is not None or self.extra_proj is not None
         if self.id_emb is not None:
             ids = self.id_emb.weight * self.has_id if has_content else self.id_emb.weight
-            if self.training and self.cfg.id_dropout > 0 and has_content:
-                keep = (torch.rand(ids.shape[0], 1, device=ids.device) >= self.cfg.id_dropout).to(ids.dtype)
+            if self.training and has_content and self.cfg.id_dropout_value > 0:
+                keep = (torch.rand(ids.shape[0], 1, device=ids.device) >= self.cfg.id_dropout_value).to(ids.dtype)
                 ids = ids * keep
             elif not self.training and self.cfg.id_scale != 1.0 and has_content:
                 ids = ids * self.cfg.id_scale
@@ -136,21 +136,7 @@ class FusionNet(nn.Module):
         if self.extra_proj is not None:
             parts.append(self.extra_proj(self.extra_vectors))
         table = torch.stack(parts).sum(0)
-        if not self.training and self.cfg.cold_norm > 0 and has_content and self.id_emb is not None:
-            table = self._norm_cold(table)
         return table * (torch.arange(table.shape[0], device=table.device) > 0).unsqueeze(-1).to(table.dtype)
-
-    def _norm_cold(self, table: torch.Tensor) -> torch.Tensor:
-        """Rows without an ID embedding rescaled to the mean length of the rows with one."""
-        warm = self.has_id[:, 0] > 0
-        cold = ~warm
-        cold[0] = False
-        if not warm.any() or not cold.any():
-            return table
-        norms = table.norm(dim=-1, keepdim=True)
-        target = norms[warm].mean()
-        scale = torch.where(cold.unsqueeze(-1), (target / norms.clamp(min=1e-12)) ** self.cfg.cold_norm, torch.ones_like(norms))
-        return table * scale
 
     def _neighbour_ids(self, ids: torch.Tensor) -> torch.Tensor:
         """(V, D): for rows without an ID embedding, the mean of ``ids`` over the k rows with one whose text

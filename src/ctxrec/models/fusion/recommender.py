@@ -155,9 +155,12 @@ class FusionRecommender(Recommender):
 
     # ================================================================================ training
     def _fit(self, data: Dataset, *, valid: EvalSet | None, run_dir: Path | None) -> None:
-        from ctxrec.models.fusion.auto import resolve
+        from ctxrec.models.fusion.auto import resolve, resolve_id_dropout
 
+        self.config, drop = resolve_id_dropout(self.config, data)  # from the catalogue, before any pilot
         self.config, auto = resolve(self.config, data, valid, type(self))  # "auto" fields: pilots on validation
+        if drop is not None:
+            auto = {**(auto or {"fields": [], "chosen": {}, "pilots": []}), "id_dropout": drop}
         self._fitting, self._table_cache = True, None
         try:
             self._fit_net(data, valid=valid, run_dir=run_dir)
@@ -416,7 +419,7 @@ class FusionRecommender(Recommender):
         return explain(self, batch, top)
 
     # ================================================================================ serving
-    INFERENCE_OPTIONS = ("id_scale", "cold_ids", "cold_id_neighbours", "cold_norm")
+    INFERENCE_OPTIONS = ("id_scale", "cold_ids", "cold_id_neighbours")
 
     def set_inference(self, **options: Any) -> None:
         """Change how the item table is built at inference (``id_scale``, ``cold_ids``,
