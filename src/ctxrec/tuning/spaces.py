@@ -203,7 +203,7 @@ DEFAULT_SPACES: dict[str, SearchSpace] = {
         _p("dropout", "float", low=0.0, high=0.5),
         _MAX_LEN,
         _p("context_dropout", "float", low=0.0, high=0.6),
-        _p("id_dropout", "float", low=0.0, high=0.5),
+        _p("id_dropout", "categorical", choices=("auto", 0.0, 0.1, 0.3, 0.5, 0.8)),  # "auto": the default (config.py)
         _p("use_text", "categorical", choices=(True, False)),
         _p("mixture", "categorical", choices=(True, False)),
         _LR, _WD, _BATCH,
