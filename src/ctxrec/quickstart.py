@@ -58,7 +58,7 @@ def run_quickstart(*, data_dir: str | None, out: Path, budget_seconds: float, ec
         results[kind] = res["metrics"]
         auto = (res.get("fit_info") or {}).get("auto")
         chose = (" decided on validation: " + ", ".join(f"{k}={str(v).lower()}" for k, v in auto["chosen"].items())
-                 if auto else "")
+                 if auto and auto.get("chosen") else "")
         timed_out = (res.get("fit_info") or {}).get("stopped_by") == "time_budget"
         cut = f"; stopped by --budget-seconds {budget_seconds:g}, a longer budget may score higher" if timed_out else ""
         echo(f"  {kind}: ndcg@10 {res['metrics']['ndcg@10']:.4f}  hr@10 {res['metrics']['hr@10']:.4f}  "
