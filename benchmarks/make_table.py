@@ -85,22 +85,23 @@ def tuning_section(results: dict[str, list[dict]]) -> list[str]:
     if not rows:
         return []
     lines = ["## Tuning (`ctxrec tune`)", "",
-             "Test NDCG@10 of the default flags, the hand-tuned flags and the best trial of a study (validation",
-             "NDCG@10 only; test read once per seed after the study), with what the study cost.", "",
-             ("| dataset | model | default flags | hand-tuned | tuned | tuned / hand-tuned | trials (pruned) | budget | "
-              "study wall s | CPU h | command |"), "|---|" + "---|" * 10]
+             "Test NDCG@10 (AUC for the pointwise CTR model) of the default flags, the hand-tuned flags and the best",
+             "trial of a study (validation only; test read once per seed after the study), with what the study cost.", "",
+             ("| dataset | model | metric | default flags | hand-tuned | tuned | tuned / hand-tuned | trials (pruned) | budget | "
+              "study wall s | CPU h | command |"), "|---|" + "---|" * 11]
     by_name = {(ds, r["name"]): r for ds, rs in results.items() for r in rs}
     for t in rows:
         ds, model = t["dataset"], t["model"]
+        key = "auc" if t.get("objective") == "auc" else "ndcg@10"
         cells = []
         for name in (f"{model}-default", model):
             r = by_name.get((ds, name))
-            cells.append(f"{_cell(r, 'ndcg@10')} ({_seeds(r)} seeds)" if r else "-")
-        sd = (t.get("test_metrics_std") or {}).get("ndcg@10")
-        tuned = f"{fmt(t['test_metrics']['ndcg@10'], sd)} ({len(t.get('seeds') or [1])} seeds)"
-        ratio = t.get("tuned_over_hand_tuned_ndcg@10")
+            cells.append(f"{_cell(r, key)} ({_seeds(r)} seeds)" if r else "-")
+        sd = (t.get("test_metrics_std") or {}).get(key)
+        tuned = f"{fmt(t['test_metrics'][key], sd)} ({len(t.get('seeds') or [1])} seeds)"
+        ratio = t.get(f"tuned_over_hand_tuned_{key}")
         budget = f"{t['budget_trials']} trials" + (f" / {t['budget_s'] / 60:g} min" if t.get("budget_s") else "")
-        lines.append(f"| {ds} | {model} | {cells[0]} | {cells[1]} | {tuned} | {ratio if ratio is not None else '-'} | "
+        lines.append(f"| {ds} | {model} | {key} | {cells[0]} | {cells[1]} | {tuned} | {ratio if ratio is not None else '-'} | "
                      f"{t['trials']} ({t['pruned']}) | {budget} | {t.get('study_wall_s', '-')} | {t.get('cpu_hours', '-')} | "
                      f"`{t['command']}` |")
     return [*lines, ""]
