@@ -5,7 +5,7 @@ softmax (``mixture``) depend on the data: text carries amazon-scientific and cos
 is +0.5% at equal epochs and -5.8% at equal time on ml-1m. So each ``"auto"`` field
 is decided by pilots of ``auto_epochs`` epochs on the same training part, scored on validation: first
 neither, then text on, then the mixture on top of whichever won (one field at a time, cheapest first:
-three pilots, not four, as the mixture pilot costs 4x on ml-1m). A costlier pilot replaces a cheaper one
+three pilots, not four: a mixture pilot costs about 2x on ml-1m). A costlier pilot replaces a cheaper one
 only when it leads by ``AUTO_MARGIN``, more than seed noise. The test cases are never read.
 A fit without validation cases cannot decide and takes ``true`` for each, with a warning. With a time
 budget (``train.max_seconds``) the pilots share a quarter of it and the full run gets what is left.
@@ -31,7 +31,7 @@ AUTO_FIELDS = ("use_text", "mixture")
 AUTO_MARGIN = 0.01
 """Relative validation lead a costlier pilot needs over a cheaper one. Between seeds, test NDCG@10 of the
 default-flags rows moves by 0.5-2.2% (std: ml-1m SASRec 0.5%, amazon-scientific 1.1%, amazon-beauty 1.9%,
-ml-100k 2.2%), while the mixture costs 4x per training step on ml-1m (d 64, 3 views, 3,417 items) and led
+ml-100k 2.2%), while the mixture costs 2.1x per training step on ml-1m (d 64, 3 views, 3,417 items) and led
 ml-100k's pilots by 0.3% only."""
 
 COLD_ID_DROPOUT = 0.8

@@ -69,8 +69,9 @@ class FusionConfig:
     mixture: bool | Literal["auto"] = "auto"
     """The seed's mixture of per-view softmaxes, P(i) = sum_j w_j softmax_j(i); False = one softmax over
     the gate-weighted sum of the views; ``"auto"`` (default): decided on validation like ``use_text``, and
-    taken only when it leads by ``auto.AUTO_MARGIN``. At d 64 on ml-1m a mixture training step costs 4x one
-    softmax's (the J x V logits dominate). Its cost, measured on ml-1m (three views, d 256,
+    taken only when it leads by ``auto.AUTO_MARGIN``. At d 64 on ml-1m a mixture training step costs 2.1x one
+    softmax's (3.3 against 1.6 s per 128 users at one thread; 3.2x before the loss became a fused
+    cross-entropy per view row). Its cost, measured on ml-1m (three views, d 256,
     benchmarks/results/ml-1m/ablations/ABLATIONS.md): 1.5x slower per epoch, +0.5% validation NDCG@10 at
     equal epochs, -5.8% test NDCG@10 at equal time (10 minutes), so the ml-1m benchmark turns it off.
     Where it helps: at equal epochs it is slightly ahead (ml-1m), and the per-view shares of each item's
