@@ -324,7 +324,7 @@ def mixture_nll(view_vecs: torch.Tensor, log_w: torch.Tensor, table: torch.Tenso
         return F.cross_entropy(logits, targets)
     # Each view's log-softmax at the target is minus torch's fused cross-entropy on that view's row. Against
     # an einsum, a logsumexp and a gather over the (N, J, V) logits, on ml-1m (20k positions, 3 views,
-    # 3,417 items; benchmarks/mixture_loss.py) the loss takes 0.63x the time and a training step 0.66x, with
+    # 3,417 items; benchmarks/mixture_loss.py) the loss takes 0.62x the time and a training step 0.66x, with
     # the same loss and gradients to 1e-9.
     N, J, D = view_vecs.shape
     logits = (view_vecs.reshape(N * J, D) @ table.T).float()  # (N J, V)
