@@ -167,7 +167,7 @@ def train(
 
     from ctxrec.errors import CtxrecError
     from ctxrec.experiment import experiment_config, run_experiment
-    from ctxrec.reports import print_metrics
+    from ctxrec.reports import auto_decisions, print_metrics
     from ctxrec.training import distributed
 
     try:
@@ -203,6 +203,9 @@ def train(
     if not result:  # a non-zero rank: rank 0 reports
         return
     print_metrics({cfg.model: result["metrics"]})
+    decided = auto_decisions(result.get("fit_info"))
+    if decided:
+        typer.echo(decided)
     typer.echo(f"run folder: {run_dir}")
 
 

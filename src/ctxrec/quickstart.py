@@ -41,7 +41,7 @@ def run_quickstart(*, data_dir: str | None, out: Path, budget_seconds: float, ec
     from ctxrec.experiment import ExperimentConfig, run_experiment
     from ctxrec.models import load_model
     from ctxrec.queries import RecQuery
-    from ctxrec.reports import print_metrics
+    from ctxrec.reports import auto_decisions, print_metrics
 
     t0 = time.perf_counter()
     data, synthetic = load_quickstart_data(data_dir, echo)
@@ -56,9 +56,8 @@ def run_quickstart(*, data_dir: str | None, out: Path, budget_seconds: float, ec
         echo(f"training {kind} ...")
         res = run_experiment(cfg, out / kind, data=data, command="ctxrec quickstart")
         results[kind] = res["metrics"]
-        auto = (res.get("fit_info") or {}).get("auto")
-        chose = (" decided on validation: " + ", ".join(f"{k}={str(v).lower()}" for k, v in auto["chosen"].items())
-                 if auto and auto.get("chosen") else "")
+        decided = auto_decisions(res.get("fit_info"))
+        chose = f" {decided}" if decided else ""
         timed_out = (res.get("fit_info") or {}).get("stopped_by") == "time_budget"
         cut = f"; stopped by --budget-seconds {budget_seconds:g}, a longer budget may score higher" if timed_out else ""
         echo(f"  {kind}: ndcg@10 {res['metrics']['ndcg@10']:.4f}  hr@10 {res['metrics']['hr@10']:.4f}  "

@@ -8,6 +8,16 @@ from pathlib import Path
 from typing import Any
 
 
+def auto_decisions(fit_info: dict[str, Any] | None) -> str:
+    """The settings a fit decided for the user ("auto" values), as one line to print, or "" when none:
+    a choice made on the user's behalf is said where they read the result, not only in metrics.json."""
+    auto = (fit_info or {}).get("auto") or {}
+    parts = [f"{k}={str(v).lower()}" for k, v in (auto.get("chosen") or {}).items()]
+    if isinstance(auto.get("id_dropout"), dict):
+        parts.append(f"id_dropout={auto['id_dropout']['value']}")
+    return "decided on your data: " + ", ".join(parts) + " (fit_info.auto in metrics.json says why)" if parts else ""
+
+
 def plot_training_curve(history: list[dict[str, Any]], path: str | Path, *, title: str = "training") -> Path:
     """Loss and validation metrics per epoch, saved as a PNG."""
     import matplotlib

@@ -133,3 +133,15 @@ def test_a_failed_train_leaves_no_run_folder_and_keeps_an_earlier_one(tmp_path: 
     assert code == 2
     assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]
     assert {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()} == before
+
+
+def test_train_says_what_the_auto_settings_decided(tmp_path: Path) -> None:
+    out = tmp_path / "syn-fusion"
+    code, text = invoke("train", "--dataset", "synthetic", "--model", "fusion", "-o", str(out),
+                        "--set", "d_model=16", "--set", "n_layers=1", "--set", "max_len=10", "--set", "auto_epochs=1",
+                        "--set", "train.max_epochs=1", "--set", "train.progress=false", "--set", "text.model=hashing:32")
+    assert code == 0, text
+    chosen = json.loads((out / "metrics.json").read_text())["fit_info"]["auto"]["chosen"]
+    line = next(x for x in text.splitlines() if x.startswith("decided on your data: "))
+    for key, value in chosen.items():  # every decision, with the value metrics.json records
+        assert f"{key}={str(value).lower()}" in line
