@@ -2,8 +2,8 @@
 
 Whether the language-model view pays (``use_text``) and whether the per-view softmax mixture beats one
 softmax (``mixture``) depend on the data: text carries amazon-scientific and costs on ml-1m, the mixture
-is +0.5% at equal epochs and -5.8% at equal time on ml-1m. So each ``"auto"`` field
-is decided by pilots of ``auto_epochs`` epochs on the same training part, scored on validation: first
+is +0.5% at equal epochs and -5.8% at equal time on ml-1m. So each ``"auto"`` field is decided by
+pilots of ``auto_epochs`` epochs on the same training part, scored on validation: first
 neither, then text on, then the mixture on top of whichever won (one field at a time, cheapest first:
 three pilots, not four: a mixture pilot costs about 2x on ml-1m). A costlier pilot replaces a cheaper one
 only when it leads by ``AUTO_MARGIN``, more than seed noise. The test cases are never read.
@@ -115,10 +115,9 @@ def resolve(cfg: FusionConfig, data: Dataset, valid: EvalSet | None,
         tried = pilot(cand)
         if choose([best, tried]) == 1:
             base, best = cand, tried
-    chosen = base
     spent = time.perf_counter() - t0
     train = cfg.train if budget is None else dataclasses.replace(cfg.train, max_seconds=max(budget - spent, 0.25 * budget))
-    return dataclasses.replace(cfg, **chosen, train=train), {
-        "fields": fields, "chosen": chosen, "epochs": cfg.auto_epochs, "metric": cfg.train.valid_metric,
+    return dataclasses.replace(cfg, **base, train=train), {
+        "fields": fields, "chosen": base, "epochs": cfg.auto_epochs, "metric": cfg.train.valid_metric,
         "margin": AUTO_MARGIN,
         "pilots": pilots, "seconds": round(spent, 2)}

@@ -281,13 +281,17 @@ def mixture_log_probs(view_vecs: torch.Tensor, log_w: torch.Tensor, table: torch
     """log P(i) over the catalogue. view_vecs (N, J, D), log_w (N, J), table (V, D) -> (N, V); column 0 = -inf."""
     if mixture:
         N, J, D = view_vecs.shape
-        logits = (view_vecs.reshape(N * J, D) @ table.T).float()  # (N J, V): one matmul, contiguous rows
-        logits[:, 0] = float("-inf")
+        logits = catalogue_logits(view_vecs.reshape(N * J, D), table)  # (N J, V)
         return torch.logsumexp(log_w.unsqueeze(-1) + F.log_softmax(logits, -1).view(N, J, -1), dim=1)
-    h = (log_w.exp().unsqueeze(-1) * view_vecs).sum(1)  # (N, D)
+    return F.log_softmax(catalogue_logits((log_w.exp().unsqueeze(-1) * view_vecs).sum(1), table), -1)
+
+
+def catalogue_logits(h: torch.Tensor, table: torch.Tensor) -> torch.Tensor:
+    """(M, D) vectors -> (M, V) float32 logits over the catalogue in one matmul; column 0 (padding) = -inf.
+    A mixture passes its (N, J, D) views as (N J, D) rows: one matmul, contiguous rows for the softmax."""
     logits = (h @ table.T).float()
     logits[:, 0] = float("-inf")
-    return F.log_softmax(logits, -1)
+    return logits
 
 
 def text_match_log_probs(query: torch.Tensor, item_text: torch.Tensor, temperature: float) -> torch.Tensor:
@@ -316,9 +320,7 @@ def mixture_nll(view_vecs: torch.Tensor, log_w: torch.Tensor, table: torch.Tenso
     the padding column is -inf in every view, and logsumexp's gradient at an all -inf input is NaN.
     ``exclude`` (V,) bool: columns left out of the softmax (never targets: items without training events)."""
     if not mixture:  # one softmax over the gate-weighted views: torch's fused cross-entropy
-        h = (log_w.exp().unsqueeze(-1) * view_vecs).sum(1)  # (N, D)
-        logits = (h @ table.T).float()
-        logits[:, 0] = float("-inf")
+        logits = catalogue_logits((log_w.exp().unsqueeze(-1) * view_vecs).sum(1), table)  # (N, V)
         if exclude is not None:
             logits = logits.masked_fill(exclude, float("-inf"))
         return F.cross_entropy(logits, targets)
@@ -327,8 +329,7 @@ def mixture_nll(view_vecs: torch.Tensor, log_w: torch.Tensor, table: torch.Tenso
     # 3,417 items; benchmarks/mixture_loss.py) the loss takes 0.62x the time and a training step 0.66x, with
     # the same loss and gradients to 1e-9.
     N, J, D = view_vecs.shape
-    logits = (view_vecs.reshape(N * J, D) @ table.T).float()  # (N J, V)
-    logits[:, 0] = float("-inf")
+    logits = catalogue_logits(view_vecs.reshape(N * J, D), table)  # (N J, V)
     if exclude is not None:
         logits = logits.masked_fill(exclude, float("-inf"))
     log_p = -F.cross_entropy(logits, targets.repeat_interleave(J), reduction="none").view(N, J)  # log softmax_j(target)
