@@ -3,8 +3,11 @@
 Trains small fusion models (3 epochs, fixed seed, CPU, one thread) on the seeded simulator and records
 the per-epoch training loss and validation NDCG/HR, digests of score matrices over every query path
 (evaluation frames, explicit per-event contexts, a known user's stored history, a cold user, a text
-query), of the explanations and of the saved state-dict keys. ``--record`` writes the fingerprint next
-to this file; ``test_fusion_invariance.py`` recomputes it and compares exactly.
+query), of the explanations and of the saved state-dict keys. Floating point rounds differently per torch
+build and per CPU kernel set (``torch.backends.cpu.get_cpu_capability()``: AVX2, AVX512, ...), so the file
+holds one recording per (torch, cpu). ``--record`` adds or replaces this machine's recording;
+``test_fusion_invariance.py`` recomputes it and compares exactly with the recording of the same torch and
+cpu, or within a tolerance with one of another cpu.
 
     PYTHONPATH=src .venv/bin/python tests/models/fusion_invariance.py --record
 """
@@ -31,6 +34,11 @@ VARIANTS: dict[str, dict[str, Any]] = {
 }
 
 
+def recordings() -> list[dict[str, Any]]:
+    """The recorded fingerprints, one per (torch, cpu)."""
+    return list(json.loads(REFERENCE.read_text())["recordings"]) if REFERENCE.exists() else []
+
+
 def _digest(a: np.ndarray) -> str:
     return hashlib.sha256(np.ascontiguousarray(a, dtype=np.float32).tobytes()).hexdigest()[:16]
 
@@ -45,7 +53,7 @@ def fingerprint() -> dict[str, Any]:
     torch.set_num_threads(1)
     data = simulate(SimulatorConfig(n_users=120, n_items=60, events_per_user=12, seed=3))
     split = leave_one_out(data)
-    out: dict[str, Any] = {"torch": torch.__version__}
+    out: dict[str, Any] = {"torch": torch.__version__, "cpu": torch.backends.cpu.get_cpu_capability()}
     for name, overrides in VARIANTS.items():
         # use_text / mixture pinned to the values the fingerprint was recorded with (before "auto" defaults)
         cfg = from_dict(FusionConfig, {"d_model": 16, "n_layers": 1, "max_len": 12, "text": {"model": "hashing:32"},
@@ -77,8 +85,9 @@ def fingerprint() -> dict[str, Any]:
 def main(argv: list[str]) -> None:
     got = fingerprint()
     if "--record" in argv:
-        REFERENCE.write_text(json.dumps(got, indent=1) + "\n")
-        print(f"wrote {REFERENCE}")
+        kept = [r for r in recordings() if (r["torch"], r["cpu"]) != (got["torch"], got["cpu"])]
+        REFERENCE.write_text(json.dumps({"recordings": [*kept, got]}, indent=1) + "\n")
+        print(f"wrote {REFERENCE} (torch {got['torch']}, cpu {got['cpu']})")
     else:
         print(json.dumps(got, indent=1))
 
