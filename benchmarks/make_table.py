@@ -59,6 +59,11 @@ def _seeds(r: dict) -> str:
     return f"{n}" + (" (cut by its time budget: not a headline)" if cut else "")
 
 
+def _command(r: dict) -> str:
+    """The row's command, after the one that made an input file it reads (``prepare``), if any."""
+    return (f"`{r['prepare']}`; then " if r.get("prepare") else "") + f"`{r['command']}`"
+
+
 def noise_note(ours: list[dict], published: dict[str, float], cols: list[str]) -> str:
     """'within noise' when a published figure lies within 2 std of a multi-seed ctxrec row's mean."""
     hits = []
@@ -154,7 +159,7 @@ def main() -> str:
         for r in ours:
             lines.append(f"| **ctxrec {r['name']}** | " + " | ".join(_cell(r, c) for c in COLS)
                          + f" | {_seeds(r)} | {r.get('fit_seconds', '-')} | {r.get('seconds_per_epoch') or '-'} | {_stop(r)}"
-                         + f" | {r.get('peak_rss_mib', '-')} | `{r['command']}` |")
+                         + f" | {r.get('peak_rss_mib', '-')} | {_command(r)} |")
         for name, m, src in PUBLISHED.get(ds, []):
             note = noise_note(ours, m, COLS)
             lines.append(f"| {name} (published) | " + " | ".join(fmt(m.get(c)) for c in COLS)

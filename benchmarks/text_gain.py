@@ -4,6 +4,9 @@ dataset, the same config with and without the language-model text, into ``text_g
     python benchmarks/text_gain.py --dataset amazon-scientific --with text-idinit --without text-none \\
         --also fusion
 
+A row may read an input file made beforehand (``item_vectors``, e.g. the lexical vectors of
+``benchmarks/lexical_vectors.py``): ``--prepare`` puts the command that made it first in ``command``.
+
 Each row is a ``benchmarks/run.py --seeds N`` result (``metrics`` = the mean, ``metrics_std``, ``per_seed``);
 the file keeps both rows' commands. ``--also`` rows (other with-text variants of the same config) are
 listed beside them with their gain, as the ablation record.
@@ -13,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +34,7 @@ def row(dataset: str, name: str) -> dict[str, Any]:
     out.update({"std": std.get("ndcg@10"), "hr@10_std": std.get("hr@10"), "seeds": d.get("seeds"),
                 "per_seed_ndcg@10": [p["metrics"]["ndcg@10"] for p in d["per_seed"]],
                 "use_text": d["model_config"].get("use_text"), "id_init": d["model_config"].get("id_init", "random"),
+                "item_vectors": d["model_config"].get("item_vectors"),
                 "result": f"benchmarks/results/{dataset}/{name}.json", "command": d["command"]})
     return out
 
@@ -40,6 +45,8 @@ def main() -> None:
     ap.add_argument("--with", dest="with_", required=True, help="result name of the with-text row")
     ap.add_argument("--without", required=True, help="result name of the same config without text")
     ap.add_argument("--also", action="append", default=[], help="other with-text rows to list (ablation)")
+    ap.add_argument("--prepare", default=None,
+                    help="the command that made an input file the rows read (e.g. benchmarks/lexical_vectors.py)")
     args = ap.parse_args()
     with_, without = row(args.dataset, args.with_), row(args.dataset, args.without)
     if with_["use_text"] is not True or without["use_text"] is not False:
@@ -49,12 +56,12 @@ def main() -> None:
     result = {
         "dataset": args.dataset, "with_text": with_, "without_text": without,
         "gain_ndcg@10": round(with_["ndcg@10"] / base - 1, 4), "seeds": with_["seeds"],
-        "command": f"{with_['command']} ; {without['command']}",
+        "command": " ; ".join([*([args.prepare] if args.prepare else []), with_["command"], without["command"]]),
         "variants": [{**row(args.dataset, n), "name": n, "gain_ndcg@10": round(row(args.dataset, n)["ndcg@10"] / base - 1, 4)}
                      for n in args.also],
         "made_by": "python benchmarks/text_gain.py " + " ".join(
             [f"--dataset {args.dataset}", f"--with {args.with_}", f"--without {args.without}",
-             *(f"--also {n}" for n in args.also)]),
+             *(f"--also {n}" for n in args.also), *([f"--prepare {shlex.quote(args.prepare)}"] if args.prepare else [])]),
     }
     out = ROOT / "results" / args.dataset / "text_gain.json"
     out.write_text(json.dumps(result, indent=2) + "\n")

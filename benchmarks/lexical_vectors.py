@@ -1,0 +1,64 @@
+"""Lexical item vectors from the items' own text, for the fusion model's ``item_vectors`` input (issue 18:
+text that pays on warm items).
+
+The language-model view (MiniLM) reads meaning; a title's exact tokens -- model numbers, grit sizes, pack
+counts, brand spellings -- are what a bag of word and character n-grams keeps. This script renders each
+item's text with the model's default template (the text MiniLM sees), builds TF-IDF over word 1-2 grams and
+character 3-5 grams (sublinear tf, terms in at least 2 items), reduces it with a truncated SVD and writes
+L2-normalised rows as an ``.npz`` with ``ids`` and ``vectors``:
+
+    python benchmarks/lexical_vectors.py --dataset amazon-scientific --dim 256 \\
+        --out runs/lexical/amazon-scientific-256.npz
+    python benchmarks/run.py --dataset amazon-scientific --model fusion ... \\
+        --set item_vectors=runs/lexical/amazon-scientific-256.npz
+
+Unsupervised on the catalogue's text only (no interaction, no split is read), so the vectors carry no
+information from the validation or test targets.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import numpy as np
+
+
+def lexical_vectors(texts: list[str], dim: int, seed: int = 0) -> np.ndarray:
+    """(n, dim) L2-normalised truncated-SVD rows of word (1-2) + char_wb (3-5) n-gram TF-IDF."""
+    from scipy.sparse import hstack
+    from sklearn.decomposition import TruncatedSVD
+    from sklearn.feature_extraction.text import TfidfVectorizer
+
+    words = TfidfVectorizer(ngram_range=(1, 2), min_df=2, sublinear_tf=True).fit_transform(texts)
+    chars = TfidfVectorizer(analyzer="char_wb", ngram_range=(3, 5), min_df=2, sublinear_tf=True).fit_transform(texts)
+    x = hstack([words, chars]).tocsr()
+    if dim >= min(x.shape):
+        raise SystemExit(f"--dim {dim} must be below min(items, n-gram features) = {min(x.shape)}")
+    v = TruncatedSVD(dim, random_state=seed).fit_transform(x).astype(np.float32)
+    return v / np.linalg.norm(v, axis=1, keepdims=True).clip(1e-12)  # an item without text stays all zero
+
+
+def main(argv: list[str] | None = None) -> Path:
+    from ctxrec.data.datasets import load_dataset
+    from ctxrec.text.templates import item_texts
+
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--dataset", required=True)
+    ap.add_argument("--dim", type=int, default=256)
+    ap.add_argument("--out", type=Path, required=True, help="the .npz to write (ids, vectors)")
+    ap.add_argument("--data-dir", default=None)
+    args = ap.parse_args(argv)
+    data = load_dataset(args.dataset, args.data_dir)
+    texts = item_texts(data)
+    if not any(t.strip() for t in texts):
+        raise SystemExit(f"{args.dataset} has no item text to build lexical vectors from")
+    vecs = lexical_vectors(texts, args.dim)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    np.savez(args.out, ids=np.array(data.item_vocab.ids, dtype=str), vectors=vecs)
+    print(f"{args.dataset}: {len(texts)} items -> {vecs.shape[1]}-d lexical vectors in {args.out}")
+    return args.out
+
+
+if __name__ == "__main__":
+    main()
