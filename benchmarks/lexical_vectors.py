@@ -9,6 +9,7 @@ L2-normalised rows as an ``.npz`` with ``ids`` and ``vectors``:
 
     python benchmarks/lexical_vectors.py --dataset amazon-scientific --dim 256 \\
         --out runs/lexical/amazon-scientific-256.npz
+    python benchmarks/lexical_vectors.py --mapping my-data.toml --out runs/lexical/mine.npz   # your data
     python benchmarks/run.py --dataset amazon-scientific --model fusion ... \\
         --set item_vectors=runs/lexical/amazon-scientific-256.npz
 
@@ -40,23 +41,25 @@ def lexical_vectors(texts: list[str], dim: int, seed: int = 0) -> np.ndarray:
 
 
 def main(argv: list[str] | None = None) -> Path:
-    from ctxrec.data.datasets import load_dataset
+    from ctxrec.experiment import load_data
     from ctxrec.text.templates import item_texts
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--dataset", required=True)
+    ap.add_argument("--dataset", help="a built-in dataset")
+    ap.add_argument("--mapping", help="or a column mapping file of your own data (ctxrec data init writes one)")
     ap.add_argument("--dim", type=int, default=256)
     ap.add_argument("--out", type=Path, required=True, help="the .npz to write (ids, vectors)")
     ap.add_argument("--data-dir", default=None)
     args = ap.parse_args(argv)
-    data = load_dataset(args.dataset, args.data_dir)
+    data = load_data(dataset=args.dataset, mapping=args.mapping, data_dir=args.data_dir)
     texts = item_texts(data)
     if not any(t.strip() for t in texts):
-        raise SystemExit(f"{args.dataset} has no item text to build lexical vectors from")
+        raise SystemExit(f"{args.dataset or args.mapping} has no item text to build lexical vectors from: map an "
+                         "items file with text fields (title, description, ...)")
     vecs = lexical_vectors(texts, args.dim)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     np.savez(args.out, ids=np.array(data.item_vocab.ids, dtype=str), vectors=vecs)
-    print(f"{args.dataset}: {len(texts)} items -> {vecs.shape[1]}-d lexical vectors in {args.out}")
+    print(f"{args.dataset or args.mapping}: {len(texts)} items -> {vecs.shape[1]}-d lexical vectors in {args.out}")
     return args.out
 
 

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -24,3 +27,50 @@ def test_a_dimension_above_the_data_is_refused_with_the_limit(load_bench) -> Non
     lex = load_bench("lexical_vectors")
     with pytest.raises(SystemExit, match="must be below"):
         lex.lexical_vectors(["red apple pie", "green apple pie", "red cherry pie"], dim=64)
+
+
+def test_own_data_through_a_mapping_then_ctxrec_train_reads_the_vectors(load_bench, tmp_path: Path) -> None:
+    """The user's path: a column mapping of their log, lexical vectors from its item text, a fusion model
+    trained from the CLI with them as item_vectors (the run's saved model carries the extra part)."""
+    import json
+
+    from typer.testing import CliRunner
+
+    from ctxrec.cli import app
+    from ctxrec.data.synthetic import SimulatorConfig, simulate, write_raw_log
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "cli"))
+    from test_mapping_cli import MAPPING
+
+    write_raw_log(simulate(SimulatorConfig(n_users=60, n_items=30, n_genres=4, events_per_user=8, seed=5)), tmp_path)
+    mapping = tmp_path / "mapping.toml"
+    mapping.write_text(MAPPING)
+    out = load_bench("lexical_vectors").main(["--mapping", str(mapping), "--dim", "8", "--out", str(tmp_path / "lex.npz")])
+    with np.load(out) as z:
+        ids, vecs = list(z["ids"]), z["vectors"]
+    assert vecs.shape == (30, 8) and len(set(ids)) == 30
+    np.testing.assert_allclose(np.linalg.norm(vecs, axis=1), 1.0, rtol=1e-5)
+    run = tmp_path / "run"
+    res = CliRunner().invoke(app, ["train", "--mapping", str(mapping), "--model", "fusion", "--out", str(run),
+                                   "--set", f"item_vectors={out}", "--set", "use_text=false", "--set", "mixture=false",
+                                   "--set", "d_model=16", "--set", "max_len=8", "--set", "train.max_epochs=1",
+                                   "--set", "train.progress=false"])
+    assert res.exit_code == 0, res.output
+    assert json.loads((run / "metrics.json").read_text())["metrics"]["ndcg@10"] >= 0.0
+    assert json.loads((run / "model" / "config.json").read_text())["config"]["item_vectors"] == str(out)
+    from safetensors import safe_open
+
+    with safe_open(str(run / "model" / "model.safetensors"), "pt") as st:
+        stored = st.get_tensor("state.net.extra_vectors")  # (items + padding, dim): the vectors travel with the model
+    assert tuple(stored.shape) == (31, 8) and float(stored[1:].norm(dim=1).min()) > 0.99
+
+
+def test_a_mapping_without_item_text_is_refused_with_the_fix(load_bench, tmp_path: Path) -> None:
+    from ctxrec.data.synthetic import SimulatorConfig, simulate, write_raw_log
+
+    write_raw_log(simulate(SimulatorConfig(n_users=20, n_items=10, events_per_user=5, seed=1)), tmp_path)
+    (tmp_path / "mapping.toml").write_text('interactions = "events.csv"\nuser_column = "userID"\nitem_column = '
+                                           '"itemID"\ntimestamp_column = "DateTime"\ntimestamp_format = '
+                                           '"%d/%m/%Y %H:%M:%S"\nna_values = ["NULL"]\n')
+    with pytest.raises(SystemExit, match="no item text"):
+        load_bench("lexical_vectors").main(["--mapping", str(tmp_path / "mapping.toml"), "--out", str(tmp_path / "x.npz")])
