@@ -75,7 +75,8 @@ def main(argv: list[str] | None = None) -> dict:
         if args.reuse_seeds:
             done = _finished_run(out, cfg)
             if done is not None:
-                print(f"seed {seed}: reusing the finished run in {out}", flush=True)
+                at = (done.get("code") or {}).get("commit") or "an unrecorded commit"
+                print(f"seed {seed}: reusing the finished run in {out} (trained at {at})", flush=True)
                 return done
         return run_experiment(cfg, out, command=command)
 

@@ -2,7 +2,8 @@
 
 A headline row is the mean over seeds: ``metrics`` keeps the mean (so every reader of the old one-seed
 files still works), ``metrics_std`` the sample standard deviation (ddof=1) and ``per_seed`` each run's
-``{"seed", "metrics", "stopped_by", "best_epoch", "epochs_run", "fit_seconds"}``. A run that a time budget
+``{"seed", "metrics", "stopped_by", "best_epoch", "epochs_run", "fit_seconds", "code"}`` (``code``: the
+commit each seed was trained at, which differs between seeds trained in different sittings). A run that a time budget
 cut is not a headline: ``stopped_by_time_budget`` lists its seeds and the table says so.
 """
 
@@ -46,7 +47,7 @@ def combine(runs: Sequence[dict[str, Any]], seeds: Sequence[int]) -> dict[str, A
         info = r.get("fit_info") or {}
         out["per_seed"].append({"seed": seed, "metrics": r["metrics"], "stopped_by": info.get("stopped_by"),
                                 "best_epoch": info.get("best_epoch"), "epochs_run": info.get("epochs_run"),
-                                "fit_seconds": r.get("fit_seconds")})
+                                "fit_seconds": r.get("fit_seconds"), "code": r.get("code")})
     cut = [p["seed"] for p in out["per_seed"] if p["stopped_by"] == "time_budget"]
     out["stopped_by_time_budget"] = cut
     for k in ("fit_seconds", "seconds", "peak_rss_mib"):

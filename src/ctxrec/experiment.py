@@ -64,6 +64,27 @@ class ExperimentConfig:
     items: ``DatasetSchema.repeat_consumption``)."""
 
 
+def code_version() -> dict[str, Any]:
+    """The code a result came from: the package version, and the git commit (with ``dirty`` when tracked
+    files differ from it) when ctxrec runs from a checkout; a reused seed keeps the commit it was trained at."""
+    import subprocess
+
+    from ctxrec import __version__
+
+    out: dict[str, Any] = {"ctxrec": __version__, "commit": None, "dirty": None}
+    root = Path(__file__).resolve().parents[2]
+    if not (root / ".git").exists():
+        return out
+    try:
+        commit = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True,
+                                timeout=10, check=True).stdout.strip()
+        status = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
+                                capture_output=True, text=True, timeout=10, check=True).stdout
+    except (OSError, subprocess.SubprocessError):  # no git on this machine: the version alone
+        return out
+    return {**out, "commit": commit, "dirty": bool(status.strip())}
+
+
 def machine_description() -> dict[str, Any]:
     import torch
 
@@ -84,6 +105,7 @@ def machine_description() -> dict[str, Any]:
         "memory_gib": mem_gib,
         "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
         "torch": torch.__version__,
+        "cpu_kernels": torch.backends.cpu.get_cpu_capability(),  # AVX2 / AVX512 round differently
         "torch_threads": torch.get_num_threads(),
         "python": platform.python_version(),
     }
@@ -134,6 +156,7 @@ def _run(cfg: ExperimentConfig, model_cfg: Any, out: Path, *, command: str | Non
     if main:
         (out / "config.json").write_text(json.dumps(to_dict(cfg), indent=2) + "\n")
     t0 = time.perf_counter()
+    code = code_version()  # at the start: a commit made while the run trains is not the code it ran
     if data is None and cfg.mapping is not None:
         data = read_mapped(cfg.mapping, record_in=out if main else None)
     elif data is None:
@@ -172,6 +195,7 @@ def _run(cfg: ExperimentConfig, model_cfg: Any, out: Path, *, command: str | Non
         "model_config": to_dict(model.config),
         "fit_info": info,
         "machine": machine_description(),
+        "code": code,
     }
     if dist is not None:
         result["distributed"] = {"world_size": dist.world_size, "backend": dist.backend}

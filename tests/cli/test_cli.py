@@ -54,6 +54,15 @@ def test_train_writes_a_complete_run_folder(run_dir: Path) -> None:
     assert metrics["dataset"] == "synthetic" and metrics["model"] == "sasrec"
     assert 0.0 <= metrics["metrics"]["ndcg@10"] <= 1.0
     assert metrics["command"].startswith("ctxrec train")
+    import subprocess
+
+    import torch
+
+    assert metrics["machine"]["cpu_kernels"] == torch.backends.cpu.get_cpu_capability()
+    head = subprocess.run(["git", "rev-parse", "HEAD"], check=False, capture_output=True, text=True,
+                          cwd=Path(__file__).resolve().parent).stdout.strip()
+    assert metrics["code"]["ctxrec"] and metrics["code"]["commit"] == (head or None)  # the commit it trained at
+    assert isinstance(metrics["code"]["dirty"], bool) or head == ""
 
 
 def test_evaluate_reproduces_the_run_metrics(run_dir: Path) -> None:
