@@ -104,7 +104,8 @@ def tuning_section(results: dict[str, list[dict]]) -> list[str]:
             cells.append(f"{_cell(r, key)} ({_seeds(r)} seeds)" if r else "-")
         sd = (t.get("test_metrics_std") or {}).get(key)
         tuned = f"{fmt(t['test_metrics'][key], sd)} ({len(t.get('seeds') or [1])} seeds)"
-        ratio = t.get(f"tuned_over_hand_tuned_{key}")
+        hand = by_name.get((ds, model))  # the hand-tuned row as it stands now (it may have gained seeds since)
+        ratio = round(t["test_metrics"][key] / hand["metrics"][key], 3) if hand else t.get(f"tuned_over_hand_tuned_{key}")
         budget = f"{t['budget_trials']} trials" + (f" / {t['budget_s'] / 60:g} min" if t.get("budget_s") else "")
         lines.append(f"| {ds} | {model} | {key} | {cells[0]} | {cells[1]} | {tuned} | {ratio if ratio is not None else '-'} | "
                      f"{t['trials']} ({t['pruned']}) | {budget} | {t.get('study_wall_s', '-')} | {t.get('cpu_hours', '-')} | "
