@@ -51,7 +51,12 @@ def main(argv: list[str] | None = None) -> Path:
     ap.add_argument("--out", type=Path, required=True, help="the .npz to write (ids, vectors)")
     ap.add_argument("--data-dir", default=None)
     args = ap.parse_args(argv)
-    data = load_data(dataset=args.dataset, mapping=args.mapping, data_dir=args.data_dir)
+    from ctxrec.errors import CtxrecError
+
+    try:
+        data = load_data(dataset=args.dataset, mapping=args.mapping, data_dir=args.data_dir)
+    except CtxrecError as exc:  # a wrong name or mapping: the message, not a traceback
+        raise SystemExit(f"error: {exc}") from None
     texts = item_texts(data)
     if not any(t.strip() for t in texts):
         raise SystemExit(f"{args.dataset or args.mapping} has no item text to build lexical vectors from: map an "

@@ -15,6 +15,10 @@ class DataError(CtxrecError, ValueError):
     """Input data is malformed: the message names the file, row and column."""
 
 
+class InputFileNotFoundError(CtxrecError, FileNotFoundError):
+    """A file a config names (``item_vectors``, ...) does not exist: the message names it and what it must hold."""
+
+
 class DatasetNotFoundError(CtxrecError, FileNotFoundError):
     """A built-in dataset's files are missing and could not be downloaded."""
 

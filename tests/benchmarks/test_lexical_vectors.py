@@ -74,3 +74,18 @@ def test_a_mapping_without_item_text_is_refused_with_the_fix(load_bench, tmp_pat
                                            '"%d/%m/%Y %H:%M:%S"\nna_values = ["NULL"]\n')
     with pytest.raises(SystemExit, match="no item text"):
         load_bench("lexical_vectors").main(["--mapping", str(tmp_path / "mapping.toml"), "--out", str(tmp_path / "x.npz")])
+
+
+def test_item_vectors_that_miss_items_are_said_and_a_missing_file_is_a_data_error(tmp_path: Path) -> None:
+    from ctxrec.errors import DataError
+    from ctxrec.models.features import load_item_vectors
+
+    path = tmp_path / "v.npz"
+    np.savez(path, ids=np.array(["a", "b"]), vectors=np.ones((2, 3), np.float32))
+    with pytest.warns(UserWarning, match=r"1 of 3 catalogue items have no vector .*\['c'\]"):
+        out = load_item_vectors(str(path), ["a", "b", "c"])
+    np.testing.assert_array_equal(out[2], 0.0)
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        load_item_vectors(str(tmp_path / "nope.npz"), ["a"])
+    with pytest.raises(DataError, match="none of the ids"):
+        load_item_vectors(str(path), ["x"])

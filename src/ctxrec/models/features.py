@@ -8,6 +8,7 @@ them in, so the two models read items and users the same way.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,6 +17,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 from torch import nn
+
+from ctxrec.errors import DataError, InputFileNotFoundError
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -134,33 +137,37 @@ def item_text_vectors(data: Dataset, encoder: TextEncoder, config: TextEncoderCo
 
 
 def load_item_vectors(path: str, item_ids: list[str]) -> np.ndarray:
-    """Precomputed vectors aligned to ``item_ids`` (n_items, D); items the file lacks get zeros."""
+    """Precomputed vectors aligned to ``item_ids`` (n_items, D); items the file lacks get zeros, with a warning
+    that counts them. A missing or malformed file is a :class:`DataError` naming it."""
     import pandas as pd
 
     p = Path(path).expanduser()
     if not p.exists():
-        raise FileNotFoundError(f"item_vectors file {str(p)!r} does not exist; give a Parquet file with item_id and "
+        raise InputFileNotFoundError(f"item_vectors file {str(p)!r} does not exist; give a Parquet file with item_id and "
                                 "vector columns, or an .npz with ids and vectors")
     if p.suffix == ".npz":
         with np.load(p, allow_pickle=False) as z:
             if not {"ids", "vectors"} <= set(z.files):
-                raise ValueError(f"{str(p)!r} must hold arrays 'ids' and 'vectors'; it has {sorted(z.files)}")
+                raise DataError(f"{str(p)!r} must hold arrays 'ids' and 'vectors'; it has {sorted(z.files)}")
             ids, vecs = [str(i) for i in z["ids"]], np.asarray(z["vectors"], np.float32)
     else:
         df = pd.read_parquet(p)
         missing = {"item_id", "vector"} - set(df.columns)
         if missing:
-            raise ValueError(f"{str(p)!r} lacks column(s) {sorted(missing)}; it needs item_id and vector")
+            raise DataError(f"{str(p)!r} lacks column(s) {sorted(missing)}; it needs item_id and vector")
         ids, vecs = df["item_id"].astype(str).tolist(), np.stack(df["vector"].to_numpy()).astype(np.float32)
     if vecs.ndim != 2 or len(vecs) != len(ids):
-        raise ValueError(f"{str(p)!r}: expected one vector per id, got {len(ids)} ids and vectors of shape {vecs.shape}")
+        raise DataError(f"{str(p)!r}: expected one vector per id, got {len(ids)} ids and vectors of shape {vecs.shape}")
     pos = {i: k for k, i in enumerate(ids)}
     out = np.zeros((len(item_ids), vecs.shape[1]), np.float32)
     found = [(n, pos[i]) for n, i in enumerate(item_ids) if i in pos]
     if not found:
-        raise ValueError(f"none of the ids in {str(p)!r} is a catalogue item (first ids: {ids[:3]}); check the id column")
+        raise DataError(f"none of the ids in {str(p)!r} is a catalogue item (first ids: {ids[:3]}); check the id column")
     rows, src = np.array(found).T
     out[rows] = vecs[src]
+    if len(found) < len(item_ids):  # said, not silent: these items get no part from the file
+        warnings.warn(f"{len(item_ids) - len(found)} of {len(item_ids)} catalogue items have no vector in {str(p)!r} "
+                      f"(first: {[i for i in item_ids if i not in pos][:3]}); they get zeros for this part", stacklevel=2)
     return out
 
 
