@@ -7,6 +7,7 @@ published site, this checks the Markdown as it is read in the repository.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -60,3 +61,29 @@ def test_readme_maps_every_page_of_the_site() -> None:
              if p != "index.md" and not p.startswith("benchmarks/") and ("/" not in p or p.endswith("/index.md"))}
     assert len(pages) >= 9
     assert pages <= readme_links, f"pages missing from the README's map: {sorted(pages - readme_links)}"
+
+
+def _site_path() -> Callable[[str], str | None]:
+    """The site's publishing rule, from the MkDocs hook itself (docs/hooks.py)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("ctxrec_docs_hooks", ROOT / "docs" / "hooks.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    rule: Callable[[str], str | None] = module._site_path
+    return rule
+
+
+def test_site_links_point_at_published_files() -> None:
+    """A page of the site may link only to files the site publishes: a link from docs/ to a script
+    (say ``../benchmarks/x.py``) exists on disk, passes the test above, and fails ``mkdocs build --strict``."""
+    site_path = _site_path()
+    unpublished = []
+    for page in markdown_files():
+        for target in relative_links(page.read_text(encoding="utf-8")):
+            resolved = (page.parent / target.split("#", 1)[0]).resolve()
+            repo_path = resolved.relative_to(ROOT).as_posix() if resolved.is_relative_to(ROOT) else None
+            if resolved.is_dir() or repo_path is None or site_path(repo_path) is None:
+                unpublished.append(f"{page.relative_to(ROOT)}: {target}")
+    assert not unpublished, "links to files the site does not publish (write them as `code`):\n" + "\n".join(unpublished)
