@@ -13,8 +13,9 @@ def auto_decisions(fit_info: dict[str, Any] | None) -> str:
     a choice made on the user's behalf is said where they read the result, not only in metrics.json."""
     auto = (fit_info or {}).get("auto") or {}
     parts = [f"{k}={str(v).lower()}" for k, v in (auto.get("chosen") or {}).items()]
-    if isinstance(auto.get("id_dropout"), dict):
-        parts.append(f"id_dropout={auto['id_dropout']['value']}")
+    cold = auto.get("cold_start")
+    if isinstance(cold, dict):
+        parts += [f"{k}={'none' if cold[k] is None else cold[k]}" for k in ("id_dropout", "temperature", "cold_ids") if k in cold]
     return "decided on your data: " + ", ".join(parts) + " (fit_info.auto in metrics.json says why)" if parts else ""
 
 

@@ -323,6 +323,15 @@ class RecommenderContract:
     def test_single_query_must_be_wrapped(self, fitted: Recommender) -> None:
         with pytest.raises(TypeError, match="wrap a single query"):
             fitted.recommend(RecQuery(user_id="a-user-0"))  # type: ignore[arg-type]
+        with pytest.raises(TypeError, match="wrap a single query"):
+            fitted.recommend("a-user-0")
+
+    def test_user_ids_are_queries(self, fitted: Recommender) -> None:
+        """``recommend(["u"])`` is ``recommend([RecQuery(user_id="u")])``; anything else is refused by name."""
+        by_id = fitted.recommend(["a-user-0"], k=4)[0]
+        assert by_id.item_ids == fitted.recommend([RecQuery(user_id="a-user-0")], k=4)[0].item_ids
+        with pytest.raises(TypeError, match="query 1 is a int .*RecQuery or a user id"):
+            fitted.recommend(["a-user-0", 7])  # type: ignore[list-item]
 
     def test_evaluator_runs(self, fitted: Recommender, board: Checkerboard) -> None:
         cases = leave_one_out(board.data).test

@@ -14,7 +14,7 @@ from ctxrec.data.dataset import Dataset, DatasetSchema
 from ctxrec.data.splits import make_split
 from ctxrec.errors import ConfigError
 from ctxrec.models.fusion import FusionConfig, FusionRecommender
-from ctxrec.models.fusion.auto import AUTO_MARGIN, choose
+from ctxrec.models.fusion.auto import AUTO_MARGIN, COLD_SETTINGS, WARM_SETTINGS, choose
 from ctxrec.training.loop import TrainConfig
 
 
@@ -105,20 +105,50 @@ def _catalogue(cold_items: int) -> Dataset:
     return Dataset.from_frames(frame, items=items, schema=DatasetSchema(item_text_fields=("title",)), name="catalogue")
 
 
-@pytest.mark.parametrize(("cold_items", "want"), [(0, 0.1), (2, 0.8)])
-def test_id_dropout_auto_follows_the_catalogues_items_without_events(cold_items: int, want: float,
-                                                                     tmp_path: Path) -> None:
-    """``id_dropout="auto"`` (the default): 0.8 where items must be ranked from their content alone
-    (2 of 9 items without events), 0.1 where every item has events; the fitted model is concrete."""
-    assert FusionConfig().id_dropout == "auto"
+@pytest.mark.parametrize(("cold_items", "want"), [(0, WARM_SETTINGS), (2, COLD_SETTINGS)])
+def test_cold_start_settings_follow_the_catalogues_items_without_events(cold_items: int, want: dict,
+                                                                        tmp_path: Path) -> None:
+    """``id_dropout``, ``temperature`` and ``cold_ids`` ``"auto"`` (the defaults): the cold-start settings where
+    items must be ranked from their content (2 of 9 items without events), the warm ones where every item has
+    events; the fitted and the saved model are concrete."""
+    defaults = FusionConfig()
+    assert (defaults.id_dropout, defaults.temperature, defaults.cold_ids) == ("auto", "auto", "auto")
+    assert COLD_SETTINGS == {"id_dropout": 0.8, "temperature": 0.07, "cold_ids": "neighbours"}
     model = FusionRecommender(_cfg(use_text=True, mixture=False)).fit(_catalogue(cold_items))
-    assert model.config.id_dropout == want
-    report = model.fit_info["auto"]["id_dropout"]
-    assert report["value"] == want and report["cold_items"] == cold_items and report["catalogue"] == 7 + cold_items
+    assert {k: getattr(model.config, k) for k in want} == want
+    report = model.fit_info["auto"]["cold_start"]
+    assert {k: report[k] for k in want} == want
+    assert report["cold_items"] == cold_items and report["catalogue"] == 7 + cold_items
     assert f"{cold_items} of {7 + cold_items} catalogue items" in report["why"]
     model.save(tmp_path / "m")
-    assert json.loads((tmp_path / "m" / "config.json").read_text())["config"]["id_dropout"] == want
-    assert FusionRecommender.load(tmp_path / "m").config.id_dropout_value == want
+    saved = json.loads((tmp_path / "m" / "config.json").read_text())["config"]
+    assert {k: saved[k] for k in want} == want
+    loaded = FusionRecommender.load(tmp_path / "m")
+    assert (loaded.config.id_dropout_value, loaded.config.temperature_value) == (want["id_dropout"], want["temperature"])
+    assert loaded.recommend(["u1"], k=5)[0].item_ids == model.recommend(["u1"], k=5)[0].item_ids
+
+
+def test_a_cold_start_setting_given_is_kept() -> None:
+    """Only the fields left at "auto" are decided: a user's value is never overridden."""
+    model = FusionRecommender(_cfg(use_text=True, mixture=False, temperature=None)).fit(_catalogue(2))
+    assert (model.config.id_dropout, model.config.temperature, model.config.cold_ids) == (0.8, None, "neighbours")
+    assert "temperature" not in model.fit_info["auto"]["cold_start"]
+
+
+@pytest.mark.parametrize("bad", [0, -0.1, "hot", True])
+def test_bad_temperature_is_refused(bad: object) -> None:
+    with pytest.raises(ConfigError, match='temperature must be > 0 .* or "auto"'):
+        FusionConfig(temperature=bad)  # type: ignore[arg-type]  # the wrong value under test
+    with pytest.raises(ConfigError, match="fit it first"):
+        _ = FusionConfig().temperature_value
+
+
+def test_cold_ids_auto_cannot_be_set_on_a_fitted_model() -> None:
+    model = FusionRecommender(_cfg(use_text=True, mixture=False)).fit(_catalogue(0))
+    with pytest.raises(ConfigError, match='cold_ids="auto" is decided .* set "none" or "neighbours"'):
+        model.set_inference(cold_ids="auto")
+    model.set_inference(cold_ids="neighbours")
+    assert model.config.cold_ids == "neighbours"
 
 
 @pytest.mark.parametrize("bad", ["sometimes", 1.0, -0.1, True])
@@ -127,3 +157,21 @@ def test_bad_id_dropout_is_refused(bad: object) -> None:
         FusionConfig(id_dropout=bad)  # type: ignore[arg-type]  # the wrong value under test
     with pytest.raises(ConfigError, match="fit it first"):
         _ = FusionConfig().id_dropout_value
+
+
+def test_one_view_takes_no_mixture_pilot() -> None:
+    """Without context fields, timestamps or user fields the net has one view, where the mixture is one
+    softmax: ``mixture="auto"`` is false without a pilot (a pilot would measure noise at 2x the cost) and
+    the report says why; the text pilot still runs."""
+    frame = pd.DataFrame([{"user_id": f"u{u}", "item_id": f"i{(u + t) % 7}"} for u in range(30) for t in range(8)])
+    items = pd.DataFrame({"item_id": [f"i{k}" for k in range(7)], "title": [f"item number {k}" for k in range(7)]})
+    data = Dataset.from_frames(frame, items=items, schema=DatasetSchema(item_text_fields=("title",)), name="one-view")
+    sp = make_split(data, "leave-one-out")
+    model = FusionRecommender(_cfg()).fit(sp.train, valid=sp.valid)
+    auto = model.fit_info["auto"]
+    assert model.fit_info["views"] == ["sequence"] and model.config.mixture is False
+    assert [(p["use_text"], p["mixture"]) for p in auto["pilots"]] == [(False, False), (True, False)]
+    assert "mixture: the model has one view" in auto["why"]
+    ctx_split = make_split(context_dataset(), "leave-one-out")
+    with_views = FusionRecommender(_cfg()).fit(ctx_split.train, valid=ctx_split.valid)
+    assert len(with_views.fit_info["auto"]["pilots"]) == 3 and "why" not in with_views.fit_info["auto"]

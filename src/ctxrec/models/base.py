@@ -134,22 +134,31 @@ class Recommender(ABC):
 
     def recommend(
         self,
-        queries: Sequence[RecQuery],
+        queries: Sequence[RecQuery | str],
         k: int = 10,
         *,
         exclude_seen: bool = True,
         candidates: Sequence[str] | None = None,
         explain: bool = False,
     ) -> list[Recommendations]:
-        """Top-``k`` items for each query. ``exclude_seen`` drops items in the query's history;
+        """Top-``k`` items for each query (a :class:`RecQuery`, or a user id meaning ``RecQuery(user_id=...)``).
+        ``exclude_seen`` drops items in the query's history;
         ``candidates`` restricts the result to those item ids. Unknown users with no history are
         scored from context alone (popularity-like for context-blind models). ``explain`` asks the
         model for an explanation of each result (models without one return ``None``)."""
         self._check_fitted()
         assert self.item_vocab is not None
-        if isinstance(queries, RecQuery):
-            raise TypeError("recommend takes a sequence of RecQuery; wrap a single query in a list")
-        batch = self.encode_queries(queries)
+        if isinstance(queries, (RecQuery, str)):
+            raise TypeError(f"recommend takes a sequence of queries (RecQuery or user ids), got {queries!r}; "
+                            "wrap a single query in a list")
+        typed: list[RecQuery] = []
+        for i, q in enumerate(queries):
+            if isinstance(q, str):
+                q = RecQuery(user_id=q)
+            elif not isinstance(q, RecQuery):  # a caller without type checking
+                raise TypeError(f"query {i} is a {type(q).__name__} ({q!r}); give a RecQuery or a user id string")
+            typed.append(q)
+        batch = self.encode_queries(typed)
         cand = None if candidates is None else self.item_vocab.lookup(list(candidates))
         idx, scores = self.recommend_indices(batch, k, exclude_seen=exclude_seen, candidates=cand)
         explanations = self.explain(batch, idx) if explain else [None] * len(idx)

@@ -34,28 +34,36 @@ default-flags rows moves by 0.5-2.2% (std: ml-1m SASRec 0.5%, amazon-scientific 
 ml-100k 2.2%), while the mixture costs 2.1x per training step on ml-1m (d 64, 3 views, 3,417 items) and led
 ml-100k's pilots by 0.3% only."""
 
-COLD_ID_DROPOUT = 0.8
-"""``id_dropout="auto"`` where the catalogue has items without training events (config.py says why)."""
-WARM_ID_DROPOUT = 0.1
 COLD_CATALOGUE_SHARE = 0.01
-"""Share of catalogue items without training events from which ``id_dropout="auto"`` trains for them."""
+"""Share of catalogue items without training events from which the ``"auto"`` cold-start settings train
+and score for them (``COLD_SETTINGS``)."""
+COLD_SETTINGS: dict[str, Any] = {"id_dropout": 0.8, "temperature": 0.07, "cold_ids": "neighbours"}
+"""What ``"auto"`` takes where items must be ranked from their content (config.py says why for each), measured
+together on amazon-scientific with 10% of the items cold (benchmarks/results/amazon-scientific/COLD_START.md):
+cold/warm Recall@10 0.82 against 0.45 with id_dropout 0.8 alone and 0.25 with the warm settings."""
+WARM_SETTINGS: dict[str, Any] = {"id_dropout": 0.1, "temperature": None, "cold_ids": "none"}
+"""What ``"auto"`` takes where every catalogue item has training events (the leave-one-out benchmarks)."""
 
 
-def resolve_id_dropout(cfg: FusionConfig, data: Dataset) -> tuple[FusionConfig, dict[str, Any] | None]:
-    """``cfg`` with ``id_dropout="auto"`` replaced by a number from the catalogue (not from pilots: the
-    validation cases of a catalogue without cold items cannot tell what it does for them), and a report."""
+def resolve_cold_start(cfg: FusionConfig, data: Dataset) -> tuple[FusionConfig, dict[str, Any] | None]:
+    """``cfg`` with the ``"auto"`` cold-start fields (``COLD_SETTINGS``) replaced from the catalogue, and a
+    report. Decided from the catalogue, not by pilots: the validation cases of a catalogue without cold items
+    cannot tell what these settings do for them, and with cold items a pilot per setting would triple the cost."""
     import numpy as np
 
-    if cfg.id_dropout != "auto":
+    fields = [f for f in COLD_SETTINGS if getattr(cfg, f) == "auto"]
+    if not fields:
         return cfg, None
     n = max(int(data.n_items), 1)
     cold = int(n - np.count_nonzero(np.bincount(data.item_idx, minlength=n)))
     share = cold / n
-    value = COLD_ID_DROPOUT if share >= COLD_CATALOGUE_SHARE else WARM_ID_DROPOUT
+    is_cold = share >= COLD_CATALOGUE_SHARE
+    values = {f: (COLD_SETTINGS if is_cold else WARM_SETTINGS)[f] for f in fields}
     why = (f"{cold} of {n} catalogue items ({share:.1%}) have no training events: "
-           + ("their vectors come from text and attributes alone, so those are trained to stand alone"
-              if value == COLD_ID_DROPOUT else f"below {COLD_CATALOGUE_SHARE:.0%}, the ID embeddings carry the model"))
-    return dataclasses.replace(cfg, id_dropout=value), {"value": value, "cold_items": cold, "catalogue": n, "why": why}
+           + ("they are ranked from text and attributes, so those are trained to stand alone (id_dropout), items are "
+              "scored by cosine (temperature) and a cold item borrows the ID part of its text neighbours (cold_ids)"
+              if is_cold else f"below {COLD_CATALOGUE_SHARE:.0%}, the ID embeddings carry the model"))
+    return dataclasses.replace(cfg, **values), {**values, "cold_items": cold, "catalogue": n, "why": why}
 
 
 def auto_fields(cfg: FusionConfig) -> list[str]:
@@ -63,10 +71,32 @@ def auto_fields(cfg: FusionConfig) -> list[str]:
     return [f for f in AUTO_FIELDS if getattr(cfg, f) == "auto"]
 
 
+SKIP_REASONS = {
+    "use_text": "use_text: the catalogue has no item text",
+    "mixture": "mixture: the model has one view (no context fields, timestamps or user fields), where the "
+               "mixture is one softmax",
+}
+
+
+def n_views(cfg: FusionConfig, data: Dataset) -> int:
+    """How many views the net will have on ``data`` (``FusionNet.view_names``): the sequence, a context view
+    where there are context fields or timestamps, a profile view where there are user fields or user text."""
+    from ctxrec.context import ContextEncoder
+
+    ctx = ContextEncoder(cfg.context).fit(data) if cfg.use_context else None
+    has_context = ctx is not None and bool(ctx.cardinalities or ctx.n_dense)
+    users = data.users
+    has_profile = cfg.use_profile and (bool(data.schema.user_text_fields) or any(
+        users is not None and f in users.columns for f in data.schema.user_attribute_fields))
+    return 1 + int(has_context) + int(has_profile)
+
+
 def flips(cfg: FusionConfig, data: Dataset) -> list[str]:
     """The auto fields a pilot may turn on, cheapest first: text (a projection per item) before the mixture
-    (J softmaxes over the catalogue instead of one); ``use_text`` only where the catalogue has text."""
-    out = [f for f in auto_fields(cfg) if not (f == "use_text" and not data.schema.item_text_fields)]
+    (J softmaxes over the catalogue instead of one); ``use_text`` only where the catalogue has text, the
+    mixture only where there are two views or more (with one it is one softmax: a pilot would measure noise)."""
+    out = [f for f in auto_fields(cfg) if not (f == "use_text" and not data.schema.item_text_fields)
+           and not (f == "mixture" and n_views(cfg, data) == 1)]
     return sorted(out, key=lambda f: f == "mixture")
 
 
@@ -78,16 +108,28 @@ def choose(pilots: list[dict[str, Any]]) -> int:
 
 def resolve(cfg: FusionConfig, data: Dataset, valid: EvalSet | None,
             make: Callable[[FusionConfig], Recommender]) -> tuple[FusionConfig, dict[str, Any] | None]:
-    """``cfg`` with every ``"auto"`` replaced by the value that won its pilot on ``valid``, and a report
-    for ``fit_info["auto"]`` (None when nothing was auto). ``make`` builds a pilot model from a config."""
+    """``cfg`` with every ``"auto"`` decided -- the cold-start settings from the catalogue, then the pilot
+    fields on ``valid`` -- and a report for ``fit_info["auto"]`` (None when nothing was auto)."""
+    cfg, cold = resolve_cold_start(cfg, data)  # before any pilot: the pilots train with these settings
+    cfg, auto = resolve_pilots(cfg, data, valid, make)
+    if cold is not None:
+        auto = {**(auto or {"fields": [], "chosen": {}, "pilots": []}), "cold_start": cold}
+    return cfg, auto
+
+
+def resolve_pilots(cfg: FusionConfig, data: Dataset, valid: EvalSet | None,
+                   make: Callable[[FusionConfig], Recommender]) -> tuple[FusionConfig, dict[str, Any] | None]:
+    """``cfg`` with every pilot field (``AUTO_FIELDS``) replaced by the value that won its pilot on
+    ``valid``, and its report (None when none was auto). ``make`` builds a pilot model from a config."""
     fields = auto_fields(cfg)
     if not fields:
         return cfg, None
     base: dict[str, Any] = dict.fromkeys(fields, False)
     order = flips(cfg, data)
+    skipped = {f: SKIP_REASONS[f] for f in fields if f not in order}  # false without a pilot, and why
     if not order:
         return dataclasses.replace(cfg, **base), {"fields": fields, "chosen": base, "pilots": [],
-                                                  "why": "the catalogue has no item text"}
+                                                  "why": "; ".join(skipped.values())}
     if valid is None or not len(valid):
         fallback: dict[str, Any] = {**base, **dict.fromkeys(order, True)}
         log.warning("%s: decided on validation cases, and this fit has none; taking %s. Pass valid= (ctxrec train "
@@ -120,4 +162,4 @@ def resolve(cfg: FusionConfig, data: Dataset, valid: EvalSet | None,
     return dataclasses.replace(cfg, **base, train=train), {
         "fields": fields, "chosen": base, "epochs": cfg.auto_epochs, "metric": cfg.train.valid_metric,
         "margin": AUTO_MARGIN,
-        "pilots": pilots, "seconds": round(spent, 2)}
+        "pilots": pilots, "seconds": round(spent, 2), **({"why": "; ".join(skipped.values())} if skipped else {})}

@@ -83,14 +83,15 @@ class FusionConfig:
     id_dropout: float | Literal["auto"] = "auto"
     """Probability, per training step and item, of hiding the item's ID embedding, so that the text and
     attribute part of an item vector learns to stand alone (items without training events have only that
-    part). ``"auto"`` (default): ``COLD_ID_DROPOUT`` (0.8) when at least ``COLD_CATALOGUE_SHARE`` (1%) of the
-    catalogue has no training events -- items the model must rank from their content -- else 0.1;
-    ``fit_info["auto"]["id_dropout"]`` says which and why. Measured on amazon-scientific with 10% of the
-    items cold (benchmarks/results/amazon-scientific/COLD_START.md): 0.8 against 0.1 raised cold-target
-    Recall@10 from 0.034 to 0.060 (cold/warm 0.25 -> 0.45) with warm-target NDCG@10 unchanged
-    (0.0890 / 0.0891) and validation Recall@10 +1.9%. The leave-one-out benchmarks have 0-0.3% of the
-    catalogue without training events, so they keep 0.1. A model that will receive new items at serving
-    time (``POST /v1/items``) should set 0.8 itself if its training catalogue has none."""
+    part). ``"auto"`` (default): 0.8 when at least ``auto.COLD_CATALOGUE_SHARE`` (1%) of the catalogue has no
+    training events -- items the model must rank from their content -- else 0.1, decided with
+    ``temperature`` and ``cold_ids`` (``auto.COLD_SETTINGS``); ``fit_info["auto"]["cold_start"]`` says which
+    and why. Measured on amazon-scientific with 10% of the items cold
+    (benchmarks/results/amazon-scientific/COLD_START.md): 0.8 against 0.1 raised cold-target Recall@10 from
+    0.034 to 0.060 (cold/warm 0.25 -> 0.45) with warm-target NDCG@10 unchanged (0.0890 / 0.0891). The
+    leave-one-out benchmarks have 0-0.3% of the catalogue without training events and keep the warm settings.
+    A model that will receive new items at serving time (``POST /v1/items``) and has none in its training
+    catalogue should set the three itself (``id_dropout=0.8``, ``temperature=0.07``, ``cold_ids="neighbours"``)."""
     id_scale: float = 1.0
     """Multiplier of the ID part of item vectors at inference (training always uses 1). Below 1 pulls warm
     items towards their text/attribute vectors, which items without an ID embedding have alone (with a
@@ -98,12 +99,14 @@ class FusionConfig:
     changes it on a fitted model without retraining; ``benchmarks/cold_start.py --id-scales`` measures it.
     Measured on amazon-scientific (id_dropout 0.8): scales 0.25-0.75 raised warm-target recall and lowered
     cold-target recall; 0 (no ID part) gave the highest cold/warm ratio at a 4% warm cost."""
-    cold_ids: Literal["none", "neighbours"] = "none"
+    cold_ids: Literal["auto", "none", "neighbours"] = "auto"
     """Inference-time ID part for items without an ID embedding (no training events, or added at serving
     time). ``neighbours``: the similarity-weighted mean ID part of the ``cold_id_neighbours`` items with one
     whose frozen text vectors are closest (cosine), so a new item borrows the collaborative signal of the
     items its text resembles. Training is unchanged; ``FusionRecommender.set_inference`` switches it on a
-    fitted model."""
+    fitted model. ``"auto"`` (default): ``neighbours`` where the catalogue has cold items (as ``id_dropout``).
+    It pays with cosine scoring (library defaults + ``temperature=0.07``: cold/warm Recall@10 0.64 -> 0.82)
+    and not with raw dot products (id_dropout 0.8: 0.45 -> 0.33), so the two are switched on together."""
     cold_id_neighbours: int = 10
     """Neighbours of ``cold_ids="neighbours"``. amazon-scientific: 3 keeps warm items nearly as they were
     (cold/warm Recall@10 0.77, warm -1.7%), 10 lifts cold items most (0.94, warm -6%), 30 is like 10."""
@@ -119,8 +122,13 @@ class FusionConfig:
     item_vectors: str | None = None
     """Precomputed item vectors (image embeddings, for instance) joining as one more modality: a Parquet
     file with ``item_id`` and ``vector`` (list) columns, or an ``.npz`` with ``ids`` and ``vectors``."""
-    temperature: float | None = None
-    """Score items by cosine similarity / temperature (e.g. 0.07) instead of raw dot products."""
+    temperature: float | Literal["auto"] | None = "auto"
+    """Score items by cosine similarity / temperature (e.g. 0.07) instead of raw dot products (None).
+    ``"auto"`` (default): 0.07 where the catalogue has cold items (as ``id_dropout``), else None. Unit vectors
+    keep an ID-less item's vector on the scale of the trained ones: with 10% of amazon-scientific cold,
+    cold/warm Recall@10 0.45 -> 0.64 at warm-target NDCG@10 -4.7% (0.0890 -> 0.0848), and validation Recall@10
+    -3.3%: the price of reaching the cold items, paid only where there are some. Where every item is warm, raw
+    dot products measured best (leave-one-out amazon-scientific: cosine -7% NDCG@10)."""
     query_weight: float = 0.5
     """A request with a text query is scored ``P(i) = (1 - query_weight) P_model(i) + query_weight
     P_text(i)``: the model's distribution (every view, as without text) mixed with a text-match distribution
@@ -151,8 +159,11 @@ class FusionConfig:
             raise ConfigError(f'id_dropout must be in [0, 1) or "auto", got {self.id_dropout!r}')
         if not 0.0 <= self.id_scale <= 1.0:
             raise ConfigError(f"id_scale must be in [0, 1] (1 = the ID part as trained), got {self.id_scale}")
-        if self.cold_ids not in ("none", "neighbours"):
-            raise ConfigError(f"cold_ids must be 'none' or 'neighbours', got {self.cold_ids!r}")
+        if self.cold_ids not in ("auto", "none", "neighbours"):
+            raise ConfigError(f"cold_ids must be 'auto', 'none' or 'neighbours', got {self.cold_ids!r}")
+        t: object = self.temperature
+        if not (t is None or t == "auto" or (isinstance(t, (int, float)) and not isinstance(t, bool) and t > 0)):
+            raise ConfigError(f'temperature must be > 0 (e.g. 0.07, cosine scoring), None (dot products) or "auto", got {t!r}')
         if self.context_prior_weight is not None and not 0.0 <= self.context_prior_weight < 1.0:
             raise ConfigError(f"context_prior_weight must be in [0, 1) or None (chosen on validation), got {self.context_prior_weight}")
         if self.cold_id_neighbours < 1:
@@ -168,6 +179,13 @@ class FusionConfig:
         if self.id_dropout == "auto":
             raise ConfigError('id_dropout="auto" is decided when the model is fitted; fit it first')
         return float(self.id_dropout)
+
+    @property
+    def temperature_value(self) -> float | None:
+        """``temperature`` once fit has decided it (``"auto"`` is resolved from the catalogue before training)."""
+        if self.temperature == "auto":
+            raise ConfigError('temperature="auto" is decided when the model is fitted; fit it first')
+        return None if self.temperature is None else float(self.temperature)
 
     @property
     def mixture_on(self) -> bool:

@@ -178,7 +178,7 @@ class FusionNet(nn.Module):
 
     def scoring_inputs(self, view_vecs: torch.Tensor, table: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """What g(H) = H E^T multiplies: raw vectors, or unit vectors / temperature (cosine scoring)."""
-        t = self.cfg.temperature
+        t = self.cfg.temperature_value
         if t is None:
             return view_vecs, table
         return F.normalize(view_vecs, dim=-1) / t, F.normalize(table, dim=-1)

@@ -155,12 +155,9 @@ class FusionRecommender(Recommender):
 
     # ================================================================================ training
     def _fit(self, data: Dataset, *, valid: EvalSet | None, run_dir: Path | None) -> None:
-        from ctxrec.models.fusion.auto import resolve, resolve_id_dropout
+        from ctxrec.models.fusion.auto import resolve
 
-        self.config, drop = resolve_id_dropout(self.config, data)  # from the catalogue, before any pilot
-        self.config, auto = resolve(self.config, data, valid, type(self))  # "auto" fields: pilots on validation
-        if drop is not None:
-            auto = {**(auto or {"fields": [], "chosen": {}, "pilots": []}), "id_dropout": drop}
+        self.config, auto = resolve(self.config, data, valid, type(self))  # every "auto" field decided
         self._fitting, self._table_cache = True, None
         try:
             self._fit_net(data, valid=valid, run_dir=run_dir)
@@ -427,6 +424,9 @@ class FusionRecommender(Recommender):
         bad = sorted(set(options) - set(self.INFERENCE_OPTIONS))
         if bad:
             raise ConfigError(f"set_inference cannot change {bad}: only {list(self.INFERENCE_OPTIONS)} (others need a refit)")
+        if options.get("cold_ids") == "auto":
+            raise ConfigError('cold_ids="auto" is decided from the training catalogue when the model is fitted; '
+                              'on a fitted model set "none" or "neighbours"')
         self.config = replace(self.config, **options)  # validates the values
         if self.net is not None:
             self.net.cfg = self.config
