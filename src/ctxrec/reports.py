@@ -15,7 +15,7 @@ def auto_decisions(fit_info: dict[str, Any] | None) -> str:
     parts = [f"{k}={str(v).lower()}" for k, v in (auto.get("chosen") or {}).items()]
     cold = auto.get("cold_start")
     if isinstance(cold, dict):
-        parts += [f"{k}={'none' if cold[k] is None else cold[k]}" for k in ("id_dropout", "temperature", "cold_ids") if k in cold]
+        parts += [f"{k}={str(cold[k]).lower()}" for k in ("use_text", "id_dropout", "temperature", "cold_ids") if k in cold]
     return "decided on your data: " + ", ".join(parts) + " (fit_info.auto in metrics.json says why)" if parts else ""
 
 

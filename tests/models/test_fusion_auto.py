@@ -135,6 +135,20 @@ def test_a_cold_start_setting_given_is_kept() -> None:
     assert "temperature" not in model.fit_info["auto"]["cold_start"]
 
 
+def test_cold_items_take_text_without_a_pilot_and_neighbours_need_text() -> None:
+    """With cold items, ``use_text="auto"`` is true without a pilot (validation targets are nearly all warm,
+    and the cold items have nothing but their content); with text switched off the neighbours, found by
+    text, cannot work, so ``cold_ids`` is "none" and the report says why."""
+    sp = make_split(_catalogue(2), "leave-one-out")
+    model = FusionRecommender(_cfg(mixture=False)).fit(sp.train, valid=sp.valid)
+    cold = model.fit_info["auto"]["cold_start"]
+    assert model.config.use_text is True and cold["use_text"] is True and model.fit_info["auto"]["pilots"] == []
+    assert "use_text=true: the cold items' text" in cold["why"] and model.config.cold_ids == "neighbours"
+    no_text = FusionRecommender(_cfg(use_text=False, mixture=False)).fit(_catalogue(2))
+    assert no_text.config.cold_ids == "none" and "cold_ids=none: neighbours are found by item text, and use_text is " \
+        "false" in no_text.fit_info["auto"]["cold_start"]["why"]
+
+
 @pytest.mark.parametrize("bad", [0, -0.1, "hot", True])
 def test_bad_temperature_is_refused(bad: object) -> None:
     with pytest.raises(ConfigError, match='temperature must be > 0 .* or "auto"'):

@@ -153,11 +153,9 @@ class Recommender(ABC):
                             "wrap a single query in a list")
         typed: list[RecQuery] = []
         for i, q in enumerate(queries):
-            if isinstance(q, str):
-                q = RecQuery(user_id=q)
-            elif not isinstance(q, RecQuery):  # a caller without type checking
+            if not isinstance(q, (str, RecQuery)):  # a caller without type checking
                 raise TypeError(f"query {i} is a {type(q).__name__} ({q!r}); give a RecQuery or a user id string")
-            typed.append(q)
+            typed.append(RecQuery(user_id=q) if isinstance(q, str) else q)
         batch = self.encode_queries(typed)
         cand = None if candidates is None else self.item_vocab.lookup(list(candidates))
         idx, scores = self.recommend_indices(batch, k, exclude_seen=exclude_seen, candidates=cand)

@@ -58,11 +58,21 @@ def resolve_cold_start(cfg: FusionConfig, data: Dataset) -> tuple[FusionConfig, 
     cold = int(n - np.count_nonzero(np.bincount(data.item_idx, minlength=n)))
     share = cold / n
     is_cold = share >= COLD_CATALOGUE_SHARE
-    values = {f: (COLD_SETTINGS if is_cold else WARM_SETTINGS)[f] for f in fields}
+    values: dict[str, Any] = {f: (COLD_SETTINGS if is_cold else WARM_SETTINGS)[f] for f in fields}
     why = (f"{cold} of {n} catalogue items ({share:.1%}) have no training events: "
            + ("they are ranked from text and attributes, so those are trained to stand alone (id_dropout), items are "
               "scored by cosine (temperature) and a cold item borrows the ID part of its text neighbours (cold_ids)"
               if is_cold else f"below {COLD_CATALOGUE_SHARE:.0%}, the ID embeddings carry the model"))
+    has_text = bool(data.schema.item_text_fields)
+    if is_cold and has_text and cfg.use_text == "auto":
+        # No pilot: validation targets are nearly all warm items, which need no text, while the cold items
+        # have nothing else (and the neighbours of cold_ids are found by text).
+        values["use_text"] = True
+        why += "; use_text=true: the cold items' text is what they are ranked from"
+    if values.get("cold_ids") == "neighbours" and not (has_text and (cfg.use_text is True or values.get("use_text"))):
+        values["cold_ids"] = "none"
+        why += ("; cold_ids=none: neighbours are found by item text, and "
+                + ("the catalogue has none" if not has_text else "use_text is false"))
     return dataclasses.replace(cfg, **values), {**values, "cold_items": cold, "catalogue": n, "why": why}
 
 
