@@ -13,6 +13,9 @@ L2-normalised rows as an ``.npz`` with ``ids`` and ``vectors``:
     python benchmarks/run.py --dataset amazon-scientific --model fusion ... \\
         --set item_vectors=runs/lexical/amazon-scientific-256.npz
 
+The fusion model computes the same vectors itself with ``--set lexical_dim=256`` (and gives items added at
+serving time theirs); this script writes them to a file, for other models or to inspect them.
+
 Unsupervised on the catalogue's text only (no interaction, no split is read), so the vectors carry no
 information from the validation or test targets.
 """
@@ -26,18 +29,15 @@ import numpy as np
 
 
 def lexical_vectors(texts: list[str], dim: int, seed: int = 0) -> np.ndarray:
-    """(n, dim) L2-normalised truncated-SVD rows of word (1-2) + char_wb (3-5) n-gram TF-IDF."""
-    from scipy.sparse import hstack
-    from sklearn.decomposition import TruncatedSVD
-    from sklearn.feature_extraction.text import TfidfVectorizer
+    """(n, dim) L2-normalised truncated-SVD rows of word (1-2) + char_wb (3-5) n-gram TF-IDF: the library's
+    ``ctxrec.text.lexical.LexicalEncoder``, which the fusion model's ``lexical_dim`` also uses."""
+    from ctxrec.text.lexical import LexicalEncoder
 
-    words = TfidfVectorizer(ngram_range=(1, 2), min_df=2, sublinear_tf=True).fit_transform(texts)
-    chars = TfidfVectorizer(analyzer="char_wb", ngram_range=(3, 5), min_df=2, sublinear_tf=True).fit_transform(texts)
-    x = hstack([words, chars]).tocsr()
-    if dim >= min(x.shape):
-        raise SystemExit(f"--dim {dim} must be below min(items, n-gram features) = {min(x.shape)}")
-    v = TruncatedSVD(dim, random_state=seed).fit_transform(x).astype(np.float32)
-    return v / np.linalg.norm(v, axis=1, keepdims=True).clip(1e-12)  # an item without text stays all zero
+    enc = LexicalEncoder(dim)
+    vecs = enc.fit_transform(texts, seed=seed)
+    if enc.dim < dim:
+        raise SystemExit(f"--dim {dim} must be below min(items, n-gram features) = {enc.dim + 1}")
+    return vecs
 
 
 def main(argv: list[str] | None = None) -> Path:

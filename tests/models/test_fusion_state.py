@@ -148,3 +148,28 @@ def test_length_groups_sort_and_bound_the_padding() -> None:
     assert groups == [[3, 1, 6], [2, 7, 4], [5, 0]]
     for g in groups:
         assert max(lengths[i] for i in g) <= 1.25 * min(lengths[i] for i in g) + 8
+
+
+def test_lexical_vectors_are_fitted_saved_and_given_to_new_items(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """``lexical_dim``: the item table gets n-gram vectors of each item's text; the saved model holds the
+    encoder (no pickle) and scores the same after loading; an item added later gets its vector from the
+    same n-grams and projection, in the loaded model as in the fitted one."""
+    model = fit(lexical_dim=8)
+    assert model.lexical is not None and model.net is not None and model.spec is not None
+    assert model.spec.extra_dim == model.lexical.dim == 8
+    table = model.net.extra_vectors[1:].numpy()
+    np.testing.assert_allclose(np.linalg.norm(table, axis=1), 1.0, rtol=1e-5)
+    model.save(tmp_path / "m")
+    loaded = FusionRecommender.load(tmp_path / "m")
+    assert loaded.lexical is not None
+    q = [RecQuery(user_id=u) for u in model.user_vocab.ids[:5]]  # type: ignore[union-attr]
+    np.testing.assert_allclose(loaded.score(loaded.encode_queries(q)), model.score(model.encode_queries(q)), rtol=1e-5)
+    new = pd.DataFrame({"item_id": ["new0"], "title": [str(DATA.items["title"].iloc[0])],
+                        "description": ["new edition"], "genre": ["genre_1"]})
+    for m in (model, loaded):
+        (row,) = m.add_items(new)
+        got = m.net.extra_vectors[row + 1].numpy()  # type: ignore[union-attr]
+        assert np.linalg.norm(got) == pytest.approx(1.0, rel=1e-5)
+    np.testing.assert_array_equal(model.net.extra_vectors[-1].numpy(), loaded.net.extra_vectors[-1].numpy())  # type: ignore[union-attr]
+    with pytest.raises(Exception, match="lexical_dim must be >= 0"):
+        FusionConfig(lexical_dim=-1)

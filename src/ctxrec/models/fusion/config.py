@@ -122,6 +122,15 @@ class FusionConfig:
     item_vectors: str | None = None
     """Precomputed item vectors (image embeddings, for instance) joining as one more modality: a Parquet
     file with ``item_id`` and ``vector`` (list) columns, or an ``.npz`` with ``ids`` and ``vectors``."""
+    lexical_dim: int = 0
+    """Lexical item vectors of this many dimensions (0 = none): TF-IDF over the rendered item text's word 1-2
+    and character 3-5 grams, reduced by a truncated SVD (``ctxrec.text.lexical``), fitted on the catalogue's
+    text at fit time and joining the item table like ``item_vectors``; items added at serving time get theirs
+    from the saved n-grams and projection. They keep the exact tokens a sentence encoder blurs (model numbers,
+    sizes, brand spellings). amazon-scientific, headline config, 3 seeds: NDCG@10 0.0918 with 256 against
+    0.0895 with MiniLM alone (+2.6%) and 0.0869 without text. Off by default until measured on more than that
+    one catalogue; the saved model holds the SVD components (about 58 MB for amazon-scientific's 56k n-grams
+    at 256 dimensions)."""
     temperature: float | Literal["auto"] | None = "auto"
     """Score items by cosine similarity / temperature (e.g. 0.07) instead of raw dot products (None).
     ``"auto"`` (default): 0.07 where the catalogue has cold items (as ``id_dropout``), else None. Unit vectors
@@ -166,6 +175,8 @@ class FusionConfig:
             raise ConfigError(f'temperature must be > 0 (e.g. 0.07, cosine scoring), None (dot products) or "auto", got {t!r}')
         if self.context_prior_weight is not None and not 0.0 <= self.context_prior_weight < 1.0:
             raise ConfigError(f"context_prior_weight must be in [0, 1) or None (chosen on validation), got {self.context_prior_weight}")
+        if self.lexical_dim < 0:
+            raise ConfigError(f"lexical_dim must be >= 0 (0 = no lexical vectors, e.g. 256), got {self.lexical_dim}")
         if self.cold_id_neighbours < 1:
             raise ConfigError(f"cold_id_neighbours must be >= 1, got {self.cold_id_neighbours}")
         if not 0.0 <= self.query_weight <= 1.0:

@@ -54,6 +54,7 @@ from ctxrec.training.loop import pick_device
 if TYPE_CHECKING:
     from ctxrec.data.dataset import Dataset
     from ctxrec.data.splits import EvalSet
+    from ctxrec.text.lexical import LexicalEncoder
 
 _STRUCTURE = [0]
 """Bumped whenever any module registers (or replaces) a parameter, buffer or submodule: the cached list of a
@@ -102,6 +103,8 @@ class FusionRecommender(Recommender):
         self._net_tensors: tuple[int, int, list[torch.Tensor]] | None = None  # (structure, id(net), tensors)
         self._fitting = False
         self.attr_vocab: dict[str, int] = {}  # "field=value" -> attribute id, for items added at serving time
+        self.lexical: LexicalEncoder | None = None  # lexical_dim: n-gram vectors of item text, for new items too
+        self._lexical_meta: dict[str, Any] | None = None  # a loaded model's, until _load_state has its arrays
 
     # ================================================================================ features
     def _text_encoder_instance(self) -> Any:
@@ -182,6 +185,14 @@ class FusionRecommender(Recommender):
         else:
             attrs, n_attr = np.zeros((data.n_items + 1, 1), np.int64), 0
         extra = load_item_vectors(cfg.item_vectors, data.item_vocab.ids) if cfg.item_vectors else None
+        self.lexical = None
+        if cfg.lexical_dim:  # the lexical vectors join the item_vectors file's (one projection of both)
+            from ctxrec.text.lexical import LexicalEncoder
+            from ctxrec.text.templates import item_texts
+
+            self.lexical = LexicalEncoder(cfg.lexical_dim)
+            lex = self.lexical.fit_transform(item_texts(data, cfg.item_text))
+            extra = lex if extra is None else np.hstack([extra, lex])
         self.ctx_encoder = ContextEncoder(cfg.context).fit(data)
         self.user_profile, self.profile_vocabs = profile_matrix(data, cfg.use_profile)
         self.user_text_vectors = None
@@ -464,11 +475,15 @@ class FusionRecommender(Recommender):
                 if self.popularity is not None:
                     self.popularity = np.concatenate([self.popularity, np.zeros(grow, self.popularity.dtype)])
             rows = torch.from_numpy(idx + 1)
-            if net.text_proj is not None and self.spec.text_dim:
+            if (net.text_proj is not None and self.spec.text_dim) or self.lexical is not None:
                 tc = self.config.item_text
                 fields, missing = _fields(tc, self.schema.item_text_fields if self.schema else ())
                 texts = render_texts(frame, fields, tc.template, sep=tc.sep, list_sep=tc.list_sep, missing=missing, kind="item")
+            if net.text_proj is not None and self.spec.text_dim:
                 net.text_vectors[rows] = torch.from_numpy(np.asarray(self._encode_texts(texts), np.float32)).to(net.text_vectors.device)
+            if self.lexical is not None:  # the item_vectors file's part of a new item stays zero
+                lex = self.lexical.transform(texts)
+                net.extra_vectors[rows, -lex.shape[1]:] = torch.from_numpy(lex).to(net.extra_vectors.device)
             attrs = new_item_attributes(frame, self.schema.item_attribute_fields if self.schema else (), self.attr_vocab,
                                         net.attr_ids.shape[1])
             net.attr_ids[rows] = torch.from_numpy(attrs).to(net.attr_ids.device)
@@ -497,7 +512,7 @@ class FusionRecommender(Recommender):
         assert self.spec is not None and self.ctx_encoder is not None
         return {"spec": self.spec.__dict__, "context_encoder": self.ctx_encoder.to_dict(),
                 "event_types": self.event_types, "profile_vocabs": self.profile_vocabs, "attr_vocab": self.attr_vocab,
-                "ctx_texts": self.ctx_texts}
+                "ctx_texts": self.ctx_texts, **({"lexical": self.lexical.to_meta()} if self.lexical is not None else {})}
 
     def _load_meta(self, meta: dict[str, Any]) -> None:
         self.spec = NetSpec(**meta["spec"])
@@ -506,6 +521,7 @@ class FusionRecommender(Recommender):
         self.profile_vocabs = {k: dict(v) for k, v in meta["profile_vocabs"].items()}
         self.ctx_texts = {str(k): int(v) for k, v in meta.get("ctx_texts", {}).items()}
         self.attr_vocab = dict(meta.get("attr_vocab", {}))
+        self._lexical_meta = meta.get("lexical")  # rebuilt with its arrays in _load_state
 
     def _state(self) -> dict[str, np.ndarray]:
         assert self.net is not None and self.popularity is not None and self.user_profile is not None
@@ -516,6 +532,8 @@ class FusionRecommender(Recommender):
         state["hist_ctx_ids"], state["hist_ctx_dense"], state["hist_events"] = self.hist_ctx_ids, self.hist_ctx_dense, self.hist_events
         if self.user_text_vectors is not None:
             state["user_text_vectors"] = self.user_text_vectors
+        if self.lexical is not None:
+            state.update({f"lexical.{k}": v for k, v in self.lexical.to_state().items()})
         return state
 
     def _load_state(self, state: dict[str, np.ndarray]) -> None:
@@ -524,6 +542,11 @@ class FusionRecommender(Recommender):
         self.user_profile = state.pop("user_profile")
         self.hist_ctx_ids, self.hist_ctx_dense, self.hist_events = state.pop("hist_ctx_ids"), state.pop("hist_ctx_dense"), state.pop("hist_events")
         self.user_text_vectors = state.pop("user_text_vectors", None)
+        lexical = {k.split(".", 1)[1]: state.pop(k) for k in [k for k in state if k.startswith("lexical.")]}
+        if self._lexical_meta is not None:
+            from ctxrec.text.lexical import LexicalEncoder
+
+            self.lexical = LexicalEncoder.from_saved(self._lexical_meta, lexical)
         self.net = FusionNet(self.spec, self.config)
         weights = {k[4:]: torch.from_numpy(v) for k, v in state.items()}
         # Saved before the redesign: the retired cold prior's offset (always 0 unless cold_prior="fit",
