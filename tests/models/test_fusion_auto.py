@@ -149,14 +149,6 @@ def test_cold_items_take_text_without_a_pilot_and_neighbours_need_text() -> None
         "false" in no_text.fit_info["auto"]["cold_start"]["why"]
 
 
-@pytest.mark.parametrize("bad", [0, -0.1, "hot", True])
-def test_bad_temperature_is_refused(bad: object) -> None:
-    with pytest.raises(ConfigError, match='temperature must be > 0 .* or "auto"'):
-        FusionConfig(temperature=bad)  # type: ignore[arg-type]  # the wrong value under test
-    with pytest.raises(ConfigError, match="fit it first"):
-        _ = FusionConfig().temperature_value
-
-
 def test_cold_ids_auto_cannot_be_set_on_a_fitted_model() -> None:
     model = FusionRecommender(_cfg(use_text=True, mixture=False)).fit(_catalogue(0))
     with pytest.raises(ConfigError, match='cold_ids="auto" is decided .* set "none" or "neighbours"'):
@@ -165,12 +157,15 @@ def test_cold_ids_auto_cannot_be_set_on_a_fitted_model() -> None:
     assert model.config.cold_ids == "neighbours"
 
 
-@pytest.mark.parametrize("bad", ["sometimes", 1.0, -0.1, True])
-def test_bad_id_dropout_is_refused(bad: object) -> None:
-    with pytest.raises(ConfigError, match='id_dropout must be in \\[0, 1\\) or "auto"'):
-        FusionConfig(id_dropout=bad)  # type: ignore[arg-type]  # the wrong value under test
+@pytest.mark.parametrize(("field", "bad", "message"), [
+    *[("id_dropout", b, 'id_dropout must be in \\[0, 1\\) or "auto"') for b in ("sometimes", 1.0, -0.1, True)],
+    *[("temperature", b, 'temperature must be > 0 .* or "auto"') for b in (0, -0.1, "hot", True)],
+])
+def test_bad_cold_start_values_are_refused(field: str, bad: object, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        FusionConfig(**{field: bad})  # type: ignore[arg-type]  # the wrong value under test
     with pytest.raises(ConfigError, match="fit it first"):
-        _ = FusionConfig().id_dropout_value
+        _ = getattr(FusionConfig(), f"{field}_value")
 
 
 def test_one_view_takes_no_mixture_pilot() -> None:
