@@ -196,3 +196,12 @@ def test_check_unknown_keys_names_the_kind_of_file_and_the_path() -> None:
     with pytest.raises(ConfigError, match=r"unknown mapping key stages\[0\]\.'lrr' for Optim; known keys: betas, lr, schedule"):
         check_unknown_keys(Pipeline, {"stages": [{"lrr": 1}]}, what="mapping")
     check_unknown_keys(Pipeline, {"stages": [{"lr": 1}], "named": {"a": {"betas": [1, 2]}}})  # all known: no error
+
+
+def test_none_spelled_as_a_word_gets_the_null_hint() -> None:
+    """``--set temperature=none`` reaches the config as the string "none": the error says to write null."""
+    from ctxrec.models.fusion import FusionConfig
+
+    with pytest.raises(ConfigError, match="write null"):
+        from_dict(FusionConfig, {"temperature": "none"})
+    assert from_dict(FusionConfig, {"temperature": None}).temperature is None

@@ -95,6 +95,8 @@ def from_dict(cls: type[T], data: dict[str, Any]) -> T:
         problems = "; ".join(
             f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']} (got {e.get('input')!r})" for e in exc.errors()
         )
+        if any(isinstance(e.get("input"), str) and e["input"].lower() == "none" for e in exc.errors()):
+            problems += "; for no value write null (key=null on the command line, null in JSON, omit it in TOML)"
         raise ConfigError(f"invalid {cls.__name__} config: {problems}") from None
 
 
