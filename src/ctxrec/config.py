@@ -96,7 +96,7 @@ def from_dict(cls: type[T], data: dict[str, Any]) -> T:
             f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']} (got {e.get('input')!r})" for e in exc.errors()
         )
         if any(isinstance(e.get("input"), str) and e["input"].lower() == "none" for e in exc.errors()):
-            problems += "; for no value write null (key=null on the command line, null in JSON, omit it in TOML)"
+            problems += "; for no value write null (key=null on the command line, null in JSON; TOML has no null: use --set key=null)"
         raise ConfigError(f"invalid {cls.__name__} config: {problems}") from None
 
 
