@@ -71,6 +71,18 @@ def test_every_config_error_comes_before_the_data(tmp_path: Path, change: dict, 
     assert list(tmp_path.iterdir()) == []
 
 
+def test_a_missing_item_vectors_file_is_said_before_the_data(tmp_path: Path) -> None:
+    """The file a model reads at fit time is checked with the config, not after minutes of loading."""
+    from ctxrec.errors import InputFileNotFoundError
+
+    raw = {"dataset": "no-such-dataset", "model": "fusion", "model_config": {"item_vectors": str(tmp_path / "v.npz")}}
+    with pytest.raises(InputFileNotFoundError, match=r"item_vectors file '.*v\.npz' does not exist"):
+        experiment_from_dict(raw)
+    with pytest.raises(InputFileNotFoundError, match="does not exist"):
+        run_experiment(ExperimentConfig(**raw), tmp_path / "run")
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_a_failed_run_leaves_no_folder_and_keeps_an_earlier_one(tmp_path: Path) -> None:
     log = _repeat_log().assign(timestamp=float("nan"))  # a temporal split needs timestamps: fails after staging
     data = Dataset.from_frames(log, schema=DatasetSchema(repeat_consumption=True), name="no-times")

@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ctxrec.config import apply_overrides, from_dict, load_file, to_dict
-from ctxrec.errors import ConfigError, DataError
+from ctxrec.errors import ConfigError, DataError, InputFileNotFoundError
 
 if TYPE_CHECKING:
     from ctxrec.data.dataset import Dataset
@@ -254,7 +254,12 @@ def check_experiment(cfg: ExperimentConfig) -> Any:
 
     if cfg.split not in SPLITS:
         raise ConfigError(f"unknown split {cfg.split!r}; choose one of {sorted(SPLITS)}")
-    return from_dict(get_model_class(cfg.model).config_class, cfg.model_config)
+    model_cfg = from_dict(get_model_class(cfg.model).config_class, cfg.model_config)
+    vectors = getattr(model_cfg, "item_vectors", None)  # a file the model reads at fit time: missing = say so now
+    if vectors and not Path(vectors).expanduser().is_file():
+        raise InputFileNotFoundError(f"item_vectors file {vectors!r} does not exist; give a Parquet file with item_id "
+                                     "and vector columns, or an .npz with ids and vectors")
+    return model_cfg
 
 
 def experiment_from_dict(d: dict[str, Any]) -> ExperimentConfig:
