@@ -254,7 +254,7 @@ def check_experiment(cfg: ExperimentConfig) -> Any:
 
     if cfg.split not in SPLITS:
         raise ConfigError(f"unknown split {cfg.split!r}; choose one of {sorted(SPLITS)}")
-    model_cfg = from_dict(get_model_class(cfg.model).config_class, cfg.model_config)
+    model_cfg: Any = from_dict(get_model_class(cfg.model).config_class, cfg.model_config)
     vectors = getattr(model_cfg, "item_vectors", None)  # a file the model reads at fit time: missing = say so now
     if vectors and not Path(vectors).expanduser().is_file():
         raise InputFileNotFoundError(f"item_vectors file {vectors!r} does not exist; give a Parquet file with item_id "

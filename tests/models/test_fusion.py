@@ -325,7 +325,8 @@ def test_id_scale_rescales_only_the_id_part_at_inference(tmp_path) -> None:
 def test_cold_ids_borrow_the_id_part_of_text_neighbours(tmp_path) -> None:
     """``cold_ids="neighbours"``: an item without an ID embedding gets the similarity-weighted ID part of
     the warm items whose text is closest; with one neighbour and the same text as A1 it becomes A1's
-    vector. Training tables never include it; the switch travels with a saved model."""
+    vector. Training builds the same rows: a cold item, and a warm item whose ID part is dropped, take
+    their text neighbours' mean ID part (never their own); the switch travels with a saved model."""
     from ctxrec.errors import ConfigError
     from ctxrec.models import load_model
 
@@ -349,8 +350,19 @@ def test_cold_ids_borrow_the_id_part_of_text_neighbours(tmp_path) -> None:
     assert int((w.abs() > 1e-3).sum()) == 3 and float(w.sum()) == pytest.approx(1.0, abs=1e-3) and bool((w > -1e-3).all())
     with torch.no_grad():
         net.train()
-        torch.testing.assert_close(net.item_table()[new], plain[new], atol=1e-5, rtol=0)
+        torch.manual_seed(0)
+        train_table = net.item_table()
+        torch.manual_seed(0)
+        keep = (torch.rand(len(ids), 1) >= net.cfg.id_dropout_value).float() * net.has_id
         net.eval()
+    rows, nb, w = net._neighbours(training=True)
+    assert bool((nb != rows.unsqueeze(1)).all()) and bool((net.has_id[nb] > 0).all())  # warm, never itself
+    borrowed_ids = torch.zeros_like(ids).index_copy(0, rows, (w.unsqueeze(-1) * ids[nb]).sum(1))
+    content = plain - ids  # text and attribute parts
+    want = content + ids * keep + borrowed_ids * (1 - keep)
+    torch.testing.assert_close(train_table[1:], want[1:], atol=1e-5, rtol=0)
+    assert 0 < int(keep[1:new].sum()) < new - 1  # some warm rows kept their ID part, some borrowed
+    torch.testing.assert_close(train_table[new], model._eval_item_table()[new], atol=1e-5, rtol=0)  # as inferred
     model.save(tmp_path / "m")
     again = load_model(tmp_path / "m")
     assert again.config.cold_ids == "neighbours" and again.config.cold_id_neighbours == 3

@@ -149,6 +149,20 @@ def test_cold_items_take_text_without_a_pilot_and_neighbours_need_text() -> None
         "false" in no_text.fit_info["auto"]["cold_start"]["why"]
 
 
+def test_above_the_training_neighbour_limit_dropped_ids_train_as_none_and_the_report_says_so(monkeypatch) -> None:
+    """The all-items neighbour search of training is skipped on a huge catalogue; that is said, not silent."""
+    from ctxrec.models.fusion import net
+
+    cfg = _cfg(use_text=True, mixture=False, train=TrainConfig(max_epochs=1, progress=False))
+    small = FusionRecommender(cfg).fit(_catalogue(2))
+    assert "trains as none" not in small.fit_info["auto"]["cold_start"]["why"]
+    assert small.net is not None and small.net._nb_cache.get(True) is not None  # trained with neighbours
+    monkeypatch.setattr(net, "TRAIN_NEIGHBOURS_MAX_ITEMS", 5)
+    big = FusionRecommender(cfg).fit(_catalogue(2))
+    assert "above 5 items a dropped ID part trains as none" in big.fit_info["auto"]["cold_start"]["why"]
+    assert big.net is not None and big.net._nb_cache.get(True) is None and big.config.cold_ids == "neighbours"
+
+
 def test_cold_ids_auto_cannot_be_set_on_a_fitted_model() -> None:
     model = FusionRecommender(_cfg(use_text=True, mixture=False)).fit(_catalogue(0))
     with pytest.raises(ConfigError, match='cold_ids="auto" is decided .* set "none" or "neighbours"'):

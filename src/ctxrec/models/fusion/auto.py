@@ -40,8 +40,8 @@ and score for them (``COLD_SETTINGS``)."""
 COLD_SETTINGS: dict[str, Any] = {"id_dropout": 0.8, "temperature": 0.07, "cold_ids": "neighbours"}
 """What ``"auto"`` takes where items must be ranked from their content (config.py says why for each), measured
 together on amazon-scientific with 10% of the items cold (benchmarks/results/amazon-scientific/COLD_START.md):
-cold/warm Recall@10 0.71 +- 0.12 over three training seeds (0.82 / 0.72 / 0.58) against 0.45 with id_dropout 0.8
-alone and 0.25 with the warm settings (one seed each)."""
+cold/warm Recall@10 0.75 +- 0.05 over three training seeds (0.73 / 0.81 / 0.72; 0.71 +- 0.12 before dropped IDs
+trained as text neighbours) against 0.45 with id_dropout 0.8 alone and 0.25 with the warm settings (one seed each)."""
 WARM_SETTINGS: dict[str, Any] = {"id_dropout": 0.1, "temperature": None, "cold_ids": "none"}
 """What ``"auto"`` takes where every catalogue item has training events (the leave-one-out benchmarks)."""
 
@@ -74,6 +74,12 @@ def resolve_cold_start(cfg: FusionConfig, data: Dataset) -> tuple[FusionConfig, 
         values["cold_ids"] = "none"
         why += ("; cold_ids=none: neighbours are found by item text, and "
                 + ("the catalogue has none" if not has_text else "use_text is false"))
+    if values.get("cold_ids") == "neighbours":
+        from ctxrec.models.fusion.net import TRAIN_NEIGHBOURS_MAX_ITEMS
+
+        if n > TRAIN_NEIGHBOURS_MAX_ITEMS:
+            why += (f"; above {TRAIN_NEIGHBOURS_MAX_ITEMS:,} items a dropped ID part trains as none, not as its text "
+                    "neighbours' mean (the all-items search would cost too much)")
     return dataclasses.replace(cfg, **values), {**values, "cold_items": cold, "catalogue": n, "why": why}
 
 

@@ -103,10 +103,15 @@ class FusionConfig:
     """Inference-time ID part for items without an ID embedding (no training events, or added at serving
     time). ``neighbours``: the similarity-weighted mean ID part of the ``cold_id_neighbours`` items with one
     whose frozen text vectors are closest (cosine), so a new item borrows the collaborative signal of the
-    items its text resembles. Training is unchanged; ``FusionRecommender.set_inference`` switches it on a
-    fitted model. ``"auto"`` (default): ``neighbours`` where the catalogue has cold items (as ``id_dropout``).
-    It pays with cosine scoring (library defaults + ``temperature=0.07``: cold/warm Recall@10 0.64 -> 0.82, one model)
-    and not with raw dot products (id_dropout 0.8: 0.45 -> 0.33), so the two are switched on together."""
+    items its text resembles. Set when fitting, training builds the same rows: an item whose ID part
+    ``id_dropout`` drops takes its text neighbours' mean ID part instead of none (never its own), so the model
+    learns to rank exactly what a cold item will be (amazon-scientific, 10% cold, 3 training seeds: cold/warm
+    Recall@10 0.71 +- 0.12 -> 0.75 +- 0.05, cold 0.090 -> 0.098, warm unchanged; about 10 ms per step at 4.4k
+    items on one core; catalogues above ``net.TRAIN_NEIGHBOURS_MAX_ITEMS`` train with none).
+    ``FusionRecommender.set_inference`` switches it on a fitted model (inference only). ``"auto"`` (default):
+    ``neighbours`` where the catalogue has cold items (as ``id_dropout``). It pays with cosine scoring (library
+    defaults + ``temperature=0.07``: cold/warm Recall@10 0.64 -> 0.82, one model) and not with raw dot products
+    (id_dropout 0.8: 0.45 -> 0.33), so the two are switched on together."""
     cold_id_neighbours: int = 10
     """Neighbours of ``cold_ids="neighbours"``. amazon-scientific: 3 keeps warm items nearly as they were
     (cold/warm Recall@10 0.77, warm -1.7%), 10 lifts cold items most (0.94, warm -6%), 30 is like 10."""

@@ -17,6 +17,10 @@ from ctxrec.models.fusion.config import FusionConfig
 from ctxrec.models.fusion.context_head import ContextHead
 from ctxrec.models.layers import CausalBlock, small_init
 
+TRAIN_NEIGHBOURS_MAX_ITEMS = 100_000
+"""Largest catalogue whose dropped ID parts train as their text neighbours' mean (``cold_ids="neighbours"``):
+the search compares every item with every warm one once per fit (items x warm items x text width)."""
+
 
 @dataclass
 class NetSpec(FeatureShapes):
@@ -76,7 +80,7 @@ class FusionNet(nn.Module):
         # 1 for items with training events. Items without (cold, or added after training) use text and
         # attributes only: an untrained ID row would otherwise carry the "never a target" push-down.
         self.register_buffer("has_id", torch.zeros(n, 1), persistent=True)
-        self._nb_cache: tuple[tuple[object, ...], tuple[torch.Tensor, torch.Tensor, torch.Tensor]] | None = None  # cold_ids search
+        self._nb_cache: dict[bool, tuple[tuple[object, ...], tuple[torch.Tensor, torch.Tensor, torch.Tensor]]] = {}  # cold_ids search
         self.bos = nn.Parameter(torch.randn(d) * 0.02)
         self.pos_emb = nn.Embedding(cfg.max_len, d)
         nn.init.normal_(self.pos_emb.weight, std=0.02)
@@ -123,7 +127,12 @@ class FusionNet(nn.Module):
             ids = self.id_emb.weight * self.has_id if has_content else self.id_emb.weight
             if self.training and has_content and self.cfg.id_dropout_value > 0:
                 keep = (torch.rand(ids.shape[0], 1, device=ids.device) >= self.cfg.id_dropout_value).to(ids.dtype)
-                ids = ids * keep
+                if (self.cfg.cold_ids == "neighbours" and self.text_proj is not None
+                        and self.spec.n_items <= TRAIN_NEIGHBOURS_MAX_ITEMS):
+                    # Train as cold items are scored: a dropped ID part becomes its text neighbours' mean.
+                    ids = ids * keep + self._neighbour_ids(ids, training=True) * (1 - keep * self.has_id)
+                else:
+                    ids = ids * keep
             elif not self.training and self.cfg.id_scale != 1.0 and has_content:
                 ids = ids * self.cfg.id_scale
             if not self.training and self.cfg.cold_ids == "neighbours" and self.text_proj is not None:
@@ -138,43 +147,49 @@ class FusionNet(nn.Module):
         table = torch.stack(parts).sum(0)
         return table * (torch.arange(table.shape[0], device=table.device) > 0).unsqueeze(-1).to(table.dtype)
 
-    def _neighbour_ids(self, ids: torch.Tensor) -> torch.Tensor:
-        """(V, D): for rows without an ID embedding, the mean of ``ids`` over the k rows with one whose text
-        vectors are most cosine-similar, weighted by the (non-negative) similarity; zeros elsewhere."""
-        cold_idx, nb, w = self._neighbours()
+    def _neighbour_ids(self, ids: torch.Tensor, training: bool = False) -> torch.Tensor:
+        """(V, D): for rows without an ID embedding (``training``: for every row), the mean of ``ids`` over the
+        k other rows with one whose text vectors are most cosine-similar, weighted by the (non-negative)
+        similarity; zeros elsewhere."""
+        rows, nb, w = self._neighbours(training)
         out = torch.zeros_like(ids)
-        if len(cold_idx):
-            out[cold_idx] = (w.unsqueeze(-1) * ids[nb]).sum(1)
+        if len(rows):
+            out = out.index_copy(0, rows, (w.unsqueeze(-1) * ids[nb]).sum(1))
         return out
 
-    def _neighbours(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """(cold rows (C,), their k warm neighbour rows (C, k), weights (C, k)). The search depends only on
+    def _neighbours(self, training: bool = False) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(query rows (C,), their k warm neighbour rows (C, k), weights (C, k)). Queries: the cold rows, or
+        while training every item row (a row is never its own neighbour). The search depends only on
         ``has_id`` and the frozen text vectors, so it runs again only when those change (``add_items``),
-        not on every table build (every validation batch while fitting)."""
-        key = (id(self.has_id), self.has_id._version, id(self.text_vectors), self.text_vectors._version,
+        not on every table build (every training step, every validation batch)."""
+        key = (training, id(self.has_id), self.has_id._version, id(self.text_vectors), self.text_vectors._version,
                self.cfg.cold_id_neighbours)
-        if self._nb_cache is not None and self._nb_cache[0] == key:
-            return self._nb_cache[1]
+        cached = self._nb_cache.get(training)
+        if cached is not None and cached[0] == key:
+            return cached[1]
         warm = self.has_id[:, 0] > 0
-        cold = ~warm
-        cold[0] = False  # padding
-        warm_idx, cold_idx = warm.nonzero().squeeze(1), cold.nonzero().squeeze(1)
-        if not len(warm_idx):
-            cold_idx = cold_idx[:0]
-        k = max(1, min(self.cfg.cold_id_neighbours, len(warm_idx)))
-        nb = torch.zeros(len(cold_idx), k, dtype=torch.long, device=self.has_id.device)
-        w = torch.zeros(len(cold_idx), k, device=self.has_id.device)
+        query = torch.ones_like(warm) if training else ~warm
+        query[0] = False  # padding
+        warm_idx, q_idx = warm.nonzero().squeeze(1), query.nonzero().squeeze(1)
+        if not len(warm_idx) or (training and len(warm_idx) < 2):
+            q_idx = q_idx[:0]
+        k = max(1, min(self.cfg.cold_id_neighbours, len(warm_idx) - int(training)))
+        nb = torch.zeros(len(q_idx), k, dtype=torch.long, device=self.has_id.device)
+        w = torch.zeros(len(q_idx), k, device=self.has_id.device)
         text = F.normalize(self.text_vectors, dim=-1)
         warm_text = text[warm_idx]  # (W, Dt)
         chunk = max(1, (1 << 24) // max(1, len(warm_idx)))  # bounds the (chunk, W) similarity block
-        for start in range(0, len(cold_idx), chunk):
+        for start in range(0, len(q_idx), chunk):
             rows = slice(start, start + chunk)
-            sim, j = (text[cold_idx[rows]] @ warm_text.T).topk(k, dim=1)  # (C, k)
+            sim = text[q_idx[rows]] @ warm_text.T  # (C, W)
+            if training:  # a warm query row is not its own neighbour
+                sim = sim.masked_fill(q_idx[rows].unsqueeze(1) == warm_idx.unsqueeze(0), float("-inf"))
+            sim, j = sim.topk(k, dim=1)  # (C, k)
             sim = sim.clamp(min=0)
             w[rows] = sim / sim.sum(1, keepdim=True).clamp(min=1e-12)  # an item without text (all 0) gets no ID part
             nb[rows] = warm_idx[j]
-        self._nb_cache = (key, (cold_idx, nb, w))
-        return cold_idx, nb, w
+        self._nb_cache[training] = (key, (q_idx, nb, w))
+        return q_idx, nb, w
 
     def scoring_inputs(self, view_vecs: torch.Tensor, table: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """What g(H) = H E^T multiplies: raw vectors, or unit vectors / temperature (cosine scoring)."""
