@@ -11,6 +11,9 @@ folder finished with the same experiment config instead of training it again:
     OMP_NUM_THREADS=1 python benchmarks/run.py --dataset ml-1m --model fusion --name fusion-default --seeds 3 --only-seed 43 &
     python benchmarks/run.py --dataset ml-1m --model fusion --name fusion-default --seeds 3 --reuse-seeds
 
+A seed stopped before it finished (killed, or the sitting ended) continues from its last checkpoint with
+the same command plus ``--resume``.
+
 The same front door as ``ctxrec train`` (``ctxrec.experiment.experiment_config`` then ``run_experiment``):
 the config, model config included, is checked before any data is read. Results use the schema of
 ``metrics.json`` (see ``ctxrec.experiment``); the run folder (model, TensorBoard logs, curve) goes to
@@ -28,19 +31,28 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent
 
 
+def _without_resume(config: dict) -> dict:
+    """An experiment config as compared between runs: ``train.resume`` says how a run was continued, not
+    what it trains."""
+    train = dict((config.get("model_config") or {}).get("train") or {})
+    train.pop("resume", None)
+    return {**config, "model_config": {**(config.get("model_config") or {}), "train": train}}
+
+
 def _finished_run(out: Path, cfg: object) -> dict | None:
     """The run's metrics.json if it finished with this exact experiment config (its config.json)."""
     from ctxrec.config import to_dict
 
     if not (out / "metrics.json").exists() or not (out / "config.json").exists():
         return None
-    same = json.loads((out / "config.json").read_text()) == json.loads(json.dumps(to_dict(cfg)))
+    same = _without_resume(json.loads((out / "config.json").read_text())) == _without_resume(json.loads(json.dumps(to_dict(cfg))))
     return json.loads((out / "metrics.json").read_text()) if same else None
 
 
 def main(argv: list[str] | None = None) -> dict:
-    from ctxrec.experiment import experiment_config, run_experiment
     from seeds import run_seeds, seed_list
+
+    from ctxrec.experiment import experiment_config, run_experiment
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--dataset", required=True)
@@ -58,6 +70,9 @@ def main(argv: list[str] | None = None) -> dict:
                     help="train seed S of the --seeds N runs into its run folder and write no result file: seeds "
                          "in parallel processes (OMP_NUM_THREADS=1 each), then the --seeds N --reuse-seeds "
                          "command gathers them")
+    ap.add_argument("--resume", action="store_true",
+                    help="continue each seed's run that was stopped before it finished (killed, or the sitting "
+                         "ended) from its last checkpoint (train.resume=true); a finished seed is reused")
     args = ap.parse_args(argv)
     name = args.name or args.model
     if args.seeds > 1 and any(o.split("=", 1)[0].strip() == "train.seed" for o in args.set):
@@ -69,10 +84,11 @@ def main(argv: list[str] | None = None) -> dict:
 
     def run_one(seed: int) -> dict:
         extra = [f"train.seed={seed}"] if args.seeds > 1 else []
+        extra += ["train.resume=true"] if args.resume else []
         cfg = experiment_config(dataset=args.dataset, model=args.model, split=args.split, data_dir=args.data_dir,
                                 overrides=[*args.set, *extra])
         out = run_dir / f"seed-{seed}" if args.seeds > 1 else run_dir
-        if args.reuse_seeds:
+        if args.reuse_seeds or args.resume:
             done = _finished_run(out, cfg)
             if done is not None:
                 at = (done.get("code") or {}).get("commit") or "an unrecorded commit"
@@ -92,7 +108,10 @@ def main(argv: list[str] | None = None) -> dict:
     out.write_text(json.dumps(result, indent=2) + "\n")
     m = result["metrics"]
     sd = result.get("metrics_std") or {}
-    pm = (lambda k: f"{m[k]:.4f}" + (f" +- {sd[k]:.4f}" if k in sd else ""))
+
+    def pm(k: str) -> str:
+        return f"{m[k]:.4f}" + (f" +- {sd[k]:.4f}" if k in sd else "")
+
     print(f"{args.dataset} {name}: ndcg@10 {pm('ndcg@10')} hr@10 {pm('hr@10')} -> {out}")
     return result
 

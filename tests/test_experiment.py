@@ -83,6 +83,40 @@ def test_a_missing_item_vectors_file_is_said_before_the_data(tmp_path: Path) -> 
     assert list(tmp_path.iterdir()) == []
 
 
+def test_a_killed_run_resumes_from_its_own_checkpoints(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """A run killed outright (SIGKILL, the machine going away) leaves its staging folder with checkpoints;
+    train.resume=true continues from them instead of deleting them and starting over."""
+    import json
+    import shutil
+
+    data = Dataset.from_frames(_repeat_log(), schema=DatasetSchema(repeat_consumption=True), name="repeat")
+
+    def cfg(resume: bool) -> ExperimentConfig:
+        return ExperimentConfig(dataset="repeat", model="sasrec", model_config={
+            "d_model": 8, "n_heads": 1, "max_len": 8,
+            "train": {"max_epochs": 2, "patience": 10, "batch_size": 4, "progress": False, "resume": resume}})
+
+    first = run_experiment(cfg(False), tmp_path / "done", data=data)
+    killed = tmp_path / ".run.partial"  # what a killed run leaves: its staging folder, checkpoints and all
+    shutil.copytree(tmp_path / "done", killed)
+    (killed / "metrics.json").unlink()
+    with caplog.at_level("WARNING", logger="ctxrec.experiment"):
+        again = run_experiment(cfg(True), tmp_path / "run", data=data)
+    assert "continuing the run that was stopped" in caplog.text
+    # Both epochs came from the checkpoint (their timings are the first run's): nothing was trained again.
+    def timings(run: str) -> list[float]:
+        meta = json.loads((tmp_path / run / "checkpoints" / "last" / "meta.json").read_text())
+        return [h["train_seconds"] for h in meta["meta"]["history"]]
+
+    assert len(timings("run")) == 2 and timings("run") == timings("done")
+    assert again["metrics"] == first["metrics"] and not killed.exists()
+    caplog.clear()
+    shutil.copytree(tmp_path / "done", killed)  # without resume the killed run's checkpoints go, and that is said
+    with caplog.at_level("WARNING", logger="ctxrec.experiment"):
+        run_experiment(cfg(False), tmp_path / "run", data=data)
+    assert "train.resume=true would have continued it" in caplog.text
+
+
 def test_a_failed_run_leaves_no_folder_and_keeps_an_earlier_one(tmp_path: Path) -> None:
     log = _repeat_log().assign(timestamp=float("nan"))  # a temporal split needs timestamps: fails after staging
     data = Dataset.from_frames(log, schema=DatasetSchema(repeat_consumption=True), name="no-times")

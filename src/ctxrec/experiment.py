@@ -22,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import logging
 import os
 import platform
 import resource
@@ -40,6 +41,8 @@ from ctxrec.errors import ConfigError, DataError, InputFileNotFoundError
 if TYPE_CHECKING:
     from ctxrec.data.dataset import Dataset
     from ctxrec.training.distributed import DistContext
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -208,8 +211,16 @@ def _run(cfg: ExperimentConfig, model_cfg: Any, out: Path, *, command: str | Non
 
 
 def _prepare_staging(stage: Path, out: Path, *, resume: bool) -> None:
-    """An empty staging folder, or for a resumed run a copy of the run folder it continues (checkpoints,
-    history and TensorBoard logs carry on)."""
+    """An empty staging folder, or for a resumed run the folder it continues (checkpoints, history and
+    TensorBoard logs carry on): the staging folder of a run that was killed (SIGKILL, SIGTERM, the machine
+    going away) before it finished, whose checkpoints are the newest, else a copy of the finished run."""
+    killed = (stage / "checkpoints" / "last").is_dir()
+    if resume and killed:
+        log.warning("train.resume=true: continuing the run that was stopped before it finished, from %s", stage)
+        return
+    if killed:
+        log.warning("a run stopped before it finished left checkpoints in %s; starting afresh, so they go "
+                    "(train.resume=true would have continued it)", stage)
     shutil.rmtree(stage, ignore_errors=True)  # left by a run that was killed outright
     if resume and out.is_dir():
         shutil.copytree(out, stage)

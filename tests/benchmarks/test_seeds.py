@@ -52,6 +52,9 @@ def test_reuse_seeds_takes_only_a_finished_run_of_the_same_config(load_bench, tm
     assert run._finished_run(tmp_path, cfg) == {"metrics": {"ndcg@10": 0.1}}
     other = experiment_config(dataset="ml-100k", model="sasrec", overrides=["train.seed=43", "train.max_epochs=3"])
     assert run._finished_run(tmp_path, other) is None  # another config: trained again
+    resumed = experiment_config(dataset="ml-100k", model="sasrec",
+                                overrides=["train.seed=43", "train.max_epochs=2", "train.resume=true"])
+    assert run._finished_run(tmp_path, resumed) == {"metrics": {"ndcg@10": 0.1}}  # --resume: how, not what
 
 
 def test_only_seed_must_be_one_of_the_seeds(load_bench) -> None:
