@@ -217,3 +217,21 @@ def test_an_initial_state_of_other_shapes_or_beside_a_resume_is_refused(tmp_path
     with pytest.raises(ConfigError, match="train.resume=false"):
         _line_fit(_linear(0), TrainConfig(max_epochs=2, resume=True, **tc), run_dir=tmp_path,
                   initial=TrainState(weights=_linear(3).state_dict()))
+
+
+@pytest.mark.parametrize("native", [True, False])
+def test_bf16_on_a_cpu_without_bf16_instructions_is_said(monkeypatch: pytest.MonkeyPatch, native: bool) -> None:
+    """Emulated bf16 is several times slower than float32: asking for it there gets a warning, not a quiet slowdown."""
+    import warnings
+
+    from ctxrec.training import loop
+
+    monkeypatch.setattr(loop, "cpu_has_bf16", lambda: native)
+    tc = TrainConfig(max_epochs=1, patience=5, lr=0.1, valid_metric="auc", progress=False, bf16=True, device="cpu")
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        _line_fit(_linear(0), tc)
+    said = [str(w.message) for w in seen if "bf16" in str(w.message)]
+    assert bool(said) is not native
+    if said:
+        assert "set train.bf16=false" in said[0] and "emulated" in said[0]
