@@ -16,11 +16,16 @@ PUBLISHED: dict[str, list[tuple[str, dict[str, float], str]]] = {
         ("SASRec (BCE, original)", {"ndcg@10": 0.1341, "hr@10": 0.2500}, "Klenitskiy & Vasilev 2023, same file, LOO, full ranking"),
         ("SASRec+ (full CE)", {"ndcg@10": 0.1821, "hr@10": 0.3152}, "Klenitskiy & Vasilev 2023, same file, LOO, full ranking"),
         ("HSTU-large", {"ndcg@10": 0.1893, "hr@10": 0.3294}, "Zhai et al. 2024, own ML-1M preprocessing, LOO, full ranking"),
+        ("HSTU-large + MoL", {"ndcg@10": 0.1979, "hr@10": 0.3412}, "Ding & Zhai 2024, HSTU preprocessing (3,706 items), LOO, full ranking"),
+        ("FuXi-alpha (re-run by the eSASRec authors)", {"ndcg@10": 0.1813, "hr@10": 0.3164}, "transformer_benchmark, 3,706-item file, LOO, full ranking"),
+        ("eSASRec", {"ndcg@10": 0.1772, "hr@10": 0.3133}, "arXiv 2508.06450, 3,706-item file, LOO, full ranking"),
     ],
     "amazon-beauty": [
         ("SASRec (reported)", {"ndcg@10": 0.0318, "recall@10": 0.0605}, "via eSASRec benchmark, S3-Rec Beauty, LOO, full"),
         ("SASRec+SS (calculated)", {"ndcg@10": 0.0531, "recall@10": 0.0921}, "eSASRec 2025, S3-Rec Beauty, LOO, full"),
         ("eSASRec (calculated)", {"ndcg@10": 0.0523, "recall@10": 0.0928}, "eSASRec 2025, S3-Rec Beauty, LOO, full"),
+        ("BSARec", {"ndcg@10": 0.0611, "hr@10": 0.1008}, "AAAI 2024, official log, S3-Rec Beauty (FMLP-Rec pipeline), LOO, full; a third-party run got 0.0575 / 0.0950"),
+        ("WEARec", {"ndcg@10": 0.0599, "hr@10": 0.1016}, "AAAI 2026, third-party re-run of the official code, same data"),
     ],
     "amazon-scientific": [
         ("VQ-Rec", {"ndcg@10": 0.0643, "recall@10": 0.1211}, "Hou et al. 2023, UniSRec split, full ranking"),
