@@ -36,7 +36,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ctxrec.config import apply_overrides, from_dict, load_file, to_dict
-from ctxrec.errors import ConfigError, DataError, InputFileNotFoundError
+from ctxrec.errors import ConfigError, DataError
 
 if TYPE_CHECKING:
     from ctxrec.data.dataset import Dataset
@@ -267,9 +267,10 @@ def check_experiment(cfg: ExperimentConfig) -> Any:
         raise ConfigError(f"unknown split {cfg.split!r}; choose one of {sorted(SPLITS)}")
     model_cfg: Any = from_dict(get_model_class(cfg.model).config_class, cfg.model_config)
     vectors = getattr(model_cfg, "item_vectors", None)  # a file the model reads at fit time: missing = say so now
-    if vectors and not Path(vectors).expanduser().is_file():
-        raise InputFileNotFoundError(f"item_vectors file {vectors!r} does not exist; give a Parquet file with item_id "
-                                     "and vector columns, or an .npz with ids and vectors")
+    if vectors:
+        from ctxrec.models.features import item_vectors_path
+
+        item_vectors_path(vectors)
     return model_cfg
 
 

@@ -136,15 +136,22 @@ def item_text_vectors(data: Dataset, encoder: TextEncoder, config: TextEncoderCo
     return encode_texts(encoder, config, item_texts(data, template), progress=progress)
 
 
+def item_vectors_path(path: str) -> Path:
+    """The ``item_vectors`` file as a path; a missing one is an :class:`InputFileNotFoundError` saying what it must hold
+    (checked with the config, before any data loads, and again when it is read)."""
+    p = Path(path).expanduser()
+    if not p.is_file():
+        raise InputFileNotFoundError(f"item_vectors file {path!r} does not exist; give a Parquet file with item_id and "
+                                     "vector columns, or an .npz with ids and vectors")
+    return p
+
+
 def load_item_vectors(path: str, item_ids: list[str]) -> np.ndarray:
     """Precomputed vectors aligned to ``item_ids`` (n_items, D); items the file lacks get zeros, with a warning
     that counts them. A missing or malformed file is a :class:`DataError` naming it."""
     import pandas as pd
 
-    p = Path(path).expanduser()
-    if not p.exists():
-        raise InputFileNotFoundError(f"item_vectors file {str(p)!r} does not exist; give a Parquet file with item_id and "
-                                "vector columns, or an .npz with ids and vectors")
+    p = item_vectors_path(path)
     if p.suffix == ".npz":
         with np.load(p, allow_pickle=False) as z:
             if not {"ids", "vectors"} <= set(z.files):
