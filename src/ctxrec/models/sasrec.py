@@ -99,6 +99,7 @@ class SASRecRecommender(Recommender):
     # -------------------------------------------------------------------------------- training
     def _fit(self, data: Dataset, *, valid: EvalSet | None, run_dir: Path | None) -> None:
         from ctxrec.evaluation.evaluator import validation_fn
+        from ctxrec.training.batching import length_bucketed_batches
         from ctxrec.training.loop import train_loop
 
         cfg, tc = self.config, self.config.train
@@ -114,10 +115,11 @@ class SASRecRecommender(Recommender):
         gen = torch.Generator(device=self.device).manual_seed(tc.seed)
         net = self.net
 
+        lengths = np.array([min(len(s) - 1, cfg.max_len) for s in seqs])
+
         def batches(rng: np.random.Generator) -> Iterator[dict[str, torch.Tensor]]:
-            order = rng.permutation(len(seqs))
-            for start in range(0, len(order), tc.batch_size):
-                chunk = [seqs[i][-(cfg.max_len + 1) :] for i in order[start : start + tc.batch_size]]
+            for chosen in length_bucketed_batches(lengths, tc.batch_size, rng):  # similar lengths together
+                chunk = [seqs[i][-(cfg.max_len + 1) :] for i in chosen]
                 inp, _ = right_pad([c[:-1] for c in chunk], cfg.max_len)
                 tgt, _ = right_pad([c[1:] for c in chunk], cfg.max_len)
                 yield {"inp": torch.from_numpy(inp), "tgt": torch.from_numpy(tgt)}  # CPU; train_loop moves (pinned on CUDA)

@@ -19,6 +19,7 @@ import torch
 
 from ctxrec.models.features import last_event_times, query_profiles
 from ctxrec.models.fusion.context_head import anonymous_rows
+from ctxrec.training.batching import length_bucketed_batches
 
 if TYPE_CHECKING:
     from ctxrec.context import ContextEncoder
@@ -111,14 +112,15 @@ def training_events(m: FusionInputs, data: Dataset) -> TrainingEvents:
 def training_batches(ev: TrainingEvents, batch_size: int, max_len: int
                      ) -> Callable[[np.random.Generator], Iterator[dict[str, torch.Tensor]]]:
     """Batches of users' last ``max_len`` events as targets, each predicted from the event before it (the
-    user's first event from BOS) with its own context as the request context. CPU tensors: the training
-    loop shards them across ranks, pins and copies them."""
+    user's first event from BOS) with its own context as the request context; users of similar length share
+    a batch (:mod:`ctxrec.training.batching`). CPU tensors: the training loop shards them across ranks, pins
+    and copies them."""
     items, ctx_ids, ctx_dense, events, offsets = ev.items, ev.ctx_ids, ev.ctx_dense, ev.events, ev.offsets
+    lengths = np.minimum(np.diff(offsets)[ev.users], max_len)
 
     def batches(rng: np.random.Generator) -> Iterator[dict[str, torch.Tensor]]:
-        perm = rng.permutation(len(ev.users))
-        for start in range(0, len(perm), batch_size):
-            us = [ev.users[i] for i in perm[start : start + batch_size]]
+        for chosen in length_bucketed_batches(lengths, batch_size, rng):
+            us = [ev.users[i] for i in chosen]
             sl = [np.arange(offsets[u], offsets[u + 1])[-max_len:] for u in us]  # target positions
             T = max(len(s) for s in sl)
             B = len(us)
