@@ -32,17 +32,21 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent
 
 RECIPES: dict[str, list[str]] = {
-    # the ml-1m fusion headline of benchmarks/results/ml-1m/fusion.json, without its time budget
+    # the ml-1m fusion headline of benchmarks/results/ml-1m/fusion.json, without its time budget, in fp32: it was
+    # recorded with train.bf16=true on a CPU with bf16 instructions; on one without (AVX2 only) bf16 is emulated and
+    # 16x slower than fp32 (benchmarks/results/ml-1m/step_cost_avx2.json), and train.bf16 warns there
     "current": ["d_model=256", "n_heads=4", "mixture=false", "max_len=200", "dropout=0.2", "train.batch_size=128",
-                "train.lr=0.001", "train.patience=10", "train.max_epochs=200", "train.bf16=true"],
+                "train.lr=0.001", "train.patience=10", "train.max_epochs=200"],
     # issue 18's cheaper recipe: no attention dropout (CPU attention takes its fused kernel), a sampled
     # softmax over 1,024 log-Q-corrected negatives instead of all 3,416 items, no text (on ml-1m it cost
     # 6.6% at equal time), so no "auto" pilot runs either; twice the steps per epoch (batch 64) at twice the
     # learning rate, since at batch 128 and lr 0.001 it gained only ~0.004 validation NDCG@10 an epoch
-    # (0.1286 after 6 epochs, 20 minutes); run it with --budget new=1800 (the issue's 30 minutes)
+    # (0.1286 after 6 epochs, 20 minutes); run it with --budget new=1800 (the issue's 30 minutes). fp32, as
+    # "current". Both recipes now train on length-bucketed batches (ctxrec.training.batching), which is code,
+    # not a flag: what it saves alone is benchmarks/results/BATCHING_COST.md
     "new": ["d_model=256", "n_heads=4", "mixture=false", "use_text=false", "max_len=200", "dropout=0.2",
             "attention_dropout=0", "loss=sampled", "n_negatives=1024", "train.batch_size=64", "train.lr=0.002",
-            "train.patience=10", "train.max_epochs=200", "train.bf16=true"],
+            "train.patience=10", "train.max_epochs=200"],
     # tiny recipes for tests and smoke runs (the simulator, ml-100k)
     "smoke-a": ["d_model=16", "n_layers=1", "n_heads=1", "use_text=false", "mixture=false", "train.max_epochs=3"],
     "smoke-b": ["d_model=32", "n_layers=1", "n_heads=1", "use_text=false", "mixture=false", "train.max_epochs=3"],
@@ -125,8 +129,6 @@ def run_recipe(dataset: str, name: str, target: float, stop: bool, data_dir: str
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
-    from ctxrec.experiment import machine_description
-
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--dataset", required=True)
     ap.add_argument("--target", type=float, required=True, help="test NDCG@10 to time")
@@ -157,6 +159,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         raise SystemExit(f"unknown recipe(s) {unknown}; known: {sorted(RECIPES)} (add one to RECIPES)")
     command = "python benchmarks/cost.py " + " ".join(shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:]))
     rows: dict[str, Any] = {}
+    result: dict[str, Any] = {}
+    out = Path(args.out) if args.out else ROOT / "results" / args.dataset / "cost.json"
     for name in names:
         with tempfile.NamedTemporaryFile(suffix=".json") as f:
             cmd = [sys.executable, str(Path(__file__).resolve()), "--dataset", args.dataset, "--target", str(args.target),
@@ -168,18 +172,26 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         r = rows[name]
         print(f"{name}: time to {args.target:g} {r[f'time_to_{args.target:g}_s']} s (epoch {r['epoch_reaching_target']}), "
               f"peak RSS {r['peak_rss_mib']} MiB" + (f", test {r['test_metrics']}" if "test_metrics" in r else ""), flush=True)
+        result = _result(args, rows, command, names)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(result, indent=2) + "\n")  # after each recipe: a cut run keeps what it measured
+    print(f"-> {out}")
+    return result
+
+
+def _result(args: argparse.Namespace, rows: dict[str, Any], command: str, names: list[str]) -> dict[str, Any]:
+    from ctxrec.experiment import machine_description
+
     key = f"time_to_{args.target:g}_s"
     result: dict[str, Any] = {"dataset": args.dataset, "target_test_ndcg@10": args.target, "recipes": rows,
                               "command": command, "machine": machine_description()}
+    if missing := [n for n in names if n not in rows]:
+        result["incomplete"] = f"recipes not run yet: {missing}"
     for role in ("current", "new"):
         if role in rows:
             r = rows[role]
             result[role] = {key: r[key], "peak_rss_mib": r["peak_rss_mib"], "command": command,
                             "overrides": r["overrides"], **({"test_metrics": r["test_metrics"]} if "test_metrics" in r else {})}
-    out = Path(args.out) if args.out else ROOT / "results" / args.dataset / "cost.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"-> {out}")
     return result
 
 

@@ -26,6 +26,29 @@ def test_recipes_side_by_side(load_bench, tmp_path: Path) -> None:
         assert secs == sorted(secs) and r["time_to_0.01_s"] == secs[r["epoch_reaching_target"]]
         assert r["peak_rss_mib"] > 0 and r["fit_seconds_without_probe"] >= secs[-1] - 1.0
     assert "current" not in result and "new" not in result  # only rows of those names fill the issue's keys
+    assert "incomplete" not in result
+
+
+def test_the_file_is_written_after_each_recipe(load_bench, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A run cut during its second recipe keeps the first one's row, marked incomplete."""
+    cost = load_bench("cost")
+    out = tmp_path / "cost.json"
+    calls = []
+
+    def fake_child(cmd: list[str], check: bool) -> None:  # stands in for the child process of each recipe
+        name = cmd[cmd.index("--one") + 1]
+        calls.append(name)
+        if name == "smoke-b":
+            raise KeyboardInterrupt
+        Path(cmd[cmd.index("--row-out") + 1]).write_text(json.dumps(
+            {"recipe": name, "time_to_0.5_s": 1.0, "epoch_reaching_target": 0, "peak_rss_mib": 1.0, "overrides": []}))
+
+    monkeypatch.setattr(cost.subprocess, "run", fake_child)
+    with pytest.raises(KeyboardInterrupt):
+        cost.main(["--dataset", "synthetic", "--target", "0.5", "--recipes", "smoke-a,smoke-b", "--out", str(out)])
+    written = json.loads(out.read_text())
+    assert calls == ["smoke-a", "smoke-b"] and list(written["recipes"]) == ["smoke-a"]
+    assert "smoke-b" in written["incomplete"]
 
 
 def test_unknown_recipe_is_an_error(load_bench) -> None:
