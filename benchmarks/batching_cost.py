@@ -57,7 +57,7 @@ def padding_share(lengths: np.ndarray, batch_size: int, pool: int, seed: int = 0
     return float(lengths.sum() / sum(int(lengths[b].max()) * len(b) for b in batches))
 
 
-def run_recipe(name: str, epochs: int, data_dir: str | None) -> dict[str, Any]:
+def run_recipe(name: str, epochs: int, data_dir: str | None, valid: bool = False) -> dict[str, Any]:
     from ctxrec.config import apply_overrides
     from ctxrec.data.datasets import load_dataset
     from ctxrec.data.splits import make_split
@@ -78,7 +78,7 @@ def run_recipe(name: str, epochs: int, data_dir: str | None) -> dict[str, Any]:
         try:
             model = build_model(kind, cfg)
             t0 = time.perf_counter()
-            model.fit(split.train)
+            model.fit(split.train, valid=split.valid if valid else None)
             wall = time.perf_counter() - t0
         finally:
             batching.POOL_BATCHES = default_pool
@@ -87,6 +87,8 @@ def run_recipe(name: str, epochs: int, data_dir: str | None) -> dict[str, Any]:
                       "median_epoch_s": round(statistics.median(secs), 1), "fit_wall_s": round(wall, 1),
                       "real_over_padded": round(padding_share(lengths, batch_size, pool), 3),
                       "last_loss": round(float(model.fit_info["history"][-1]["loss"]), 4)}
+        if valid:  # the validation curve: what each batching reaches per epoch (the test cases are not read)
+            row[label]["valid_ndcg@10"] = [round(float(h["valid_ndcg@10"]), 4) for h in model.fit_info["history"]]
         print(f"{name} {label}: {row[label]['median_epoch_s']} s/epoch, real/padded {row[label]['real_over_padded']}",
               flush=True)
     row["speedup"] = round(row["random"]["median_epoch_s"] / row["bucketed"]["median_epoch_s"], 2)
@@ -112,6 +114,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--recipes", default=",".join(RECIPES), help=f"comma-separated, of {sorted(RECIPES)}")
     ap.add_argument("--epochs", type=int, default=2)
+    ap.add_argument("--valid", action="store_true", help="validate after each epoch: NDCG@10 per epoch per batching")
     ap.add_argument("--data-dir", default=None)
     ap.add_argument("--out", default=str(ROOT / "results" / "batching_cost.json"))
     args = ap.parse_args(argv)
@@ -124,7 +127,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     out = Path(args.out)
     result: dict[str, Any] = {"command": command, "machine": machine_description(), "rows": []}
     for name in names:
-        result["rows"].append(run_recipe(name, args.epochs, args.data_dir))
+        result["rows"].append(run_recipe(name, args.epochs, args.data_dir, args.valid))
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(json.dumps(result, indent=2) + "\n")  # after each recipe: a long run keeps what it measured
         write_table(result, out.with_name("BATCHING_COST.md"))
