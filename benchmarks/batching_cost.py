@@ -73,7 +73,7 @@ def run_recipe(name: str, epochs: int, data_dir: str | None, valid: bool = False
     batch_size = int(cfg.get("train", {}).get("batch_size", 128))
     row: dict[str, Any] = {"recipe": name, "dataset": dataset, "model": kind, "overrides": flags, "epochs": epochs}
     default_pool = batching.POOL_BATCHES
-    for label, pool in (("random", 1), ("bucketed", default_pool)):
+    for label, pool in (("random", 1), ("bucketed", batching.SORTED_POOL)):
         batching.POOL_BATCHES = pool
         try:
             model = build_model(kind, cfg)

@@ -10,11 +10,7 @@ explanations of the other queries were checked bit-identical before re-recording
 time on purpose (session 14: the mixture loss and mixture scores as one matmul into (N J, V) rows and a
 fused cross-entropy, same math): only the mixture variant moved, its second epoch's loss in the 8th digit
 (3.8910980 -> 3.8910979) and the score digests by rounding; its validation curve and explanations stayed
-bit-identical, and the single-softmax variant was unchanged. Re-recorded a third time on purpose (session 18:
-length-bucketed training batches, ``ctxrec.training.batching``, change which users train together, so every
-curve and score moved): with ``POOL_BATCHES = 1`` (random batches) the new code reproduced the old AVX2 recording
-bit for bit first. Only the AVX2 recording was made again; the AVX512 one was dropped (no such machine here), so
-an AVX512 machine compares the curves within the cross-CPU tolerance."""
+bit-identical, and the single-softmax variant was unchanged."""
 
 from __future__ import annotations
 

@@ -29,7 +29,7 @@ def test_pools_cut_padding_on_long_tailed_lengths() -> None:
     lengths = long_tailed()
     random_batches = length_bucketed_batches(lengths, 64, np.random.default_rng(1), pool=1)
     assert all(len(b) == 64 for b in random_batches)  # pool 1: plain random batches of batch_size rows
-    bucketed = length_bucketed_batches(lengths, 64, np.random.default_rng(1))
+    bucketed = length_bucketed_batches(lengths, 64, np.random.default_rng(1), pool=16)
     real = int(lengths.sum())
     assert real / padded_positions(lengths, random_batches) < 0.5
     assert real / padded_positions(lengths, bucketed) > 0.85
@@ -39,7 +39,7 @@ def test_batches_hold_equal_event_counts_not_equal_rows() -> None:
     """A batch of short histories holds more users, so each event weighs what it weighs in a random batch
     under the mean loss (equal rows up-weighted short histories and cost amazon-scientific 3% NDCG@10)."""
     lengths = long_tailed()
-    bucketed = length_bucketed_batches(lengths, 64, np.random.default_rng(1))
+    bucketed = length_bucketed_batches(lengths, 64, np.random.default_rng(1), pool=16)
     events = np.array([lengths[b].sum() for b in bucketed])
     budget = 64 * lengths.mean()
     assert np.all(events <= budget * 1.5 + 200) and np.median(np.abs(events / budget - 1)) < 0.05
@@ -50,9 +50,9 @@ def test_batches_hold_equal_event_counts_not_equal_rows() -> None:
 
 def test_batches_differ_between_epochs_and_repeat_with_the_seed() -> None:
     lengths = long_tailed(2048)
-    a = length_bucketed_batches(lengths, 64, np.random.default_rng([7, 0]))
-    b = length_bucketed_batches(lengths, 64, np.random.default_rng([7, 1]))
-    again = length_bucketed_batches(lengths, 64, np.random.default_rng([7, 0]))
+    a = length_bucketed_batches(lengths, 64, np.random.default_rng([7, 0]), pool=16)
+    b = length_bucketed_batches(lengths, 64, np.random.default_rng([7, 1]), pool=16)
+    again = length_bucketed_batches(lengths, 64, np.random.default_rng([7, 0]), pool=16)
     assert len(a) == len(again) and all(np.array_equal(x, y) for x, y in zip(a, again, strict=True))
     assert {frozenset(x.tolist()) for x in a} != {frozenset(x.tolist()) for x in b}
     # the batch order is shuffled: not shortest first
@@ -60,7 +60,7 @@ def test_batches_differ_between_epochs_and_repeat_with_the_seed() -> None:
 
 
 def test_one_sequence_and_bad_sizes() -> None:
-    (only,) = length_bucketed_batches(np.array([5]), 8, np.random.default_rng(0))
+    (only,) = length_bucketed_batches(np.array([5]), 8, np.random.default_rng(0), pool=16)
     assert only.tolist() == [0]
     with pytest.raises(ValueError, match="got 0"):
         length_bucketed_batches(np.ones(3), 0, np.random.default_rng(0))

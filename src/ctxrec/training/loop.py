@@ -58,9 +58,7 @@ class TrainConfig:
     lr: float = 1e-3
     weight_decay: float = 0.0
     batch_size: int = 128
-    """Rows per step of a pointwise model; for the sequence models, users per step on average: their
-    batches hold about ``batch_size`` x the mean history length events each, users of similar length
-    together (:mod:`ctxrec.training.batching`), so a step has more users when histories are short."""
+    """Rows (users, for the sequence models) per step, drawn at random (:mod:`ctxrec.training.batching`)."""
     max_epochs: int = 200
     patience: int = 10
     """Stop after this many evaluations without a new best ``valid_metric``."""
