@@ -118,6 +118,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap.add_argument("--data-dir", default=None)
     ap.add_argument("--out", default=str(ROOT / "results" / "batching_cost.json"))
     args = ap.parse_args(argv)
+    if args.epochs < 1:
+        raise SystemExit(f"--epochs {args.epochs}: at least 1 epoch is needed to time one")
     names = [n for n in args.recipes.split(",") if n]
     unknown = [n for n in names if n not in RECIPES]
     if unknown:

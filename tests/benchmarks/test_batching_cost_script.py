@@ -28,3 +28,8 @@ def test_random_and_bucketed_epochs_side_by_side(load_bench, tmp_path: Path) -> 
 def test_unknown_recipe_is_an_error(load_bench) -> None:
     with pytest.raises(SystemExit, match="unknown recipe"):
         load_bench("batching_cost").main(["--recipes", "nope"])
+
+
+def test_zero_epochs_is_an_error_naming_the_value(load_bench) -> None:
+    with pytest.raises(SystemExit, match="--epochs 0"):
+        load_bench("batching_cost").main(["--recipes", "synthetic:smoke", "--epochs", "0"])
