@@ -112,8 +112,8 @@ def training_events(m: FusionInputs, data: Dataset) -> TrainingEvents:
 def training_batches(ev: TrainingEvents, batch_size: int, max_len: int
                      ) -> Callable[[np.random.Generator], Iterator[dict[str, torch.Tensor]]]:
     """Batches of users' last ``max_len`` events as targets, each predicted from the event before it (the
-    user's first event from BOS) with its own context as the request context; users of similar length share
-    a batch (:mod:`ctxrec.training.batching`). CPU tensors: the training loop shards them across ranks, pins
+    user's first event from BOS) with its own context as the request context; which users share a batch:
+    :mod:`ctxrec.training.batching` (random by default). CPU tensors: the training loop shards them across ranks, pins
     and copies them."""
     items, ctx_ids, ctx_dense, events, offsets = ev.items, ev.ctx_ids, ev.ctx_dense, ev.events, ev.offsets
     lengths = np.minimum(np.diff(offsets)[ev.users], max_len)
