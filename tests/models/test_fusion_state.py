@@ -140,7 +140,7 @@ def test_text_query_to_a_model_without_item_text_is_an_error() -> None:
 
 
 def test_length_groups_sort_and_bound_the_padding() -> None:
-    from ctxrec.models.fusion.recommender import length_groups
+    from ctxrec.models.layers import length_groups
 
     lengths = [199, 3, 40, 0, 42, 180, 5, 41]
     groups = length_groups(lengths)
@@ -173,3 +173,22 @@ def test_lexical_vectors_are_fitted_saved_and_given_to_new_items(tmp_path) -> No
     np.testing.assert_array_equal(model.net.extra_vectors[-1].numpy(), loaded.net.extra_vectors[-1].numpy())  # type: ignore[union-attr]
     with pytest.raises(Exception, match="lexical_dim must be >= 0"):
         FusionConfig(lexical_dim=-1)
+
+
+def test_states_in_bounded_chunks_equal_the_full_sequence_pass(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every scoring path encodes histories through ``state_chunks`` (length groups of bounded size, the last
+    block at the predicting position): the states equal the full-sequence encoder's output at that position."""
+    import ctxrec.models.layers as layers
+    from ctxrec.models.fusion.batches import history_tensors
+
+    model = fit()
+    assert model.net is not None
+    batch = model.encode_queries(queries(model, {}, None, None))
+    monkeypatch.setattr(layers, "STATE_TOKENS", 30)  # a few histories of different lengths per forward
+    got = model._state_tensor(batch)
+    net = model.net.eval()
+    with torch.no_grad():
+        x = history_tensors(model, batch)
+        h = net.encode(x["inp"], x["ev"], x["ci"], x["cd"], net.item_table())  # (B, T, D)
+        want = h[torch.arange(h.shape[0]), x["len"] - 1]
+    torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-6)

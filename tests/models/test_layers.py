@@ -29,3 +29,15 @@ def test_good_shapes_build() -> None:
     assert build_model("fusion", {"d_model": 128, "n_heads": 4, "max_len": 1, "dropout": 0.0}).config.max_len == 1
     with pytest.raises(ConfigError, match="d_ff must be >= 1"):
         build_model("sasrec", {"d_ff": 0})
+
+
+def test_state_chunks_group_similar_lengths_and_bound_the_positions() -> None:
+    from ctxrec.models.layers import state_chunks
+
+    lengths = [199, 3, 40, 0, 42, 180, 5, 41]
+    # length groups [[3, 1, 6], [2, 7, 4], [5, 0]]; at most 100 padded positions (+1 BOS each) per chunk
+    assert state_chunks(lengths, max_tokens=100) == [[3, 1, 6], [2, 7], [4], [5], [0]]
+    assert state_chunks(lengths, max_tokens=10_000) == [[3, 1, 6], [2, 7, 4], [5, 0]]
+    assert state_chunks([], max_tokens=100) == []
+    for chunk in state_chunks(lengths, max_tokens=100):
+        assert len(chunk) == 1 or len(chunk) * (max(lengths[i] for i in chunk) + 1) <= 100

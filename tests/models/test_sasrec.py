@@ -118,3 +118,23 @@ def test_ml100k_quality_floor(data_dir) -> None:
     res = Evaluator(EvalConfig(ks=(10,))).evaluate(model, split.test)
     assert res["ndcg@10"] >= 0.075, res
     assert res["hr@10"] >= 0.15, res
+
+
+def test_user_vectors_in_chunks_equal_the_full_forward(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Scoring encodes histories in length groups of bounded size with the last block at the last position
+    only (``state_chunks``, ``forward_last``): the same vectors as one padded full forward, in input order."""
+    import ctxrec.models.layers as layers
+
+    data = cyclic_dataset()
+    model = SASRecRecommender(SASRecConfig(**TINY, train=TrainConfig(max_epochs=2, progress=False))).fit(data)
+    assert model.net is not None
+    rng = np.random.default_rng(0)
+    histories = [rng.integers(0, 12, size=n) for n in (5, 0, 1, 11, 3, 7, 2, 0, 9)]  # 11 > max_len 8
+    monkeypatch.setattr(layers, "STATE_TOKENS", 30)  # pieces of three histories of different lengths
+    got = model.user_vectors(histories)
+    inp, lens = right_pad([h + 1 for h in histories], 8)
+    with torch.no_grad():
+        full = model.net.eval()(torch.from_numpy(inp))[torch.arange(len(histories)), torch.from_numpy(np.maximum(lens - 1, 0))]
+    want = full * torch.from_numpy(lens > 0).unsqueeze(-1)
+    torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-6)
+    assert float(got[1].abs().sum()) == 0.0 and float(got[7].abs().sum()) == 0.0  # empty histories

@@ -1,6 +1,8 @@
-"""Network layers shared by the sequence models (SASRec and fusion)."""
+"""Network layers shared by the sequence models (SASRec and fusion), and how they group histories at inference."""
 
 from __future__ import annotations
+
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
@@ -77,3 +79,36 @@ def small_init(emb: nn.Module | None, std: float = 0.02) -> None:
     if pad is not None:
         with torch.no_grad():
             weight[pad].zero_()
+
+
+STATE_TOKENS = 1 << 14
+"""Most padded history positions in one inference forward (:func:`state_chunks`). On ml-1m (fusion, d 256,
+histories of 200) a validation batch of 512 users in one forward raised the peak RSS by about 900 MiB; in
+pieces of 16,384 positions the activations stay near 100 MiB, and pieces of 80 such histories still make
+full-width matrix products."""
+
+
+def length_groups(lengths: Sequence[int], slack: float = 1.25) -> list[list[int]]:
+    """Indices grouped by similar length (sorted; a group's longest at most ``slack`` x its shortest + 8), so
+    that padding each group to its longest wastes little."""
+    order = sorted(range(len(lengths)), key=lambda i: lengths[i])
+    groups: list[list[int]] = []
+    for i in order:
+        if groups and lengths[i] <= slack * lengths[groups[-1][0]] + 8:
+            groups[-1].append(i)
+        else:
+            groups.append([i])
+    return groups
+
+
+def state_chunks(lengths: Sequence[int], max_tokens: int | None = None) -> list[list[int]]:
+    """Indices of histories to encode together at inference: :func:`length_groups` (padding every history to
+    the longest of a batch would cost up to max_len / length times the work), each cut so that it pads to
+    at most ``max_tokens`` positions (default :data:`STATE_TOKENS`; + 1 each for a BOS token; at least one
+    history per chunk)."""
+    budget = STATE_TOKENS if max_tokens is None else max_tokens
+    chunks: list[list[int]] = []
+    for group in length_groups(lengths):
+        step = max(1, budget // (max(lengths[i] for i in group) + 1))
+        chunks.extend(group[start:start + step] for start in range(0, len(group), step))
+    return chunks

@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from ctxrec.models.base import QueryBatch, Recommender
-from ctxrec.models.layers import CausalBlock, check_transformer_shape
+from ctxrec.models.layers import CausalBlock, check_transformer_shape, state_chunks
 from ctxrec.models.losses import full_ce, sampled_ce
 from ctxrec.training.loop import TrainConfig, pick_device
 
@@ -62,12 +62,24 @@ class SASRecNet(nn.Module):
         nn.init.normal_(self.pos_emb.weight, std=0.02)
 
     def forward(self, seq: torch.Tensor) -> torch.Tensor:  # seq (B, T) right-padded with 0
-        T = seq.shape[1]
-        x = self.item_emb(seq) * math.sqrt(self.item_emb.embedding_dim) + self.pos_emb.weight[:T]
-        x = self.drop(x) * (seq > 0).unsqueeze(-1)
+        x = self._tokens(seq)
         for block in self.blocks:
             x = block(x)
         return self.ln_f(x)  # (B, T, D)
+
+    def forward_last(self, seq: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:
+        """``forward(seq)[arange(B), pos]`` (B, D) in eval mode, the last block at ``pos`` (B,) only."""
+        x = self._tokens(seq)
+        *first, last = self.blocks
+        for block in first:
+            x = block(x)
+        assert isinstance(last, CausalBlock)
+        return self.ln_f(last.forward_at(x, pos))
+
+    def _tokens(self, seq: torch.Tensor) -> torch.Tensor:  # (B, T) -> (B, T, D)
+        T = seq.shape[1]
+        x = self.item_emb(seq) * math.sqrt(self.item_emb.embedding_dim) + self.pos_emb.weight[:T]
+        return self.drop(x) * (seq > 0).unsqueeze(-1)
 
 
 def right_pad(seqs: list[np.ndarray], max_len: int) -> tuple[np.ndarray, np.ndarray]:
@@ -145,15 +157,18 @@ class SASRecRecommender(Recommender):
     # -------------------------------------------------------------------------------- inference
     @torch.no_grad()
     def user_vectors(self, histories: list[np.ndarray]) -> torch.Tensor:
-        """(B, D) hidden state after the last history item (zeros for an empty history)."""
+        """(B, D) hidden state after the last history item (zeros for an empty history); histories in
+        :func:`~ctxrec.models.layers.state_chunks` (similar lengths, bounded positions per forward)."""
         assert self.net is not None
         self.net.eval()
         seqs = [h + 1 for h in histories]
-        inp, lens = right_pad(seqs, self.config.max_len)
-        h = self.net(torch.from_numpy(inp).to(self.device))  # (B, T, D)
-        last = torch.from_numpy(np.maximum(lens - 1, 0)).to(self.device)
-        out = h[torch.arange(len(seqs), device=self.device), last]
-        return out * torch.from_numpy(lens > 0).to(self.device).unsqueeze(-1)
+        out = torch.zeros(len(seqs), self.config.d_model, device=self.device)
+        for rows in state_chunks([min(len(s), self.config.max_len) for s in seqs]):
+            inp, lens = right_pad([seqs[i] for i in rows], self.config.max_len)
+            h = self.net.forward_last(torch.from_numpy(inp).to(self.device),
+                                      torch.from_numpy(np.maximum(lens - 1, 0)).to(self.device))  # (b, D)
+            out[torch.as_tensor(rows, device=self.device)] = h.float() * torch.from_numpy(lens > 0).to(self.device).unsqueeze(-1)
+        return out
 
     @torch.no_grad()
     def _score(self, batch: QueryBatch) -> np.ndarray:

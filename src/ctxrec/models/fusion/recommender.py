@@ -49,6 +49,7 @@ from ctxrec.models.fusion.net import (
     sampled_mixture_nll,
     text_match_log_probs,
 )
+from ctxrec.models.layers import state_chunks
 from ctxrec.training.loop import pick_device
 
 if TYPE_CHECKING:
@@ -283,30 +284,29 @@ class FusionRecommender(Recommender):
 
     @torch.no_grad()
     def _state_tensor(self, batch: QueryBatch) -> torch.Tensor:
-        """(B, D): the Transformer's output after each query's last history event (after BOS for none)."""
+        """(B, D): the Transformer's output after each query's last history event (after BOS for none).
+
+        The one path from histories to states (scoring, evaluation, serving): queries run in groups of
+        similar history length (padding every query to the longest would cost up to max_len / length times
+        the work), each cut to at most :data:`~ctxrec.models.layers.STATE_TOKENS` padded positions (the
+        activations of one forward stay bounded, whatever the evaluation batch), and the last block runs at
+        the predicting position only."""
         assert self.net is not None
         net = self._eval_net()
-        x = history_tensors(self, batch)
-        h = net.encode(x["inp"], x["ev"], x["ci"], x["cd"], self._eval_item_table())  # (B, T, D)
-        return h[torch.arange(h.shape[0]), x["len"] - 1]
+        table = self._eval_item_table()  # once: while fitting it is rebuilt on every call
+        out = torch.empty(len(batch), self.config.d_model, device=self.device)
+        for rows in state_chunks([min(len(h), self.config.max_len - 1) for h in batch.histories]):
+            x = history_tensors(self, batch.subset(rows))
+            h = net.encode_last(x["inp"], x["ev"], x["ci"], x["cd"], table, x["len"])  # (b, D)
+            out[torch.as_tensor(rows, device=self.device)] = h.float()
+        return out
 
     def encode_state(self, batch: QueryBatch) -> np.ndarray:
         """(B, D) float32: the Transformer state at the last history position. It reads the history only:
         its items' rows of the item table (ID, text, attributes), event types, times and contexts; the
-        request context, profile and text query enter in :meth:`score_from_state` (views, gate, head).
-
-        Queries run in groups of similar history length (padding every query to the longest would cost
-        up to max_len / length times the work), the last block at the predicting position only."""
+        request context, profile and text query enter in :meth:`score_from_state` (views, gate, head)."""
         self._check_fitted()
-        assert self.net is not None
-        net = self._eval_net()
-        out = np.empty((len(batch), self.config.d_model), np.float32)
-        with torch.no_grad():
-            for rows in length_groups([min(len(h), self.config.max_len - 1) for h in batch.histories]):
-                x = history_tensors(self, batch.subset(rows))
-                h = net.encode_last(x["inp"], x["ev"], x["ci"], x["cd"], self._eval_item_table(), x["len"])  # (b, D)
-                out[rows] = h.float().cpu().numpy()
-        return out
+        return self._state_tensor(batch).cpu().numpy()
 
     def score_from_state(self, state: np.ndarray, batch: QueryBatch) -> np.ndarray:
         """``score(batch)`` from cached states: the views, gate and head only (no Transformer)."""
@@ -560,16 +560,3 @@ class FusionRecommender(Recommender):
             self.config = self.net.cfg = replace(self.config, context_head=False)
         self.net.load_state_dict(weights)
         self.net.eval()
-
-
-def length_groups(lengths: Sequence[int], slack: float = 1.25) -> list[list[int]]:
-    """Indices grouped by similar length (sorted; a group's longest at most ``slack`` x its shortest + 8), so
-    that padding each group to its longest wastes little."""
-    order = sorted(range(len(lengths)), key=lambda i: lengths[i])
-    groups: list[list[int]] = []
-    for i in order:
-        if groups and lengths[i] <= slack * lengths[groups[-1][0]] + 8:
-            groups[-1].append(i)
-        else:
-            groups.append([i])
-    return groups
