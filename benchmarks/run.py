@@ -39,6 +39,21 @@ def _without_resume(config: dict) -> dict:
     return {**config, "model_config": {**(config.get("model_config") or {}), "train": train}}
 
 
+ENSEMBLE_MEMBERS = 3
+
+
+def seed_overrides(model: str, seed: int | None, resume: bool) -> list[str]:
+    """The overrides that make run ``seed`` of a ``--seeds N`` run (None: the one run of ``--seeds 1``, with
+    the config's own seed), and ``--resume``. A fusion ensemble has no ``train`` of its own: run ``seed``
+    trains members from seeds ``seed``, ``seed + 100``, ``seed + 200`` (runs share no member: their spread is
+    the ensemble's), and its members do not resume."""
+    if model == "ensemble":
+        if resume:
+            raise SystemExit("--resume: an ensemble's members train from the start; run it without --resume")
+        return [] if seed is None else [f"seeds=[{','.join(str(seed + 100 * m) for m in range(ENSEMBLE_MEMBERS))}]"]
+    return ([] if seed is None else [f"train.seed={seed}"]) + (["train.resume=true"] if resume else [])
+
+
 def _finished_run(out: Path, cfg: object) -> dict | None:
     """The run's metrics.json if it finished with this exact experiment config (its config.json)."""
     from ctxrec.config import to_dict
@@ -75,16 +90,16 @@ def main(argv: list[str] | None = None) -> dict:
                          "ended) from its last checkpoint (train.resume=true); a finished seed is reused")
     args = ap.parse_args(argv)
     name = args.name or args.model
-    if args.seeds > 1 and any(o.split("=", 1)[0].strip() == "train.seed" for o in args.set):
-        raise SystemExit("--seeds sets train.seed itself: drop --set train.seed=... or use --seeds 1")
+    seed_key = "seeds" if args.model == "ensemble" else "train.seed"
+    if args.seeds > 1 and any(o.split("=", 1)[0].strip() == seed_key for o in args.set):
+        raise SystemExit(f"--seeds sets {seed_key} itself: drop --set {seed_key}=... or use --seeds 1")
     if args.only_seed is not None and args.only_seed not in seed_list(args.seeds):
         raise SystemExit(f"--only-seed {args.only_seed} is not one of the --seeds {args.seeds} runs: {seed_list(args.seeds)}")
     command = "python benchmarks/run.py " + " ".join(shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:]))
     run_dir = ROOT.parent / "runs" / "bench" / args.dataset / name
 
     def run_one(seed: int) -> dict:
-        extra = [f"train.seed={seed}"] if args.seeds > 1 else []
-        extra += ["train.resume=true"] if args.resume else []
+        extra = seed_overrides(args.model, seed if args.seeds > 1 else None, args.resume)
         cfg = experiment_config(dataset=args.dataset, model=args.model, split=args.split, data_dir=args.data_dir,
                                 overrides=[*args.set, *extra])
         out = run_dir / f"seed-{seed}" if args.seeds > 1 else run_dir

@@ -63,3 +63,25 @@ def test_only_seed_must_be_one_of_the_seeds(load_bench) -> None:
     run = load_bench("run")
     with pytest.raises(SystemExit, match="--only-seed 45 is not one of the --seeds 3 runs"):
         run.main(["--dataset", "ml-100k", "--model", "sasrec", "--seeds", "3", "--only-seed", "45"])
+
+
+def test_seed_overrides_per_model_kind(load_bench) -> None:
+    """Run ``s`` of ``--seeds N`` sets ``train.seed``; a fusion ensemble (no ``train`` of its own) gets members
+    from seeds that no other run shares, and cannot resume."""
+    import pytest
+
+    from ctxrec.experiment import experiment_config
+
+    run = load_bench("run")
+    assert run.seed_overrides("fusion", 43, False) == ["train.seed=43"]
+    assert run.seed_overrides("sasrec", 43, True) == ["train.seed=43", "train.resume=true"]
+    assert run.seed_overrides("fusion", None, True) == ["train.resume=true"]
+    assert run.seed_overrides("ensemble", None, False) == []
+    runs = [run.seed_overrides("ensemble", s, False) for s in (42, 43, 44)]
+    assert runs[0] == ["seeds=[42,142,242]"]
+    members = [experiment_config(dataset="ml-100k", model="ensemble", overrides=o).model_config["seeds"] for o in runs]
+    assert len({m for ms in members for m in ms}) == 9  # every run its own members
+    with pytest.raises(SystemExit, match="--resume"):
+        run.seed_overrides("ensemble", 42, True)
+    with pytest.raises(SystemExit, match="--seeds sets seeds itself"):
+        run.main(["--dataset", "ml-100k", "--model", "ensemble", "--seeds", "3", "--set", "seeds=[1,2]"])
