@@ -4,7 +4,8 @@ peak RSS of one full-ranking evaluation of the validation cases, against the ful
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/eval_cost.py --recipes ml-1m:new,amazon-beauty:sasrec
 
 Each recipe (``RECIPES``: a dataset, a model and its ``--set`` flags, those of a results row) trains one epoch
-on the leave-one-out training split (the weights do not change the cost), then evaluates the validation cases
+on the leave-one-out training split (the weights do not change the cost; fusion without its context prior,
+whose fit without validation cases runs all its epochs and which costs both paths the same), then evaluates the validation cases
 (NDCG@10 and HR@10 over the whole catalogue, as each epoch's validation does) ``--reps`` times with each path,
 alternating:
 
@@ -115,6 +116,10 @@ def full_sequence_path(model: Any) -> tuple[str, Callable[..., Any]]:
     return "user_vectors", sasrec_vectors
 
 
+def _one_epoch(kind: str, flags: list[str]) -> list[str]:
+    return [*flags, "train.max_epochs=1", "train.progress=false", *(["context_head=false"] if kind == "fusion" else [])]
+
+
 def run_recipe(name: str, reps: int, data_dir: str | None) -> dict[str, Any]:
     from ctxrec.config import apply_overrides
     from ctxrec.data.datasets import load_dataset
@@ -125,7 +130,7 @@ def run_recipe(name: str, reps: int, data_dir: str | None) -> dict[str, Any]:
     dataset, kind, flags = RECIPES[name]
     data = load_dataset(dataset, data_dir)
     split = make_split(data, "leave-one-out")
-    model = build_model(kind, apply_overrides({}, [*flags, "train.max_epochs=1", "train.progress=false"]))
+    model = build_model(kind, apply_overrides({}, _one_epoch(kind, flags)))
     model.fit(split.train)
     evaluator = Evaluator(EvalConfig(ks=(10,), metrics=("ndcg", "hr"), exclude_seen=not data.schema.repeat_consumption))
     attr, full = full_sequence_path(model)

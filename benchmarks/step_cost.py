@@ -7,7 +7,7 @@ own process, so its peak RSS is its own, for ``--epochs`` epochs of the first ``
 (the batches of a full epoch are alike: 128 users' histories of up to 200 events); the figure is the
 median over epochs of seconds per batch. No validation runs and nothing is scored: this times the step,
 not the quality. What a lever does to quality and to the time to a target NDCG@10 is ``cost.py``'s job.
-Writes ``benchmarks/results/<dataset>/step_cost.json`` and ``STEP_COST.md``.
+Writes ``benchmarks/results/<dataset>/step_cost.json`` and ``STEP_COST.md`` (``--out X.json``: ``X.md`` in capitals).
 """
 
 from __future__ import annotations
@@ -41,7 +41,17 @@ VARIANTS: dict[str, list[str]] = {
     "d 128": ["d_model=128", "n_heads=2"],
     "d 128 + no attention dropout": ["d_model=128", "n_heads=2", "attention_dropout=0"],
     "d 64": ["d_model=64", "n_heads=1"],
+    # ctxrec.training.memory.HeapGuard (on in every variant above since it landed) against none
+    "fp32 + heap guard off": ["train.bf16=false"],
+    "new recipe": ["train.bf16=false", "attention_dropout=0", "loss=sampled", "n_negatives=1024", "use_text=false",
+                   "train.batch_size=64", "train.lr=0.002"],
+    "new recipe + heap guard off": ["train.bf16=false", "attention_dropout=0", "loss=sampled", "n_negatives=1024",
+                                    "use_text=false", "train.batch_size=64", "train.lr=0.002"],
 }
+
+
+HEAP_GUARD_OFF = {"fp32 + heap guard off", "new recipe + heap guard off"}
+"""Variants trained without ``ctxrec.training.memory.HeapGuard`` (it is not a setting: this process turns it off)."""
 
 
 def time_variant(dataset: str, name: str, n_batches: int, epochs: int, data_dir: str | None) -> dict[str, Any]:
@@ -60,6 +70,10 @@ def time_variant(dataset: str, name: str, n_batches: int, epochs: int, data_dir:
         return lambda rng: itertools.islice(epoch(rng), n_batches)
 
     fusion_recommender.training_batches = first_batches  # this process trains this one variant only
+    if name in HEAP_GUARD_OFF:
+        from ctxrec.training import memory
+
+        memory.HEAP_SLACK_MIB = float("inf")
     data = load_dataset(dataset, data_dir)
     split = make_split(data, "leave-one-out")
     overrides = [*BASE, *VARIANTS[name], f"train.max_epochs={epochs}", "train.progress=false"]
@@ -111,11 +125,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     m = result["machine"]
     lines = [f"# Training step cost on {args.dataset}", "",
              f"Machine: {m.get('cpu')}, {m.get('cores')} cores, torch {m.get('torch')}. Base recipe: `{' '.join(BASE)}`.",
-             f"Median over {args.epochs} epochs of the first {args.batches} batches (128 users each). Command: `{command}`.", "",
+             (f"Median over {args.epochs} epochs of the first {args.batches} batches (`train.batch_size` users each: 128 unless "
+             f"the variant sets it). Command: `{command}`."), "",
              "| variant | s / batch | vs current | peak RSS MiB |", "|---|---|---|---|"]
     lines += [f"| {r['variant']} | {r['s_per_batch']} | {r['vs_current'] if r['vs_current'] is not None else '-'} | "
               f"{r['peak_rss_mib']} |" for r in rows]
-    (out.parent / "STEP_COST.md").write_text("\n".join(lines) + "\n")
+    out.with_name(f"{out.stem.upper()}.md").write_text("\n".join(lines) + "\n")  # step_cost.json: STEP_COST.md
     print(f"-> {out}")
     return result
 

@@ -30,3 +30,11 @@ def test_unknown_variant_is_an_error(load_bench) -> None:
 def test_the_default_variant_list_parses_back(load_bench) -> None:
     variants = load_bench("step_cost").VARIANTS
     assert ",".join(variants).split(",") == list(variants)  # --variants is comma-separated: names hold none
+
+
+def test_heap_guard_off_names_real_variants(load_bench) -> None:
+    bench = load_bench("step_cost")
+    assert bench.HEAP_GUARD_OFF <= set(bench.VARIANTS)
+    for name in bench.HEAP_GUARD_OFF:  # each has its guarded twin with the same overrides
+        twin = name.removesuffix(" + heap guard off")
+        assert bench.VARIANTS[twin if twin in bench.VARIANTS else "fp32"] == bench.VARIANTS[name]

@@ -23,3 +23,27 @@ def test_trim_returns_the_holes_of_a_fragmented_heap() -> None:
     after = _rss_mib()
     assert before - after > 50, f"RSS {before:.0f} -> {after:.0f} MiB: the ~94 MiB of holes were not returned"
     assert len(blocks) == 1500
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="malloc_trim is glibc's")
+def test_heap_guard_returns_the_holes_once_the_heap_grew_by_its_slack() -> None:
+    from ctxrec.training.memory import HeapGuard, resident_mib
+
+    rss = resident_mib()
+    assert rss is not None and abs(rss - _rss_mib()) < 1.0
+    guard = HeapGuard(slack_mib=64)
+    guard.after_step()  # the first step sets the floor
+    assert guard.floor is not None and guard.trims == 0
+    small = [bytearray(64 * 1024) for _ in range(300)]  # ~19 MiB of growth: within the slack, no trim
+    del small[::2]
+    guard.after_step()
+    assert guard.trims == 0
+    blocks = [bytearray(64 * 1024) for _ in range(3000)]  # ~190 MiB; half of it freed into holes
+    del blocks[::2]
+    before = _rss_mib()
+    guard.after_step()  # grew by more than the slack: the holes go back
+    assert guard.trims == 1
+    assert before - _rss_mib() > 50
+    assert guard.floor is not None and abs(guard.floor - _rss_mib()) < 8
+    guard.after_step()  # nothing grew since: no second trim
+    assert guard.trims == 1 and len(blocks) == 1500 and len(small) == 150

@@ -15,6 +15,7 @@ import numpy as np
 from ctxrec.data.splits import EvalSet
 from ctxrec.evaluation.metrics import RANKING_METRICS, coverage_at_k
 from ctxrec.queries import QueryBatch
+from ctxrec.training.memory import release_free_heap
 
 
 class Ranker(Protocol):
@@ -60,6 +61,9 @@ class Evaluator:
             idx, scores = model.recommend_indices(batch, kmax, exclude_seen=self.config.exclude_seen)
             idx = np.where(np.isfinite(scores), idx, -1)
             out.append(idx)
+            # A sequence model encodes a batch in pieces of several widths, and glibc keeps the freed pieces
+            # in a fragmented heap: on ml-1m (fusion, d 256) that held 1.5 GiB after one validation pass.
+            release_free_heap()
         return np.concatenate(out) if out else np.zeros((0, kmax), np.int64)
 
     def evaluate(self, model: Ranker, cases: EvalSet) -> dict[str, float]:

@@ -35,7 +35,7 @@ import torch
 from ctxrec.errors import ConfigError
 from ctxrec.training import distributed as dist_
 from ctxrec.training.checkpoint import load_checkpoint, save_checkpoint
-from ctxrec.training.memory import release_free_heap
+from ctxrec.training.memory import HeapGuard, release_free_heap
 
 _EPOCH_REPORTER: ContextVar[Callable[[int, float], None] | None] = ContextVar("ctxrec_epoch_reporter", default=None)
 
@@ -216,6 +216,7 @@ def train_loop(
     t0 = time.perf_counter() - (history[-1]["elapsed"] if history else 0.0)
     stopped_by = "max_epochs"
     epoch = start_epoch - 1
+    heap = HeapGuard()
     try:
         for epoch in range(start_epoch, cfg.max_epochs):
             module.train()
@@ -235,6 +236,7 @@ def train_loop(
                 optimizer.step()
                 if ema is not None:
                     ema.update()
+                heap.after_step()
                 losses.append(loss.item())
                 if shown_progress and len(losses) % 20 == 0:
                     bar.set_postfix(loss=f"{np.mean(losses[-20:]):.4f}")
@@ -277,6 +279,7 @@ def train_loop(
                     "epoch": epoch, "best_score": best_score, "best_epoch": best_epoch,
                     "bad_evals": bad_evals, "history": history})
             release_free_heap()  # freed tensors fragment the heap: without it the RSS grows every epoch
+            heap.floor = None  # the next step measures the heap anew (validation has come and gone)
             if (report := _EPOCH_REPORTER.get()) is not None and f"valid_{cfg.valid_metric}" in record:
                 report(epoch, score)
             if evaluate is not None and bad_evals >= cfg.patience:

@@ -35,3 +35,48 @@ def release_free_heap() -> bool:
         return False
     trim(0)
     return True
+
+
+def resident_mib() -> float | None:
+    """This process's resident set now, in MiB (Linux ``/proc/self/statm``; None elsewhere). About 10 us."""
+    try:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * _page_size() / 2**20
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+@cache
+def _page_size() -> int:
+    import os
+
+    return os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
+
+
+HEAP_SLACK_MIB = 512.0
+"""The resident set's growth over the last return after which :class:`HeapGuard` returns the free pages."""
+
+
+class HeapGuard:
+    """Bounds the heap's growth within an epoch: after a training step, return the free pages once the
+    resident set has grown ``slack_mib`` above what it was after the last return.
+
+    Within one epoch the fragmentation grows too (ml-1m fusion, d 256, batches of 64 histories of 200: 2.9 GB
+    after 60 steps, 1.8 GB when the pages were returned after every step). Returning them after every step
+    costs page faults on the next step's tensors (about 20% more time per step); on growth only, the trims
+    are rare once the heap holds what a step needs."""
+
+    def __init__(self, slack_mib: float | None = None) -> None:
+        self.slack_mib = HEAP_SLACK_MIB if slack_mib is None else slack_mib
+        self.floor: float | None = None
+        self.trims = 0
+
+    def after_step(self) -> None:
+        rss = resident_mib()
+        if rss is None:
+            return
+        if self.floor is None:
+            self.floor = rss
+        elif rss > self.floor + self.slack_mib and release_free_heap():
+            self.trims += 1
+            self.floor = resident_mib() or rss
