@@ -235,3 +235,32 @@ def test_bf16_on_a_cpu_without_bf16_instructions_is_said(monkeypatch: pytest.Mon
     assert bool(said) is not native
     if said:
         assert "set train.bf16=false" in said[0] and "emulated" in said[0]
+
+
+@pytest.mark.parametrize(("key", "bad", "message"), [
+    ("batch_size", -5, "batch_size must be >= 1, got -5"),
+    ("batch_size", 0, "batch_size must be >= 1, got 0"),
+    ("max_epochs", 0, "max_epochs must be >= 1"),
+    ("patience", 0, "patience must be >= 1"),
+    ("lr", 0.0, "lr must be > 0"),
+    ("weight_decay", -0.1, "weight_decay must be >= 0"),
+    ("max_seconds", 0.0, "max_seconds must be > 0"),
+    ("num_threads", 0, "num_threads must be >= 1"),
+])
+def test_a_bad_training_setting_fails_when_the_config_is_built(key: str, bad: float, message: str) -> None:
+    from ctxrec.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=message):
+        TrainConfig(**{key: bad})  # type: ignore[arg-type]
+
+
+def test_a_bad_training_setting_from_the_cli_fails_before_any_data_loads(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """``ctxrec train --set train.batch_size=-5`` (a user's typo): one line naming the value, no traceback,
+    before the dataset is read (the data directory here holds no data at all)."""
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-m", "ctxrec", "train", "--dataset", "ml-100k", "--data-dir", str(tmp_path),
+                          "--model", "fusion", "--set", "train.batch_size=-5"], capture_output=True, text=True, timeout=120)
+    assert out.returncode != 0
+    assert "batch_size must be >= 1, got -5" in out.stderr and "Traceback" not in out.stderr, out.stderr

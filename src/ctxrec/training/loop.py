@@ -90,6 +90,19 @@ class TrainConfig:
     progress: bool = True
 
     def __post_init__(self) -> None:
+        # Checked when the config is built, before any data loads: each one otherwise fails deep in training.
+        for name in ("batch_size", "max_epochs", "patience"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"TrainConfig.{name} must be >= 1, got {getattr(self, name)}")
+        if not self.lr > 0.0:
+            raise ConfigError(f"TrainConfig.lr must be > 0 (e.g. 0.001), got {self.lr}")
+        for name in ("weight_decay", "grad_clip", "min_lr"):
+            if getattr(self, name) < 0.0:
+                raise ConfigError(f"TrainConfig.{name} must be >= 0 (0 = off), got {getattr(self, name)}")
+        if self.max_seconds is not None and self.max_seconds <= 0:
+            raise ConfigError(f"TrainConfig.max_seconds must be > 0 (or null: no budget), got {self.max_seconds}")
+        if self.num_threads is not None and self.num_threads < 1:
+            raise ConfigError(f"TrainConfig.num_threads must be >= 1 (or null: torch's default), got {self.num_threads}")
         if not 0.0 <= self.ema < 1.0:
             raise ConfigError(f"TrainConfig.ema must be in [0, 1) (0 = off, e.g. 0.99), got {self.ema}")
         if not 0.0 < self.lr_decay <= 1.0:
