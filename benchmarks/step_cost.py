@@ -20,6 +20,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
@@ -65,9 +66,17 @@ def time_variant(dataset: str, name: str, n_batches: int, epochs: int, data_dir:
 
     every_batch = fusion_recommender.training_batches
 
+    cpu: list[float] = []  # CPU seconds per batch, each epoch: unlike the wall clock, other jobs do not move it
+
     def first_batches(*args: Any, **kwargs: Any) -> Any:
         epoch = every_batch(*args, **kwargs)
-        return lambda rng: itertools.islice(epoch(rng), n_batches)
+
+        def run(rng: Any) -> Any:
+            t0 = time.process_time()
+            yield from itertools.islice(epoch(rng), n_batches)
+            cpu.append((time.process_time() - t0) / n_batches)  # the loop asks for more after the last step
+
+        return run
 
     fusion_recommender.training_batches = first_batches  # this process trains this one variant only
     if name in HEAP_GUARD_OFF:
@@ -81,7 +90,8 @@ def time_variant(dataset: str, name: str, n_batches: int, epochs: int, data_dir:
     model.fit(split.train, valid=None)  # no validation: nothing is scored, the step is timed
     per_batch = [r["train_seconds"] / n_batches for r in model.fit_info["history"]]
     return {"variant": name, "overrides": VARIANTS[name], "s_per_batch": round(statistics.median(per_batch), 3),
-            "s_per_batch_each_epoch": [round(s, 3) for s in per_batch], "peak_rss_mib": peak_rss_mib()}
+            "s_per_batch_each_epoch": [round(s, 3) for s in per_batch], "peak_rss_mib": peak_rss_mib(),
+            "cpu_s_per_batch": round(statistics.median(cpu), 3) if cpu else None}
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
@@ -127,9 +137,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
              f"Machine: {m.get('cpu')}, {m.get('cores')} cores, torch {m.get('torch')}. Base recipe: `{' '.join(BASE)}`.",
              (f"Median over {args.epochs} epochs of the first {args.batches} batches (`train.batch_size` users each: 128 unless "
              f"the variant sets it). Command: `{command}`."), "",
-             "| variant | s / batch | vs current | peak RSS MiB |", "|---|---|---|---|"]
+             "| variant | s / batch | vs current | CPU s / batch | peak RSS MiB |", "|---|---|---|---|---|"]
     lines += [f"| {r['variant']} | {r['s_per_batch']} | {r['vs_current'] if r['vs_current'] is not None else '-'} | "
-              f"{r['peak_rss_mib']} |" for r in rows]
+              f"{r.get('cpu_s_per_batch') or '-'} | {r['peak_rss_mib']} |" for r in rows]
     out.with_name(f"{out.stem.upper()}.md").write_text("\n".join(lines) + "\n")  # step_cost.json: STEP_COST.md
     print(f"-> {out}")
     return result

@@ -17,7 +17,7 @@ def test_variants_timed_side_by_side(load_bench, tmp_path: Path) -> None:
     assert current["variant"] == "current" and current["vs_current"] == 1.0
     assert len(small["s_per_batch_each_epoch"]) == 2 and small["s_per_batch"] > 0
     assert small["vs_current"] == round(small["s_per_batch"] / current["s_per_batch"], 3)
-    assert all(r["peak_rss_mib"] > 0 for r in result["rows"])
+    assert all(r["peak_rss_mib"] > 0 and r["cpu_s_per_batch"] > 0 for r in result["rows"])
     table = (tmp_path / "STEP_COST.md").read_text()
     assert "| d 64 |" in table and "| current |" in table
 

@@ -59,7 +59,7 @@ HEAP_SLACK_MIB = 512.0
 
 class HeapGuard:
     """Bounds the heap's growth within an epoch: after a training step, return the free pages once the
-    resident set has grown ``slack_mib`` above what it was after the last return.
+    resident set has grown ``slack_mib`` above what it was after the first step following the last return.
 
     Within one epoch the fragmentation grows too (ml-1m fusion, d 256, batches of 64 histories of 200: 2.9 GB
     after 60 steps, 1.8 GB when the pages were returned after every step). Returning them after every step
@@ -75,8 +75,9 @@ class HeapGuard:
         rss = resident_mib()
         if rss is None:
             return
-        if self.floor is None:
+        if self.floor is None:  # the first step after a return: the heap holds one step's working set
             self.floor = rss
         elif rss > self.floor + self.slack_mib and release_free_heap():
             self.trims += 1
-            self.floor = resident_mib() or rss
+            self.floor = None  # measured again after the next step, not now: right after the return the
+            # working set is gone too, and a floor set here would return the pages after every step
