@@ -15,7 +15,6 @@ results rows trained with it (the closing notes of issue 18 list them). Writes
 from __future__ import annotations
 
 import argparse
-import json
 import shlex
 import statistics
 import sys
@@ -24,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from recipe_rows import checked_recipes, run_rows
 
 ROOT = Path(__file__).resolve().parent
 
@@ -109,8 +109,6 @@ def write_table(result: dict[str, Any], path: Path) -> None:
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
-    from ctxrec.experiment import machine_description
-
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--recipes", default=",".join(RECIPES), help=f"comma-separated, of {sorted(RECIPES)}")
     ap.add_argument("--epochs", type=int, default=2)
@@ -120,21 +118,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     args = ap.parse_args(argv)
     if args.epochs < 1:
         raise SystemExit(f"--epochs {args.epochs}: at least 1 epoch is needed to time one")
-    names = [n for n in args.recipes.split(",") if n]
-    unknown = [n for n in names if n not in RECIPES]
-    if unknown:
-        raise SystemExit(f"unknown recipe(s) {unknown}; known: {sorted(RECIPES)}")
+    names = checked_recipes(args.recipes, RECIPES)
     command = "python benchmarks/batching_cost.py " + " ".join(
         shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:]))
     out = Path(args.out)
-    result: dict[str, Any] = {"command": command, "machine": machine_description(), "rows": []}
-    for name in names:
-        result["rows"].append(run_recipe(name, args.epochs, args.data_dir, args.valid))
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(json.dumps(result, indent=2) + "\n")  # after each recipe: a long run keeps what it measured
-        write_table(result, out.with_name("BATCHING_COST.md"))
-    print(f"-> {out}")
-    return result
+    return run_rows(names, lambda n: run_recipe(n, args.epochs, args.data_dir, args.valid), out,
+                    out.with_name("BATCHING_COST.md"), write_table, command)
 
 
 if __name__ == "__main__":

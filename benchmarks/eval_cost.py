@@ -22,7 +22,6 @@ Writes ``benchmarks/results/eval_cost.json`` and ``EVAL_COST.md``.
 from __future__ import annotations
 
 import argparse
-import json
 import shlex
 import statistics
 import sys
@@ -34,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from recipe_rows import checked_recipes, run_rows
 
 ROOT = Path(__file__).resolve().parent
 
@@ -176,8 +176,6 @@ def write_table(result: dict[str, Any], path: Path) -> None:
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
-    from ctxrec.experiment import machine_description
-
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--recipes", default="ml-1m:new,ml-1m:sasrec,amazon-beauty:fusion-ema,amazon-beauty:sasrec",
                     help=f"comma-separated, of {sorted(RECIPES)}")
@@ -187,20 +185,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     args = ap.parse_args(argv)
     if args.reps < 1:
         raise SystemExit(f"--reps {args.reps}: at least 1 evaluation per path is needed to time one")
-    names = [n for n in args.recipes.split(",") if n]
-    unknown = [n for n in names if n not in RECIPES]
-    if unknown:
-        raise SystemExit(f"unknown recipe(s) {unknown}; known: {sorted(RECIPES)}")
+    names = checked_recipes(args.recipes, RECIPES)
     command = "python benchmarks/eval_cost.py " + " ".join(shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:]))
     out = Path(args.out)
-    result: dict[str, Any] = {"command": command, "machine": machine_description(), "rows": []}
-    for name in names:
-        result["rows"].append(run_recipe(name, args.reps, args.data_dir))
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(json.dumps(result, indent=2) + "\n")  # after each recipe: a long run keeps what it measured
-        write_table(result, out.with_name("EVAL_COST.md"))
-    print(f"-> {out}")
-    return result
+    return run_rows(names, lambda n: run_recipe(n, args.reps, args.data_dir), out, out.with_name("EVAL_COST.md"),
+                    write_table, command)
 
 
 if __name__ == "__main__":
