@@ -33,18 +33,14 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from batching_cost import RECIPES as TRAIN_RECIPES
 from recipe_rows import checked_recipes, run_rows
 
 ROOT = Path(__file__).resolve().parent
 
 RECIPES: dict[str, tuple[str, str, list[str]]] = {
-    # benchmarks/cost.py's recipes (fp32)
-    "ml-1m:current": ("ml-1m", "fusion", [
-        "d_model=256", "n_heads=4", "mixture=false", "use_text=true", "max_len=200", "dropout=0.2",
-        "train.batch_size=128", "train.lr=0.001"]),
-    "ml-1m:new": ("ml-1m", "fusion", [
-        "d_model=256", "n_heads=4", "mixture=false", "use_text=false", "max_len=200", "dropout=0.2",
-        "attention_dropout=0", "loss=sampled", "n_negatives=1024", "train.batch_size=64", "train.lr=0.002"]),
+    # benchmarks/cost.py's recipes (fp32), as batching_cost.py trains them
+    **{name: TRAIN_RECIPES[name] for name in ("ml-1m:current", "ml-1m:new")},
     # benchmarks/results/ml-1m/sasrec.json
     "ml-1m:sasrec": ("ml-1m", "sasrec", ["max_len=200", "dropout=0.2", "train.batch_size=128"]),
     # benchmarks/results/amazon-beauty/fusion-ema.json and sasrec.json
