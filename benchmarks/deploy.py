@@ -288,7 +288,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             raise SystemExit(f"{args.model} has no exportable text encoder; drop --text-encoder")
         result["text_encoder"] = text_encoder_bench(model, data, split, te32, te8, args.threads, evaluator, say)
         result["text_encoder"]["ndcg_rel_drop"] = round(
-            (fp32["ndcg@10"] - result["text_encoder"]["int8"]["ndcg@10"]) / fp32["ndcg@10"], 5)
+            (entries["fp32"]["ndcg@10"] - result["text_encoder"]["int8"]["ndcg@10"]) / entries["fp32"]["ndcg@10"], 5)
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / f"{stem}.json").write_text(json.dumps(result, indent=2) + "\n")
     write_table()
