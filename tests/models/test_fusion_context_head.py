@@ -11,6 +11,7 @@ from test_fusion import context_dataset, tiny
 
 from ctxrec.models.base import RecQuery
 from ctxrec.models.fusion import FusionRecommender
+from ctxrec.models.fusion import context_head as ch
 from ctxrec.models.fusion.context_head import PRIOR_WEIGHTS, ContextHead, anonymous_rows, choose_prior_weight
 from ctxrec.training.loop import TrainConfig
 
@@ -136,3 +137,39 @@ def test_prior_weight_is_chosen_on_validation() -> None:
     assert len(got["weight_valid_ndcg@10"]) == len(PRIOR_WEIGHTS)
     assert choose_prior_weight(head, None, None)["weight"] == 0.0  # no validation cases: only anonymous requests
     assert choose_prior_weight(head, 0.2, lambda: {"ndcg@10": 0.0}) == {"weight": pytest.approx(0.2), "weight_valid_ndcg@10": {}}
+
+
+def _noise_triples(n: int, n_items: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(context ids, dense, item + 1) with the item independent of the context: nothing for the head to learn."""
+    rng = np.random.default_rng(seed)
+    return (rng.integers(0, 50, (n, 2)), np.zeros((n, 0), np.float32), rng.integers(1, n_items + 1, n))
+
+
+def test_held_out_events_are_a_seeded_disjoint_share_of_the_training_events() -> None:
+    train = _noise_triples(4000, 30)
+    fit, hold = ch.held_out(train, seed=1)
+    assert hold is not None and len(hold[2]) == int(4000 * ch.HOLDOUT) and len(fit[2]) == 4000 - len(hold[2])
+    rows = {tuple(r) for r in np.column_stack([train[0], train[2]]).tolist()}
+    assert {tuple(r) for r in np.column_stack([fit[0], fit[2]]).tolist()} <= rows
+    again = ch.held_out(train, seed=1)[1]
+    assert again is not None and all(np.array_equal(a, b) for a, b in zip(hold, again, strict=True))
+    small = _noise_triples(ch.HOLDOUT_MIN * 10, 30)  # 5% of it is below the minimum: nothing held out
+    assert ch.held_out(small, seed=1) == (small, None)
+
+
+def test_without_validation_cases_the_fit_stops_on_held_out_events_not_after_every_epoch() -> None:
+    """Nothing to learn (items independent of context): the training loss still falls epoch after epoch
+    (the head memorises), so a fit that kept the lowest training loss ran all MAX_EPOCHS; on held-out
+    events it stops after PATIENCE epochs without a gain."""
+    n_items = 40
+    head = ContextHead([50, 50], 0, n_items=n_items, d_field=8, hidden=64, d_out=8, dropout=0.0)
+    table = torch.randn(n_items + 1, 8, generator=torch.Generator().manual_seed(0))
+    got = ch.fit_context_head(head, table, _noise_triples(6000, n_items), None, seed=0)
+    assert got["stopped_on"] == f"{int(6000 * ch.HOLDOUT)} held-out training events"
+    assert got["epochs_run"] < ch.MAX_EPOCHS
+    assert got["epochs_run"] == got["best_epoch"] + 1 + ch.PATIENCE
+    losses = [h["loss"] for h in got["history"]]
+    assert losses[-1] < losses[0]  # the training loss alone would not have stopped it
+    tiny_log = ch.fit_context_head(ContextHead([50, 50], 0, n_items=n_items, d_field=8, hidden=64, d_out=8, dropout=0.0),
+                                   table, _noise_triples(200, n_items), None, seed=0)
+    assert tiny_log["stopped_on"] == "training loss" and tiny_log["best_valid_ndcg@10"] is None

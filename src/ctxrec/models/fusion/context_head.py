@@ -31,6 +31,13 @@ MIN_STEPS = 20  # per epoch: small logs get smaller batches
 LR = 3e-3
 MAX_EPOCHS = 30
 PATIENCE = 3
+# Without validation cases (``fit(data)`` with no ``valid=``) the fit holds out this share of the training
+# events (at most HOLDOUT_MAX, at least HOLDOUT_MIN or none) to know when to stop: the training loss keeps
+# falling for all MAX_EPOCHS (on ml-1m that took over 25 minutes) while the answer has long stopped improving.
+HOLDOUT = 0.05
+HOLDOUT_MAX = 20_000
+HOLDOUT_MIN = 50
+SCORE_ROWS = 4096  # validation rows scored at once: (rows, V + 1) logits, not the whole validation set's
 
 
 class ContextHead(nn.Module):
@@ -99,9 +106,27 @@ PRIOR_WEIGHTS = (0.0, 0.05, 0.1, 0.2, 0.3, 0.5)
 
 def _ndcg10(logits: torch.Tensor, targets: torch.Tensor) -> float:
     """Mean NDCG@10 of one target per row (rank by logits; ties count against the target)."""
+    return float(_gains10(logits, targets).mean())
+
+
+def _gains10(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """(N,) NDCG@10 gain of each row's one target."""
     rank = (logits > logits.gather(1, targets[:, None])).sum(1)  # (N,) 0-based
-    gain = torch.where(rank < 10, 1.0 / torch.log2(rank.float() + 2.0), torch.zeros_like(rank, dtype=torch.float))
-    return float(gain.mean())
+    return torch.where(rank < 10, 1.0 / torch.log2(rank.float() + 2.0), torch.zeros_like(rank, dtype=torch.float))
+
+
+def held_out(train: tuple[np.ndarray, np.ndarray, np.ndarray], seed: int
+             ) -> tuple[tuple[np.ndarray, np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray, np.ndarray] | None]:
+    """Split training triples into (fit, held-out) for a fit without validation cases: a seeded random
+    :data:`HOLDOUT` share of the events, at most :data:`HOLDOUT_MAX`; ``None`` held out below
+    :data:`HOLDOUT_MIN` (a log that small stops on its training loss)."""
+    n = len(train[2])
+    n_hold = min(HOLDOUT_MAX, int(n * HOLDOUT))
+    if n_hold < HOLDOUT_MIN:
+        return train, None
+    perm = np.random.default_rng(seed).permutation(n)
+    hold, keep = np.sort(perm[:n_hold]), np.sort(perm[n_hold:])
+    return tuple(a[keep] for a in train), tuple(a[hold] for a in train)  # type: ignore[return-value]
 
 
 def choose_prior_weight(head: ContextHead, weight: float | None, evaluate: Callable[[], dict[str, float]] | None
@@ -124,8 +149,16 @@ def fit_context_head(head: ContextHead, table: torch.Tensor, train: tuple[np.nda
                      exclude: torch.Tensor | None = None) -> dict[str, Any]:
     """Fit ``head`` on training (context ids, dense, item + 1) triples against the fixed ``table``, keeping
     the epoch with the best validation NDCG@10 of the context-only answer (the start, global popularity,
-    when none beats it; the lowest training loss without validation cases). ``exclude`` (V + 1,) bool: items without training events, out of the softmax. Returns a summary
-    for ``fit_info``."""
+    when none beats it). Without validation cases it holds out a share of the training events
+    (:func:`held_out`) and stops on those; on a log too small for that, on the training loss. ``exclude``
+    (V + 1,) bool: items without training events, out of the softmax. Returns a summary for ``fit_info``
+    (``stopped_on``: which of the three it was)."""
+    has_valid = valid is not None and len(valid[2]) > 0
+    stopped_on = "validation cases"
+    if not has_valid:
+        train, valid = held_out(train, seed)
+        stopped_on = f"{len(valid[2])} held-out training events" if valid is not None else "training loss"
+        has_valid = valid is not None
     dev = table.device
     table = table.detach()
     ids_t, dense_t, tgt_t = (torch.from_numpy(np.ascontiguousarray(a)).to(dev) for a in train)
@@ -146,11 +179,12 @@ def fit_context_head(head: ContextHead, table: torch.Tensor, train: tuple[np.nda
         head.eval()
         with torch.no_grad():
             v_ids, v_dense, v_tgt = (torch.from_numpy(np.ascontiguousarray(a)).to(dev) for a in valid)
-            return _ndcg10(logits_of(v_ids, v_dense), v_tgt)
+            gains = [_gains10(logits_of(v_ids[s:s + SCORE_ROWS], v_dense[s:s + SCORE_ROWS]), v_tgt[s:s + SCORE_ROWS])
+                     for s in range(0, len(v_tgt), SCORE_ROWS)]
+            return float(torch.cat(gains).mean())
 
     # The start (the log-popularity bias plus the untrained MLP's small scores) is a candidate too, so the
     # prior is never worse on validation than popularity (small logs: 42 validation cases on incarmusic).
-    has_valid = valid is not None and len(valid[2]) > 0
     best = score_valid() if has_valid else -math.inf
     best_state = ({k: v.clone() for k, v in head.state_dict().items()}, bias.detach().clone())
     best_epoch, bad, epochs, history = -1, 0, 0, []
@@ -168,7 +202,7 @@ def fit_context_head(head: ContextHead, table: torch.Tensor, train: tuple[np.nda
             total += float(loss.detach()) * len(idx)
         epochs = epoch + 1
         score = score_valid() if has_valid else -total
-        history.append({"loss": round(total / len(tgt_t), 4), "valid_ndcg@10": round(score, 4) if valid is not None else None})
+        history.append({"loss": round(total / len(tgt_t), 4), "valid_ndcg@10": round(score, 4) if has_valid else None})
         if score > best:
             best, best_epoch, bad = score, epoch, 0
             best_state = ({k: v.clone() for k, v in head.state_dict().items()}, bias.detach().clone())
@@ -183,5 +217,5 @@ def fit_context_head(head: ContextHead, table: torch.Tensor, train: tuple[np.nda
             b[mask] = b[1:][~mask[1:]].min()  # items without training events: as unlikely as the least likely
         head.bias.copy_(b - b[1:].min())
     head.eval()
-    return {"best_epoch": best_epoch, "epochs_run": epochs,
-            "best_valid_ndcg@10": round(best, 4) if valid is not None else None, "history": history}
+    return {"best_epoch": best_epoch, "epochs_run": epochs, "stopped_on": stopped_on,
+            "best_valid_ndcg@10": round(best, 4) if has_valid else None, "history": history}
