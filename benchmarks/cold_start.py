@@ -84,7 +84,7 @@ def main(argv: list[str] | None = None) -> dict:
     split = leave_one_out(data)
     rng = np.random.default_rng(args.seed)
     cold = np.zeros(data.n_items, dtype=bool)
-    cold[rng.choice(data.n_items, size=int(round(args.cold_frac * data.n_items)), replace=False)] = True
+    cold[rng.choice(data.n_items, size=round(args.cold_frac * data.n_items), replace=False)] = True
     train = split.train.subset(~cold[split.train.item_idx], name=f"{data.name}/train-cold")
     cold_case = np.array([bool(cold[t[0]]) for t in split.test.targets])
     groups = {"cold_target": np.flatnonzero(cold_case), "warm_target": np.flatnonzero(~cold_case)}
@@ -164,8 +164,8 @@ def write_md(out: dict, path: Path) -> None:
     """COLD_START.md from the result file's content."""
     results = out["results"]
     lines = [f"# Cold start on {out['dataset']}", "", out["protocol"] + f"; {out['n_cold_items']} cold items.", "",
-             "Commands: each row's `command` in cold_start.json (the last one: "
-             f"`{out['command']}`).", "",
+             ("Commands: each row's `command` in cold_start.json (the last one: "
+             f"`{out['command']}`)."), "",
              "| model | cold-target R@10 | cold-target N@10 | warm-target R@10 | warm-target N@10 | cold/warm R@10 | new user (last 3, no id) R@10 | fit s |",
              "|---|---|---|---|---|---|---|---|"]
     for name, r in results.items():

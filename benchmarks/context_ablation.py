@@ -61,7 +61,7 @@ def swapped(ev: Any, dataset: str, seed: int) -> Any:
 
 def top10_change(a: np.ndarray, b: np.ndarray) -> dict[str, float]:
     changed = np.array([len(set(x[:10]) - set(y[:10])) for x, y in zip(a, b, strict=True)])
-    return {"users": int(len(a)), "users_changed": int((changed > 0).sum()),
+    return {"users": len(a), "users_changed": int((changed > 0).sum()),
             "share_changed": round(float((changed > 0).mean()), 4), "mean_items_changed": round(float(changed.mean()), 3)}
 
 

@@ -33,7 +33,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent
 OUT = ROOT / "results" / "context_topk"
 sys.path.insert(0, str(ROOT))
-from context_ablation import merge_rows, swapped  # sibling benchmark script
+from context_ablation import merge_rows, swapped  # noqa: E402  (a sibling script: importable once ROOT is on sys.path)
 
 DETERMINISTIC = {"popularity", "context_popularity"}
 # Per model: small enough for a 2-core CPU; early stopping on validation NDCG@10 (epochs and patience, no clock).

@@ -43,7 +43,8 @@ def _train(args: argparse.Namespace, nproc: int, seed: int, tag: str) -> dict:
     env = dict(os.environ, OMP_NUM_THREADS=str(max(1, (os.cpu_count() or 1) // nproc)))
     load = os.getloadavg()[0]
     t0 = time.perf_counter()
-    proc = subprocess.run([sys.executable, "-m", "ctxrec.cli", *cmd[1:]], cwd=REPO, capture_output=True, text=True, env=env)
+    proc = subprocess.run([sys.executable, "-m", "ctxrec.cli", *cmd[1:]], cwd=REPO, capture_output=True, text=True, env=env,
+                          check=False)  # its output goes into the error
     wall = time.perf_counter() - t0
     if proc.returncode != 0:
         raise SystemExit(f"{' '.join(cmd)} failed:\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}")
@@ -86,13 +87,13 @@ def write_markdown(result: dict, out: Path) -> list[str]:
     md += [f"| {name} | {r['ndcg@10']:.4f} | {r['hr@10']:.4f} | {r['seconds']:.1f} | {r['train_seconds']:.1f} | {r['best_epoch']} "
            f"| {r['load_average_1min']['start']} / {r['load_average_1min']['end']} |" for name, r in rows]
     mach = result["machine"]
-    md += ["", f"|NDCG@10(N) - NDCG@10(1)| = {result['ndcg@10_abs_diff']:.4f} (target <= 0.005); two single-process seeds "
-           f"differ by {result.get('ndcg@10_abs_diff_between_seeds_1proc')}.",
-           f"Speed-up of {nproc} processes: {result['speedup_wall']:.2f}x wall against the seed-42 single process, "
+    md += ["", (f"|NDCG@10(N) - NDCG@10(1)| = {result['ndcg@10_abs_diff']:.4f} (target <= 0.005); two single-process seeds "
+           f"differ by {result.get('ndcg@10_abs_diff_between_seeds_1proc')}."),
+           (f"Speed-up of {nproc} processes: {result['speedup_wall']:.2f}x wall against the seed-42 single process, "
            f"{fastest / many['seconds']:.2f}x against the faster single-process run. On {mach['cores']} cores, "
            f"{nproc} processes x {many['omp_threads_per_process']} thread(s) share the same cores as 1 process x "
            f"{one['omp_threads_per_process']} threads, so no speed-up beyond noise is to be expected here; DDP pays off "
-           "with more cores, machines or GPUs. Runs slowed by other jobs show a higher load average.", "",
+           "with more cores, machines or GPUs. Runs slowed by other jobs show a higher load average."), "",
            f"Machine: {mach['cpu']}, {mach['cores']} cores, {mach['memory_gib']} GiB, GPU {mach['gpu']}, torch {mach['torch']}.",
            f"Command: `{result['command']}`; per-run commands are in {out.name}.", ""]
     out.with_suffix(".md").write_text("\n".join(md))

@@ -344,8 +344,8 @@ def write_table() -> None:
         bs = r.get("batch_sizes", [])
         mc = r.get("model_config", {})
         width = f", d_model {mc['d_model']}, {mc['n_layers']} layers" if "d_model" in mc else ""
-        lines += [f"## {r['dataset']}{' / ' + r['name'] if r.get('name') else ''} ({r['model']}{width}, {r['split']}, "
-                  f"{r['n_test_cases']:,} test cases)", "",
+        lines += [(f"## {r['dataset']}{' / ' + r['name'] if r.get('name') else ''} ({r['model']}{width}, {r['split']}, "
+                  f"{r['n_test_cases']:,} test cases)"), "",
                   f"`{r['command']}` — {r['date']}; {m['cpu']}, {m['cores']} cores, {m['memory_gib']} GiB, "
                   f"torch {m['torch']}, {r['threads']} thread(s), {r['latency_queries']} timed queries."
                   + (f" Latency re-timed by `{r['latency_command']}` ({r['latency_date']})." if "latency_command" in r else ""),
@@ -379,12 +379,12 @@ def write_table() -> None:
             lines += ["Text encoder (ONNX Runtime, item texts):", "",
                       "| encoder | sentences/s | size MB | cos to fp32 mean / min | NDCG@10 with its item vectors |",
                       "|---|---|---|---|---|",
-                      f"| fp32 | {t['fp32']['sentences_per_s']:.1f} | {t['fp32']['size_mb']:.1f} | 1 / 1 | "
-                      f"{r['fp32']['ndcg@10']:.4f} |",
-                      f"| int8 | {t['int8']['sentences_per_s']:.1f} | {t['int8']['size_mb']:.1f} | "
-                      f"{t['int8']['cos_mean']:.4f} / {t['int8']['cos_min']:.4f} | {t['int8']['ndcg@10']:.4f} |", "",
-                      f"int8 text encoder: {t['speedup']:.2f}x the fp32 sentences/s (target >= 2x); NDCG@10 relative "
-                      f"drop {t['ndcg_rel_drop']:.2%} (target <= 1%).", ""]
+                      (f"| fp32 | {t['fp32']['sentences_per_s']:.1f} | {t['fp32']['size_mb']:.1f} | 1 / 1 | "
+                      f"{r['fp32']['ndcg@10']:.4f} |"),
+                      (f"| int8 | {t['int8']['sentences_per_s']:.1f} | {t['int8']['size_mb']:.1f} | "
+                      f"{t['int8']['cos_mean']:.4f} / {t['int8']['cos_min']:.4f} | {t['int8']['ndcg@10']:.4f} |"), "",
+                      (f"int8 text encoder: {t['speedup']:.2f}x the fp32 sentences/s (target >= 2x); NDCG@10 relative "
+                      f"drop {t['ndcg_rel_drop']:.2%} (target <= 1%)."), ""]
     lines += NOTES
     (RESULTS / "DEPLOY.md").write_text("\n".join(lines) + "\n")
 

@@ -59,9 +59,11 @@ from faults_load import (  # noqa: E402  # the writes scenarios and process help
     writes_ingest_paced,
     writes_paced,
 )
-from pg import PostgresCluster, find_pg_bin
-from serving_helpers import tiny_fusion_run
-from test_durability import _free_port, _start
+
+# the test suite's helpers, importable once the path above is set
+from pg import PostgresCluster, find_pg_bin  # noqa: E402
+from serving_helpers import tiny_fusion_run  # noqa: E402
+from test_durability import _free_port, _start  # noqa: E402
 
 OUT = ROOT / "benchmarks" / "results" / "serving" / "faults.json"
 DEADLINE = 1.0  # --store-deadline of the pg_restart server

@@ -41,7 +41,7 @@ def rss_now_mib() -> float:
         return round(int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20, 1)
 
 
-def make_dataset(n_items: int, n_events: int, *, mean_len: float, max_user_len: int, seed: int):  # noqa: ANN201
+def make_dataset(n_items: int, n_events: int, *, mean_len: float, max_user_len: int, seed: int):
     """A Dataset with ``n_items`` catalogue items and exactly ``n_events`` events, built with numpy."""
     import pandas as pd
 

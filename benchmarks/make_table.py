@@ -71,12 +71,9 @@ def _command(r: dict) -> str:
 
 def noise_note(ours: list[dict], published: dict[str, float], cols: list[str]) -> str:
     """'within noise' when a published figure lies within 2 std of a multi-seed ctxrec row's mean."""
-    hits = []
-    for r in ours:
-        sd = r.get("metrics_std") or {}
-        for c in cols:
-            if c in published and c in sd and sd[c] > 0 and abs(r["metrics"][c] - published[c]) <= 2 * sd[c]:
-                hits.append(f"{c} within noise of ctxrec {r['name']}")
+    hits = [f"{c} within noise of ctxrec {r['name']}" for r in ours for c in cols
+            if c in published and c in (sd := r.get("metrics_std") or {}) and sd[c] > 0
+            and abs(r["metrics"][c] - published[c]) <= 2 * sd[c]]
     return "; ".join(hits)
 
 
@@ -140,8 +137,8 @@ def main() -> str:
              "published figure within 2 std of a multi-seed row's mean is marked *within noise*. A run that its",
              "time budget stopped is marked and is not a headline.", ""]
     if machine:
-        lines += [f"Machine: {machine.get('cpu')}, {machine.get('cores')} cores, {machine.get('memory_gib')} GiB, "
-                  f"GPU: {machine.get('gpu') or 'none'}, torch {machine.get('torch')}.", ""]
+        lines += [(f"Machine: {machine.get('cpu')}, {machine.get('cores')} cores, {machine.get('memory_gib')} GiB, "
+                  f"GPU: {machine.get('gpu') or 'none'}, torch {machine.get('torch')}."), ""]
     for ds in sorted(set(results) | set(PUBLISHED)):
         if ds in PUBLISHED_CTR:
             lines += [f"## {ds} (pointwise, BARS protocol)", "",

@@ -144,7 +144,7 @@ def run_load(port: Target | int, bodies: list[bytes], clients: int, seconds: flo
              ) -> tuple[list[float], list[str], float]:
     lats: list[list[float]] = [[] for _ in range(clients)]
     errors: list[str] = []
-    stop_at = time.perf_counter() + (seconds if seconds else 1e9)
+    stop_at = time.perf_counter() + (seconds or 1e9)
     per_client = None if requests is None else max(1, requests // clients)
     threads = [threading.Thread(target=client_loop, args=(port, bodies, stop_at, per_client, lats[c], errors, c * 997))
                for c in range(clients)]
