@@ -100,13 +100,15 @@ def tuning_section(results: dict[str, list[dict]]) -> list[str]:
     for t in rows:
         ds, model = t["dataset"], t["model"]
         key = "auc" if t.get("objective") == "auc" else "ndcg@10"
+        hand_name = Path(t.get("hand_tuned_row", f"{model}.json")).stem  # tune.py --hand-tuned NAME
         cells = []
-        for name in (f"{model}-default", model):
+        for name in (f"{model}-default", hand_name):
             r = by_name.get((ds, name))
-            cells.append(f"{_cell(r, key)} ({_seeds(r)} seeds)" if r else "-")
+            named = f", `{name}`" if name not in (model, f"{model}-default") else ""
+            cells.append(f"{_cell(r, key)} ({_seeds(r)} seeds{named})" if r else "-")
         sd = (t.get("test_metrics_std") or {}).get(key)
         tuned = f"{fmt(t['test_metrics'][key], sd)} ({len(t.get('seeds') or [1])} seeds)"
-        hand = by_name.get((ds, model))  # the hand-tuned row as it stands now (it may have gained seeds since)
+        hand = by_name.get((ds, hand_name))  # the hand-tuned row as it stands now (it may have gained seeds since)
         ratio = round(t["test_metrics"][key] / hand["metrics"][key], 3) if hand else t.get(f"tuned_over_hand_tuned_{key}")
         budget = f"{t['budget_trials']} trials" + (f" / {t['budget_s'] / 60:g} min" if t.get("budget_s") else "")
         lines.append(f"| {ds} | {model} | {key} | {cells[0]} | {cells[1]} | {tuned} | {ratio if ratio is not None else '-'} | "

@@ -48,11 +48,18 @@ VARIANTS: dict[str, list[str]] = {
                    "train.batch_size=64", "train.lr=0.002"],
     "new recipe + heap guard off": ["train.bf16=false", "attention_dropout=0", "loss=sampled", "n_negatives=1024",
                                     "use_text=false", "train.batch_size=64", "train.lr=0.002"],
+    "new recipe + torch.compile": ["train.bf16=false", "attention_dropout=0", "loss=sampled", "n_negatives=1024",
+                                   "use_text=false", "train.batch_size=64", "train.lr=0.002"],
 }
 
 
 HEAP_GUARD_OFF = {"fp32 + heap guard off", "new recipe + heap guard off"}
 """Variants trained without ``ctxrec.training.memory.HeapGuard`` (it is not a setting: this process turns it off)."""
+
+COMPILED = {"new recipe + torch.compile"}
+"""Variants whose training step (the model's loss function: forward, loss) runs through ``torch.compile``
+(inductor, ``dynamic=True`` since a batch's length varies). Not a setting: this process wraps the loss function.
+The first epoch pays the compilation; the figure is the median epoch, so use ``--epochs 3`` or more."""
 
 
 def time_variant(dataset: str, name: str, n_batches: int, epochs: int, data_dir: str | None) -> dict[str, Any]:
@@ -83,6 +90,17 @@ def time_variant(dataset: str, name: str, n_batches: int, epochs: int, data_dir:
         from ctxrec.training import memory
 
         memory.HEAP_SLACK_MIB = float("inf")
+    if name in COMPILED:
+        import torch
+
+        from ctxrec.training import loop as training_loop
+
+        loop = training_loop.train_loop  # fit imports it from there when it runs
+
+        def compiled_loop(*args: Any, loss_fn: Any, **kwargs: Any) -> Any:
+            return loop(*args, loss_fn=torch.compile(loss_fn, dynamic=True), **kwargs)
+
+        training_loop.train_loop = compiled_loop
     data = load_dataset(dataset, data_dir)
     split = make_split(data, "leave-one-out")
     overrides = [*BASE, *VARIANTS[name], f"train.max_epochs={epochs}", "train.progress=false"]

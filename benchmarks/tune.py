@@ -8,7 +8,7 @@ Writes ``benchmarks/results/tuning/<dataset>-<model>.json``: the study's counts 
 its budget and cost (wall seconds, CPU hours of this process and its workers), the best validation
 score, the best configuration, and its test metrics as the mean over ``--seeds`` (seed 42 is the
 study's own retrain of the best trial; 43, 44, ... train ``best_config.json`` again), with
-``hand_tuned_test_ndcg@10`` (``results/<dataset>/<model>.json``) and ``default_test_ndcg@10``
+``hand_tuned_test_ndcg@10`` (``results/<dataset>/<model>.json``, or ``--hand-tuned NAME``'s row) and ``default_test_ndcg@10``
 (``results/<dataset>/<model>-default.json``) read from the committed rows. A pointwise (CTR) study
 optimises validation AUC (``ctxrec tune``'s default for that kind): its keys are ``test_metrics.auc``,
 ``hand_tuned_test_auc`` and ``default_test_auc``, and every seed trains on the study's CTR split. The study itself is in
@@ -66,6 +66,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap.add_argument("--seeds", type=int, default=3, help="seeds of the best configuration's test figure")
     ap.add_argument("--confirm", type=int, default=0, help="ctxrec tune --confirm K: re-score the K best trials "
                                                            "over more seeds on validation, keep the best mean")
+    ap.add_argument("--hand-tuned", default=None, metavar="NAME",
+                    help="the hand-tuned row to compare with, results/<dataset>/NAME.json (default: the model kind; "
+                         "amazon-beauty's headline is fusion-ema)")
     ap.add_argument("--data-dir", default=None)
     ap.add_argument("--out", default=None, help="result file (default benchmarks/results/tuning/<dataset>-<model>.json)")
     ap.add_argument("--run-dir", default=None, help="study folder (default runs/tune/<dataset>-<model>)")
@@ -108,7 +111,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "best_trial": summary["best_trial"], "best_valid": summary["best_valid"], "objective": cfg.metric,
         "test_metrics": seeded["metrics"], "test_metrics_std": seeded["metrics_std"],
         "per_seed": seeded["per_seed"], "seeds": seeds,
-        f"hand_tuned_test_{key}": committed(args.dataset, args.model, key),
+        f"hand_tuned_test_{key}": committed(args.dataset, args.hand_tuned or args.model, key),
+        "hand_tuned_row": f"results/{args.dataset}/{args.hand_tuned or args.model}.json",
         f"default_test_{key}": committed(args.dataset, f"{args.model}-default", key),
         "confirmed": summary.get("confirmed"),
         "best_params": summary["best_params"], "best_config": best_cfg, "importances": summary.get("importances"),
