@@ -24,7 +24,7 @@ DOCUMENTED = {
 
 
 def _full() -> dict:
-    res: dict = {s: {k: 0 for k in keys} for s, keys in DOCUMENTED.items()}
+    res: dict = {s: dict.fromkeys(keys, 0) for s, keys in DOCUMENTED.items()}
     res["replicas"]["note"] = "extra keys are allowed"
     return {**res, "machine": {"cpus": 2}, "command": "benchmarks/faults.py"}
 

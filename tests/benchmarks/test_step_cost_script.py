@@ -34,7 +34,14 @@ def test_the_default_variant_list_parses_back(load_bench) -> None:
 
 def test_heap_guard_off_names_real_variants(load_bench) -> None:
     bench = load_bench("step_cost")
-    assert bench.HEAP_GUARD_OFF <= set(bench.VARIANTS)
+    assert set(bench.VARIANTS) >= bench.HEAP_GUARD_OFF
     for name in bench.HEAP_GUARD_OFF:  # each has its guarded twin with the same overrides
         twin = name.removesuffix(" + heap guard off")
         assert bench.VARIANTS[twin if twin in bench.VARIANTS else "fp32"] == bench.VARIANTS[name]
+
+
+def test_compiled_variants_are_real_variants_with_an_eager_twin(load_bench) -> None:
+    bench = load_bench("step_cost")
+    assert bench.COMPILED and set(bench.VARIANTS) >= bench.COMPILED
+    for name in bench.COMPILED:  # the same settings, eager: the pair measures torch.compile alone
+        assert bench.VARIANTS[name.removesuffix(" + torch.compile")] == bench.VARIANTS[name]

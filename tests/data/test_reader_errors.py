@@ -230,7 +230,7 @@ def test_any_extension_with_format_and_a_multi_character_delimiter(tmp_path: Pat
 def test_title_field(tmp_path: Path, items: str, title_field: str | None, expected: str) -> None:
     _write(tmp_path, "user,item\na,x\n")
     _write(tmp_path, items, "items.csv")
-    text = [c for c in items.split("\n")[0].split(",")[1:] if c != "label"]
+    text = [c for c in items.split("\n", maxsplit=1)[0].split(",")[1:] if c != "label"]
     side: dict[str, Any] = {"path": "items.csv", "id_column": "id", "text_fields": text}
     if title_field:
         side["title_field"] = title_field

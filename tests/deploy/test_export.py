@@ -11,7 +11,7 @@ import pytest
 from ctxrec.data.dataset import Dataset
 from ctxrec.deploy.onnx_runtime import OnnxRecommender, is_export_dir, load_recommender
 from ctxrec.errors import ConfigError, UnsupportedError
-from ctxrec.models.base import RecQuery, Recommender
+from ctxrec.models.base import Recommender, RecQuery
 
 
 def _queries(model: Recommender, with_text: bool = False) -> list[RecQuery]:

@@ -178,7 +178,7 @@ def test_lexical_vectors_are_fitted_saved_and_given_to_new_items(tmp_path) -> No
 def test_states_in_bounded_chunks_equal_the_full_sequence_pass(monkeypatch: pytest.MonkeyPatch) -> None:
     """Every scoring path encodes histories through ``state_chunks`` (length groups of bounded size, the last
     block at the predicting position): the states equal the full-sequence encoder's output at that position."""
-    import ctxrec.models.layers as layers
+    from ctxrec.models import layers
     from ctxrec.models.fusion.batches import history_tensors
 
     model = fit()

@@ -123,7 +123,7 @@ def test_ml100k_quality_floor(data_dir) -> None:
 def test_user_vectors_in_chunks_equal_the_full_forward(monkeypatch: pytest.MonkeyPatch) -> None:
     """Scoring encodes histories in length groups of bounded size with the last block at the last position
     only (``state_chunks``, ``forward_last``): the same vectors as one padded full forward, in input order."""
-    import ctxrec.models.layers as layers
+    from ctxrec.models import layers
 
     data = cyclic_dataset()
     model = SASRecRecommender(SASRecConfig(**TINY, train=TrainConfig(max_epochs=2, progress=False))).fit(data)

@@ -159,7 +159,7 @@ class Server:
         self.thread.join(timeout=30)
         self.sock.close()
 
-    def __exit__(self, *exc: Any) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.stop()
 
 
@@ -181,7 +181,7 @@ class Browser:
             raise
         return self
 
-    def __exit__(self, *exc: Any) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.stack.close()
 
     def _start(self) -> None:
