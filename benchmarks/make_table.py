@@ -86,6 +86,26 @@ def _stop(r: dict) -> str:
     return f"{info['stopped_by']} ({info.get('best_epoch')}/{info.get('epochs_run')})"
 
 
+def compared(r: dict) -> bool:
+    """A row set beside the published figures: several seeds, or a closed form (no seed to vary). A trained
+    one-seed row is a record, listed under the table and never compared (issue 15: a row compared with a
+    published figure has at least 3 seeds)."""
+    return len(r.get("per_seed") or []) >= 2 or _stop(r) == "closed form"
+
+
+def records(rows: list[dict], cols: list[str], ctr: bool = False) -> list[str]:
+    """The one-seed trained rows of a dataset, below its comparison table."""
+    if not rows:
+        return []
+    out = ["One-seed runs (records: not compared with the published figures above; each needs more seeds first):", "",
+           "| model | " + " | ".join(cols) + " | stop (best/epochs) | source / command |", "|---|" + "---|" * (len(cols) + 2)]
+    for r in rows:
+        cut = " (cut by its time budget)" if "cut" in _seeds(r) else ""
+        out.append(f"| ctxrec {r['name']}{cut} | " + " | ".join(_cell(r, c) for c in cols) + f" | {_stop(r)} | "
+                   + (f"`{r['command']}`" if ctr else _command(r)) + " |")
+    return [*out, ""]
+
+
 def tuning_section(results: dict[str, list[dict]]) -> list[str]:
     """The tuned rows (benchmarks/tune.py) beside the default-flags and hand-tuned rows of the same model."""
     rows = [json.loads(f.read_text()) for f in sorted((ROOT / "results" / "tuning").glob("*.json"))]
@@ -137,7 +157,9 @@ def main() -> str:
              "the best validation weights), with the best epoch and the number of epochs run (0-based best).",
              "Rows with several seeds show mean ± sample std (`seeds`: how many; `per_seed` in the JSON); a",
              "published figure within 2 std of a multi-seed row's mean is marked *within noise*. A run that its",
-             "time budget stopped is marked and is not a headline.", ""]
+             "time budget stopped is marked and is not a headline. Only rows with several seeds (or a closed form,",
+             "which has no seed) stand beside the published figures; a trained row with one seed is listed below",
+             "its dataset's table as a record.", ""]
     if machine:
         lines += [(f"Machine: {machine.get('cpu')}, {machine.get('cores')} cores, {machine.get('memory_gib')} GiB, "
                   f"GPU: {machine.get('gpu') or 'none'}, torch {machine.get('torch')}."), ""]
@@ -146,7 +168,8 @@ def main() -> str:
             lines += [f"## {ds} (pointwise, BARS protocol)", "",
                       "| model | AUC | log loss | seeds | fit s | s/epoch | stop (best/epochs) | source / command |",
                       "|---|---|---|---|---|---|---|---|"]
-            ours = sorted(results.get(ds, []), key=lambda r: r["metrics"].get("auc", 0))
+            rows = sorted(results.get(ds, []), key=lambda r: r["metrics"].get("auc", 0))
+            ours = [r for r in rows if compared(r)]
             for r in ours:
                 lines.append(f"| **ctxrec {r['name']}** | " + " | ".join(_cell(r, c) for c in CTR_COLS)
                              + f" | {_seeds(r)} | {r.get('fit_seconds', '-')} | {r.get('seconds_per_epoch') or '-'} | {_stop(r)}"
@@ -156,11 +179,13 @@ def main() -> str:
                 lines.append(f"| {name} (published) | " + " | ".join(fmt(m.get(c)) for c in CTR_COLS)
                              + f" | | | | | {src}{'; *' + note + '*' if note else ''} |")
             lines.append("")
+            lines += records([r for r in rows if not compared(r)], CTR_COLS, ctr=True)
             continue
         lines += [f"## {ds}", "", "| model | " + " | ".join(COLS)
                   + " | seeds | fit s | s/epoch | stop (best/epochs) | peak RSS MiB | source / command |",
                   "|---|" + "---|" * (len(COLS) + 6)]
-        ours = sorted(results.get(ds, []), key=lambda r: r["metrics"].get("ndcg@10", 0))
+        rows = sorted(results.get(ds, []), key=lambda r: r["metrics"].get("ndcg@10", 0))
+        ours = [r for r in rows if compared(r)]
         for r in ours:
             lines.append(f"| **ctxrec {r['name']}** | " + " | ".join(_cell(r, c) for c in COLS)
                          + f" | {_seeds(r)} | {r.get('fit_seconds', '-')} | {r.get('seconds_per_epoch') or '-'} | {_stop(r)}"
@@ -170,6 +195,7 @@ def main() -> str:
             lines.append(f"| {name} (published) | " + " | ".join(fmt(m.get(c)) for c in COLS)
                          + f" | | | | | | {src}{'; *' + note + '*' if note else ''} |")
         lines.append("")
+        lines += records([r for r in rows if not compared(r)], COLS)
     lines += tuning_section(results)
     text = "\n".join(lines)
     (ROOT / "RESULTS.md").write_text(text)

@@ -37,6 +37,18 @@ def test_noise_note_marks_a_published_figure_within_two_std(load_bench) -> None:
     assert table.noise_note([{**row, "metrics_std": None}], {"ndcg@10": 0.2}, ["ndcg@10"]) == ""  # one seed
 
 
+def test_only_multi_seed_or_closed_form_rows_stand_beside_published_figures(load_bench) -> None:
+    table = load_bench("make_table")
+    trained = {"fit_info": {"stopped_by": "early_stopping", "best_epoch": 3, "epochs_run": 8}}
+    three = {**trained, "per_seed": [{"seed": s} for s in (42, 43, 44)]}
+    assert table.compared(three) and table.compared({"fit_info": {}})  # 3 seeds; a closed form (popularity, EASE)
+    assert not table.compared(trained) and not table.compared({**trained, "per_seed": [{"seed": 42}]})
+    one = {**trained, "name": "fusion", "metrics": {"ndcg@10": 0.19}, "command": "python benchmarks/run.py ..."}
+    lines = table.records([one], ["ndcg@10"])
+    assert "| ctxrec fusion | 0.1900 | early_stopping (3/8) | `python benchmarks/run.py ...` |" in lines
+    assert table.records([], ["ndcg@10"]) == []
+
+
 def test_reuse_seeds_takes_only_a_finished_run_of_the_same_config(load_bench, tmp_path) -> None:
     import json
 
