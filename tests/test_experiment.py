@@ -131,3 +131,88 @@ def test_a_failed_run_leaves_no_folder_and_keeps_an_earlier_one(tmp_path: Path) 
         run_experiment(cfg, tmp_path / "run", data=data)
     assert [p.name for p in tmp_path.iterdir()] == ["run"]
     assert (tmp_path / "run" / "metrics.json").read_text() == before
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path):  # type: ignore[no-untyped-def]
+    """A real 4 MiB filesystem (tmpfs): a write past it fails with ENOSPC, as on a full disk. Mounting needs
+    root, which CI's machine has."""
+    import subprocess
+
+    mnt = tmp_path / "disk"
+    mnt.mkdir()
+    res = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(mnt)], capture_output=True, text=True,
+                         check=False)
+    if res.returncode != 0:
+        pytest.skip(f"cannot mount a small tmpfs here (needs root): {res.stderr.strip()}")
+    try:
+        yield mnt
+    finally:
+        subprocess.run(["umount", "-l", str(mnt)], capture_output=True, check=False)
+
+
+def _fill(disk: Path) -> Path:
+    """Write a file until the filesystem is full; returns it (delete it to free the space)."""
+    import errno
+
+    filler = disk / "filler"
+    with filler.open("wb") as f:
+        try:
+            while True:
+                f.write(b"\0" * 65536)
+                f.flush()
+        except OSError as exc:
+            assert exc.errno == errno.ENOSPC
+    return filler
+
+
+def test_a_disk_that_fills_mid_training_costs_no_training(small_disk: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """The disk fills after epoch 1 of 4: the later checkpoints are skipped with a warning (training goes
+    on), the run fails when it writes its results, and its checkpoints stay; once space is freed,
+    train.resume=true finishes the run from epoch 1's checkpoint instead of training from scratch."""
+    import errno
+    import json
+
+    from ctxrec.training.loop import epoch_reporter
+
+    data = Dataset.from_frames(_repeat_log(), schema=DatasetSchema(repeat_consumption=True), name="repeat")
+
+    def cfg(resume: bool) -> ExperimentConfig:
+        return ExperimentConfig(dataset="repeat", model="sasrec", model_config={
+            "d_model": 8, "n_heads": 1, "max_len": 8,
+            "train": {"max_epochs": 4, "patience": 10, "batch_size": 4, "progress": False, "resume": resume}})
+
+    filled: list[Path] = []
+
+    def fill_after_epoch_1(epoch: int, score: float) -> None:
+        if epoch == 1:
+            filled.append(_fill(small_disk))
+
+    with (epoch_reporter(fill_after_epoch_1), caplog.at_level("WARNING", logger="ctxrec.experiment"),
+          pytest.warns(UserWarning, match=r"checkpoint .*last not written \(\[Errno 28\] No space left on device"),
+          pytest.raises(OSError) as failed):
+        run_experiment(cfg(False), small_disk / "run", data=data)
+    assert failed.value.errno == errno.ENOSPC
+    stage = small_disk / ".run.partial"
+    assert not (small_disk / "run").exists()
+    meta = json.loads((stage / "checkpoints" / "last" / "meta.json").read_text())["meta"]
+    assert meta["epoch"] == 1 and [h["epoch"] for h in meta["history"]] == [0, 1]
+    assert "checkpoints up to epoch 1 are kept" in caplog.text and "train.resume=true" in caplog.text
+    assert not list(stage.rglob("*.tmp"))  # no half-written checkpoint left taking space
+
+    filled[0].unlink()
+    result = run_experiment(cfg(True), small_disk / "run", data=data)
+    history = json.loads((small_disk / "run" / "history.json").read_text())
+    assert [h["epoch"] for h in history] == [0, 1, 2, 3]  # epochs 0-1 from the checkpoint, 2-3 trained now
+    assert [h["train_seconds"] for h in history[:2]] == [h["train_seconds"] for h in meta["history"]]
+    assert result["fit_info"]["epochs_run"] == 4 and not stage.exists()
+
+
+def test_a_resumed_run_whose_training_had_ended_trains_no_more() -> None:
+    from ctxrec.training.loop import TrainConfig, _stopped_before
+
+    cfg = TrainConfig(patience=3, max_seconds=100.0)
+    assert _stopped_before([{"elapsed": 50.0}], 3, cfg, validated=True) == "early_stopping"
+    assert _stopped_before([{"elapsed": 50.0}], 3, cfg, validated=False) is None  # no validation: no patience
+    assert _stopped_before([{"elapsed": 101.0}], 0, cfg, validated=True) == "time_budget"
+    assert _stopped_before([{"elapsed": 50.0}], 2, cfg, validated=True) is None

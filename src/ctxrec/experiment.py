@@ -137,9 +137,9 @@ def run_experiment(
         _prepare_staging(stage, out, resume=bool(getattr(train_cfg, "resume", False)))
     try:
         result = _run(cfg, model_cfg, stage, command=command, data=data, dist=dist)
-    except BaseException:
+    except BaseException as exc:
         if main:
-            shutil.rmtree(stage, ignore_errors=True)
+            _keep_or_clear(stage, exc)
         raise
     if main:
         _publish(stage, out)
@@ -208,6 +208,23 @@ def _run(cfg: ExperimentConfig, model_cfg: Any, out: Path, *, command: str | Non
 
         plot_training_curve(history, out / "report.png", title=f"{cfg.model} on {cfg.dataset}")
     return result
+
+
+def _keep_or_clear(stage: Path, exc: BaseException) -> None:
+    """After a failed run: keep the staging folder when training got as far as a checkpoint (a disk that
+    filled while the model was saved must not cost the training: ``train.resume=true`` finishes it without
+    training again), else remove it, so that a failed command leaves no half-written folder."""
+    last = stage / "checkpoints" / "last"
+    if not (last / "meta.json").is_file():
+        shutil.rmtree(stage, ignore_errors=True)
+        return
+    try:
+        epoch = json.loads((last / "meta.json").read_text())["meta"]["epoch"]
+    except (OSError, ValueError, KeyError):
+        epoch = "?"
+    log.warning("the run failed (%s: %s); its checkpoints up to epoch %s are kept in %s: remove the cause (free "
+                "disk space, ...) and run the same command with --set train.resume=true to continue from there",
+                type(exc).__name__, exc, epoch, stage)
 
 
 def _prepare_staging(stage: Path, out: Path, *, resume: bool) -> None:

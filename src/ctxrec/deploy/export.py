@@ -346,6 +346,8 @@ def _runtime_files(model: Recommender, src_dir: Path | None, out: Path) -> None:
     """config.json, state.json, vocab/, items.json and runtime.safetensors (histories + non-net arrays)."""
     from safetensors.numpy import save_file
 
+    from ctxrec.training.checkpoint import write_safetensors
+
     with tempfile.TemporaryDirectory() as tmp:
         model.save(tmp)  # the model's own folder format; keep everything but the network weights
         for name in ("config.json", "state.json", "items.json"):
@@ -355,7 +357,7 @@ def _runtime_files(model: Recommender, src_dir: Path | None, out: Path) -> None:
     arrays = {f"state.{k}": np.ascontiguousarray(v) for k, v in model._state().items() if not k.startswith("net.")}
     assert model._hist_indptr is not None and model._hist_items is not None
     arrays["history.indptr"], arrays["history.items"] = model._hist_indptr, model._hist_items
-    save_file(arrays, str(out / "runtime.safetensors"))
+    write_safetensors(save_file, arrays, out / "runtime.safetensors")
 
 
 def _compare(ref: np.ndarray, got: np.ndarray, k: int = 10) -> dict[str, float]:

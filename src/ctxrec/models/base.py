@@ -382,6 +382,8 @@ class Recommender(ABC):
         """Write a self-describing folder: ``config.json``, ``model.safetensors``, ``vocab/*.json``."""
         from safetensors.numpy import save_file
 
+        from ctxrec.training.checkpoint import write_safetensors
+
         self._check_fitted()
         assert self.item_vocab is not None and self.user_vocab is not None
         p = Path(path)
@@ -402,7 +404,7 @@ class Recommender(ABC):
         assert self._hist_indptr is not None and self._hist_items is not None
         tensors["history.indptr"] = self._hist_indptr
         tensors["history.items"] = self._hist_items
-        save_file(tensors, str(p / "model.safetensors"))
+        write_safetensors(save_file, tensors, p / "model.safetensors")
 
     @classmethod
     def load(cls, path: str | Path) -> Self:

@@ -8,12 +8,30 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import torch
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
+
+T = TypeVar("T")
+
+
+def write_safetensors(save: Callable[[dict[str, T], str], None], tensors: dict[str, T], path: Path) -> None:
+    """``save(tensors, path)`` (safetensors' torch or numpy ``save_file``), its I/O failures raised as the
+    :class:`OSError` they are: safetensors reports a full disk as ``SafetensorError(... (os error 28))``, which
+    code that handles write errors would not catch."""
+    try:
+        save(tensors, str(path))
+    except SafetensorError as exc:
+        code = re.search(r"os error (\d+)", str(exc))
+        if code is None:
+            raise
+        raise OSError(int(code.group(1)), os.strerror(int(code.group(1))), str(path)) from exc
 
 
 def save_checkpoint(path: Path, module: torch.nn.Module, optimizer: torch.optim.Optimizer | None, meta: dict[str, Any]) -> None:
@@ -30,9 +48,13 @@ def save_checkpoint(path: Path, module: torch.nn.Module, optimizer: torch.optim.
                     opt_meta["scalars"][f"{pid}.{name}"] = val
     tmp = path.with_name(path.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    save_file(tensors, str(tmp / "state.safetensors"))
-    (tmp / "meta.json").write_text(json.dumps({"meta": meta, "optimizer": opt_meta}, indent=1))
+    try:
+        tmp.mkdir(parents=True)
+        write_safetensors(save_file, tensors, tmp / "state.safetensors")
+        (tmp / "meta.json").write_text(json.dumps({"meta": meta, "optimizer": opt_meta}, indent=1))
+    except OSError:  # a full disk: the half-written copy goes, the last complete checkpoint stays
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
     if path.exists():
         old = path.with_name(path.name + ".old")
         shutil.rmtree(old, ignore_errors=True)

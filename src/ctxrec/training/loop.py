@@ -227,7 +227,10 @@ def train_loop(
     # After resuming and DDP's broadcast: the average starts from the weights training starts from.
     ema = _WeightAverage(module, cfg.ema) if cfg.ema > 0 else None
     t0 = time.perf_counter() - (history[-1]["elapsed"] if history else 0.0)
-    stopped_by = "max_epochs"
+    stopped_by = _stopped_before(history, bad_evals, cfg, evaluate is not None) if resumed else None
+    if stopped_by is not None:  # resuming a run whose training had ended (its run folder failed to write)
+        start_epoch = cfg.max_epochs
+    stopped_by = stopped_by or "max_epochs"
     epoch = start_epoch - 1
     heap = HeapGuard()
     try:
@@ -275,7 +278,7 @@ def train_loop(
                 best_score, best_epoch, bad_evals = score, epoch, 0
                 best_state = {k: v.detach().clone() for k, v in module.state_dict().items()}
                 if ckpt_dir and main:
-                    save_checkpoint(ckpt_dir / "best", module, None, {"epoch": epoch, "score": score})
+                    _checkpoint(ckpt_dir / "best", module, None, {"epoch": epoch, "score": score})
             else:
                 bad_evals += 1
                 if cfg.lr_decay != 1.0:
@@ -288,7 +291,7 @@ def train_loop(
                 print(f"epoch {epoch}: loss {record['loss']:.4f} {shown} best {best_score:.4f}@{best_epoch} "
                       f"({record['train_seconds']:.1f}s)", flush=True)
             if ckpt_dir and main:
-                save_checkpoint(ckpt_dir / "last", module, optimizer, {
+                _checkpoint(ckpt_dir / "last", module, optimizer, {
                     "epoch": epoch, "best_score": best_score, "best_epoch": best_epoch,
                     "bad_evals": bad_evals, "history": history})
             release_free_heap()  # freed tensors fragment the heap: without it the RSS grows every epoch
@@ -317,6 +320,27 @@ def train_loop(
         run_dir.mkdir(parents=True, exist_ok=True)
         (run_dir / "history.json").write_text(json.dumps(history, indent=1))
     return result
+
+
+def _stopped_before(history: list[dict[str, float]], bad_evals: int, cfg: TrainConfig, validated: bool) -> str | None:
+    """Why a resumed run's training had already ended at its last checkpoint (None: it had not)."""
+    if validated and bad_evals >= cfg.patience:
+        return "early_stopping"
+    if cfg.max_seconds is not None and history and history[-1]["elapsed"] > cfg.max_seconds:
+        return "time_budget"
+    return None
+
+
+def _checkpoint(path: Path, module: torch.nn.Module, optimizer: torch.optim.Optimizer | None,
+                meta: dict[str, Any]) -> None:
+    """:func:`save_checkpoint`, where a write error (a full disk) costs the checkpoint, not the training:
+    the weights in memory are intact and the last complete checkpoint stays on disk."""
+    try:
+        save_checkpoint(path, module, optimizer, meta)
+    except OSError as exc:
+        warnings.warn(f"checkpoint {path} not written ({exc}); training goes on and the last complete checkpoint "
+                      f"stays: free space in {path.parent} so that the next one and the model can be written",
+                      stacklevel=2)
 
 
 class _WeightAverage:
