@@ -46,3 +46,39 @@ def data_dir() -> Path:
     d = _data_dir()
     assert d is not None
     return d
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path):  # type: ignore[no-untyped-def]
+    """A real 4 MiB filesystem (tmpfs): a write past it fails with ENOSPC, as on a full disk. Mounting needs
+    root, which CI's machine has."""
+    import subprocess
+
+    mnt = tmp_path / "disk"
+    mnt.mkdir()
+    res = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(mnt)], capture_output=True, text=True,
+                         check=False)
+    if res.returncode != 0:
+        pytest.skip(f"cannot mount a small tmpfs here (needs root): {res.stderr.strip()}")
+    try:
+        yield mnt
+    finally:
+        subprocess.run(["umount", "-l", str(mnt)], capture_output=True, check=False)
+
+
+@pytest.fixture
+def fill_disk():  # type: ignore[no-untyped-def]
+    """``fill_disk(folder)`` writes a file until the filesystem is full and returns it (delete it to free the space)."""
+    import errno
+
+    def fill(disk: Path) -> Path:
+        filler = disk / "filler"
+        with filler.open("wb", buffering=0) as f:
+            try:
+                while True:
+                    f.write(b"\0" * 65536)
+            except OSError as exc:
+                assert exc.errno == errno.ENOSPC
+        return filler
+
+    return fill

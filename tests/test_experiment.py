@@ -133,40 +133,7 @@ def test_a_failed_run_leaves_no_folder_and_keeps_an_earlier_one(tmp_path: Path) 
     assert (tmp_path / "run" / "metrics.json").read_text() == before
 
 
-@pytest.fixture
-def small_disk(tmp_path: Path):  # type: ignore[no-untyped-def]
-    """A real 4 MiB filesystem (tmpfs): a write past it fails with ENOSPC, as on a full disk. Mounting needs
-    root, which CI's machine has."""
-    import subprocess
-
-    mnt = tmp_path / "disk"
-    mnt.mkdir()
-    res = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(mnt)], capture_output=True, text=True,
-                         check=False)
-    if res.returncode != 0:
-        pytest.skip(f"cannot mount a small tmpfs here (needs root): {res.stderr.strip()}")
-    try:
-        yield mnt
-    finally:
-        subprocess.run(["umount", "-l", str(mnt)], capture_output=True, check=False)
-
-
-def _fill(disk: Path) -> Path:
-    """Write a file until the filesystem is full; returns it (delete it to free the space)."""
-    import errno
-
-    filler = disk / "filler"
-    with filler.open("wb") as f:
-        try:
-            while True:
-                f.write(b"\0" * 65536)
-                f.flush()
-        except OSError as exc:
-            assert exc.errno == errno.ENOSPC
-    return filler
-
-
-def test_a_disk_that_fills_mid_training_costs_no_training(small_disk: Path, caplog: pytest.LogCaptureFixture) -> None:
+def test_a_disk_that_fills_mid_training_costs_no_training(small_disk: Path, fill_disk, caplog: pytest.LogCaptureFixture) -> None:
     """The disk fills after epoch 1 of 4: the later checkpoints are skipped with a warning (training goes
     on), the run fails when it writes its results, and its checkpoints stay; once space is freed,
     train.resume=true finishes the run from epoch 1's checkpoint instead of training from scratch."""
@@ -186,7 +153,7 @@ def test_a_disk_that_fills_mid_training_costs_no_training(small_disk: Path, capl
 
     def fill_after_epoch_1(epoch: int, score: float) -> None:
         if epoch == 1:
-            filled.append(_fill(small_disk))
+            filled.append(fill_disk(small_disk))
 
     with (epoch_reporter(fill_after_epoch_1), caplog.at_level("WARNING", logger="ctxrec.experiment"),
           pytest.warns(UserWarning, match=r"checkpoint .*last not written \(\[Errno 28\] No space left on device"),

@@ -175,3 +175,30 @@ def test_lost_postgres_connections_never_hang_and_reconnect(pg_cluster) -> None:
         assert time.monotonic() - t0 < 2.5  # never past the deadline (two calls of 1 s)
     assert outcomes[-1] == "ok", outcomes
     store.close()
+
+
+def test_a_full_disk_is_an_outage_that_ends_when_space_returns(small_disk: Path, fill_disk) -> None:
+    """SQLite on a real filesystem that fills: each write fails whole with StoreUnavailable (the service
+    answers 503 with Retry-After), nothing is half-stored, reads go on, and once space is freed writes work
+    again without a restart."""
+    store = EventStore(str(small_disk / "events.sqlite"), deadline=2.0)
+    try:
+        assert store.add_events([("u", "i01", "view", 1.7e9, {}, "e0")]) == 1
+        filler = fill_disk(small_disk)
+        big = [("u", f"i{n:05d}", "view", 1.7e9 + n, {"note": "x" * 200}, f"b{n}") for n in range(1, 2001)]
+        with pytest.raises(StoreUnavailable, match=r"disk is full|disk i/o"):
+            store.add_events(big)
+        assert [e.item_id for e in store.user_events("u", 10)] == ["i01"]  # all or nothing; reads still answer
+        filler.unlink()
+        deadline = time.monotonic() + 10
+        while True:  # the store's reconnect backoff may ask for a short wait first
+            try:
+                assert store.add_events(big) == len(big)
+                break
+            except StoreUnavailable:
+                assert time.monotonic() < deadline, "the store did not recover after space was freed"
+                time.sleep(0.2)
+        assert len(store.user_events("u", 5000)) == 1 + len(big)
+        assert store.add_events(big[:3]) == 0  # the failed attempt left no ids behind: retries stay idempotent
+    finally:
+        store.close()
