@@ -199,3 +199,22 @@ def test_default_directory_and_helpers(tmp_path: Path, monkeypatch: pytest.Monke
     assert EmbeddingCache.from_config(TextEncoderConfig(cache_dir=str(tmp_path))).root == tmp_path
     out = encode_cached(HashingTextEncoder(8), ["a b"], cache=tmp_path, progress=False)
     np.testing.assert_array_equal(out, HashingTextEncoder(8).encode(["a b"]))
+
+
+def test_a_full_disk_costs_the_cache_not_the_vectors(small_disk: Path, fill_disk) -> None:
+    """On a real filesystem that is full, encoding still returns every vector (with a warning that nothing
+    was cached) and leaves no temporary file; once space is freed the next call caches them."""
+    enc = CountingEncoder()
+    cache = EmbeddingCache(small_disk / "cache", shard_rows=4)  # several shard writes in one call
+    texts = [f"item {n} with a long description" for n in range(10)]
+    filler = fill_disk(small_disk)
+    with pytest.warns(UserWarning, match=r"text vectors not cached in .*No space left on device.*used from memory"):
+        got = cache.encode_cached(enc, texts, progress=False)
+    np.testing.assert_array_equal(got, HashingTextEncoder(32).encode(texts, progress=False))
+    assert not [p for p in small_disk.rglob("*") if p.name.startswith(".tmp-")]
+    filler.unlink()
+    again = cache.encode_cached(enc, texts, progress=False)  # not cached: encoded again, now written
+    np.testing.assert_array_equal(again, got)
+    fresh = EmbeddingCache(small_disk / "cache")
+    np.testing.assert_array_equal(fresh.encode_cached(enc, texts, progress=False), got)
+    assert fresh.last_stats is not None and fresh.last_stats.hits == len(texts)  # from disk this time

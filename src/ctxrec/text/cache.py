@@ -20,6 +20,7 @@ import json
 import os
 import re
 import uuid
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -232,6 +233,7 @@ class EmbeddingCache:
         pending_txt: list[str] = []
         pending_vec: list[np.ndarray] = []
         out = vectors
+        writable = True  # until a write fails (a full disk): then the rest of this call stays in memory
         bar = _progress(len(todo), f"encoding ({encoder.name})", progress)
         try:
             for start in range(0, len(todo), bs):
@@ -256,15 +258,26 @@ class EmbeddingCache:
                 pending_txt.extend(chunk)
                 pending_vec.append(emb)
                 if len(pending_txt) >= self.shard_rows:
-                    self._flush(d, encoder, pending_txt, pending_vec)
+                    writable = writable and self._try_flush(d, encoder, pending_txt, pending_vec)
                     pending_txt, pending_vec = [], []
                 bar.update(len(chunk))
         finally:
             bar.close()
-            if pending_txt:  # keep what was encoded even if a later batch failed
-                self._flush(d, encoder, pending_txt, pending_vec)
+            if pending_txt and writable:  # keep what was encoded even if a later batch failed
+                self._try_flush(d, encoder, pending_txt, pending_vec)
         assert out is not None  # `todo` is not empty, so the first batch allocated it
         return out
+
+    def _try_flush(self, d: Path, encoder: TextEncoder, texts: list[str], vecs: list[np.ndarray]) -> bool:
+        """:meth:`_flush`, where a write error (a full disk) costs the cache, not the caller: the vectors are
+        in memory already. False (with a warning) when the shard could not be written."""
+        try:
+            self._flush(d, encoder, texts, vecs)
+        except OSError as exc:
+            warnings.warn(f"text vectors not cached in {d} ({exc}): they are used from memory and will be encoded "
+                          "again by the next run; free space there, or move the cache (text.cache_dir, $CTXREC_CACHE)", stacklevel=3)
+            return False
+        return True
 
     def _flush(self, d: Path, encoder: TextEncoder, texts: list[str], vecs: list[np.ndarray]) -> None:
         from safetensors.numpy import save
