@@ -126,11 +126,11 @@ def test_load_file_errors(tmp_path: Path) -> None:
         load_file(tmp_path / "missing.toml")
     bad = tmp_path / "bad.json"
     bad.write_text("{not json")
-    with pytest.raises(ConfigError, match="cannot parse config file .*bad.json"):
+    with pytest.raises(ConfigError, match=r"cannot parse config file .*bad.json"):
         load_file(bad)
     bad_toml = tmp_path / "bad.toml"
     bad_toml.write_text("a = = 1")
-    with pytest.raises(ConfigError, match="cannot parse config file .*bad.toml"):
+    with pytest.raises(ConfigError, match=r"cannot parse config file .*bad.toml"):
         load_file(bad_toml)
 
 
@@ -153,7 +153,7 @@ def test_override_errors() -> None:
         apply_overrides({}, ["seed"])
     with pytest.raises(ConfigError, match="'seed' is not a table"):
         apply_overrides({"seed": 1}, ["seed.x=2"])
-    with pytest.raises(ConfigError, match="unknown config key optim.'lrr'"):
+    with pytest.raises(ConfigError, match=r"unknown config key optim.'lrr'"):
         from_dict(Train, apply_overrides(to_dict(Train()), ["optim.lrr=0.1"]))
     with pytest.raises(ConfigError, match="override '=3' must look like key=value"):
         apply_overrides({}, ["=3"])

@@ -48,7 +48,8 @@ def import_graph() -> dict[str, set[str]]:
                 targets = [f"{pkg}.{a.name}" if f"{pkg}.{a.name}" in files else pkg for a in node.names]
             else:
                 continue
-            for t in targets:
+            for target in targets:
+                t = target
                 while t and t not in files and "." in t:  # `import ctxrec.x.y as z` of a name inside a module
                     t = t.rsplit(".", 1)[0]
                 if t in files and t != mod:

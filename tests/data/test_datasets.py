@@ -220,14 +220,14 @@ def test_offline_download_fails_fast_with_instructions(
     msg = str(info.value)
     first = "u.data" if name == "ml-100k" else "ratings.csv"
     assert str(tmp_path / name / first) in msg and url in msg and str(tmp_path / name) in msg
-    assert not [p for p in (tmp_path / name).iterdir()]  # nothing half-written left behind
+    assert not list((tmp_path / name).iterdir())  # nothing half-written left behind
 
 
 def test_hanging_name_resolution_is_bounded(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv(dl.OFFLINE_ENV, raising=False)
     monkeypatch.setattr(socket, "getaddrinfo", lambda *a, **k: time.sleep(3))
     start = time.monotonic()
-    with pytest.raises(DatasetNotFoundError, match="could not resolve 'mirror.invalid' within 0.2 s"):
+    with pytest.raises(DatasetNotFoundError, match=r"could not resolve 'mirror.invalid' within 0.2 s"):
         dl.download("ml-100k", tmp_path, url="https://mirror.invalid/ml-100k.zip", timeout=0.2)
     assert time.monotonic() - start < 2
 
@@ -271,7 +271,7 @@ def test_download_rejects_wrong_checksum(tmp_path: Path, monkeypatch: pytest.Mon
     assert list((root / "ml-100k").iterdir()) == []  # all or nothing: u.data was not kept either
     # The official table is what load_dataset uses: a fake archive never passes it.
     monkeypatch.setitem(dl.DOWNLOADS, "ml-100k", dataclasses.replace(dl.DOWNLOADS["ml-100k"], url=url))
-    with pytest.raises(DatasetNotFoundError, match="has no 'ml-100k/README'|SHA-256"):
+    with pytest.raises(DatasetNotFoundError, match=r"has no 'ml-100k/README'|SHA-256"):
         load_dataset("ml-100k", root)
 
 

@@ -246,6 +246,6 @@ def test_title_field(tmp_path: Path, items: str, title_field: str | None, expect
 def test_title_field_that_would_shadow_a_title_column_is_refused(tmp_path: Path) -> None:
     _write(tmp_path, "user,item\na,x\n")
     _write(tmp_path, "id,name,title\nx,Kettle,K\n", "items.csv")
-    with pytest.raises(ConfigError, match="title_field = 'name'.*'title' is also declared"):
+    with pytest.raises(ConfigError, match=r"title_field = 'name'.*'title' is also declared"):
         read_dataset({**BASE, "items": {"path": "items.csv", "id_column": "id", "text_fields": ["name", "title"],
                                         "title_field": "name"}}, base_dir=tmp_path)

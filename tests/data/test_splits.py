@@ -177,7 +177,7 @@ def test_temporal_targets_are_unique_and_sorted() -> None:
 
 def test_temporal_requires_timestamps_on_every_event() -> None:
     no_time = Dataset.from_frames(pd.DataFrame({"user_id": ["u"] * 3, "item_id": ["a", "b", "c"]}), name="nt")
-    with pytest.raises(DataError, match="3 events without a timestamp.*leave-one-out"):
+    with pytest.raises(DataError, match=r"3 events without a timestamp.*leave-one-out"):
         temporal(no_time)
     partial = Dataset.from_frames(
         pd.DataFrame({"user_id": ["u"] * 3, "item_id": ["a", "b", "c"], "timestamp": [1.0, np.nan, 3.0]})
@@ -252,7 +252,7 @@ def test_evalset_take() -> None:
 
 
 def test_unknown_split_name() -> None:
-    with pytest.raises(DataError, match="unknown split 'shuffled'.*leave-one-out.*random"):
+    with pytest.raises(DataError, match=r"unknown split 'shuffled'.*leave-one-out.*random"):
         make_split(_data(), "shuffled")
 
 

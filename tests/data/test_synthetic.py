@@ -123,7 +123,7 @@ def test_fast_enough() -> None:
 def test_config_validation_and_round_trip() -> None:
     cfg = SimulatorConfig(n_users=10, context_strength=0.0, seed=5)
     assert from_dict(SimulatorConfig, to_dict(cfg)) == cfg
-    with pytest.raises(ConfigError, match="sequential_strength=1.5"):
+    with pytest.raises(ConfigError, match=r"sequential_strength=1.5"):
         SimulatorConfig(sequential_strength=1.5)
     with pytest.raises(ConfigError, match="n_items=3 must be at least n_genres=8"):
         SimulatorConfig(n_items=3)

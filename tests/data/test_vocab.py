@@ -33,7 +33,7 @@ def test_non_string_ids_are_stored_as_strings() -> None:
 
 def test_unknown_ids() -> None:
     v = Vocab(["a", "b"], kind="user")
-    with pytest.raises(UnknownIdError, match="unknown user id 'zz'.*among the 2 users.*history") as exc:
+    with pytest.raises(UnknownIdError, match=r"unknown user id 'zz'.*among the 2 users.*history") as exc:
         v.index("zz")
     assert isinstance(exc.value, KeyError)
     assert "unknown user id 'zz'" in str(exc.value)  # readable, not KeyError's repr quoting

@@ -162,7 +162,7 @@ def test_magnitude_pruning_is_global_and_permanent(sasrec: Recommender) -> None:
     weights = torch.cat([m.weight.detach().flatten() for m, _ in prunable_weights(net)])
     kept = weights[weights != 0].abs()
     assert kept.min() >= 0  # permanent: plain tensors, no masks or hooks left behind
-    assert not any(n.endswith("_orig") or n.endswith("_mask") for n, _ in net.named_parameters())
+    assert not any(n.endswith(("_orig", "_mask")) for n, _ in net.named_parameters())
     assert not any(n.endswith("_mask") for n, _ in net.named_buffers())
     # Global, not per tensor: the per-tensor sparsities differ.
     assert len(set(info["per_tensor"].values())) > 1

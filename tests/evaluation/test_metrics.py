@@ -217,7 +217,7 @@ def _reference(name: str, ranked: np.ndarray, targets: list[np.ndarray], k: int)
     """Straight-from-the-definition per-query loop, to compare with the vectorised code."""
     vals = []
     for row, tgt in zip(ranked, targets, strict=True):
-        rel = set(int(x) for x in tgt)
+        rel = {int(x) for x in tgt}
         top = [int(x) for x in row[:k]]
         hits = [1.0 if x in rel else 0.0 for x in top]
         n_hit, n_rel = sum(hits), len(rel)

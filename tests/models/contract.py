@@ -330,7 +330,7 @@ class RecommenderContract:
         """``recommend(["u"])`` is ``recommend([RecQuery(user_id="u")])``; anything else is refused by name."""
         by_id = fitted.recommend(["a-user-0"], k=4)[0]
         assert by_id.item_ids == fitted.recommend([RecQuery(user_id="a-user-0")], k=4)[0].item_ids
-        with pytest.raises(TypeError, match="query 1 is a int .*RecQuery or a user id"):
+        with pytest.raises(TypeError, match=r"query 1 is a int .*RecQuery or a user id"):
             fitted.recommend(["a-user-0", 7])  # type: ignore[list-item]
 
     def test_evaluator_runs(self, fitted: Recommender, board: Checkerboard) -> None:
@@ -419,7 +419,7 @@ class RecommenderContract:
             assert spec["kind"] == {"weather": "categorical", "temp": "numeric"}[name]
             if name == "weather" and spec["values"] is not None:
                 assert spec["values"] == ["2", "sun"]
-        with pytest.raises(QueryError, match="unknown context field 'Weather'.*did you mean 'weather'.*temp, weather"):
+        with pytest.raises(QueryError, match=r"unknown context field 'Weather'.*did you mean 'weather'.*temp, weather"):
             model.check_context({"Weather": "2"})
         checked = model.check_context({"weather": "2", "temp": "7.5"})
         assert checked.used == bool(schema) and checked.unknown_values == {}

@@ -145,8 +145,8 @@ def test_cold_items_take_text_without_a_pilot_and_neighbours_need_text() -> None
     assert model.config.use_text is True and cold["use_text"] is True and model.fit_info["auto"]["pilots"] == []
     assert "use_text=true: the cold items' text" in cold["why"] and model.config.cold_ids == "neighbours"
     no_text = FusionRecommender(_cfg(use_text=False, mixture=False)).fit(_catalogue(2))
-    assert no_text.config.cold_ids == "none" and "cold_ids=none: neighbours are found by item text, and use_text is " \
-        "false" in no_text.fit_info["auto"]["cold_start"]["why"]
+    assert no_text.config.cold_ids == "none"
+    assert "cold_ids=none: neighbours are found by item text, and use_text is false" in no_text.fit_info["auto"]["cold_start"]["why"]
 
 
 def test_above_the_training_neighbour_limit_dropped_ids_train_as_none_and_the_report_says_so(monkeypatch) -> None:
@@ -165,7 +165,7 @@ def test_above_the_training_neighbour_limit_dropped_ids_train_as_none_and_the_re
 
 def test_cold_ids_auto_cannot_be_set_on_a_fitted_model() -> None:
     model = FusionRecommender(_cfg(use_text=True, mixture=False)).fit(_catalogue(0))
-    with pytest.raises(ConfigError, match='cold_ids="auto" is decided .* set "none" or "neighbours"'):
+    with pytest.raises(ConfigError, match=r'cold_ids="auto" is decided .* set "none" or "neighbours"'):
         model.set_inference(cold_ids="auto")
     model.set_inference(cold_ids="neighbours")
     assert model.config.cold_ids == "neighbours"

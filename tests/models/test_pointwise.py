@@ -23,7 +23,7 @@ TRAIN = TrainConfig(max_epochs=15, lr=1e-2, batch_size=64, progress=False)
 
 
 def tiny(**kw: object) -> PointwiseConfig:
-    base: dict[str, object] = dict(d_field=8, mlp=(16,), dropout=0.0, text=HASH, train=TRAIN)
+    base: dict[str, object] = {"d_field": 8, "mlp": (16,), "dropout": 0.0, "text": HASH, "train": TRAIN}
     base.update(kw)
     return PointwiseConfig(**base)  # type: ignore[arg-type]
 

@@ -13,7 +13,7 @@ from ctxrec.models.base import RecQuery
 from ctxrec.models.sasrec import SASRecConfig, SASRecNet, SASRecRecommender, right_pad
 from ctxrec.training.loop import TrainConfig
 
-TINY = dict(d_model=16, n_layers=1, n_heads=1, max_len=8, dropout=0.0)
+TINY = {"d_model": 16, "n_layers": 1, "n_heads": 1, "max_len": 8, "dropout": 0.0}
 
 
 class TestSASRecContract(RecommenderContract):
@@ -34,8 +34,7 @@ def cyclic_dataset(n_users: int = 60, n_items: int = 12, length: int = 10, seed:
     rows = []
     for u in range(n_users):
         start = int(rng.integers(n_items))
-        for t in range(length):
-            rows.append({"user_id": f"u{u}", "item_id": f"i{(start + t) % n_items}", "timestamp": float(t)})
+        rows.extend({"user_id": f"u{u}", "item_id": f"i{(start + t) % n_items}", "timestamp": float(t)} for t in range(length))
     return Dataset.from_frames(pd.DataFrame(rows), name="cyclic")
 
 
@@ -93,7 +92,7 @@ def test_resume_continues_from_checkpoint(tmp_path) -> None:
     from ctxrec.data.splits import leave_one_out
 
     split = leave_one_out(data)
-    base = dict(lr=1e-2, batch_size=16, progress=False, patience=100)
+    base = {"lr": 1e-2, "batch_size": 16, "progress": False, "patience": 100}
     SASRecRecommender(SASRecConfig(**TINY, train=TrainConfig(max_epochs=3, **base))).fit(
         split.train, valid=split.valid, run_dir=tmp_path)
     resumed = SASRecRecommender(SASRecConfig(**TINY, train=TrainConfig(max_epochs=5, resume=True, **base)))

@@ -59,7 +59,7 @@ def test_cached_batched_answers_equal_the_models(sasrec_run: Path, tmp_path: Pat
     top = expected[0][0]
     store.add_events([(users[0], top, "view", time.time(), {})])
     after = ids(engine.recommend_batch(h, [req(users[0])], store, 200)[0])
-    hist = model.item_vocab.external(model.known_history(model.user_vocab.index(users[0]))) + [top]
+    hist = [*model.item_vocab.external(model.known_history(model.user_vocab.index(users[0]))), top]
     assert after == model.recommend([RecQuery(history=hist)], k=5)[0].item_ids
     # anonymous history and a cold user (popularity fallback) take the model's own path
     anon = ids(engine.recommend_batch(h, [req(history=["i01", "i02"])], store, 200)[0])

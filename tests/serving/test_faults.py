@@ -7,6 +7,7 @@ and SIGTERM did not stop the process in 30 s."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import threading
@@ -121,7 +122,5 @@ def test_postgres_restart_gives_quick_503s_loses_nothing_and_recovers(fusion_run
 
 
 def _quiet_post(port: int, k: int) -> None:
-    try:
+    with contextlib.suppress(httpx.HTTPError):
         httpx.post(f"http://127.0.0.1:{port}/v1/events", json={"user_id": f"u{k}", "item_id": "i01"}, timeout=15)
-    except httpx.HTTPError:
-        pass

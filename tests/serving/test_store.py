@@ -20,7 +20,7 @@ def test_repeated_event_ids_are_acknowledged_and_stored_once(store_url: str) -> 
     try:
         rows = [("u", "i01", "view", 1.7e9 + n, {"device": "tv"}, f"e{n}") for n in range(5)]
         assert store.add_events(rows) == 5
-        assert store.add_events(rows[:3] + [("u", "i02", "view", 1.8e9, {}, "e9")]) == 1  # three retries, one new
+        assert store.add_events([*rows[:3], ("u", "i02", "view", 1800000000.0, {}, "e9")]) == 1  # three retries, one new
         assert store.add_events([rows[0], rows[0]]) == 0
         assert store.add_events([("u", "i03", "view", 1.9e9, {})] * 2) == 2  # no event id: no deduplication
         assert [e.timestamp for e in store.user_events("u", 100)] == [1.7e9 + n for n in range(5)] + [1.8e9, 1.9e9, 1.9e9]

@@ -46,7 +46,7 @@ def _queued_while_writer_busy(store: EventStore, calls: list[Any]) -> list[Any]:
     for t in threads:
         t.start()
         time.sleep(0.01)  # queue order = thread order
-    for t in threads + [holder]:
+    for t in [*threads, holder]:
         t.join(10)
     return out
 

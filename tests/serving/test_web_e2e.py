@@ -22,7 +22,7 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 import httpx
 import pytest
@@ -145,7 +145,7 @@ class Server:
         self.server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on"))
         self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self.sock]}, daemon=True)
 
-    def __enter__(self) -> Server:
+    def __enter__(self) -> Self:
         self.thread.start()
         deadline = time.monotonic() + 60
         while not self.server.started:
@@ -173,7 +173,7 @@ class Browser:
         self.stack = contextlib.ExitStack()
         self.ws: Any = None
 
-    def __enter__(self) -> Browser:
+    def __enter__(self) -> Self:
         try:
             self._start()
         except BaseException:

@@ -31,8 +31,8 @@ def test_transform_of_catalogue_text_matches_the_fit_and_survives_a_save() -> No
     v = enc.fit_transform(TEXTS)
     np.testing.assert_allclose(enc.transform(TEXTS), v, atol=1e-5)
     again = LexicalEncoder.from_saved(enc.to_meta(), enc.to_state())
-    np.testing.assert_array_equal(again.transform(TEXTS[:3] + ["nitrile gloves size XL"]),
-                                  enc.transform(TEXTS[:3] + ["nitrile gloves size XL"]))
+    np.testing.assert_array_equal(again.transform([*TEXTS[:3], "nitrile gloves size XL"]),
+                                  enc.transform([*TEXTS[:3], "nitrile gloves size XL"]))
     new = enc.transform(["nitrile gloves size XL powder free"])[0]
     assert int(np.argmax(v @ new)) in (0, 1)  # a new item lands beside its catalogue twins
 
