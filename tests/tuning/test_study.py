@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 from pathlib import Path
 
@@ -117,6 +118,27 @@ def test_the_first_trial_runs_the_model_defaults(tmp_path: Path, trial_data: Tri
     # use_text / mixture default to "auto", outside the searched choices: sampled, and said so.
     assert first.params["use_text"] in (True, False) and first.params["mixture"] in (True, False)
     assert any("first trial runs the model's defaults (sampling use_text, mixture" in s for s in lines), lines
+
+
+def test_a_running_trial_says_how_it_stands(tmp_path: Path, trial_data: TrialData, monkeypatch) -> None:
+    """Long trials are not silent between their per-trial lines: epoch lines, at most one a minute (here: every
+    epoch), each with that epoch's validation score and the trial's best."""
+    from ctxrec.tuning import objective
+
+    monkeypatch.setattr(objective, "EPOCH_LINE_EVERY_S", 0.0)
+    lines: list[str] = []
+    cfg = TuneConfig(dataset="synthetic", model="fusion", trials=1, out=str(tmp_path), prune=False,
+                     overrides={"d_model": 16, "n_layers": 1, "train.max_epochs": 3, "train.patience": 10,
+                                "train.batch_size": 256})
+    trial = run_study(cfg, echo=lines.append, data=trial_data).trials[0]
+    epoch_lines = [s for s in lines if s.startswith("  trial 0 epoch")]
+    scores = [trial.intermediate_values[e] for e in range(3)]
+    assert epoch_lines == [f"  trial 0 epoch {e}: validation ndcg@10 {scores[e]:.4f} (its best {max(scores[:e + 1]):.4f})"
+                           for e in range(3)], lines
+    monkeypatch.setattr(objective, "EPOCH_LINE_EVERY_S", 3600.0)
+    lines.clear()
+    run_study(dataclasses.replace(cfg, trials=2), echo=lines.append, data=trial_data)
+    assert not [s for s in lines if " epoch " in s and s.startswith("  trial")]  # quick trials: per-trial lines only
 
 
 def test_trials_that_keep_failing_stop_the_study_with_their_error(tmp_path: Path, trial_data: TrialData,

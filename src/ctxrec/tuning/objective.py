@@ -10,7 +10,9 @@ test once, after the study, by the caller.
 
 from __future__ import annotations
 
+import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -161,11 +163,18 @@ def fit_ctr(model: Recommender, data: Dataset, train: pd.DataFrame, valid: pd.Da
     fit_labelled(data, train, valid, run_dir=run_dir)
 
 
-def run_trial(trial: optuna.Trial, space: SearchSpace, data: TrialData | CtrTrialData, metric: str = "ndcg@10") -> float:
+EPOCH_LINE_EVERY_S = 60.0
+"""A running trial says how it stands (epoch, validation score) at most this often: a study of long trials
+(tens of minutes each on a CPU) is not silent between its per-trial lines, and one of short trials is not flooded."""
+
+
+def run_trial(trial: optuna.Trial, space: SearchSpace, data: TrialData | CtrTrialData, metric: str = "ndcg@10",
+              echo: Callable[[str], None] | None = None) -> float:
     """Train one drawn configuration and return its validation ``metric``.
 
     Each epoch's validation score goes to the study's pruner through ``epoch_reporter``; a trial the
-    pruner stops raises ``optuna.TrialPruned`` out of the training loop."""
+    pruner stops raises ``optuna.TrialPruned`` out of the training loop. ``echo`` gets an epoch line at
+    most every :data:`EPOCH_LINE_EVERY_S` seconds."""
     import optuna
 
     from ctxrec.models import build_model
@@ -181,9 +190,16 @@ def run_trial(trial: optuna.Trial, space: SearchSpace, data: TrialData | CtrTria
     train_cfg = getattr(model.config, "train", None)
     last_epoch = train_cfg.max_epochs - 1 if train_cfg is not None else None
 
+    said = [time.monotonic()]  # when the last epoch line went out (the trial's start: none for a quick first epoch)
+    best = [-math.inf]
+
     def report(epoch: int, score: float) -> None:
         trial.report(score, epoch)
         trial.set_user_attr("epochs_run", epoch + 1)
+        best[0] = max(best[0], score)
+        if echo is not None and time.monotonic() - said[0] >= EPOCH_LINE_EVERY_S:
+            said[0] = time.monotonic()
+            echo(f"  trial {trial.number} epoch {epoch}: validation {metric} {score:.4f} (its best {best[0]:.4f})")
         if epoch != last_epoch and trial.should_prune():  # after the last epoch, finishing costs nothing
             raise optuna.TrialPruned(f"pruned after epoch {epoch} (validation {score:.4f})")
 

@@ -250,7 +250,7 @@ def run_worker(cfg: TuneConfig, worker: int = 0, deadline: float | None = None, 
     tag = f"[worker {worker}] " if cfg.jobs > 1 else ""
     ran = fails_in_a_row = 0
     while deadline is None or time.time() < deadline:
-        last = _run_one(study, cfg, space, data, worker)
+        last = _run_one(study, cfg, space, data, worker, lambda line: echo(tag + line))
         if last is None:
             break
         ran += 1
@@ -262,8 +262,8 @@ def run_worker(cfg: TuneConfig, worker: int = 0, deadline: float | None = None, 
     return ran
 
 
-def _run_one(study: optuna.Study, cfg: TuneConfig, space: SearchSpace, data: TrialData | CtrTrialData, worker: int
-             ) -> optuna.trial.FrozenTrial | None:
+def _run_one(study: optuna.Study, cfg: TuneConfig, space: SearchSpace, data: TrialData | CtrTrialData, worker: int,
+             echo: Echo | None = None) -> optuna.trial.FrozenTrial | None:
     """Run one trial, unless the study already has its ``cfg.trials`` (then None); returns the finished trial."""
     import optuna
 
@@ -280,7 +280,7 @@ def _run_one(study: optuna.Study, cfg: TuneConfig, space: SearchSpace, data: Tri
             started.append(trial.number)
             trial.set_user_attr("worker", f"{os.uname().nodename}/{worker}")
             try:
-                return run_trial(trial, space, data, cfg.metric)
+                return run_trial(trial, space, data, cfg.metric, echo)
             except optuna.TrialPruned:
                 raise
             except Exception as exc:
