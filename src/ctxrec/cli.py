@@ -8,6 +8,7 @@ so ``evaluate`` and ``retrain`` find the same data again (:func:`ctxrec.experime
 """
 
 import dataclasses
+import errno
 import json
 import shlex
 from pathlib import Path
@@ -417,8 +418,23 @@ app.command()(cli_serve.serve)
 app.command()(cli_serve.retrain)
 
 
+_DISK_ERRORS = {errno.ENOSPC: "free disk space there (or write elsewhere with -o / $CTXREC_CACHE)",
+                 errno.EDQUOT: "the disk quota is used up: free space there or write elsewhere",
+                 errno.EROFS: "the filesystem is read-only: write elsewhere (-o)",
+                 errno.EACCES: "no permission to write there: write elsewhere (-o) or fix the folder's permissions"}
+
+
 def main() -> None:
-    app()
+    """The ``ctxrec`` command. A write that fails for a reason outside the program (a full disk, no
+    permission) ends in one line naming the file and the fix, not a traceback; a training run keeps its
+    checkpoints then (``train.resume=true`` continues it, see docs/getting-started.md)."""
+    try:
+        app()
+    except OSError as exc:
+        if exc.errno not in _DISK_ERRORS:
+            raise
+        typer.secho(f"error: {exc}; {_DISK_ERRORS[exc.errno]}", fg=typer.colors.RED, err=True)
+        raise SystemExit(2) from None
 
 
 if __name__ == "__main__":

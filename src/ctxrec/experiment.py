@@ -140,6 +140,9 @@ def run_experiment(
     except BaseException as exc:
         if main:
             _keep_or_clear(stage, exc)
+        if isinstance(exc, OSError) and exc.errno is not None and exc.filename is None:
+            # a write that names no file (Path.write_text on a full disk): name the run folder it was for
+            raise OSError(exc.errno, exc.strerror, str(out)) from exc
         raise
     if main:
         _publish(stage, out)

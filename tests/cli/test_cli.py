@@ -154,3 +154,19 @@ def test_train_says_what_the_auto_settings_decided(tmp_path: Path) -> None:
     line = next(x for x in text.splitlines() if x.startswith("decided on your data: "))
     for key, value in chosen.items():  # every decision, with the value metrics.json records
         assert f"{key}={str(value).lower()}" in line
+
+
+def test_a_full_disk_is_one_line_naming_the_file_and_the_fix(small_disk: Path, fill_disk) -> None:
+    """`ctxrec train -o` on a filesystem that is full: exit code 2 and one line naming the file, errno and
+    what to do, no traceback (the command as a user runs it, in its own process)."""
+    import subprocess
+    import sys
+
+    fill_disk(small_disk)
+    res = subprocess.run([sys.executable, "-m", "ctxrec", "train", "--dataset", "synthetic", "--model", "sasrec",
+                          "--set", "d_model=8", "--set", "n_layers=1", "--set", "max_len=10", "--set", "train.max_epochs=1",
+                          "--set", "train.progress=false", "-o", str(small_disk / "run")],
+                         capture_output=True, text=True, timeout=600, check=False)
+    assert res.returncode == 2, res.stderr[-3000:]
+    assert "Traceback" not in res.stderr, res.stderr[-3000:]
+    assert f"error: [Errno 28] No space left on device: '{small_disk}" in res.stderr and "free disk space" in res.stderr
