@@ -141,6 +141,32 @@ def test_a_running_trial_says_how_it_stands(tmp_path: Path, trial_data: TrialDat
     assert not [s for s in lines if " epoch " in s and s.startswith("  trial")]  # quick trials: per-trial lines only
 
 
+def test_ctrl_c_during_a_trial_stops_the_study_and_the_trial_is_redone(tmp_path: Path, trial_data: TrialData,
+                                                                        monkeypatch) -> None:
+    """The training loop ends on Ctrl-C with its best weights (right for `ctxrec train`); inside a study that
+    completed the trial with the truncated run's score and went on to the next trial (seen on amazon-beauty:
+    a 4-epoch trial counted as complete). Now the study stops, and a rerun redoes that trial."""
+    from ctxrec.tuning import objective
+
+    monkeypatch.setattr(objective, "EPOCH_LINE_EVERY_S", 0.0)
+
+    def ctrl_c_at_epoch_1(line: str) -> None:
+        if " epoch 1:" in line:
+            raise KeyboardInterrupt  # where a Ctrl-C lands: inside the training loop, mid-trial
+
+    cfg = TuneConfig(dataset="synthetic", model="fusion", trials=2, out=str(tmp_path), prune=False,
+                     overrides={"d_model": 16, "n_layers": 1, "train.max_epochs": 3, "train.patience": 10,
+                                "train.batch_size": 256})
+    with pytest.raises(KeyboardInterrupt):
+        run_study(cfg, echo=ctrl_c_at_epoch_1, data=trial_data)
+    study = optuna.load_study(study_name=cfg.study_name, storage=cfg.storage_url)
+    (cut,) = study.trials  # the study stopped: no second trial started
+    assert cut.state == optuna.trial.TrialState.FAIL and cut.user_attrs.get("interrupted") and counted(study.trials) == 0
+    study = run_study(cfg, echo=lambda s: None, data=trial_data)  # resumed: two complete trials besides the cut one
+    assert [t.state.name for t in study.trials] == ["FAIL", "COMPLETE", "COMPLETE"]
+    assert all(t.user_attrs["epochs_run"] == 3 for t in study.trials[1:])
+
+
 def test_trials_that_keep_failing_stop_the_study_with_their_error(tmp_path: Path, trial_data: TrialData,
                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
     import ctxrec.models

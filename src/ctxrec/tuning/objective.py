@@ -206,6 +206,10 @@ def run_trial(trial: optuna.Trial, space: SearchSpace, data: TrialData | CtrTria
     t0 = time.perf_counter()
     with epoch_reporter(report):
         score = fit_and_score(model, data, metric)
+    if model.fit_info.get("stopped_by") == "interrupted":
+        # The training loop ends on Ctrl-C with its best weights (right for `ctxrec train`); a trial cut
+        # short must not count as complete with a truncated score: the study stops and redoes it.
+        raise KeyboardInterrupt
     trial.set_user_attr("fit_seconds", round(time.perf_counter() - t0, 2))
     for key in ("best_epoch", "epochs_run", "stopped_by"):
         if key in model.fit_info:
