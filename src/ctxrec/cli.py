@@ -421,11 +421,11 @@ app.command()(cli_serve.retrain)
 _DISK_ERRORS = {errno.ENOSPC: "free disk space there (or write elsewhere with -o / $CTXREC_CACHE)",
                  errno.EDQUOT: "the disk quota is used up: free space there or write elsewhere",
                  errno.EROFS: "the filesystem is read-only: write elsewhere (-o)",
-                 errno.EACCES: "no permission to write there: write elsewhere (-o) or fix the folder's permissions"}
+                 errno.EACCES: "no permission for that path: fix its permissions or use another location (-o)"}
 
 
 def main() -> None:
-    """The ``ctxrec`` command. A write that fails for a reason outside the program (a full disk, no
+    """The ``ctxrec`` command. A file operation that fails for a reason outside the program (a full disk, no
     permission) ends in one line naming the file and the fix, not a traceback; a training run keeps its
     checkpoints then (``train.resume=true`` continues it, see docs/getting-started.md)."""
     try:
