@@ -12,7 +12,9 @@ study's own retrain of the best trial; 43, 44, ... train ``best_config.json`` ag
 (``results/<dataset>/<model>-default.json``) read from the committed rows. A pointwise (CTR) study
 optimises validation AUC (``ctxrec tune``'s default for that kind): its keys are ``test_metrics.auc``,
 ``hand_tuned_test_auc`` and ``default_test_auc``, and every seed trains on the study's CTR split. The study itself is in
-``runs/tune/<dataset>-<model>/tune/`` (trials.csv, plots); rerunning the command resumes it.
+``runs/tune/<dataset>-<model>/tune/`` (trials.csv, plots); rerunning the command resumes it, and a seed
+whose run folder holds its metrics is read, not retrained. With ``--jobs K`` the other seeds train in
+K-1 worker processes beside the retrain of the best trial.
 """
 
 from __future__ import annotations
@@ -48,10 +50,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     from seeds import combine, seed_list
 
     from ctxrec.config import apply_overrides
-    from ctxrec.experiment import experiment_from_dict, machine_description, run_experiment
-    from ctxrec.tuning import TuneConfig, parse_duration
-    from ctxrec.tuning import tune as run_tune
-    from ctxrec.tuning.run import run_ctr
+    from ctxrec.experiment import machine_description
+    from ctxrec.tuning import TuneConfig, finish, parse_duration, retrain_seed, run_study
+    from ctxrec.tuning.report import best_experiment
     from ctxrec.tuning.spaces import flatten_overrides
     from ctxrec.tuning.study import task_space
 
@@ -60,7 +61,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap.add_argument("--model", required=True)
     ap.add_argument("--trials", type=int, required=True)
     ap.add_argument("--timeout", default=None, help="start no trial after this long (e.g. 90m): the stated budget")
-    ap.add_argument("--jobs", type=int, default=1)
+    ap.add_argument("--jobs", type=int, default=1,
+                    help="trials (and then seed retrains) trained at once, each in its own process")
     ap.add_argument("--space", default=None, help="TOML file editing the model's search space")
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="fixed in every trial")
     ap.add_argument("--seeds", type=int, default=3, help="seeds of the best configuration's test figure")
@@ -81,25 +83,40 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                      jobs=args.jobs, space_file=args.space, confirm=args.confirm, overrides=flatten_overrides(apply_overrides({}, args.set)),
                      command=command)
     cpu0, t0 = _cpu_s(), time.time()
-    summary = run_tune(cfg)
-    study_cpu_s, study_wall_s = _cpu_s() - cpu0, time.time() - t0
-
-    best_cfg = json.loads((run_dir / "tune" / "best_config.json").read_text())
-    first_seed = int(best_cfg.get("model_config", {}).get("train", {}).get("seed", 42))
-    runs, seeds = [json.loads((Path(summary["best_run"]) / "metrics.json").read_text())], [first_seed]
-    ctr = cfg.metric == "auc"  # a CTR study: the seeds retrain on its split with fit_labelled
+    study = run_study(cfg)
     space, _ = task_space(cfg)
-    for seed in [s for s in seed_list(args.seeds) if s != first_seed][: args.seeds - 1]:
-        seed_dir = run_dir / "seeds" / f"seed-{seed}"
-        if ctr:
-            runs.append(run_ctr(cfg, space, {**summary["best_params"], "train.seed": seed}, seed_dir))
-        else:
-            exp = json.loads(json.dumps(best_cfg))
-            train = exp.setdefault("model_config", {}).setdefault("train", {})
-            train["seed"] = seed
-            train.setdefault("progress", False)  # one summary line per seed in the log, not bars
-            runs.append(run_experiment(experiment_from_dict(exp), seed_dir, command=command))
-        seeds.append(seed)
+    pool, futures = None, {}
+    if args.jobs > 1 and not args.confirm and args.seeds > 1:
+        # the best trial is known now (--confirm picks it later): its other seeds train in worker
+        # processes beside the study's own retrain of it (seed 42)
+        import multiprocessing as mp
+        import os
+        from concurrent.futures import ProcessPoolExecutor
+
+        params = study.best_trial.params
+        experiment = best_experiment(cfg, space, params)
+        first = int(experiment.get("model_config", {}).get("train", {}).get("seed", 42))
+        extra = [s for s in seed_list(args.seeds) if s != first][: args.seeds - 1]
+        pool = ProcessPoolExecutor(max_workers=min(args.jobs - 1, len(extra)), mp_context=mp.get_context("spawn"))
+        threads = max(1, (os.cpu_count() or 1) // args.jobs)
+        futures = {s: pool.submit(retrain_seed, cfg, params, experiment, s, run_dir / "seeds" / f"seed-{s}",
+                                  command, threads) for s in extra}
+    try:
+        summary = finish(cfg, study, study_seconds=time.time() - t0)
+        study_cpu_s, study_wall_s = _cpu_s() - cpu0, time.time() - t0
+
+        best_cfg = json.loads((run_dir / "tune" / "best_config.json").read_text())
+        first_seed = int(best_cfg.get("model_config", {}).get("train", {}).get("seed", 42))
+        runs, seeds = [json.loads((Path(summary["best_run"]) / "metrics.json").read_text())], [first_seed]
+        for seed in [s for s in seed_list(args.seeds) if s != first_seed][: args.seeds - 1]:
+            seed_dir = run_dir / "seeds" / f"seed-{seed}"
+            runs.append(futures[seed].result() if seed in futures  # the same best trial: no --confirm
+                        else retrain_seed(cfg, summary["best_params"], best_cfg, seed, seed_dir, command))
+            seeds.append(seed)
+    finally:
+        if pool is not None:
+            pool.shutdown(cancel_futures=True)
+    ctr = cfg.metric == "auc"
     seeded = combine(runs, seeds)
     states = summary["states"]
     key = "auc" if ctr else "ndcg@10"

@@ -51,3 +51,25 @@ def test_ctr_row_on_the_simulator_is_auc_over_seeds(load_bench, tmp_path: Path) 
     assert saved["seeds"] == [42, 43] and saved["test_metrics"]["auc"] == pytest.approx(sum(aucs) / 2, abs=1e-6)
     seed_run = json.loads((tmp_path / "run" / "seeds" / "seed-43" / "metrics.json").read_text())
     assert seed_run["model_config"]["train"]["seed"] == 43 and seed_run["metrics"]["auc"] == aucs[1]
+
+
+@pytest.mark.slow
+def test_seeds_train_in_workers_and_a_rerun_reads_them(load_bench, tmp_path: Path) -> None:
+    """--jobs 2: seeds 43 and 44 train in a worker process beside the retrain of the best trial; the
+    same command again resumes the finished study and reads every seed's run instead of retraining."""
+    tiny = ["d_model=16", "n_layers=1", "n_heads=1", "train.batch_size=256", "train.max_epochs=2",
+            "train.progress=false"]
+    argv = ["--dataset", "synthetic", "--model", "sasrec", "--trials", "2", "--seeds", "3", "--jobs", "2",
+            *[a for kv in tiny for a in ("--set", kv)], "--out", str(tmp_path / "row.json"),
+            "--run-dir", str(tmp_path / "run")]
+    first = load_bench("tune").main(argv)
+    assert first["seeds"] == [42, 43, 44] and first["trials"] == 2
+    runs = {s: tmp_path / "run" / "seeds" / f"seed-{s}" / "metrics.json" for s in (43, 44)}
+    for seed, path in runs.items():
+        saved = json.loads(path.read_text())
+        assert saved["model_config"]["train"]["seed"] == seed
+        assert saved["model_config"]["d_model"] == first["best_config"]["model_config"]["d_model"] == 16
+    stamps = {s: p.stat().st_mtime_ns for s, p in runs.items()}
+    again = load_bench("tune").main(argv)
+    assert {s: p.stat().st_mtime_ns for s, p in runs.items()} == stamps
+    assert again["per_seed"] == first["per_seed"]

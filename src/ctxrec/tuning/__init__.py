@@ -7,9 +7,9 @@
     run.py        tune() = study + files + one test evaluation of the best config
 """
 
-from ctxrec.tuning.run import finish, tune
+from ctxrec.tuning.run import finish, retrain_seed, tune
 from ctxrec.tuning.spaces import DEFAULT_SPACES, Param, SearchSpace, load_space
 from ctxrec.tuning.study import TuneConfig, parse_duration, run_study
 
 __all__ = ["DEFAULT_SPACES", "Param", "SearchSpace", "TuneConfig", "finish", "load_space", "parse_duration",
-           "run_study", "tune"]
+           "retrain_seed", "run_study", "tune"]

@@ -178,3 +178,29 @@ def _load(path: Any) -> dict[str, Any]:
         return dict(json.loads(path.read_text()))
     except (OSError, ValueError):
         return {}
+
+
+def retrain_seed(cfg: TuneConfig, params: dict[str, Any], experiment: dict[str, Any], seed: int,
+                 seed_dir: Path, command: str, threads: int | None = None) -> dict[str, Any]:
+    """One more seed of the best configuration, evaluated once on test: ``seed_dir/metrics.json``.
+
+    A ``seed_dir`` that already holds that seed's metrics is read, not retrained, so a rerun after an
+    interruption trains only the missing seeds. Top-level (picklable) so seeds can train in worker
+    processes; ``threads`` caps torch's threads there."""
+    from ctxrec.experiment import experiment_from_dict, run_experiment
+
+    if threads is not None:
+        import torch
+
+        torch.set_num_threads(threads)
+    done = _load(seed_dir / "metrics.json")
+    if done.get("metrics") and done.get("model_config", {}).get("train", {}).get("seed") == seed:
+        return done
+    if cfg.metric == AUC:
+        space, _ = task_space(cfg)
+        return run_ctr(cfg, space, {**params, "train.seed": seed}, seed_dir)
+    exp = json.loads(json.dumps(experiment))
+    train = exp.setdefault("model_config", {}).setdefault("train", {})
+    train["seed"] = seed
+    train.setdefault("progress", False)  # one summary line per seed in the log, not bars
+    return run_experiment(experiment_from_dict(exp), seed_dir, command=command)
