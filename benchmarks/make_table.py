@@ -134,7 +134,8 @@ def tuning_section(results: dict[str, list[dict]]) -> list[str]:
         lines.append(f"| {ds} | {model} | {key} | {cells[0]} | {cells[1]} | {tuned} | {ratio if ratio is not None else '-'} | "
                      f"{t['trials']} ({t['pruned']}) | {budget} | {t.get('study_wall_s', '-')} | {t.get('cpu_hours', '-')} | "
                      f"`{t['command']}` |")
-    return [*lines, ""]
+    notes = [f"- {t['dataset']} {t['model']}: {t['cost_note']}" for t in rows if t.get("cost_note")]
+    return [*lines, "", *notes, *([""] if notes else [])]
 
 
 def main() -> str:
