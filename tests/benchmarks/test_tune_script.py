@@ -73,3 +73,22 @@ def test_seeds_train_in_workers_and_a_rerun_reads_them(load_bench, tmp_path: Pat
     again = load_bench("tune").main(argv)
     assert {s: p.stat().st_mtime_ns for s, p in runs.items()} == stamps
     assert again["per_seed"] == first["per_seed"]
+    # a seed run of another configuration (say the study found a better trial since) is trained again
+    other = json.loads(runs[43].read_text())
+    other["model_config"]["d_model"] = 32
+    runs[43].write_text(json.dumps(other))
+    stamps = {s: p.stat().st_mtime_ns for s, p in runs.items()}
+    load_bench("tune").main(argv)
+    assert runs[43].stat().st_mtime_ns != stamps[43] and runs[44].stat().st_mtime_ns == stamps[44]
+    assert json.loads(runs[43].read_text())["model_config"]["d_model"] == 16
+
+
+def test_a_seed_run_is_reused_only_for_its_own_configuration() -> None:
+    from ctxrec.tuning.run import _holds, _seed_config
+
+    saved = {"d_model": 64, "mlp": [8], "train": {"seed": 43, "lr": 0.001, "progress": False, "ema": None}}
+    assert _holds(saved, _seed_config({"d_model": 64, "train": {"lr": 0.001, "seed": 42, "progress": True}}, 43))
+    assert not _holds(saved, _seed_config({"d_model": 64, "train": {"lr": 0.001}}, 44))  # another seed
+    assert not _holds(saved, _seed_config({"d_model": 128, "train": {}}, 43))
+    assert not _holds(saved, _seed_config({"mlp": [16], "train": {}}, 43))
+    assert not _holds({"d_model": 64}, _seed_config({"d_model": 64, "train": {"lr": 0.001}}, 43))  # no train part

@@ -193,14 +193,28 @@ def retrain_seed(cfg: TuneConfig, params: dict[str, Any], experiment: dict[str, 
         import torch
 
         torch.set_num_threads(threads)
+    space, _ = task_space(cfg)
+    ctr_params = {**params, "train.seed": seed}
+    wanted = ctr_model_config(space.model_config(ctr_params)) if cfg.metric == AUC else experiment.get("model_config", {})
     done = _load(seed_dir / "metrics.json")
-    if done.get("metrics") and done.get("model_config", {}).get("train", {}).get("seed") == seed:
-        return done
+    if done.get("metrics") and _holds(done.get("model_config", {}), _seed_config(wanted, seed)):
+        return done  # this seed of this configuration (a study that found a better trial trains it again)
     if cfg.metric == AUC:
-        space, _ = task_space(cfg)
-        return run_ctr(cfg, space, {**params, "train.seed": seed}, seed_dir)
+        return run_ctr(cfg, space, ctr_params, seed_dir)
     exp = json.loads(json.dumps(experiment))
     train = exp.setdefault("model_config", {}).setdefault("train", {})
     train["seed"] = seed
     train.setdefault("progress", False)  # one summary line per seed in the log, not bars
     return run_experiment(experiment_from_dict(exp), seed_dir, command=command)
+
+
+def _seed_config(model_config: dict[str, Any], seed: int) -> dict[str, Any]:
+    """``model_config`` as seed ``seed`` trains it, without the settings that do not change the model."""
+    train = {k: v for k, v in model_config.get("train", {}).items() if k != "progress"}
+    return {**model_config, "train": {**train, "seed": seed}}
+
+
+def _holds(saved: dict[str, Any], wanted: dict[str, Any]) -> bool:
+    """Every setting in ``wanted`` has its value in ``saved`` (a run's full config holds the partial one)."""
+    return all(_holds(saved.get(k) or {}, v) if isinstance(v, dict) and isinstance(saved.get(k), dict | None)
+               else saved.get(k) == v for k, v in wanted.items())
