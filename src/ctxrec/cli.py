@@ -312,6 +312,9 @@ def recommend(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
     mapping: Annotated[Path | None, typer.Option("--mapping", help="Show item titles from this column mapping's "
                                                     "items file (its title_field) instead of the model folder's.")] = None,
+    when: Annotated[str, typer.Option("--time", help="Request time for a model with time features: 'now' (as the "
+                                      "service does), an ISO date-time (UTC unless it names a zone), unix seconds, "
+                                      "or 'none' (scored as unknown).")] = "now",
 ) -> None:
     """Recommend for a user id or a given history, with request context (checked against the model's context
     fields: unknown keys are errors, values never seen in training and ignored context are warnings)."""
@@ -322,11 +325,13 @@ def recommend(
 
     if user is None and history is None and not context:
         _fail("give --user, --history or at least one --context key=value")
+    timestamp = _request_time(when)
     try:
         m = load_model(run)
         given = parse_kv(context, what="context", example="device=mobile", strings=True)
         checked = m.check_context(given)
-        q = RecQuery(user_id=user, history=history.split(",") if history else None, context=checked.context)
+        q = RecQuery(user_id=user, history=history.split(",") if history else None, context=checked.context,
+                     timestamp=timestamp)
         recs = m.recommend([q], k=k, explain=explain or explain_plot is not None)[0]
         if mapping is not None:
             items = _dataset_from(None, mapping, None).items
@@ -347,7 +352,8 @@ def recommend(
     if as_json:
         typer.echo(json.dumps({"items": recs.item_ids, "scores": [float(s) for s in recs.scores],
                                "titles": titles, "explanation": recs.explanation, "context_used": checked.used,
-                               "context_unknown_values": checked.unknown_values, "known_user": not unknown_user}))
+                               "context_unknown_values": checked.unknown_values, "known_user": not unknown_user,
+                               "request_time": timestamp}))
         return
     for rank, (item, score, title) in enumerate(zip(recs.item_ids, recs.scores, titles, strict=True), 1):
         typer.echo(f"{rank:>3}. {item:<12} {score:8.4f}  {title}")
@@ -360,6 +366,32 @@ def recommend(
             typer.echo(format_explanation(recs.explanation, getattr(m, "item_titles", None)))
         if explain_plot is not None:
             typer.echo(f"explanation plot: {plot_explanation(recs.explanation, explain_plot, titles=getattr(m, 'item_titles', None))}")
+
+
+def _request_time(text: str) -> float | None:
+    """``--time``: "now", "none", unix seconds or an ISO date-time (UTC unless it names a zone)."""
+    import math
+    import time
+    from datetime import UTC, datetime
+
+    from ctxrec.serving.schemas import MAX_TIMESTAMP, MIN_TIMESTAMP
+
+    word = text.strip().lower()
+    if word == "now":
+        return time.time()
+    if word == "none":
+        return None
+    try:
+        seconds = float(word)
+    except ValueError:
+        try:
+            dt = datetime.fromisoformat(text.strip())
+        except ValueError:
+            _fail(f"--time {text!r} is not 'now', 'none', unix seconds or an ISO date-time such as 2026-12-06T18:30")
+        seconds = (dt if dt.tzinfo else dt.replace(tzinfo=UTC)).timestamp()
+    if not (math.isfinite(seconds) and MIN_TIMESTAMP <= seconds <= MAX_TIMESTAMP):
+        _fail(f"--time {text!r} is outside the plausible range of unix seconds [{MIN_TIMESTAMP:.0f}, {MAX_TIMESTAMP:.0f}]")
+    return seconds
 
 
 def _titles(model: Any, item_ids: list[str]) -> list[str]:

@@ -106,3 +106,43 @@ def test_context_attribution_of_any_scorer_by_hand() -> None:
     assert got == [{"device": 2.0, "weather": 0.0}, {"device": 0.0}]
     both = context_attribution(_DeviceScorer(), batch, np.array([[0, 1], [1, -1]]), fields=["device"])
     assert both == [{"device": 1.0}, {"device": 0.0}]  # mean over the list; -1 = no item
+
+
+class _PairScorer:
+    """Item 0 scores 1 for device=tv plus 1 for weather=rain plus 1 for a request time (a known answer)."""
+
+    def score(self, batch) -> np.ndarray:  # type: ignore[no-untyped-def]  # any QueryBatch
+        s = np.array([(c.get("device") == "tv") + (c.get("weather") == "rain") for c in batch.contexts], np.float64)
+        return np.stack([s + np.isfinite(batch.timestamps), np.zeros(len(s))], 1)
+
+
+def test_all_fields_drop_removes_every_sent_field_at_once_by_hand() -> None:
+    from ctxrec.models.attribution import all_fields_drop
+    from ctxrec.queries import QueryBatch
+
+    batch = QueryBatch(users=np.array([-1, -1, -1]), histories=[np.zeros(0, np.int64)] * 3,
+                       history_times=[np.zeros(0)] * 3,
+                       contexts=[{"device": "tv", "weather": "rain"}, {"device": "pc"}, {}],
+                       timestamps=np.array([1.0e9, np.nan, np.nan]))
+    top = np.array([[0], [0], [0]])
+    assert all_fields_drop(_PairScorer(), batch, top, ["device", "weather", "time"]) == [3.0, 0.0, None]
+    assert all_fields_drop(_PairScorer(), batch, top, ["device"]) == [1.0, 0.0, None]
+    assert all_fields_drop(_PairScorer(), batch, top, ["time"]) == [1.0, None, None]
+
+
+def test_the_context_view_note_says_when_its_weight_is_not_the_fields() -> None:
+    """A context view the gate leans on, with fields that move the list little (or none sent), is said
+    to be a prior; one whose fields move the list, or with a small weight, gets no note."""
+    from ctxrec.models.attribution import context_view_note, format_explanation
+
+    prior = {"view_weights": {"sequence": 0.16, "context": 0.84}, "context_attribution": {"device": -0.0007},
+             "context_all_fields": -0.0007}
+    (line,) = context_view_note(prior)
+    assert "0.84 of the weight" in line and "-0.0007" in line and "a prior" in line
+    assert line in format_explanation(prior)
+    assert "sent no context field" in context_view_note({"view_weights": {"context": 0.9}, "context_attribution": {}})[0]
+    assert context_view_note({**prior, "context_all_fields": 0.2}) == []
+    assert context_view_note({**prior, "view_weights": {"sequence": 0.6, "context": 0.4}}) == []
+    assert context_view_note({"view_weights": {"sequence": 1.0}}) == []
+    two = {**prior, "context_attribution": {"device": 0.1, "time": 0.05}, "context_all_fields": 0.16}
+    assert "(all of them)" in format_explanation(two) and "note:" not in format_explanation(two)

@@ -61,6 +61,27 @@ def context_attribution(model: Scorer, batch: QueryBatch, top: np.ndarray, *,
     return out
 
 
+def all_fields_drop(model: Scorer, batch: QueryBatch, top: np.ndarray, fields: Sequence[str]) -> list[float | None]:
+    """Per query, the score drop when every one of ``fields`` it sent is removed at once (None: it sent
+    none). Beside the gate's weight for the context view, this says how much of that view comes from
+    the request's fields rather than from what the view learned for every request."""
+    sent = np.array([any(f in c for f in fields if f != "time") for c in batch.contexts], dtype=bool)
+    if "time" in fields:
+        sent |= np.isfinite(batch.timestamps)
+    if not sent.any():
+        return [None] * len(top)
+    occluded = dataclasses.replace(batch, contexts=[{k: v for k, v in c.items() if k not in fields} for c in batch.contexts],
+                                   timestamps=np.full(len(batch), np.nan) if "time" in fields else batch.timestamps)
+    drop = list_score(np.asarray(model.score(batch), dtype=np.float64), top) - list_score(
+        np.asarray(model.score(occluded), dtype=np.float64), top)
+    return [round(float(d), 4) if s else None for d, s in zip(drop, sent, strict=True)]
+
+
+# a context view with at least this gate weight whose fields together move the list less than
+# PRIOR_DROP is, for this request, a prior learned for all requests: the explanation says so
+PRIOR_WEIGHT, PRIOR_DROP = 0.5, 0.01
+
+
 def format_explanation(expl: dict[str, Any], titles: dict[str, str] | None = None, *, n_events: int = 5) -> str:
     """A readable text table of an explanation dict (view weights, context fields, past events)."""
     titles = titles or {}
@@ -72,12 +93,33 @@ def format_explanation(expl: dict[str, Any], titles: dict[str, str] | None = Non
         lines.append("request context (drop in mean log P of the list when the field is removed):")
         for k, v in sorted(expl["context_attribution"].items(), key=lambda kv: -abs(kv[1])):
             lines.append(f"  {k:<20} {v:+8.4f}")
+        together = expl.get("context_all_fields")
+        if together is not None and len(expl["context_attribution"]) > 1:
+            lines.append(f"  {'(all of them)':<20} {together:+8.4f}")
+    lines += context_view_note(expl)
     if expl.get("history_attribution"):
         lines.append(f"past events that drove it (top {n_events}; drop when the event is removed):")
         for e in expl["history_attribution"][:n_events]:
             t = titles.get(e["item_id"], "")
             lines.append(f"  #{e['position']:<4} {e['item_id']:<12} {e['attribution']:+8.4f}  {t}")
     return "\n".join(lines)
+
+
+def context_view_note(expl: dict[str, Any]) -> list[str]:
+    """A line when the gate leans on the context view but this request's fields do not drive it, so a
+    reader does not take the view's weight for the fields' effect."""
+    weight = (expl.get("view_weights") or {}).get("context")
+    if weight is None or weight < PRIOR_WEIGHT:
+        return []
+    if not expl.get("context_attribution"):
+        return [(f"note: the context view has {weight:.2f} of the weight but this request sent no context "
+                 "field or time: the view scores with every field unknown, as a prior learned over all requests")]
+    together = expl.get("context_all_fields")
+    if together is None or abs(together) >= PRIOR_DROP:
+        return []
+    return [(f"note: the context view has {weight:.2f} of the weight, yet removing every request-context field "
+             f"moves the list by only {together:+.4f}: the view's weight comes from what it learned over all "
+             "requests (a prior), not from this request's fields")]
 
 
 def plot_explanation(expl: dict[str, Any], path: str | Path, *, titles: dict[str, str] | None = None,

@@ -12,7 +12,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ctxrec.models.attribution import context_attribution, list_score
+from ctxrec.models.attribution import all_fields_drop, context_attribution, list_score
 from ctxrec.models.fusion.batches import FusionInputs, anonymous_requests
 from ctxrec.models.fusion.net import mixture_log_probs
 
@@ -78,9 +78,12 @@ def explain(model: FusionModel, batch: QueryBatch, top: np.ndarray) -> list[dict
     if enc.use_time and np.isfinite(batch.timestamps).any():
         fields.append("time")
     contexts = context_attribution(model, batch, top, fields=fields)
-    for o, ctx, hist in zip(out, contexts, history_attribution(model, batch, top), strict=True):
+    together = all_fields_drop(model, batch, top, fields)
+    for o, ctx, all_drop, hist in zip(out, contexts, together, history_attribution(model, batch, top), strict=True):
         assert o is not None
         o["context_attribution"], o["history_attribution"] = ctx, hist
+        if all_drop is not None:
+            o["context_all_fields"] = all_drop  # every sent field removed at once
     return out
 
 
