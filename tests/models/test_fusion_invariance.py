@@ -13,7 +13,10 @@ fused cross-entropy, same math): only the mixture variant moved, its second epoc
 bit-identical, and the single-softmax variant was unchanged. Re-recorded a third time on purpose (session 19, AVX2 recording only:
 scoring encodes histories in length groups with the last block at the predicting position, as serving did):
 only the ``test_scores`` and ``query_scores`` digests moved; the states differ from the full-sequence pass by
-at most 3e-7 (on values up to 2.2), and the losses, validation curves and explanations stayed bit-identical."""
+at most 3e-7 (on values up to 2.2), and the losses, validation curves and explanations stayed bit-identical.
+Re-recorded a fourth time on purpose (session 21, AVX2 recording only: explanations gained the key
+``context_all_fields``): only the ``explanations`` digest moved; with that key left out it was checked
+bit-identical to the previous recording, and every other digest was unchanged."""
 
 from __future__ import annotations
 
