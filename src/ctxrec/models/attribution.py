@@ -14,7 +14,7 @@ sequence internals and lives with the model (``ctxrec.models.fusion.explain``).
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -42,38 +42,48 @@ def sent_fields(batch: QueryBatch) -> list[str]:
     return fields + (["time"] if np.isfinite(batch.timestamps).any() else [])
 
 
-def context_attribution(model: Scorer, batch: QueryBatch, top: np.ndarray, *,
-                        fields: Sequence[str] | None = None) -> list[dict[str, float]]:
+def _without(batch: QueryBatch, fields: Sequence[str]) -> tuple[QueryBatch, np.ndarray]:
+    """``batch`` with ``fields`` removed from every request (``"time"``: the timestamp), and which
+    queries had sent at least one of them."""
+    names = [f for f in fields if f != "time"]
+    sent = np.array([any(f in c for f in names) for c in batch.contexts], dtype=bool)
+    timestamps = batch.timestamps
+    if "time" in fields:
+        sent |= np.isfinite(batch.timestamps)
+        timestamps = np.full(len(batch), np.nan)
+    contexts: list[Mapping[str, Any]] = [{k: v for k, v in c.items() if k not in names} for c in batch.contexts]
+    return dataclasses.replace(batch, contexts=contexts, timestamps=timestamps), sent
+
+
+def _base(model: Scorer, batch: QueryBatch, top: np.ndarray, base: np.ndarray | None) -> np.ndarray:
+    """(B,) list scores of the unchanged ``batch``: ``base`` when the caller already has them."""
+    return list_score(np.asarray(model.score(batch), dtype=np.float64), top) if base is None else base
+
+
+def context_attribution(model: Scorer, batch: QueryBatch, top: np.ndarray, *, fields: Sequence[str] | None = None,
+                        base: np.ndarray | None = None) -> list[dict[str, float]]:
     """Per query, ``{field: score drop when the field is removed}`` for every one of ``fields`` (default:
-    :func:`sent_fields`; ``"time"`` = the request timestamp) that the query sent."""
-    base = list_score(np.asarray(model.score(batch), dtype=np.float64), top)
+    :func:`sent_fields`; ``"time"`` = the request timestamp) that the query sent. ``base``: the list
+    scores of ``batch`` when the caller has them."""
+    base = _base(model, batch, top, base)
     out: list[dict[str, float]] = [{} for _ in range(len(top))]
     for f in (sent_fields(batch) if fields is None else fields):
-        if f == "time":
-            occluded = dataclasses.replace(batch, timestamps=np.full(len(batch), np.nan))
-            sent = np.isfinite(batch.timestamps)
-        else:
-            occluded = dataclasses.replace(batch, contexts=[{k: v for k, v in c.items() if k != f} for c in batch.contexts])
-            sent = np.array([f in c for c in batch.contexts])
+        occluded, sent = _without(batch, [f])
         drop = base - list_score(np.asarray(model.score(occluded), dtype=np.float64), top)
         for b in np.flatnonzero(sent):
             out[b][f] = round(float(drop[b]), 4)
     return out
 
 
-def all_fields_drop(model: Scorer, batch: QueryBatch, top: np.ndarray, fields: Sequence[str]) -> list[float | None]:
+def all_fields_drop(model: Scorer, batch: QueryBatch, top: np.ndarray, fields: Sequence[str], *,
+                    base: np.ndarray | None = None) -> list[float | None]:
     """Per query, the score drop when every one of ``fields`` it sent is removed at once (None: it sent
     none). Beside the gate's weight for the context view, this says how much of that view comes from
     the request's fields rather than from what the view learned for every request."""
-    sent = np.array([any(f in c for f in fields if f != "time") for c in batch.contexts], dtype=bool)
-    if "time" in fields:
-        sent |= np.isfinite(batch.timestamps)
+    occluded, sent = _without(batch, fields)
     if not sent.any():
         return [None] * len(top)
-    occluded = dataclasses.replace(batch, contexts=[{k: v for k, v in c.items() if k not in fields} for c in batch.contexts],
-                                   timestamps=np.full(len(batch), np.nan) if "time" in fields else batch.timestamps)
-    drop = list_score(np.asarray(model.score(batch), dtype=np.float64), top) - list_score(
-        np.asarray(model.score(occluded), dtype=np.float64), top)
+    drop = _base(model, batch, top, base) - list_score(np.asarray(model.score(occluded), dtype=np.float64), top)
     return [round(float(d), 4) if s else None for d, s in zip(drop, sent, strict=True)]
 
 

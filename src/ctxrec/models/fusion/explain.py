@@ -77,8 +77,9 @@ def explain(model: FusionModel, batch: QueryBatch, top: np.ndarray) -> list[dict
     fields = [f for f in enc.field_names if any(f in c for c in batch.contexts)]
     if enc.use_time and np.isfinite(batch.timestamps).any():
         fields.append("time")
-    contexts = context_attribution(model, batch, top, fields=fields)
-    together = all_fields_drop(model, batch, top, fields)
+    base = list_score(np.asarray(model.score(batch), dtype=np.float64), top)  # (B,) scored once for both
+    contexts = context_attribution(model, batch, top, fields=fields, base=base)
+    together = all_fields_drop(model, batch, top, fields, base=base)
     for o, ctx, all_drop, hist in zip(out, contexts, together, history_attribution(model, batch, top), strict=True):
         assert o is not None
         o["context_attribution"], o["history_attribution"] = ctx, hist
