@@ -50,7 +50,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT / "src"), str(ROOT / "tests" / "serving"), str(ROOT / "benchmarks")]
 
-from faults_load import (  # noqa: E402  # the writes scenarios and process helpers
+import faults_load  # noqa: E402  # the writes scenarios and process helpers
+from faults_load import (  # noqa: E402
     REPEAT_KEYS,
     _kill,
     writes,
@@ -416,10 +417,14 @@ def main() -> None:
     ap.add_argument("--writes-seconds", type=float, default=20.0)
     ap.add_argument("--workers", type=int, default=1, help="`ctxrec serve --workers N` of the writes scenarios")
     ap.add_argument("--repeat", type=int, default=1, help="runs of each writes scenario (the median run is kept)")
+    ap.add_argument("--state-runtime", choices=["onnx", "torch"], default=None,
+                    help="`ctxrec serve --state-runtime` of the writes scenarios' replicas (default: serve's own)")
     ap.add_argument("--out", default=str(OUT))
     args = ap.parse_args()
     if args.repeat < 1:
         raise SystemExit(f"--repeat must be >= 1, got {args.repeat}")
+    if args.state_runtime:
+        faults_load.SERVE_ARGS[:] = ["--state-runtime", args.state_runtime]
     from ctxrec.experiment import machine_description
 
     bin_dir = find_pg_bin()

@@ -148,6 +148,10 @@ def _readers(port: int, run: Path, seconds: float, clients: int, out: Path, serv
     return res
 
 
+SERVE_ARGS: list[str] = []
+"""Extra ``ctxrec serve`` flags of every replica the writes scenarios start (faults.py --state-runtime)."""
+
+
 def writes(run: Path, pg: PostgresCluster, tmp: Path, seconds: float = 20.0, readers: int = 4,
            writers: int = 4, rate: float | None = None, workers: int = 1, ingest: bool = False,
            ingest_nice: int = 0) -> dict[str, Any]:
@@ -159,14 +163,14 @@ def writes(run: Path, pg: PostgresCluster, tmp: Path, seconds: float = 20.0, rea
     that routes ``/v1/events`` to its own replica would (docs/serving.md, "Reads under writes");
     ``ingest_nice``: that replica runs ``ctxrec serve --nice N``, a lower CPU priority than the readers'."""
     url, port = pg.fresh_database(), _free_port()
-    proc = _start(run, url, port, tmp / "writes.log", extra=["--workers", str(workers)] if workers > 1 else None)
+    proc = _start(run, url, port, tmp / "writes.log", extra=[*SERVE_ARGS, *(["--workers", str(workers)] if workers > 1 else [])])
     ingest_proc = None
     write_port = port
     try:
         if ingest:
             write_port = _free_port()
             ingest_proc = _start(run, url, write_port, tmp / "writes_ingest.log",
-                                 extra=["--nice", str(ingest_nice)] if ingest_nice else None)
+                                 extra=[*SERVE_ARGS, *(["--nice", str(ingest_nice)] if ingest_nice else [])])
         grown = _grow_histories(write_port, MAX_HISTORY)
         without = _readers(port, run, seconds, readers, tmp / "writes_without.json", proc.pid)
         counter = multiprocessing.Value("i", 0)
@@ -207,6 +211,7 @@ def writes(run: Path, pg: PostgresCluster, tmp: Path, seconds: float = 20.0, rea
             "server_cores_used_without": without["server_cores_used"],
             "server_cores_used_with": with_["server_cores_used"], "readers": readers, "writers": writers,
             "seconds": seconds, "store": "PostgreSQL 15", "server_workers": workers,
+            "serve_args": " ".join(SERVE_ARGS) or None,
             "writers_paced_at": rate, "events_grown_first": grown, "ingest_replica": ingest,
             **({"ingest_replica_nice": ingest_nice} if ingest else {}),
             **({"ingest_replica_cores_used": round((ig1 - ig0) / (t1 - t0), 2)} if ingest else {}),

@@ -42,6 +42,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--requests", type=int, default=1500)
     ap.add_argument("--out", default=str(OUT))
+    ap.add_argument("--state-runtime", choices=["onnx", "torch"], default="onnx",
+                    help="`ctxrec serve --state-runtime`: what re-encodes a user's state after their event")
     args = ap.parse_args()
     bin_dir = find_pg_bin()
     if bin_dir is None:
@@ -54,7 +56,7 @@ def main() -> None:
     proc = None
     try:
         port = _free_port()
-        proc = _start(run, pg.fresh_database(), port, tmp / "serve.log")
+        proc = _start(run, pg.fresh_database(), port, tmp / "serve.log", extra=["--state-runtime", args.state_runtime])
         _grow_histories(port, MAX_HISTORY)
         conn = http.client.HTTPConnection("127.0.0.1", port)
 
@@ -95,7 +97,7 @@ def main() -> None:
     result["state_reencode_server_cpu_ms"] = round(result["recommend_after_event"]["server_cpu_ms"]
                                                    - result["recommend_cached_state"]["server_cpu_ms"], 3)
     result.update({
-        "requests": args.requests, "histories": f"{MAX_HISTORY} stored events for each of the 60 users",
+        "requests": args.requests, "state_runtime": args.state_runtime, "histories": f"{MAX_HISTORY} stored events for each of the 60 users",
         "model": "tiny fusion model (tests/serving/serving_helpers.tiny_fusion_run)", "store": "PostgreSQL 15",
         "command": " ".join(shlex.quote(x) for x in ["flock", "/tmp/ctxrec-heavy.lock", ".venv/bin/python",
                                                       "benchmarks/serving_costs.py", *sys.argv[1:]]),

@@ -31,6 +31,8 @@ def serve(
     max_k: Annotated[int, typer.Option(help="Largest k a request may ask for.")] = 100,
     synchronous: Annotated[str, typer.Option(help="SQLite synchronous mode: FULL (survives power loss) or NORMAL.")] = "FULL",
     threads: Annotated[int, typer.Option(help="torch threads of the model thread.")] = 1,
+    state_runtime: Annotated[str, typer.Option(help="What computes a fusion model's user states on a cache miss: onnx "
+                                                    "(ONNX Runtime, checked against PyTorch at load) or torch.")] = "onnx",
     user_cache: Annotated[int, typer.Option(help="Users whose state is cached (models with a user state: sasrec, fusion; 0 = off).")] = 100_000,
     log_level: Annotated[str, typer.Option(help="uvicorn log level.")] = "warning",
     store_deadline: Annotated[float, typer.Option(help="Seconds a store call may take before the request gets 503 "
@@ -56,6 +58,8 @@ def serve(
         _fail("give --keys FILE (create keys with --new-key NAME --scopes read,write --keys FILE) or --no-auth")
     if index not in ("exact", "hnsw") or synchronous not in ("FULL", "NORMAL"):
         _fail(f"--index must be exact or hnsw (got {index!r}); --synchronous FULL or NORMAL (got {synchronous!r})")
+    if state_runtime not in ("onnx", "torch"):
+        _fail(f"--state-runtime must be onnx or torch, got {state_runtime!r}")
     if items is not None and mapping is not None:
         _fail("give item attributes with --items FILE or --mapping FILE, not both")
     import os
@@ -79,7 +83,7 @@ def serve(
                                        items_file=items_file, index=index, hnsw_ef_search=hnsw_ef_search,  # type: ignore[arg-type]  # CLI str; settings validate
                                        cors_origins=tuple(cors), allowed_model_roots=tuple(model_root), max_k=max_k,
                                        sqlite_synchronous=synchronous, torch_threads=threads, user_cache=user_cache,  # type: ignore[arg-type]  # CLI str; settings validate
-                                       store_deadline=store_deadline)
+                                       store_deadline=store_deadline, state_runtime=state_runtime)  # type: ignore[arg-type]  # checked above
             if workers > 1:  # each process builds its own app from the settings (uvicorn's factory import string)
                 from ctxrec.serving.settings import SETTINGS_ENV, settings_to_env
 

@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 
@@ -183,6 +184,19 @@ def test_similar_health_ready_metrics_openapi(client: TestClient) -> None:
     assert client.options("/v1/recommend", headers={"Origin": "http://evil.example",
                                                     "Access-Control-Request-Method": "POST"}).headers.get(
         "access-control-allow-origin") is None  # CORS off by default
+
+
+def test_user_states_run_on_onnx_by_default_and_answer_as_pytorch_does(fusion_run: Path, tmp_path: Path) -> None:
+    answers = {}
+    for runtime in ("onnx", "torch"):
+        kw = {} if runtime == "onnx" else {"state_runtime": "torch"}
+        with make_client(fusion_run, str(tmp_path / f"{runtime}.sqlite"), **kw) as c:
+            assert c.get("/v1/admin/model").json()["state_runtime"] == runtime
+            c.post("/v1/events", json={"user_id": "u00", "item_id": "i03", "event_id": "e1"})
+            answers[runtime] = [rec(c, user_id=u, context=CTX, k=10) for u in ("u00", "u01", "nobody")]
+    for a, b in zip(answers["onnx"], answers["torch"], strict=True):
+        assert ids(a) == ids(b)
+        np.testing.assert_allclose([x["score"] for x in a["items"]], [x["score"] for x in b["items"]], atol=1e-5)
 
 
 def test_model_swap_under_load_fails_no_request(fusion_run: Path, tmp_path: Path) -> None:

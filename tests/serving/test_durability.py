@@ -139,7 +139,8 @@ def test_kill_9_with_retries_stores_every_event_exactly_once(fusion_run: Path, t
 
 
 @pytest.mark.parametrize("args", [["--model", "nowhere"], [], ["--model", "nowhere", "--no-auth", "--nice", "-1"],
-                                  ["--model", "nowhere", "--no-auth", "--nice", "20"]])
+                                  ["--model", "nowhere", "--no-auth", "--nice", "20"],
+                                  ["--model", "nowhere", "--no-auth", "--state-runtime", "tensorrt"]])
 def test_serve_refuses_bad_invocations(args: list[str], tmp_path: Path) -> None:
     from typer.testing import CliRunner
 
@@ -149,5 +150,7 @@ def test_serve_refuses_bad_invocations(args: list[str], tmp_path: Path) -> None:
     assert res.exit_code == 2
     if "--nice" in args:  # refused before the model is looked for
         assert "--nice must be between 0 and 19" in res.output and args[-1] in res.output
+    elif "--state-runtime" in args:
+        assert "--state-runtime must be onnx or torch, got 'tensorrt'" in res.output
     elif args:
         assert "--keys" in res.output or "--no-auth" in res.output

@@ -98,7 +98,7 @@ class ServiceState:
         h = self.handle
         return ModelInfo(version=h.version, kind=h.model.kind, path=str(h.path), catalogue_size=h.n_items,
                          active_items=int(h.n_items - h.retired[: h.n_items].sum()),
-                         index="hnsw" if h.index is not None else "exact")
+                         index="hnsw" if h.index is not None else "exact", state_runtime=h.state_runtime)
 
     def close(self) -> None:
         self.model_exec.shutdown(wait=False, cancel_futures=True)  # never wait on a call stuck in the store

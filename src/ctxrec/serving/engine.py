@@ -80,6 +80,8 @@ class ModelHandle:
     a user's state is recomputed only when their events change. Emptied when the catalogue changes (an
     added or changed item may be in a cached history, and an event of an item unknown until now is
     skipped in histories encoded before it was added); a new model version starts empty."""
+    state_runtime: str = "torch"
+    """What computes user states: "onnx" or "torch" (``ServingSettings.state_runtime``, and why not onnx)."""
     cache_size: int = 0
     cache_hits: int = 0
     cache_misses: int = 0
@@ -126,6 +128,7 @@ def load_handle(path: str | Path, settings: ServingSettings, store: EventStore) 
     h.erased = store.erased_users()
     apply_store_items(h, store)
     h.cache_size = settings.user_cache
+    _attach_state_runtime(h, settings)
     _warm_up(h)
     _reset_user_states(h)
     if settings.index == "hnsw":
@@ -141,6 +144,27 @@ def load_handle(path: str | Path, settings: ServingSettings, store: EventStore) 
                 "--index hnsw: the %r model has no dot-product form (item_embeddings), so every request is "
                 "scored exactly over the whole catalogue", model.kind)
     return h
+
+
+def _attach_state_runtime(h: ModelHandle, settings: ServingSettings) -> None:
+    """``--state-runtime onnx``: user states of a fusion model on ONNX Runtime (ctxrec.deploy.state_runtime),
+    built now rather than on the first request; where it cannot be built the model stays on PyTorch and
+    ``h.state_runtime`` (reported by GET /v1/admin/model) says why."""
+    model = h.model
+    if settings.state_runtime != "onnx" or not hasattr(model, "state_runtime"):
+        h.state_runtime = "torch"
+        return
+    device = getattr(model, "device", None)
+    if device is not None and device.type != "cpu":
+        h.state_runtime = f"torch (the model is on {device}; ONNX Runtime here runs on the CPU)"
+        return
+    from ctxrec.deploy.state_runtime import onnx_state_runtime
+    from ctxrec.models.base import RecQuery
+
+    failures: list[str] = []
+    model.state_runtime = onnx_state_runtime(threads=settings.torch_threads, on_failure=failures.append)
+    model.encode_state(model.encode_queries([RecQuery(history=[])]))  # builds the session
+    h.state_runtime = f"torch ({failures[-1]})" if failures else "onnx"
 
 
 def _warm_up(h: ModelHandle) -> None:

@@ -165,3 +165,5 @@ class ModelInfo(BaseModel):
     catalogue_size: int
     active_items: int
     index: str
+    state_runtime: str
+    """What computes user states on a cache miss: "onnx", or "torch" (with why when ONNX was asked for)."""

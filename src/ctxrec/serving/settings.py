@@ -45,6 +45,9 @@ class ServingSettings:
     """Seconds between two polls of the store for changes made by other replicas (items, erased
     users, the promoted model); 0 = no polling (a single replica that is the store's only writer)."""
     torch_threads: int = 1
+    state_runtime: Literal["onnx", "torch"] = "onnx"
+    """What runs a fusion model's Transformer on a user-state cache miss: ``onnx`` (ONNX Runtime, exported
+    at load and checked against PyTorch; ~5x less time for a served state) or ``torch``."""
     allowed_model_roots: tuple[str, ...] = ()
     """Folders that ``POST /v1/admin/model`` may load from; empty = the current model's parent folders' parent."""
 

@@ -6,6 +6,7 @@ Index 0 is padding everywhere. See the package docstring for the model; shapes a
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -16,6 +17,9 @@ from ctxrec.models.features import FeatureShapes, attribute_bag, register_item_i
 from ctxrec.models.fusion.config import FusionConfig
 from ctxrec.models.fusion.context_head import ContextHead
 from ctxrec.models.layers import CausalBlock, small_init
+
+EncodeLast = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
+""":meth:`FusionNet.encode_last`'s signature (items, events, ctx_ids, ctx_dense, table, lengths) -> (B, D)."""
 
 TRAIN_NEIGHBOURS_MAX_ITEMS = 100_000
 """Largest catalogue whose dropped ID parts train as their text neighbours' mean (``cold_ids="neighbours"``):
@@ -228,6 +232,17 @@ class FusionNet(nn.Module):
             x = block(x)
         assert isinstance(last, CausalBlock)
         return self.ln_f(last.forward_at(x, lengths - 1))
+
+    def encoder_tensors(self) -> list[torch.Tensor]:
+        """Every weight and buffer :meth:`encode_last` reads besides the item table it is given: a copy of
+        the encoder built from them (``ctxrec.deploy.state_runtime``) is stale once one of them changes."""
+        parts: list[nn.Module | None] = [self.pos_emb, self.event_emb, self.ctx_emb, self.ctx_dense,
+                                         self.ctx_text_proj, *self.blocks, self.ln_f]
+        out = [self.bos, self.ctx_text_vectors]
+        for m in parts:
+            if m is not None:
+                out += [*m.parameters(), *m.buffers()]
+        return out
 
     def _tokens(self, items: torch.Tensor, events: torch.Tensor, ctx_ids: torch.Tensor, ctx_dense: torch.Tensor,
                 table: torch.Tensor) -> torch.Tensor:

@@ -41,6 +41,7 @@ from ctxrec.models.fusion.config import RETIRED_OPTIONS, FusionConfig
 from ctxrec.models.fusion.context_head import choose_prior_weight, fit_context_head
 from ctxrec.models.fusion.explain import explain
 from ctxrec.models.fusion.net import (
+    EncodeLast,
     FusionNet,
     NetSpec,
     blend_text_query,
@@ -103,6 +104,11 @@ class FusionRecommender(Recommender):
         self._table_cache: tuple[tuple[tuple[int, int], ...], dict[str, torch.Tensor]] | None = None
         self._net_tensors: tuple[int, int, list[torch.Tensor]] | None = None  # (structure, id(net), tensors)
         self._fitting = False
+        self.state_runtime: Callable[[FusionNet, torch.Tensor], EncodeLast] | None = None
+        """Builds a faster ``encode_last`` for the current weights (``ctxrec serve`` sets
+        :func:`ctxrec.deploy.state_runtime.onnx_state_runtime`); None = the net's own."""
+        # (module-structure stamp, the tensors encode_last reads, their identity + versions, the built encoder)
+        self._state_runtime: tuple[tuple[int, int], list[torch.Tensor], tuple[object, ...], EncodeLast] | None = None
         self.attr_vocab: dict[str, int] = {}  # "field=value" -> attribute id, for items added at serving time
         self.lexical: LexicalEncoder | None = None  # lexical_dim: n-gram vectors of item text, for new items too
         self._lexical_meta: dict[str, Any] | None = None  # a loaded model's, until _load_state has its arrays
@@ -295,11 +301,25 @@ class FusionRecommender(Recommender):
         net = self._eval_net()
         table = self._eval_item_table()  # once: while fitting it is rebuilt on every call
         out = torch.empty(len(batch), self.config.d_model, device=self.device)
+        encode = self._state_encoder(net, table)
         for rows in state_chunks([min(len(h), self.config.max_len - 1) for h in batch.histories]):
             x = history_tensors(self, batch.subset(rows))
-            h = net.encode_last(x["inp"], x["ev"], x["ci"], x["cd"], table, x["len"])  # (b, D)
+            h = encode(x["inp"], x["ev"], x["ci"], x["cd"], table, x["len"])  # (b, D)
             out[torch.as_tensor(rows, device=self.device)] = h.float()
         return out
+
+    def _state_encoder(self, net: FusionNet, table: torch.Tensor) -> EncodeLast:
+        """``net.encode_last``, or what :attr:`state_runtime` built from the weights it reads, rebuilt when
+        one of them changes (not the item table: it is an input, so added items need no rebuild)."""
+        if self.state_runtime is None or self._fitting or self.device.type != "cpu":
+            return net.encode_last
+        walked = (_STRUCTURE[0], id(net))  # the tensor list is walked again only when some module changed
+        old = self._state_runtime
+        tensors = old[1] if old is not None and old[0] == walked else net.encoder_tensors()
+        key = (id(net), id(self.state_runtime), *((id(t), t._version) for t in tensors))  # in-place changes bump _version
+        built = self.state_runtime(net, table) if old is None or old[2] != key else old[3]
+        self._state_runtime = (walked, tensors, key, built)
+        return built
 
     def encode_state(self, batch: QueryBatch) -> np.ndarray:
         """(B, D) float32: the Transformer state at the last history position. It reads the history only:
