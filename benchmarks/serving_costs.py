@@ -27,7 +27,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT / "src"), str(ROOT / "tests" / "serving"), str(ROOT / "benchmarks")]
 
-from faults import MAX_HISTORY, _grow_histories, _kill, _proc_cpu_s  # noqa: E402
+from faults_load import MAX_HISTORY, _grow_histories, _kill, _proc_cpu_s  # noqa: E402
 from pg import PostgresCluster, find_pg_bin  # noqa: E402
 from serving_helpers import tiny_fusion_run  # noqa: E402
 from test_durability import _free_port, _start  # noqa: E402
