@@ -199,22 +199,6 @@ def test_user_states_run_on_onnx_by_default_and_answer_as_pytorch_does(fusion_ru
         np.testing.assert_allclose([x["score"] for x in a["items"]], [x["score"] for x in b["items"]], atol=1e-5)
 
 
-def test_the_route_reads_the_users_events_so_the_model_thread_never_waits_on_the_store(
-        fusion_run: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from ctxrec.serving.store import EventStore
-
-    with make_client(fusion_run, str(tmp_path / "s.sqlite")) as c:
-        before = ids(rec(c, user_id="u00", k=40, exclude_seen=True))
-        c.post("/v1/events", json={"user_id": "u00", "item_id": before[0], "event_id": "e1"})
-
-        def blocking_read(self: EventStore, user_id: str, limit: int) -> list[Any]:
-            raise AssertionError("a recommend read the store on the model thread")
-
-        monkeypatch.setattr(EventStore, "user_events", blocking_read)
-        after = ids(rec(c, user_id="u00", k=40, exclude_seen=True))
-    assert before[0] not in after  # the event was read (by the route) and its item excluded as seen
-
-
 def test_model_swap_under_load_fails_no_request(fusion_run: Path, tmp_path: Path) -> None:
     from serving_helpers import tiny_fusion_run
 

@@ -224,8 +224,6 @@ def _routes(app: FastAPI, state: ServiceState) -> None:
             timestamp=body.timestamp if body.timestamp is not None else time.time(), k=body.k,
             exclude_seen=body.exclude_seen, attributes=f.attributes if f else {}, allow=f.allow if f else None,
             deny=f.deny if f else [], text=body.text, explain=body.explain)
-        if req.history is None and req.user_id is not None:  # read now, so the model thread never waits on the store
-            req.events = await state.store.user_events_async(req.user_id, s.max_history)
         res = await state.batcher.submit(req)
         return {**res, "context_used": ctx.used, "context_unknown_values": ctx.unknown_values,
                 "context_unused_fields": ctx.unused_fields}

@@ -24,7 +24,7 @@ import numpy as np
 
 from ctxrec.ranking import ItemFilter, item_filter, top_k_row
 from ctxrec.serving.index import HNSWIndex
-from ctxrec.serving.store import StoredEvent, user_tombstone
+from ctxrec.serving.store import user_tombstone
 
 if TYPE_CHECKING:
     from ctxrec.models.base import QueryBatch, Recommender
@@ -56,9 +56,6 @@ class RecRequest:
     deny: list[str]
     text: str | None
     explain: bool
-    events: list[StoredEvent] | None = None
-    """The user's stored events, read by the route before the request joins a batch (None: read them in
-    :func:`build_queries`)."""
 
 
 @dataclass
@@ -295,10 +292,7 @@ def build_queries(h: ModelHandle, reqs: Sequence[RecRequest], store: EventStore,
 
     queries, events, keys = [], [], []
     for r in reqs:
-        if r.history is not None or r.user_id is None:
-            evs = []
-        else:
-            evs = r.events if r.events is not None else store.user_events(r.user_id, max_history)
+        evs = store.user_events(r.user_id, max_history) if r.history is None and r.user_id is not None else []
         erased = r.user_id is not None and bool(h.erased) and user_tombstone(r.user_id) in h.erased
         # an erased user is scored as a new one: the model's trained history of them is not used
         queries.append(RecQuery(user_id=None if erased else r.user_id, history=r.history,

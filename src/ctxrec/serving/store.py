@@ -45,7 +45,6 @@ from ctxrec.serving.store_threads import StoreCore, _Tx
 __all__ = ["EventStore", "StoreUnavailable", "StoredEvent", "user_tombstone"]  # the row types live in store_rows
 
 log = logging.getLogger("ctxrec.serving.store")
-_USER_EVENTS = f"SELECT {_EVENT_COLS} FROM events WHERE user_id = ? ORDER BY ts DESC, id DESC LIMIT ?"
 
 
 # ----------------------------------------------------------------------------------------- store
@@ -113,15 +112,9 @@ class EventStore(StoreCore):
         """The user's most recent ``limit`` events, oldest first (by timestamp, then arrival)."""
         if text_problem(user_id, None):
             return []  # a key no write could have stored (a NUL would be an error on PostgreSQL)
-        return self._events(list(reversed(self._query(_USER_EVENTS, (user_id, int(limit))))))
-
-    async def user_events_async(self, user_id: str, limit: int) -> list[StoredEvent]:
-        """:meth:`user_events` for a coroutine: the recommend route reads a user's events while the model
-        thread scores earlier requests, so the model never waits on the database."""
-        if text_problem(user_id, None):
-            return []
-        return list(await self._query_async(_USER_EVENTS, (user_id, int(limit)),
-                                            then=lambda rows: self._events(list(reversed(rows)))))
+        rows = self._query(f"SELECT {_EVENT_COLS} FROM events WHERE user_id = ? ORDER BY ts DESC, id DESC LIMIT ?",
+                           (user_id, int(limit)))
+        return self._events(list(reversed(rows)))
 
     def events_after(self, after_id: int = 0, batch: int = 50_000) -> Iterator[StoredEvent]:
         """All events with ``id > after_id`` in arrival order (for retraining)."""

@@ -377,29 +377,6 @@ class StoreCore:
 
         return self._submit(self._read_q, run, False, None)
 
-    async def _query_async(self, q: str, params: Sequence[Any] = (),
-                           then: Callable[[list[tuple[Any, ...]]], Any] | None = None) -> Any:
-        """:meth:`_query` for a coroutine, awaited on the event loop (no thread held while the database
-        answers); ``then(rows)`` runs on the reader thread too (parsing rows off the event loop)."""
-        sql = self._sql(q)
-
-        def run(conn: Any) -> Any:
-            cur = conn.cursor()
-            try:
-                cur.execute(sql, params)
-                rows = list(cur.fetchall())
-            finally:
-                cur.close()
-            return rows if then is None else then(rows)
-
-        job = self._enqueue(self._read_q, run, False, self.deadline)
-        try:
-            return await asyncio.wait_for(asyncio.wrap_future(job.future), timeout=self.deadline)
-        except TimeoutError:
-            job.future.cancel()
-            raise StoreUnavailable(f"the store did not answer within its {self.deadline:g} s deadline",
-                                   retry_after=1.0) from None
-
     def _sql(self, q: str) -> str:
         return q.replace("?", "%s") if self.kind == "postgres" else q
 
