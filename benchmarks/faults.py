@@ -414,13 +414,18 @@ def main() -> None:
                                                   "on the simulator, as the tests use)")
     ap.add_argument("--only", default=None, help="comma-separated scenarios (the result keeps the others' old figures)")
     ap.add_argument("--fuzz-seconds", type=float, default=60.0)
-    ap.add_argument("--writes-seconds", type=float, default=20.0)
+    ap.add_argument("--writes-seconds", type=float, default=12.0, help="seconds of each readers' window of the "
+                                                                      "writes scenarios")
+    ap.add_argument("--windows", type=int, default=faults_load.WINDOWS,
+                    help="readers' windows per condition (alone / with writers, alternating) of the writes scenarios")
     ap.add_argument("--workers", type=int, default=1, help="`ctxrec serve --workers N` of the writes scenarios")
     ap.add_argument("--repeat", type=int, default=1, help="runs of each writes scenario (the median run is kept)")
     ap.add_argument("--state-runtime", choices=["onnx", "torch"], default=None,
                     help="`ctxrec serve --state-runtime` of the writes scenarios' replicas (default: serve's own)")
     ap.add_argument("--out", default=str(OUT))
     args = ap.parse_args()
+    if args.windows < 1:
+        raise SystemExit(f"--windows must be >= 1, got {args.windows}")
     if args.repeat < 1:
         raise SystemExit(f"--repeat must be >= 1, got {args.repeat}")
     if args.state_runtime:
@@ -446,7 +451,7 @@ def main() -> None:
     try:
         for name in only:
             t0 = time.monotonic()
-            writes_kw = {"seconds": args.writes_seconds, "workers": args.workers}
+            writes_kw = {"seconds": args.writes_seconds, "workers": args.workers, "windows": args.windows}
             kw: dict[str, Any] = {"fuzz": {"seconds": args.fuzz_seconds},
                                   **{w: writes_kw for w in SCENARIOS if w.startswith("writes")}}.get(name, {})
             if name.startswith("writes") and args.repeat > 1:

@@ -135,98 +135,140 @@ def _grow_histories(port: int, per_user: int, users: int = 60, items: int = 40) 
 
 
 def _readers(port: int, run: Path, seconds: float, clients: int, out: Path, server_pid: int) -> dict[str, Any]:
-    """serving_load.py --url in its own process; adds the machine's CPU use and the server's CPU share."""
+    """serving_load.py --url in its own process; adds the machine's CPU use, the server's CPU share and the
+    raw latencies (``lat_ms``, to pool percentiles over windows)."""
     b0, t0, s0, w0 = *_cpu(), _proc_cpu_s(server_pid), time.monotonic()
+    lat_file = out.with_suffix(".lat.json")
     cmd = [sys.executable, str(ROOT / "benchmarks" / "serving_load.py"), "--name", out.stem, "--url",
            f"http://127.0.0.1:{port}", "--model", str(run), "--clients", str(clients), "--seconds", str(seconds),
-           "--warmup", "50", "--out", str(out)]
+           "--warmup", "50", "--out", str(out), "--latencies", str(lat_file)]
     subprocess.run(cmd, check=True, capture_output=True, timeout=seconds + 300)
     b1, t1, s1, w1 = *_cpu(), _proc_cpu_s(server_pid), time.monotonic()
     res = dict(json.loads(out.read_text()))
+    res["lat_ms"] = json.loads(lat_file.read_text())
     res["machine_cpu_busy"] = round((b1 - b0) / (t1 - t0), 3)
     res["server_cores_used"] = round((s1 - s0) / (w1 - w0), 2)
+    res["server_cpu_s"], res["window_s"] = s1 - s0, w1 - w0
     return res
+
+
+def _pooled(windows: list[dict[str, Any]]) -> dict[str, Any]:
+    """One condition's windows together: requests over seconds, percentiles over every latency."""
+    lat = np.concatenate([np.asarray(w["lat_ms"], np.float64) for w in windows])
+    ok = sum(len(w["lat_ms"]) for w in windows)
+    wall = sum(float(w["seconds"]) for w in windows)
+    return {"rps": round(ok / wall, 1) if wall else 0.0,
+            "p50_ms": round(float(np.percentile(lat, 50)), 3) if len(lat) else None,
+            "p99_ms": round(float(np.percentile(lat, 99)), 3) if len(lat) else None,
+            "errors": sum(int(w["errors"]) for w in windows),
+            "machine_cpu_busy": round(float(np.mean([w["machine_cpu_busy"] for w in windows])), 3),
+            "server_cores_used": round(sum(w["server_cpu_s"] for w in windows) / sum(w["window_s"] for w in windows), 2),
+            "server_cpu_ms_per_read": round(1000 * sum(w["server_cpu_s"] for w in windows) / max(ok, 1), 3),
+            "window_rps": [w["rps"] for w in windows]}
 
 
 SERVE_ARGS: list[str] = []
 """Extra ``ctxrec serve`` flags of every replica the writes scenarios start (faults.py --state-runtime)."""
 
+WINDOWS = 3
+"""Windows per condition in the writes scenarios: readers alone and readers with writers alternate
+(alone, with, with, alone, alone, with), so a slower period of a shared machine lands on both conditions
+instead of on one phase (one 20 s phase each gave ratios from 0.61x to 1.09x for the same code)."""
 
-def writes(run: Path, pg: PostgresCluster, tmp: Path, seconds: float = 20.0, readers: int = 4,
+
+def writes(run: Path, pg: PostgresCluster, tmp: Path, seconds: float = 12.0, readers: int = 4,
            writers: int = 4, rate: float | None = None, workers: int = 1, ingest: bool = False,
-           ingest_nice: int = 0) -> dict[str, Any]:
-    """Readers alone, readers with the writers (closed loop, or paced at ``rate`` events/s in all),
-    then readers alone again. Every user's history is first grown to the service's max_history, so
-    all three phases read histories of one length and the drop measures the writers' interference
-    (the after phase checks it). ``workers``: ``ctxrec serve --workers N``. ``ingest``: a second
-    replica over the same store takes the writers' events (running in every phase), as a load balancer
-    that routes ``/v1/events`` to its own replica would (docs/serving.md, "Reads under writes");
-    ``ingest_nice``: that replica runs ``ctxrec serve --nice N``, a lower CPU priority than the readers'."""
+           ingest_nice: int = 0, windows: int = WINDOWS) -> dict[str, Any]:
+    """Readers alone against readers with the writers (closed loop, or paced at ``rate`` events/s in all),
+    in ``windows`` windows of ``seconds`` each per condition, alternating (:data:`WINDOWS`); each
+    figure pools its condition's windows. Every user's history is first grown to the service's
+    max_history, so all windows read histories of one length. ``workers``: ``ctxrec serve --workers N``.
+    ``ingest``: a second replica over the same store takes the writers' events (running throughout), as
+    a load balancer that routes ``/v1/events`` to its own replica would (docs/serving.md, "Reads under
+    writes"); ``ingest_nice``: that replica runs ``ctxrec serve --nice N``, a lower CPU priority."""
     url, port = pg.fresh_database(), _free_port()
     proc = _start(run, url, port, tmp / "writes.log", extra=[*SERVE_ARGS, *(["--workers", str(workers)] if workers > 1 else [])])
     ingest_proc = None
     write_port = port
+    alone: list[dict[str, Any]] = []
+    with_: list[dict[str, Any]] = []
+    events = cpu = span = ingest_cpu = 0.0
+    acks: list[float] = []
+    cache = {"hit": 0.0, "miss": 0.0}
     try:
         if ingest:
             write_port = _free_port()
             ingest_proc = _start(run, url, write_port, tmp / "writes_ingest.log",
                                  extra=[*SERVE_ARGS, *(["--nice", str(ingest_nice)] if ingest_nice else [])])
         grown = _grow_histories(write_port, MAX_HISTORY)
-        without = _readers(port, run, seconds, readers, tmp / "writes_without.json", proc.pid)
-        counter = multiprocessing.Value("i", 0)
-        lat_file = tmp / "writes_latency.json"
-        wp = multiprocessing.Process(target=_writers, args=(write_port, seconds + 10, writers, counter, rate,
-                                                            str(lat_file)))
-        wp.start()
-        assert wp.pid is not None
-        time.sleep(2.0)  # writers at full speed before the readers start
-        ig0 = _proc_cpu_s(ingest_proc.pid) if ingest_proc is not None else 0.0
-        cache0 = _cache_counts(port)
-        e0, c0, t0 = counter.value, _proc_cpu_s(wp.pid), time.monotonic()
-        with_ = _readers(port, run, seconds, readers, tmp / "writes_with.json", proc.pid)
-        e1, c1, t1 = counter.value, _proc_cpu_s(wp.pid), time.monotonic()
-        ig1 = _proc_cpu_s(ingest_proc.pid) if ingest_proc is not None else 0.0
-        cache1 = _cache_counts(port)
-        wp.join()
-        ack_ms = np.asarray(json.loads(lat_file.read_text()) or [float("nan")]) * 1000
-        after = _readers(port, run, seconds, readers, tmp / "writes_after.json", proc.pid)
+        for i in range(2 * windows):
+            writing = (i % 4) in (1, 2)  # alone, with, with, alone, ...
+            out = tmp / f"writes_{'with' if writing else 'without'}_{i}.json"
+            if not writing:
+                alone.append(_readers(port, run, seconds, readers, out, proc.pid))
+                continue
+            counter = multiprocessing.Value("i", 0)
+            lat_file = tmp / f"writes_latency_{i}.json"
+            wp = multiprocessing.Process(target=_writers, args=(write_port, seconds + 8, writers, counter, rate,
+                                                                str(lat_file)))
+            wp.start()
+            assert wp.pid is not None
+            time.sleep(2.0)  # writers at full speed before the readers start
+            ig0 = _proc_cpu_s(ingest_proc.pid) if ingest_proc is not None else 0.0
+            cache0 = _cache_counts(port)
+            e0, c0, t0 = counter.value, _proc_cpu_s(wp.pid), time.monotonic()
+            with_.append(_readers(port, run, seconds, readers, out, proc.pid))
+            e1, c1, t1 = counter.value, _proc_cpu_s(wp.pid), time.monotonic()
+            ig1 = _proc_cpu_s(ingest_proc.pid) if ingest_proc is not None else 0.0
+            cache1 = _cache_counts(port)
+            wp.join()
+            events, cpu, span, ingest_cpu = events + e1 - e0, cpu + c1 - c0, span + t1 - t0, ingest_cpu + ig1 - ig0
+            for k in cache:
+                cache[k] += cache1.get(k, 0) - cache0.get(k, 0)
+            acks.extend(json.loads(lat_file.read_text()))
     finally:
         _kill(proc)
         _kill(ingest_proc)
+    without, with_p = _pooled(alone), _pooled(with_)
+    ack_ms = np.asarray(acks or [float("nan")]) * 1000
     where = (f"readers on replica A (`ctxrec serve --workers {workers}`), the writers' events on replica B "
              f"(`ctxrec serve{f' --nice {ingest_nice}' if ingest_nice else ''}`, the same PostgreSQL store); "
              "server_cores_used_*: replica A only. "
              if ingest else f"`ctxrec serve --workers {workers}`; ")
-    return {"rps_without": without["rps"], "rps_with": with_["rps"], "p99_without": without["p99_ms"],
-            "p99_with": with_["p99_ms"], "p50_without": without["p50_ms"], "p50_with": with_["p50_ms"],
-            "rps_ratio": round(with_["rps"] / without["rps"], 3) if without["rps"] else None,
-            "p99_ratio": round(with_["p99_ms"] / without["p99_ms"], 3) if without["p99_ms"] else None,
-            "rps_without_after": after["rps"], "p99_without_after": after["p99_ms"],
-            "errors_without": without["errors"], "errors_with": with_["errors"],
-            "writer_events_per_s": round((e1 - e0) / (t1 - t0), 1),
-            "writer_cores_used": round((c1 - c0) / (t1 - t0), 2),
+    return {"rps_without": without["rps"], "rps_with": with_p["rps"], "p99_without": without["p99_ms"],
+            "p99_with": with_p["p99_ms"], "p50_without": without["p50_ms"], "p50_with": with_p["p50_ms"],
+            "rps_ratio": round(with_p["rps"] / without["rps"], 3) if without["rps"] else None,
+            "p99_ratio": round(with_p["p99_ms"] / without["p99_ms"], 3) if without["p99_ms"] else None,
+            "window_rps_without": without["window_rps"], "window_rps_with": with_p["window_rps"],
+            "errors_without": without["errors"], "errors_with": with_p["errors"],
+            "writer_events_per_s": round(events / span, 1) if span else 0.0,
+            "writer_cores_used": round(cpu / span, 2) if span else 0.0,
             "writer_ack_p50_ms": round(float(np.percentile(ack_ms, 50)), 2),
             "writer_ack_p99_ms": round(float(np.percentile(ack_ms, 99)), 2),
-            "machine_cpu_busy_without": without["machine_cpu_busy"], "machine_cpu_busy_with": with_["machine_cpu_busy"],
+            "machine_cpu_busy_without": without["machine_cpu_busy"], "machine_cpu_busy_with": with_p["machine_cpu_busy"],
             "server_cores_used_without": without["server_cores_used"],
-            "server_cores_used_with": with_["server_cores_used"], "readers": readers, "writers": writers,
-            "seconds": seconds, "store": "PostgreSQL 15", "server_workers": workers,
+            "server_cores_used_with": with_p["server_cores_used"],
+            "server_cpu_ms_per_read_without": without["server_cpu_ms_per_read"],
+            "server_cpu_ms_per_read_with": with_p["server_cpu_ms_per_read"],
+            "readers": readers, "writers": writers, "seconds": seconds, "windows": windows,
+            "store": "PostgreSQL 15", "server_workers": workers,
             "serve_args": " ".join(SERVE_ARGS) or None,
             "writers_paced_at": rate, "events_grown_first": grown, "ingest_replica": ingest,
             **({"ingest_replica_nice": ingest_nice} if ingest else {}),
-            **({"ingest_replica_cores_used": round((ig1 - ig0) / (t1 - t0), 2)} if ingest else {}),
-            "reader_cache_with": {k: cache1.get(k, 0) - cache0.get(k, 0) for k in ("hit", "miss")},
-            "note": where + "before the first phase every user's history is grown "
+            **({"ingest_replica_cores_used": round(ingest_cpu / span, 2)} if ingest and span else {}),
+            "reader_cache_with": cache,
+            "note": where + "before the first window every user's history is grown "
                     f"to the service's max_history ({MAX_HISTORY} events, events_grown_first in all), so all "
-                    "phases read full-length histories. "
+                    f"windows read full-length histories. {windows} windows of {seconds:g} s per condition, "
+                    "alternating (alone, with, with, alone, ...); each figure pools its condition's windows "
+                    "(requests over seconds; percentiles over every latency). "
                     "readers: benchmarks/serving_load.py --url (own process, POST /v1/recommend with context); "
                     f"writers: {writers} httpx clients posting single events with ids "
-                    + (f"paced at {rate:g} events/s in all" if rate else "in a closed loop") + " (another process; "
-                    "writer_events_per_s and writer_cores_used over the readers' phase). *_without_after: readers "
-                    "alone again after the writers stopped. server_cores_used_*: the server's processes together. "
-                    "On 2 shared cores the "
-                    "client processes and PostgreSQL take CPU from the server: see machine_cpu_busy_* (1.0 = both "
-                    "cores busy, other workers' jobs included) and server_cores_used_*"}
+                    + (f"paced at {rate:g} events/s in all" if rate else "in a closed loop") + " (another process, "
+                    "started 2 s before each with-window; writer_events_per_s and writer_cores_used over the "
+                    "readers' windows). server_cores_used_*: the server's processes together. On 2 shared cores "
+                    "the client processes and PostgreSQL take CPU from the server: see machine_cpu_busy_* "
+                    "(1.0 = both cores busy, other workers' jobs included) and server_cores_used_*"}
 
 
 PACED_RATE = 352.0
@@ -238,17 +280,19 @@ MAX_HISTORY = next(f.default for f in dataclasses.fields(ServingSettings) if f.n
 """The most stored events a request reads per user (the service's default)."""
 
 
-def writes_paced(run: Path, pg: PostgresCluster, tmp: Path, seconds: float = 20.0, workers: int = 1) -> dict[str, Any]:
-    return writes(run, pg, tmp, seconds, rate=PACED_RATE, workers=workers)
+def writes_paced(run: Path, pg: PostgresCluster, tmp: Path, seconds: float = 12.0, workers: int = 1,
+                 windows: int = WINDOWS) -> dict[str, Any]:
+    return writes(run, pg, tmp, seconds, rate=PACED_RATE, workers=workers, windows=windows)
 
 
-def writes_ingest(run: Path, pg: PostgresCluster, tmp: Path, seconds: float = 20.0, workers: int = 1) -> dict[str, Any]:
-    return writes(run, pg, tmp, seconds, workers=workers, ingest=True)
+def writes_ingest(run: Path, pg: PostgresCluster, tmp: Path, seconds: float = 12.0, workers: int = 1,
+                  windows: int = WINDOWS) -> dict[str, Any]:
+    return writes(run, pg, tmp, seconds, workers=workers, ingest=True, windows=windows)
 
 
-def writes_ingest_paced(run: Path, pg: PostgresCluster, tmp: Path, seconds: float = 20.0, workers: int = 1
-                        ) -> dict[str, Any]:
-    return writes(run, pg, tmp, seconds, rate=PACED_RATE, workers=workers, ingest=True)
+def writes_ingest_paced(run: Path, pg: PostgresCluster, tmp: Path, seconds: float = 12.0, workers: int = 1,
+                        windows: int = WINDOWS) -> dict[str, Any]:
+    return writes(run, pg, tmp, seconds, rate=PACED_RATE, workers=workers, ingest=True, windows=windows)
 
 
 REPEAT_KEYS = ["rps_without", "rps_with", "rps_ratio", "p99_without", "p99_with", "p99_ratio",
@@ -261,9 +305,10 @@ INGEST_NICE = 10
 writes"): the readers' replica keeps the CPU when both want it, the ingest replica takes what is left."""
 
 
-def writes_ingest_nice(run: Path, pg: PostgresCluster, tmp: Path, seconds: float = 20.0, workers: int = 1
-                       ) -> dict[str, Any]:
-    return writes(run, pg, tmp, seconds, rate=PACED_RATE, workers=workers, ingest=True, ingest_nice=INGEST_NICE)
+def writes_ingest_nice(run: Path, pg: PostgresCluster, tmp: Path, seconds: float = 12.0, workers: int = 1,
+                       windows: int = WINDOWS) -> dict[str, Any]:
+    return writes(run, pg, tmp, seconds, rate=PACED_RATE, workers=workers, ingest=True, ingest_nice=INGEST_NICE,
+                  windows=windows)
 
 
 def _cache_counts(port: int) -> dict[str, float]:

@@ -202,6 +202,8 @@ def main() -> None:
     ap.add_argument("--server-args", default="", help="extra `ctxrec serve` flags, e.g. '--threads 2'")
     ap.add_argument("--body", default="user", help="user | history | a JSON object | a file (JSON object or JSON lines)")
     ap.add_argument("--out", default=None, help="result file (default benchmarks/results/serving/<name>.json)")
+    ap.add_argument("--latencies", default=None, help="also write every successful request's latency (ms, JSON list) "
+                                                      "here, to pool percentiles over several runs")
     args = ap.parse_args()
     if args.seconds is None and args.requests is None:
         args.requests = 2000
@@ -283,6 +285,8 @@ def main() -> None:
         "machine": machine_description(),
         "load_average_before": load_avg,
     }
+    if args.latencies:
+        Path(args.latencies).write_text(json.dumps([round(float(x), 4) for x in a]))
     out = Path(args.out) if args.out else ROOT / "benchmarks" / "results" / "serving" / f"{args.name}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2) + "\n")

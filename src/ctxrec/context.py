@@ -127,7 +127,7 @@ class ContextEncoder:
         dense = np.zeros((n, self.n_dense), dtype=np.float32)
         if contexts is not None:
             for j, f in enumerate(self.categorical):
-                ids[:, j] = [self._cat_id(f, c.get(f)) for c in contexts]
+                ids[:, j] = self._cat_ids(f, [c.get(f) for c in contexts])
             for k, f in enumerate(self.numeric):
                 vals = np.array([_to_float(c.get(f)) for c in contexts], dtype=np.float64)
                 ids[:, len(self.categorical) + k], dense[:, k] = self._num(f, vals)
@@ -156,6 +156,22 @@ class ContextEncoder:
             ts = frame["timestamp"].to_numpy(dtype=np.float64)[rows]
             dense[:, len(self.numeric):] = time_features(ts, prev_ts)
         return ids, dense
+
+    def _cat_ids(self, field: str, values: list[Any]) -> list[int]:
+        """:meth:`_cat_id` of each value, each distinct value looked up once (a served history repeats a
+        few devices and dayparts). Keyed by type too: ``True``, ``1`` and ``1.0`` are different categories."""
+        memo: dict[tuple[type, Any], int] = {}
+        out = []
+        for v in values:
+            try:
+                key = (type(v), v)
+                i = memo.get(key)
+                if i is None:
+                    i = memo[key] = self._cat_id(field, v)
+            except TypeError:  # an unhashable value (a list): no memo
+                i = self._cat_id(field, v)
+            out.append(i)
+        return out
 
     def _cat_id(self, field: str, value: Any) -> int:
         if is_missing(value):
@@ -233,7 +249,8 @@ def time_features(ts: np.ndarray, prev_ts: np.ndarray | None = None) -> np.ndarr
     out[:, 3] = np.cos(2 * np.pi * weekday / 7)
     if prev_ts is not None:
         prev = np.asarray(prev_ts, dtype=np.float64)
-        gap = np.where(np.isfinite(prev) & known, np.maximum(t - np.nan_to_num(prev), 0.0) / 3600.0, 0.0)
+        ok = np.isfinite(prev) & known
+        gap = np.where(ok, np.maximum(t - np.where(ok, prev, 0.0), 0.0) / 3600.0, 0.0)
         out[:, 4] = np.log1p(gap)
     out[:, 5] = 1.0
     out[~known] = 0.0

@@ -56,6 +56,11 @@ class QueryBatch:
     history_rows: list[np.ndarray] | None = None  # or: rows of `frame` behind each history (eval path)
     frame: Any = None  # pandas DataFrame holding those rows
     texts: list[str | None] | None = None  # free-text queries
+    known_prefix: list[int] | None = None
+    """Per query: how many leading history events are the model's trained history of the user (a model
+    reads their stored contexts and event types); the rest came with the query or from an event store."""
+    history_event_types: list[Sequence[str] | None] | None = None
+    """Per query: the event type of each history event after the known prefix (None: not given)."""
 
     def __len__(self) -> int:
         return len(self.users)
@@ -68,7 +73,10 @@ class QueryBatch:
                           timestamps=self.timestamps[r],
                           history_contexts=None if self.history_contexts is None else [self.history_contexts[b] for b in r],
                           history_rows=None if self.history_rows is None else [self.history_rows[b] for b in r],
-                          frame=self.frame, texts=None if self.texts is None else [self.texts[b] for b in r])
+                          frame=self.frame, texts=None if self.texts is None else [self.texts[b] for b in r],
+                          known_prefix=None if self.known_prefix is None else [self.known_prefix[b] for b in r],
+                          history_event_types=None if self.history_event_types is None
+                          else [self.history_event_types[b] for b in r])
 
     @classmethod
     def from_evalset(cls, ev: EvalSet, sl: slice | None = None) -> QueryBatch:

@@ -18,7 +18,6 @@ tests/models/test_registry.py fails if a registered model kind has no such class
 from __future__ import annotations
 
 import json
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -53,6 +52,7 @@ class _Event:
     item_id: str
     timestamp: float
     context: dict[str, str]
+    event_type: str = "view"
 
 
 @dataclass(frozen=True)
@@ -386,9 +386,10 @@ class RecommenderContract:
             assert (err.value.query, err.value.field) == (0, field)
 
     def test_new_events_extend_the_known_history(self, fitted: Recommender, board: Checkerboard) -> None:
-        """Events recorded after training (a service's store) follow the user's stored history; a new
-        user has them alone; events of items the model does not know are skipped. The result ranks
-        like the same history given explicitly."""
+        """Events recorded after training (a service's store) follow the user's stored history, which
+        stays marked as the trained part (``known_prefix``: a model reads its stored contexts); a new user
+        has them alone; events of items the model does not know are skipped; the kept events' types come
+        along. A new user's events rank like the same history given explicitly."""
         user, extra = "a-user-0", board.withheld["a-user-0"]
         events = [_Event(extra, 1.9e9, {}), _Event("not-in-the-catalogue", 1.9e9 + 1, {})]
         batch = fitted.encode_queries([RecQuery(user_id=user), RecQuery(user_id="brand-new"), RecQuery(user_id=user)],
@@ -399,11 +400,12 @@ class RecommenderContract:
         assert fitted.item_vocab.external(batch.histories[1]) == [extra]
         assert fitted.item_vocab.external(batch.histories[2]) == stored and batch.history_contexts[2] is None  # type: ignore[index]
         assert batch.history_times[0][-1] == 1.9e9 and np.isnan(batch.history_times[0][0])
+        assert batch.known_prefix == [len(stored), 0, len(stored)]
+        assert batch.history_event_types == [["view"], ["view"], None]
         idx, _ = fitted.recommend_indices(batch, 3)
-        explicit_query = RecQuery(user_id=user, history=[*stored, extra], history_contexts=[{}] * (len(stored) + 1),
-                                  history_timestamps=[math.nan] * len(stored) + [1.9e9])
+        explicit_query = RecQuery(history=[extra], history_contexts=[{}], history_timestamps=[1.9e9])
         (explicit,) = fitted.recommend([explicit_query], k=3)
-        assert fitted.item_vocab.external(idx[0]) == explicit.item_ids
+        assert fitted.item_vocab.external(idx[1]) == explicit.item_ids
         with pytest.raises(QueryError, match="takes no new events"):
             fitted.encode_queries([RecQuery(history=[extra])], new_events=[events])
 

@@ -475,3 +475,43 @@ def test_a_long_served_history_encodes_only_the_events_the_model_reads(ctx_model
     assert t["inp"].shape[1] == L
     np.testing.assert_array_equal(t["ci"][0, 1:].numpy(), ci[-(L - 1):])
     np.testing.assert_allclose(t["cd"][0, 1:].numpy(), cd[-(L - 1):], rtol=1e-6)
+
+
+def test_served_events_after_the_trained_history_keep_every_input() -> None:
+    """A known user with events recorded after training (a service's store): the trained events read the
+    contexts and event types stored at training, as they did then; the new events read their own context
+    and event type. (Before: one new event turned every trained event of the window into one with no
+    context, no time and no type.)"""
+    from ctxrec.models.fusion.batches import encode_context, history_tensors
+    from ctxrec.serving.store_rows import StoredEvent
+
+    data = context_dataset(n_users=30)
+    frame = data.interactions.copy()
+    frame["event_type"] = np.where(np.arange(len(frame)) % 3 == 0, "buy", "view")
+    data = Dataset.from_frames(frame, items=data.items, schema=data.schema, name="ctx-types")
+    m = FusionRecommender(tiny(train=TrainConfig(max_epochs=2, lr=1e-2, batch_size=16, progress=False))).fit(data)
+    assert m.event_types and m.user_vocab is not None
+    u = m.user_vocab.index("u3")
+    known = m.known_history(u)
+    L = m.config.max_len
+    assert len(known) >= L  # the window holds trained events and the new one
+    new = StoredEvent(1, "u3", "B4", "buy", 5e6, {"device": "mobile"}, 5e6)
+    qb = m.encode_queries([RecQuery(user_id="u3"), RecQuery(user_id="u3")], new_events=[[new], []])
+    x = history_tensors(m, qb)
+    stored = m.stored_event_inputs(u, known)
+    assert stored is not None
+    ci_s, cd_s, ev_s = stored
+    n_old = L - 2  # window: BOS, the last L - 2 trained events, the new one
+    for b, tail in ((0, n_old), (1, L - 1)):  # with the new event, and the trained history alone
+        np.testing.assert_array_equal(x["ci"][b, 1:1 + tail].numpy(), ci_s[-tail:])
+        np.testing.assert_allclose(x["cd"][b, 1:1 + tail].numpy(), cd_s[-tail:], rtol=1e-6)
+        np.testing.assert_array_equal(x["ev"][b, 1:1 + tail].numpy(), ev_s[-tail:])
+    assert (ev_s > 0).all()  # every trained event has a known type
+    ci_new, cd_new = encode_context(m, np.array([np.nan]), contexts=[new.context], times=np.array([new.timestamp]))
+    np.testing.assert_array_equal(x["ci"][0, L - 1].numpy(), ci_new[0])
+    np.testing.assert_allclose(x["cd"][0, L - 1].numpy(), cd_new[0], rtol=1e-6)
+    assert int(x["ev"][0, L - 1]) == m.event_types["buy"]
+    # an event type the model never saw reads as unknown (0), like a missing one
+    odd = new._replace(event_type="share")
+    x2 = history_tensors(m, m.encode_queries([RecQuery(user_id="u3")], new_events=[[odd]]))
+    assert int(x2["ev"][0, L - 1]) == 0

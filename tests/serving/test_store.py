@@ -28,6 +28,26 @@ def test_repeated_event_ids_are_acknowledged_and_stored_once(store_url: str) -> 
         store.close()
 
 
+def test_users_events_reads_each_users_last_events_as_user_events_does(store_url: str) -> None:
+    """A served batch reads all its users in one call: per user the same events, in the same order (time,
+    then arrival; equal timestamps included), as one user_events call each, for any limit."""
+    store = EventStore(store_url)
+    try:
+        rows = [(f"u{n % 3}", f"i{n:02d}", "view", 1.7e9 + (n * 7) % 5, {"n": n}, f"e{n}") for n in range(40)]
+        rows.append(("other", "i99", "buy", 1.6e9, {}, "e-other"))
+        store.add_events(rows)
+        users = ["u0", "u2", "nobody", "u0", "nul\x00user", "u1"]  # a repeat, one with no events, one unstorable
+        for limit in (1, 5, 100):
+            got = store.users_events(users, limit)
+            assert set(got) == set(users)
+            for u in users:
+                assert got[u] == store.user_events(u, limit), (u, limit)
+            assert [len(got[u]) for u in ("u0", "u1", "u2")] == [min(limit, 14), min(limit, 13), min(limit, 13)]
+        assert store.users_events([], 10) == {}
+    finally:
+        store.close()
+
+
 def test_reads_do_not_wait_for_a_blocked_write_and_the_write_meets_its_deadline(tmp_path: Path) -> None:
     """The old store held one lock across every call: a write waiting 30 s for SQLite's write lock
     blocked every read (and /readyz) behind it."""

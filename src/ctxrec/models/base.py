@@ -48,6 +48,9 @@ class NewEvent(Protocol):
     @property
     def context(self) -> Mapping[str, Any]: ...
 
+    @property
+    def event_type(self) -> str: ...
+
 
 class Recommender(ABC):
     """Base class of every model. A model takes one frozen config and nothing else."""
@@ -260,8 +263,9 @@ class Recommender(ABC):
         assert self.item_vocab is not None and self.user_vocab is not None
         if new_events is not None and len(new_events) != len(queries):
             raise ValueError(f"new_events has {len(new_events)} entries for {len(queries)} queries; give one per query")
-        users, hists, htimes, ts = [], [], [], []
+        users, hists, htimes, ts, prefix = [], [], [], [], []
         hctx: list[Sequence[Mapping[str, Any]] | None] = []
+        htypes: list[Sequence[str] | None] = []
         for b, q in enumerate(queries):
             events = new_events[b] if new_events is not None else ()
             for name, given in (("history_timestamps", q.history_timestamps), ("history_contexts", q.history_contexts)):
@@ -278,6 +282,7 @@ class Recommender(ABC):
                                  "the user's)", query=b, field="history")
             u = self.user_vocab.get(q.user_id) if q.user_id is not None else -1
             ctx: Sequence[Mapping[str, Any]] | None = q.history_contexts
+            known, types = 0, None
             if q.history is not None:
                 h = self.item_vocab.lookup(list(q.history), strict=False)
                 if (h < 0).any():
@@ -290,11 +295,13 @@ class Recommender(ABC):
             else:
                 h = self.known_history(u) if u >= 0 else np.zeros(0, np.int64)
                 t = np.full(len(h), np.nan)
+                known = len(h)  # the trained history keeps its stored contexts (known_prefix)
                 if events:
                     e_idx = self.item_vocab.lookup([e.item_id for e in events], strict=False)
                     keep = e_idx >= 0
                     kept = [e for e, k in zip(events, keep, strict=True) if k]
                     ctx = [{}] * len(h) + [e.context for e in kept]
+                    types = [e.event_type for e in kept]
                     h = np.concatenate([h, e_idx[keep]])
                     t = np.concatenate([t, np.array([e.timestamp for e in kept], np.float64)])
                 elif u < 0 and q.user_id is not None and not self._allows_unknown_users():
@@ -305,6 +312,8 @@ class Recommender(ABC):
             hists.append(h.astype(np.int64))
             htimes.append(t)
             hctx.append(ctx)
+            prefix.append(known)
+            htypes.append(types)
             ts.append(np.nan if q.timestamp is None else float(q.timestamp))
         return QueryBatch(
             users=np.asarray(users, dtype=np.int64),
@@ -314,6 +323,8 @@ class Recommender(ABC):
             timestamps=np.asarray(ts, dtype=np.float64),
             history_contexts=hctx,
             texts=[q.text for q in queries],
+            known_prefix=prefix,
+            history_event_types=htypes,
         )
 
     def known_history(self, user: int) -> np.ndarray:

@@ -291,8 +291,10 @@ def build_queries(h: ModelHandle, reqs: Sequence[RecRequest], store: EventStore,
     from ctxrec.models.base import RecQuery
 
     queries, events, keys = [], [], []
+    # every named user's stored events in one store call (one wait for the batch, not one per request)
+    stored = store.users_events([r.user_id for r in reqs if r.history is None and r.user_id is not None], max_history)
     for r in reqs:
-        evs = store.user_events(r.user_id, max_history) if r.history is None and r.user_id is not None else []
+        evs = stored[r.user_id] if r.history is None and r.user_id is not None else []
         erased = r.user_id is not None and bool(h.erased) and user_tombstone(r.user_id) in h.erased
         # an erased user is scored as a new one: the model's trained history of them is not used
         queries.append(RecQuery(user_id=None if erased else r.user_id, history=r.history,

@@ -116,6 +116,28 @@ class EventStore(StoreCore):
                            (user_id, int(limit)))
         return self._events(list(reversed(rows)))
 
+    def users_events(self, user_ids: Sequence[str], limit: int) -> dict[str, list[StoredEvent]]:
+        """:meth:`user_events` of several users in one store call, so a served batch waits on the store once
+        (on PostgreSQL one round trip: a ``LATERAL`` read per user; SQLite is in-process, one job)."""
+        users = list(dict.fromkeys(u for u in user_ids if not text_problem(u, None)))
+        out: dict[str, list[StoredEvent]] = {u: [] for u in user_ids}
+        if not users:
+            return out
+        if self.kind == "postgres":
+            cols = ", ".join(f"e.{c.strip()}" for c in _EVENT_COLS.split(","))
+            rows = self._query(f"SELECT {cols} FROM unnest(?::text[]) AS u(uid) CROSS JOIN LATERAL (SELECT "
+                               f"{_EVENT_COLS} FROM events WHERE user_id = u.uid ORDER BY ts DESC, id DESC LIMIT ?) e",
+                               (users, int(limit)))
+        else:
+            one = f"SELECT {_EVENT_COLS} FROM events WHERE user_id = ? ORDER BY ts DESC, id DESC LIMIT ?"
+            rows = [r for rs in self._queries([(one, (u, int(limit))) for u in users]) for r in rs]
+        by_user: dict[str, list[tuple[Any, ...]]] = {u: [] for u in users}
+        for r in rows:
+            by_user[r[1]].append(r)
+        for u, rs in by_user.items():
+            out[u] = self._events(rs[::-1])  # newest first from the store, oldest first for the model
+        return out
+
     def events_after(self, after_id: int = 0, batch: int = 50_000) -> Iterator[StoredEvent]:
         """All events with ``id > after_id`` in arrival order (for retraining)."""
         last = after_id

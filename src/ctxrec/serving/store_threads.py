@@ -377,6 +377,23 @@ class StoreCore:
 
         return self._submit(self._read_q, run, False, None)
 
+    def _queries(self, queries: Sequence[tuple[str, Sequence[Any]]]) -> list[list[tuple[Any, ...]]]:
+        """Several reads as one job on one reader connection (one hand-off and one wait for all)."""
+        sqls = [(self._sql(q), params) for q, params in queries]
+
+        def run(conn: Any) -> list[list[tuple[Any, ...]]]:
+            cur = conn.cursor()
+            try:
+                out = []
+                for sql, params in sqls:
+                    cur.execute(sql, params)
+                    out.append(list(cur.fetchall()))
+                return out
+            finally:
+                cur.close()
+
+        return self._submit(self._read_q, run, False, None)
+
     def _sql(self, q: str) -> str:
         return q.replace("?", "%s") if self.kind == "postgres" else q
 

@@ -231,19 +231,36 @@ def _frame_history_inputs(m: FusionInputs, batch: QueryBatch) -> list[Arrays] | 
 
 def _history_inputs(m: FusionInputs, batch: QueryBatch, b: int, hist: np.ndarray, keep: slice) -> Arrays:
     """Context ids/dense and event ids of the history events ``hist[keep]`` of query ``b`` (a served
-    request): its per-event contexts, else the stored ones when the history is the known user's, else
-    unknown. Time gaps are taken against the full history (the first kept event's gap is to the one before)."""
+    request). The user's trained events (``batch.known_prefix``) read the inputs stored at training, as
+    they did then; the events after them read their own contexts and event types (an event store's),
+    else unknown. Time gaps are taken against the full history (the first kept event's gap is to the
+    one before; the first event after the trained ones has an unknown gap: their times are not kept)."""
     hc = batch.history_contexts[b] if batch.history_contexts is not None else None
-    if hc is None:
-        stored = m.stored_event_inputs(int(batch.users[b]), hist)
-        if stored is not None:
-            ci, cd, ev = stored
-            return ci[keep], cd[keep], ev[keep]
-    times = _history_times(batch, b, len(hist))
-    prev = previous_times(times)[keep]
-    contexts = list(hc)[keep] if hc is not None else [{}] * len(hist[keep])
-    ci, cd = encode_context(m, prev, contexts=contexts, times=times[keep])
-    return ci, cd, np.zeros(len(contexts), np.int64)
+    if batch.known_prefix is not None:
+        known = min(batch.known_prefix[b], len(hist))
+    else:  # a batch built by hand: the stored inputs apply when the whole history is the known one
+        known = len(hist) if hc is None else 0
+    stored = m.stored_event_inputs(int(batch.users[b]), hist[:known]) if known else None
+    lo, hi = keep.start, keep.stop
+    split = max(lo, known) if stored is not None else lo
+    parts: list[Arrays] = []
+    if stored is not None and split > lo:
+        parts.append((stored[0][lo:split], stored[1][lo:split], stored[2][lo:split]))
+    if hi > split or not parts:
+        times = _history_times(batch, b, len(hist))
+        contexts = list(hc)[split:hi] if hc is not None else [{}] * (hi - split)
+        ci, cd = encode_context(m, previous_times(times)[split:hi], contexts=contexts, times=times[split:hi])
+        types = batch.history_event_types[b] if batch.history_event_types is not None else None
+        after = batch.known_prefix[b] if batch.known_prefix is not None else 0  # types start after the trained events
+        ev = np.zeros(hi - split, np.int64)
+        first = max(split, after)
+        if types is not None and hi > first:
+            ev[first - split:] = event_ids(m.event_types, np.asarray(list(types)[first - after:hi - after], dtype=object))
+        parts.append((ci, cd, ev))
+    if len(parts) == 1:
+        return parts[0]
+    return (np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts]),
+            np.concatenate([p[2] for p in parts]))
 
 
 # ------------------------------------------------------------------------------------ context prior

@@ -153,7 +153,8 @@ class FusionRecommender(Recommender):
         return np.array([self.ctx_texts.get(t, 0) for t in texts], dtype=np.int64)
 
     def stored_event_inputs(self, user: int, hist: np.ndarray) -> Arrays | None:
-        """The encoded contexts and event types of known user ``user``'s stored history, when ``hist`` is it."""
+        """The encoded contexts and event types of known user ``user``'s stored (trained) history, when
+        ``hist`` is it."""
         if user < 0 or self.hist_ctx_ids is None:
             return None
         stored = self.known_history(user)
@@ -300,9 +301,13 @@ class FusionRecommender(Recommender):
         assert self.net is not None
         net = self._eval_net()
         table = self._eval_item_table()  # once: while fitting it is rebuilt on every call
-        out = torch.empty(len(batch), self.config.d_model, device=self.device)
         encode = self._state_encoder(net, table)
-        for rows in state_chunks([min(len(h), self.config.max_len - 1) for h in batch.histories]):
+        chunks = state_chunks([min(len(h), self.config.max_len - 1) for h in batch.histories])
+        if len(chunks) == 1:  # the usual served miss (one user, or users of one length): no gather
+            x = history_tensors(self, batch)
+            return encode(x["inp"], x["ev"], x["ci"], x["cd"], table, x["len"]).float()
+        out = torch.empty(len(batch), self.config.d_model, device=self.device)
+        for rows in chunks:
             x = history_tensors(self, batch.subset(rows))
             h = encode(x["inp"], x["ev"], x["ci"], x["cd"], table, x["len"])  # (b, D)
             out[torch.as_tensor(rows, device=self.device)] = h.float()
