@@ -49,14 +49,14 @@ def test_event_is_reflected_in_the_users_next_recommendation(client: TestClient)
     before = ids(rec(client, user_id="u05", context=CTX, k=5))
     top = before[0]
     r = client.post("/v1/events", json={"user_id": "u05", "item_id": top, "type": "view", "context": CTX})
-    assert r.status_code == 200 and r.json() == {"stored": 1, "duplicates": 0}
+    assert r.status_code == 200 and r.json() == {"stored": 1, "duplicates": 0, "event_types_unknown": []}
     after = ids(rec(client, user_id="u05", context=CTX, k=5))
     assert top not in after  # now seen (exclude_seen), read back from the store
     assert after != before
     # a brand-new user: cold (context-only) before, history-driven after a batch of events
     cold = ids(rec(client, user_id="new-user", context=CTX, k=5))
     batch = [{"user_id": "new-user", "item_id": i, "timestamp": 1.7e9 + n} for n, i in enumerate(cold[:3])]
-    assert client.post("/v1/events", json={"events": batch}).json() == {"stored": 3, "duplicates": 0}
+    assert client.post("/v1/events", json={"events": batch}).json() == {"stored": 3, "duplicates": 0, "event_types_unknown": []}
     warm = ids(rec(client, user_id="new-user", context=CTX, k=5))
     assert not set(cold[:3]) & set(warm)
 
@@ -232,3 +232,35 @@ def test_model_swap_under_load_fails_no_request(fusion_run: Path, tmp_path: Path
         assert "kept" in ids(rec(c, history=["i01"], k=3, filters={"allow": ["kept"]}))  # added items re-applied
         r = c.post("/v1/admin/model", json={"run_dir": "/etc"})
         assert r.status_code == 403 and r.json()["detail"][0]["loc"] == ["body", "run_dir"]
+
+
+def test_event_types_reach_the_model_and_an_unseen_type_is_said(tmp_path: Path, store_url: str) -> None:
+    """A model trained on two event types reads a served event's type: the same event as a "buy" and as a
+    "view" gives the user different states; a type the model never saw is stored, read as unknown, and
+    named in the answer (before: every served event's type was dropped)."""
+    from ctxrec.data.dataset import Dataset
+    from ctxrec.data.synthetic import SimulatorConfig, simulate
+    from ctxrec.models.fusion import FusionConfig, FusionRecommender
+    from ctxrec.text.encoders import TextEncoderConfig
+    from ctxrec.training.loop import TrainConfig
+
+    data = simulate(SimulatorConfig(n_users=40, n_items=30, n_genres=3, events_per_user=10, seed=3))
+    frame = data.interactions.copy()
+    frame["event_type"] = np.where(np.arange(len(frame)) % 2 == 0, "buy", "view")
+    data = Dataset.from_frames(frame, items=data.items, schema=data.schema, name="typed")
+    cfg = FusionConfig(d_model=16, n_layers=1, max_len=16, dropout=0.0, text=TextEncoderConfig(model="hashing:32"),
+                       train=TrainConfig(max_epochs=2, lr=1e-2, progress=False, seed=3))
+    FusionRecommender(cfg).fit(data).save(tmp_path / "typed" / "model")
+    with make_client(tmp_path / "typed", store_url) as c:
+        item = data.interactions["item_id"].iloc[0]
+        scores = {}
+        for user, kind in (("fresh-a", "buy"), ("fresh-b", "view"), ("fresh-c", "share")):
+            r = c.post("/v1/events", json={"user_id": user, "item_id": item, "type": kind, "timestamp": 1.7e9})
+            assert r.status_code == 200, r.text
+            assert r.json()["event_types_unknown"] == ([] if kind != "share" else ["share"])
+            res = rec(c, user_id=user, k=5, timestamp=1.7e9 + 60)
+            scores[kind] = [i["score"] for i in res["items"]]
+        assert scores["buy"] != scores["view"]  # the type is read
+        r = c.post("/v1/events", json={"events": [{"user_id": "x", "item_id": item}, {"user_id": "y", "item_id": item,
+                                                                                      "type": "buy"}]})
+        assert r.json()["event_types_unknown"] == ["interaction"]  # the default type names itself too

@@ -248,7 +248,10 @@ def _routes(app: FastAPI, state: ServiceState) -> None:
             rows.append((pseudonymise(e.user_id, state.secret), e.item_id, e.type,
                          e.timestamp if e.timestamp is not None else now, dict(e.context), e.event_id))
         stored = await state.store.add_events_async(rows)
-        return {"stored": stored, "duplicates": len(rows) - stored}
+        # a model that tells event types apart reads an unseen one as unknown: said, not silent
+        types: dict[str, int] = getattr(state.handle.model, "event_types", None) or {}
+        unknown = sorted({e.type for e in evs if types and e.type not in types})
+        return {"stored": stored, "duplicates": len(rows) - stored, "event_types_unknown": unknown}
 
     @app.post("/v1/items", response_model=ItemsResponse, tags=["items"])
     async def add_items(body: ItemBatch | ItemIn, who: Write) -> Any:

@@ -129,6 +129,9 @@ class EventsResponse(BaseModel):
     """Events newly stored."""
     duplicates: int = 0
     """Events whose event_id was already stored (acknowledged, not stored again)."""
+    event_types_unknown: list[str] = []
+    """Event types the serving model was not trained on (stored; the model reads them as an unknown type).
+    Empty when the model does not tell event types apart (its training data had one)."""
 
 
 class ItemIn(_Strict):
