@@ -33,6 +33,19 @@ def test_categorical_vocab_with_unknown_bucket() -> None:
     assert enc.cardinalities[0] == 3
 
 
+def test_repeated_values_are_looked_up_once_but_each_type_as_itself() -> None:
+    """encode() looks each distinct value up once per call; True, 1, 1.0 and "1" are still different
+    categories (str() of each), and NaN and unhashable values still encode."""
+    frame = pd.DataFrame({"user_id": ["u"] * 4, "item_id": list("abcd"), "timestamp": [0.0, 1.0, 2.0, 3.0],
+                          "flag": ["True", "1", "1.0", "x"]})
+    enc = ContextEncoder().fit(Dataset.from_frames(frame, schema=DatasetSchema(context=(ContextField(name="flag"),))))
+    values = [True, 1, 1.0, "1", "x", True, float("nan"), ["x"], None, 1]
+    ids, _ = enc.encode([{"flag": v} for v in values])
+    assert ids[:, 0].tolist() == [enc._cat_id("flag", v) for v in values]
+    v = enc.vocabs["flag"]
+    assert ids[:4, 0].tolist() == [v["True"], v["1"], v["1.0"], v["1"]] and len(set(ids[:3, 0])) == 3
+
+
 def test_numeric_standardised_and_bucketed() -> None:
     enc = ContextEncoder(ContextConfig(numeric_buckets=2)).fit(_data())
     ids, dense = enc.encode([{"temp": 20.0}, {"temp": None}], timestamps=np.array([np.nan, np.nan]))
