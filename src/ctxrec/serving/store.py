@@ -110,15 +110,12 @@ class EventStore(StoreCore):
 
     def user_events(self, user_id: str, limit: int) -> list[StoredEvent]:
         """The user's most recent ``limit`` events, oldest first (by timestamp, then arrival)."""
-        if text_problem(user_id, None):
-            return []  # a key no write could have stored (a NUL would be an error on PostgreSQL)
-        rows = self._query(f"SELECT {_EVENT_COLS} FROM events WHERE user_id = ? ORDER BY ts DESC, id DESC LIMIT ?",
-                           (user_id, int(limit)))
-        return self._events(list(reversed(rows)))
+        return self.users_events([user_id], limit)[user_id]
 
     def users_events(self, user_ids: Sequence[str], limit: int) -> dict[str, list[StoredEvent]]:
         """:meth:`user_events` of several users in one store call, so a served batch waits on the store once
-        (on PostgreSQL one round trip: a ``LATERAL`` read per user; SQLite is in-process, one job)."""
+        (on PostgreSQL one round trip: a ``LATERAL`` read per user; SQLite is in-process, one job). A key no
+        write could have stored (a NUL would be an error on PostgreSQL) has no events."""
         users = list(dict.fromkeys(u for u in user_ids if not text_problem(u, None)))
         out: dict[str, list[StoredEvent]] = {u: [] for u in user_ids}
         if not users:

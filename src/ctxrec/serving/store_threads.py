@@ -365,17 +365,7 @@ class StoreCore:
         return self._submit(self._write_q, fn, True, deadline, merge, payload)
 
     def _query(self, q: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
-        sql = self._sql(q)
-
-        def run(conn: Any) -> list[tuple[Any, ...]]:
-            cur = conn.cursor()
-            try:
-                cur.execute(sql, params)
-                return list(cur.fetchall())
-            finally:
-                cur.close()
-
-        return self._submit(self._read_q, run, False, None)
+        return self._queries([(q, params)])[0]
 
     def _queries(self, queries: Sequence[tuple[str, Sequence[Any]]]) -> list[list[tuple[Any, ...]]]:
         """Several reads as one job on one reader connection (one hand-off and one wait for all)."""
