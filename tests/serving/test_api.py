@@ -196,7 +196,7 @@ def test_user_states_run_on_onnx_by_default_and_answer_as_pytorch_does(fusion_ru
             answers[runtime] = [rec(c, user_id=u, context=CTX, k=10) for u in ("u00", "u01", "nobody")]
     for a, b in zip(answers["onnx"], answers["torch"], strict=True):
         assert ids(a) == ids(b)
-        np.testing.assert_allclose([x["score"] for x in a["items"]], [x["score"] for x in b["items"]], atol=1e-5)
+        np.testing.assert_allclose([x["score"] for x in a["items"]], [x["score"] for x in b["items"]], rtol=1e-5, atol=1e-5)
 
 
 def test_model_swap_under_load_fails_no_request(fusion_run: Path, tmp_path: Path) -> None:
