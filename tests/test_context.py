@@ -61,6 +61,18 @@ def test_hashing_is_stable_and_never_zero_for_known_values() -> None:
     assert a[0, 0] == b[0, 0] and 1 <= a[0, 0] <= 16
 
 
+def test_decode_gives_back_what_the_model_reads() -> None:
+    """Known categories and numeric values come back (numbers to 6 significant digits, from float32);
+    missing and unseen values, and hashed fields, are left out rather than guessed."""
+    enc = ContextEncoder().fit(_data())
+    ctxs = [{"device": "tv", "temp": 12.345678}, {"device": "car", "temp": None}, {}, {"temp": -1e6 / 3}]
+    ids, dense = enc.encode(ctxs, timestamps=np.array([0.0, 1.0, np.nan, 2.0]))
+    assert enc.decode(ids, dense) == [{"device": "tv", "temp": 12.3457}, {}, {}, {"temp": -333333.0}]
+    hashed = ContextEncoder(ContextConfig(hash_buckets=16)).fit(_data())
+    ids, dense = hashed.encode([{"device": "tv", "temp": 10.0}])
+    assert hashed.decode(ids, dense) == [{"temp": 10.0}]
+
+
 def test_time_features_are_cyclic_and_flag_missing() -> None:
     f = time_features(np.array([0.0, 86_400.0 * 7, 6 * 3600.0, np.nan]), np.array([np.nan, 0.0, 0.0, 0.0]))
     np.testing.assert_allclose(f[0], f[1][[0, 1, 2, 3, 4, 5]] * [1, 1, 1, 1, 0, 1] + [0, 0, 0, 0, f[0, 4], 0], atol=1e-5)

@@ -8,6 +8,7 @@ so ``evaluate`` and ``retrain`` find the same data again (:func:`ctxrec.experime
 """
 
 import dataclasses
+import difflib
 import errno
 import json
 import shlex
@@ -345,7 +346,11 @@ def recommend(
     elif checked.unused_fields:
         _warn(f"this {m.kind} model does not use the context field(s) {', '.join(checked.unused_fields)}; ignored")
     for key, value in checked.unknown_values.items():
-        _warn(f"{key}={value!r} was never seen in training; scored as unknown")
+        values = [str(v) for v in m.context_schema()[key]["values"] or []]
+        close = [v for v in values if v.lower() == value.lower()] or difflib.get_close_matches(value, values, n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        shown = ", ".join(values[:20]) + (", ..." if len(values) > 20 else "")
+        _warn(f"{key}={value!r} was never seen in training; scored as unknown{hint}; known values: {shown}")
     if unknown_user := (user is not None and history is None and m.user_vocab is not None and m.user_vocab.get(user) < 0):
         _warn(f"user {user!r} is not in the model's training data and no --history was given: recommended as a new user")
     titles = _titles(m, recs.item_ids)

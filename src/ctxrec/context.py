@@ -157,6 +157,24 @@ class ContextEncoder:
             dense[:, len(self.numeric):] = time_features(ts, prev_ts)
         return ids, dense
 
+    def decode(self, ids: np.ndarray, dense: np.ndarray) -> list[dict[str, Any]]:
+        """Contexts back from :meth:`encode`'s ``ids`` and ``dense``, to show what a model read: a categorical
+        value as the vocabulary holds it (a string), a numeric one to 6 significant digits (it is kept
+        standardised in float32); missing and unknown values, and every field of a hashed encoding (a hash
+        cannot be read back), are left out."""
+        out: list[dict[str, Any]] = [{} for _ in range(len(ids))]
+        if not self.config.hash_buckets:
+            for j, f in enumerate(self.categorical):
+                names = {i: v for v, i in self.vocabs[f].items()}
+                for r, i in enumerate(ids[:, j].tolist()):
+                    if i in names:
+                        out[r][f] = names[i]
+        for k, f in enumerate(self.numeric):
+            st, col = self.num_stats[f], len(self.categorical) + k
+            for r in np.flatnonzero(ids[:, col] != 0).tolist():  # bucket 0: missing
+                out[r][f] = float(f"{float(dense[r, k]) * st['std'] + st['mean']:.6g}")
+        return out
+
     def _cat_ids(self, field: str, values: list[Any]) -> list[int]:
         """:meth:`_cat_id` of each value, each distinct value looked up once (a served history repeats a
         few devices and dayparts). Keyed by type too: ``True``, ``1`` and ``1.0`` are different categories."""

@@ -172,7 +172,9 @@ def test_recommend_checks_the_request_context(trained: tuple[Path, Path], tmp_pa
     assert "unknown context field 'Weather' (did you mean 'weather'?)" in out and "daypart, device, weather" in out
     code, out = invoke("recommend", str(run), "--user", "u01", "-c", "weather=zzz", "-c", "device=tv", "--json")
     assert code == 0, out
-    assert "weather='zzz' was never seen in training; scored as unknown" in out
+    assert "weather='zzz' was never seen in training; scored as unknown; known values: " in out
+    code, cased = invoke("recommend", str(run), "--user", "u01", "-c", "weather=Sunny", "-k", "2")
+    assert code == 0 and "weather='Sunny' was never seen in training; scored as unknown (did you mean 'sunny'?)" in cased
     payload = json.loads(out[out.index("{"):])
     assert payload["context_used"] is True and payload["context_unknown_values"] == {"weather": "zzz"}
     assert all(payload["titles"])  # the items file's title_field

@@ -170,3 +170,61 @@ def test_item_column_is_the_one_the_catalogue_names_not_a_context_named_like_an_
     # without the catalogue: "place" (3 values) loses to the 60-value column although its name says item
     alone = tomllib.loads(infer_mapping([log], mapping_path=tmp_path / "m2.toml").toml)
     assert alone["item_column"] == "podcast"
+
+
+def test_a_context_named_like_a_type_links_and_dump_nulls(tmp_path: Path) -> None:
+    """Seen on InCarMusic's export: "RoadType" was taken for the event type (so it left the context),
+    ``\\N`` (a MySQL/PostgreSQL dump's NULL) read as a value, and file paths and image URLs were rendered
+    into the item text."""
+    log = pd.DataFrame({"UserID": [f"{1000 + u}" for u in range(30) for _ in range(6)],
+                        "ItemID": [f"{(u * 5 + k) % 40}" for u in range(30) for k in range(6)],
+                        "RoadType": [("city", "highway", "serpentine", "NA")[k % 4] for _ in range(30) for k in range(6)]})
+    log.to_csv(tmp_path / "ratings.csv", index=False)
+    tracks = pd.DataFrame({"id": [str(i) for i in range(40)],
+                           "album": ["\\N"] * 40,
+                           "title": [f"Song number {i} of the road" for i in range(40)],
+                           "mp3url": [f"Music/Pop/Artist {i} - Song {i}.mp3" for i in range(40)],
+                           "imageurl": ["img/music.jpg"] * 10 + [f"http://cdn.example.com/c/{i}/cover.jpg" for i in range(30)],
+                           "genre": [("pop", "rock", "\\N", "jazz")[i % 4] for i in range(40)]})
+    tracks.to_csv(tmp_path / "tracks.csv", index=False)
+    guess = infer_mapping([tmp_path / "ratings.csv", tmp_path / "tracks.csv"], mapping_path=tmp_path / "m.toml")
+    mapping = tomllib.loads(guess.toml)
+    assert "event_type_column" not in mapping
+    assert {"column": "RoadType", "kind": "categorical"} in mapping["context"]
+    assert mapping["items"]["na_values"] == ["\\N"]
+    assert mapping["items"]["text_fields"] == ["title"] and mapping["items"]["attribute_fields"] == ["genre"]
+    said = "\n".join(guess.lines)
+    assert "'mp3url': not used (URLs or file paths" in said and "'imageurl': not used (URLs or file paths" in said
+    assert "'album': not used (no values" in said
+    (tmp_path / "m.toml").write_text(guess.toml)
+    data = read_dataset(tmp_path / "m.toml")
+    assert data.items["genre"].isna().sum() == 10  # the \N cells are missing, not a genre
+
+
+@pytest.mark.parametrize(("column", "is_type"), [("type", True), ("event_type", True), ("action", True),
+                                                 ("Kind", True), ("RoadType", False), ("device_type", False)])
+def test_event_type_is_named_so_not_any_type(tmp_path: Path, column: str, is_type: bool) -> None:
+    log = pd.DataFrame({"user": [f"u{u}" for u in range(20) for _ in range(5)],
+                        "item": [f"i{(u + k) % 30}" for u in range(20) for k in range(5)],
+                        column: [("a", "b", "c")[k % 3] for _ in range(20) for k in range(5)]})
+    log.to_csv(tmp_path / "log.csv", index=False)
+    mapping = tomllib.loads(infer_mapping([tmp_path / "log.csv"], mapping_path=tmp_path / "m.toml").toml)
+    assert (mapping.get("event_type_column") == column) is is_type
+
+
+def test_a_column_named_like_a_time_holding_categories_is_a_context(tmp_path: Path) -> None:
+    """DePaulMovie's "Time" is Weekday/Weekend: it was taken for the timestamp, and the mapping written
+    failed in `data info` ("cannot parse timestamp ... 'Weekday'"). A time-named column of many unparseable
+    values still asks for a strptime pattern."""
+    n = 200
+    log = pd.DataFrame({"userid": [f"u{i % 20}" for i in range(n)], "itemid": [f"m{i % 30}" for i in range(n)],
+                        "Time": [("Weekday", "Weekend", "NA")[i % 3] for i in range(n)]})
+    log.to_csv(tmp_path / "r.csv", index=False)
+    guess = infer_mapping([tmp_path / "r.csv"], mapping_path=tmp_path / "m.toml")
+    mapping = tomllib.loads(guess.toml)
+    assert "timestamp_column" not in mapping and {"column": "Time", "kind": "categorical"} in mapping["context"]
+    assert any("'Time' is named like a time, but its 2 values" in line for line in guess.lines)
+    log["Time"] = [f"day {i} at noon" for i in range(n)]
+    log.to_csv(tmp_path / "r.csv", index=False)
+    guess = infer_mapping([tmp_path / "r.csv"], mapping_path=tmp_path / "m.toml")
+    assert any("the format of values like 'day 0 at noon' is unknown" in line for line in guess.lines)

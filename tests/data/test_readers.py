@@ -239,6 +239,28 @@ def test_dedupe_policies(tmp_path: Path, policy: str, expected: list[str]) -> No
         assert "dropped 1 repeated (user, item) event(s)" in data.notes[0]
 
 
+@pytest.mark.parametrize(("pairs", "setting", "repeats", "noted"), [
+    ("ax ay ax bx", None, True, True),  # a takes x again: repeats, said
+    ("ax ay bx", None, False, False),
+    ("ax ay ax", False, False, False),  # the mapping's word wins, and needs no note
+    ("ax ay", True, True, False),
+])
+def test_repeat_consumption_follows_the_log_unless_the_mapping_says(tmp_path: Path, pairs: str, setting: bool | None,
+                                                                    repeats: bool, noted: bool) -> None:
+    """A log where users take an item again (plays, one track rated in several contexts) must keep seen items
+    in recommendations and evaluation: else a held-out item the user had is excluded, unreachable, and
+    every metric reads 0 (InCarMusic from a mapping: test NDCG@10 0.0000 before)."""
+    rows = [f"{p[0]},{p[1]},{1_700_000_000 + i}" for i, p in enumerate(pairs.split())]
+    write(tmp_path / "e.csv", "user,item,ts\n" + "\n".join(rows) + "\n")
+    mapping: dict[str, object] = {"interactions": "e.csv", "user_column": "user", "item_column": "item",
+                                  "timestamp_column": "ts"}
+    if setting is not None:
+        mapping["repeat_consumption"] = setting
+    data = read_dataset(mapping, base_dir=tmp_path)
+    assert data.schema.repeat_consumption is repeats
+    assert any("repeat a (user, item) pair" in n and "repeat_consumption = true" in n for n in data.notes) is noted
+
+
 def test_example_mapping_reads_the_files_it_describes(tmp_path: Path) -> None:
     mapping = load_mapping(EXAMPLE)
     assert mapping.items is not None and mapping.items.list_separator == "|"

@@ -137,3 +137,26 @@ def test_user_vectors_in_chunks_equal_the_full_forward(monkeypatch: pytest.Monke
     want = full * torch.from_numpy(lens > 0).unsqueeze(-1)
     torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-6)
     assert float(got[1].abs().sum()) == 0.0 and float(got[7].abs().sum()) == 0.0  # empty histories
+
+
+@pytest.mark.parametrize("repeats", [True, False])
+def test_where_users_repeat_items_validation_and_recommend_keep_seen_items(repeats: bool) -> None:
+    """Each user cycles through 4 items, so every held-out item is one the user had. With the data's
+    ``repeat_consumption`` the per-epoch validation (which picks the epoch) and ``recommend`` rank seen
+    items; without it they are excluded, and validation can only read 0. Before, validation always
+    excluded them: a model trained on such a log stopped at its first epoch on a curve of zeros."""
+    from dataclasses import replace
+
+    from ctxrec.data.splits import make_split
+
+    base = cyclic_dataset(n_users=40, n_items=4, length=10)
+    data = Dataset.from_frames(base.interactions.drop(columns=["_order"], errors="ignore"),
+                               schema=replace(base.schema, repeat_consumption=repeats), name="cycles")
+    split = make_split(data, "leave-one-out")
+    m = SASRecRecommender(SASRecConfig(**TINY, train=TrainConfig(max_epochs=3, lr=1e-2, progress=False)))
+    m.fit(split.train, valid=split.valid)
+    curve = [h["valid_ndcg@10"] for h in m.fit_info["history"]]
+    assert m.keeps_seen is repeats
+    assert (max(curve) > 0.4) if repeats else (max(curve) == 0.0)  # 4 items in the top 10: NDCG >= 1/log2(5)
+    assert len(m.recommend(["u0"], k=4)[0].item_ids) == (4 if repeats else 0)
+    assert len(m.recommend(["u0"], k=4, exclude_seen=True)[0].item_ids) == 0

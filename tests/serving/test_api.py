@@ -238,7 +238,9 @@ def test_event_types_reach_the_model_and_an_unseen_type_is_said(tmp_path: Path, 
     """A model trained on two event types reads a served event's type: the same event as a "buy" and as a
     "view" gives the user different states; a type the model never saw is stored, read as unknown, and
     named in the answer (before: every served event's type was dropped)."""
-    from ctxrec.data.dataset import Dataset
+    from dataclasses import replace
+
+    from ctxrec.data.dataset import ContextField, Dataset
     from ctxrec.data.synthetic import SimulatorConfig, simulate
     from ctxrec.models.fusion import FusionConfig, FusionRecommender
     from ctxrec.text.encoders import TextEncoderConfig
@@ -247,7 +249,9 @@ def test_event_types_reach_the_model_and_an_unseen_type_is_said(tmp_path: Path, 
     data = simulate(SimulatorConfig(n_users=40, n_items=30, n_genres=3, events_per_user=10, seed=3))
     frame = data.interactions.copy()
     frame["event_type"] = np.where(np.arange(len(frame)) % 2 == 0, "buy", "view")
-    data = Dataset.from_frames(frame, items=data.items, schema=data.schema, name="typed")
+    frame["temperature"] = np.where(np.arange(len(frame)) % 3 == 0, np.nan, np.round(np.arange(len(frame)) * 0.37 - 9, 2))
+    schema = replace(data.schema, context=(*data.schema.context, ContextField(name="temperature", kind="numeric")))
+    data = Dataset.from_frames(frame, items=data.items, schema=schema, name="typed")
     cfg = FusionConfig(d_model=16, n_layers=1, max_len=16, dropout=0.0, text=TextEncoderConfig(model="hashing:32"),
                        train=TrainConfig(max_epochs=2, lr=1e-2, progress=False, seed=3))
     FusionRecommender(cfg).fit(data).save(tmp_path / "typed" / "model")
@@ -264,3 +268,43 @@ def test_event_types_reach_the_model_and_an_unseen_type_is_said(tmp_path: Path, 
         r = c.post("/v1/events", json={"events": [{"user_id": "x", "item_id": item}, {"user_id": "y", "item_id": item,
                                                                                       "type": "buy"}]})
         assert r.json()["event_types_unknown"] == ["interaction"]  # the default type names itself too
+        # the history shows each trained event's type and context as the model reads them (before: type
+        # null and context {} for every trained event, as if the model had read none)
+        user = str(frame["user_id"].iloc[0])
+        got = [h for h in c.get(f"/v1/users/{user}/history", params={"limit": 1000}).json()["items"]
+               if h["source"] == "model"][::-1]  # oldest first
+        mine = data.interactions[data.interactions["user_id"] == user].sort_values(["timestamp", "_order"])
+        assert len(got) == len(mine) >= 3
+        assert [h["item_id"] for h in got] == mine["item_id"].tolist()
+        assert [h["type"] for h in got] == mine["event_type"].tolist()
+        want = [{**{f: str(r[f]) for f in ("daypart", "device", "weather")},
+                 **({} if np.isnan(r["temperature"]) else {"temperature": float(r["temperature"])})}
+                for _, r in mine.iterrows()]
+        assert [h["context"] for h in got] == want
+
+
+def test_seen_items_are_left_out_by_default_unless_the_models_users_repeat_items(tmp_path: Path, store_url: str) -> None:
+    """``exclude_seen`` omitted: a model whose data has repeat_consumption (plays, re-orders) recommends items the
+    user had, as its evaluation ranked them; any other model leaves them out. Explicit values win."""
+    from dataclasses import replace
+
+    from ctxrec.data.dataset import Dataset
+    from ctxrec.data.synthetic import SimulatorConfig, simulate
+    from ctxrec.models.fusion import FusionConfig, FusionRecommender
+    from ctxrec.text.encoders import TextEncoderConfig
+    from ctxrec.training.loop import TrainConfig
+
+    sim = simulate(SimulatorConfig(n_users=30, n_items=20, n_genres=3, events_per_user=8, seed=4))
+    cfg = FusionConfig(d_model=16, n_layers=1, max_len=16, dropout=0.0, text=TextEncoderConfig(model="hashing:32"),
+                       train=TrainConfig(max_epochs=1, lr=1e-2, progress=False, seed=4))
+    user = str(sim.interactions["user_id"].iloc[0])
+    seen = set(sim.interactions.loc[sim.interactions["user_id"] == user, "item_id"])
+    for repeats in (True, False):
+        data = Dataset.from_frames(sim.interactions.drop(columns=["_order"]), items=sim.items,
+                                   schema=replace(sim.schema, repeat_consumption=repeats), name="again")
+        FusionRecommender(cfg).fit(data).save(tmp_path / f"r{repeats}" / "model")
+        with make_client(tmp_path / f"r{repeats}", store_url) as c:
+            got = {i["item_id"] for i in rec(c, user_id=user, k=20)["items"]}
+            assert (seen <= got) if repeats else not (seen & got)
+            assert not seen & {i["item_id"] for i in rec(c, user_id=user, k=20, exclude_seen=True)["items"]}
+            assert seen <= {i["item_id"] for i in rec(c, user_id=user, k=20, exclude_seen=False)["items"]}

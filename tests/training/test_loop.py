@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from ctxrec.errors import ConfigError
-from ctxrec.training.loop import TrainConfig, train_loop
+from ctxrec.training.loop import MIN_PATIENCE_STEPS, TrainConfig, train_loop
 
 
 def _run(scores: list[float], **cfg: float) -> tuple[torch.nn.Module, object]:
@@ -40,6 +40,24 @@ def test_lr_decays_after_each_evaluation_without_a_new_best() -> None:
     # epochs 0-1 improve; 2 and 3 do not (0.1 -> 0.05 -> 0.025); 4 improves (no change); 5 does not (floor 0.02)
     assert lrs == pytest.approx([0.1, 0.1, 0.1, 0.05, 0.025, 0.025])
     assert result.best_epoch == 4
+
+
+@pytest.mark.parametrize(("steps", "epochs"), [(1, 1 + MIN_PATIENCE_STEPS), (2, 1 + MIN_PATIENCE_STEPS // 2),
+                                               (MIN_PATIENCE_STEPS, 1 + 3)])
+def test_early_stopping_waits_patience_epochs_and_a_floor_of_steps(steps: int, epochs: int) -> None:
+    """No new best after epoch 0, patience 3: with one or two steps per epoch (a small log) the loop waits
+    MIN_PATIENCE_STEPS steps, not 3; with enough steps per epoch, patience epochs as before."""
+    module = torch.nn.Linear(1, 1, bias=False)
+
+    def batches(rng: np.random.Generator) -> Iterator[dict[str, torch.Tensor]]:
+        for _ in range(steps):
+            yield {"x": torch.ones(2, 1)}
+
+    tc = TrainConfig(max_epochs=500, patience=3, lr=0.01, valid_metric="auc", progress=False)
+    result = train_loop(module, batches=batches, loss_fn=lambda b: module(b["x"]).pow(2).mean(),
+                        evaluate=lambda: {"auc": 0.5}, cfg=tc)
+    assert (result.stopped_by, result.best_epoch, result.epochs_run) == ("early_stopping", 0, epochs)
+    assert all(h["steps"] == steps for h in result.history)
 
 
 def test_constant_lr_by_default_and_best_weights_restored() -> None:

@@ -43,7 +43,9 @@ _ITEM = ("item", "iid", "product", "movie", "artist", "song", "track", "poi", "p
 _TIME = ("timestamp", "time", "date", "ts", "created", "when", "epoch")
 _WEIGHT = ("rating", "score", "stars", "weight", "count", "plays", "playcount", "clicks", "quantity", "qty",
            "listens", "value")
-_EVENT = ("event", "eventtype", "action", "type", "behavior", "behaviour", "interaction")
+_EVENT = ("event", "eventtype", "action", "behavior", "behaviour", "interaction")
+_EVENT_EXACT = ("type", "kind")
+"""Names that say event type only alone: "RoadType" or "device_type" is a context, not the event's type."""
 _TITLE = ("title", "name", "label", "headline")
 _SEPARATORS = ("|", ";")
 
@@ -103,7 +105,7 @@ def infer_mapping(paths: Sequence[str | Path], *, mapping_path: str | Path) -> I
         out.append(f"{key} = {_q(col)}  # {why}")
         used.add(col)
 
-    ts_col, ts_fmt, ts_why = _timestamp(events, [c for c in cols if c not in used])
+    ts_col, ts_fmt, ts_why = _timestamp(events, [c for c in cols if c not in used], say)
     if ts_col is not None:
         used.add(ts_col)
         say(f"timestamp_column = {ts_col!r}, timestamp_format = {ts_fmt!r}: {ts_why}")
@@ -117,7 +119,9 @@ def infer_mapping(paths: Sequence[str | Path], *, mapping_path: str | Path) -> I
         ("weight_column", _WEIGHT, _is_numeric, "numeric"),
         ("event_type_column", _EVENT, lambda t, c: _distinct(t, c) <= 20, "at most 20 distinct values"),
     ):
-        found = next((c for c in cols if c not in used and _named(c, hints) and test(events, c)), None)
+        exact = _EVENT_EXACT if hints is _EVENT else ()
+        found = next((c for c in cols if c not in used and (_named(c, hints) or _norm(c) in exact) and test(events, c)),
+                     None)
         if found is not None:
             used.add(found)
             say(f"{key} = {found!r}: its name, and {what}")
@@ -241,6 +245,15 @@ def _named(col: str, hints: Sequence[str]) -> bool:
     return any(n == h or n == h + "id" or n == h + "s" or n.startswith(h) or n.endswith(h) for h in hints)
 
 
+_LOCATOR = re.compile(r"[a-zA-Z][a-zA-Z0-9+.-]*://\S+|.*[/\\][^/\\]*\.[A-Za-z0-9]{2,5}")
+
+
+def _is_locator(value: str) -> bool:
+    """A URL, or a path to a file ("img/cover.jpg", "Music/Blues/Artist - Title.mp3"): a link to content,
+    not a description of it."""
+    return _LOCATOR.fullmatch(value.strip()) is not None
+
+
 def _distinct(t: _Table, col: str) -> int:
     text, missing = t.text(col)
     return int(text[~missing & ~text.isin(SUSPECT_NA).to_numpy()].nunique())
@@ -290,14 +303,19 @@ def _pick(t: _Table, cols: list[str], hints: Sequence[str], used: set[str], role
     raise DataError(f"{t.path}: cannot find a {role} column among {cols}; name it in the mapping yourself")
 
 
-def _timestamp(t: _Table, cols: list[str]) -> tuple[str | None, str | None, str]:
-    """A column named like a time whose values parse, else any column of dates (not bare numbers)."""
+def _timestamp(t: _Table, cols: list[str], say: Callable[[str], None]) -> tuple[str | None, str | None, str]:
+    """A column named like a time whose values parse, else any column of dates (not bare numbers). A
+    column named like a time that holds a few categories ("Weekday", "morning") is a context."""
     named = [c for c in cols if _named(c, _TIME)]
     for c in named + [c for c in cols if c not in named]:
         text, missing = t.text(c)
         sample = text[~missing & ~text.isin(SUSPECT_NA).to_numpy()].head(2000).tolist()
         guess = guess_time_format(sample)
         if guess is None:
+            if c in named and sample and _distinct(t, c) <= min(MAX_CONTEXT_VALUES, max(2, len(t.frame) // 10)):
+                say(f"{c!r} is named like a time, but its {_distinct(t, c)} values (such as {sample[0]!r}) are "
+                    "categories, not timestamps: a context column")
+                continue
             if c in named and sample:
                 return c, None, (f"named like a time, but the format of values like {sample[0]!r} is unknown: "
                                  "write a strptime pattern such as \"%d/%m/%Y %H:%M\"")
@@ -381,8 +399,13 @@ def _side(t: _Table, item_ids: set[str], user_ids: set[str], base: Path, say: Ca
         text, missing = t.text(c)
         vals = text[~missing & ~text.isin(SUSPECT_NA).to_numpy()]
         if not len(vals):
+            say(f"  column {c!r}: not used (no values, only missing cells)")
             continue
         d = int(vals.nunique())
+        if float(vals.map(_is_locator).mean()) >= 0.8:
+            say(f"  column {c!r}: not used (URLs or file paths; add it to text_fields if its words describe the "
+                f"{kind[:-1]})")
+            continue
         sep = next((s for s in _SEPARATORS if vals.str.contains(s, regex=False).mean() >= 0.1), None)
         long = float(vals.str.len().mean()) >= 15 or float(vals.str.contains(" ").mean()) >= 0.5
         if sep is not None and separator in (None, sep) and not float(vals.str.contains(" ").mean()) >= 0.5:

@@ -134,6 +134,10 @@ class ColumnMapping:
     dedupe: Literal["none", "exact", "user_item_first", "user_item_last"] = "exact"
     """``exact``: drop events identical in every mapped column; ``user_item_first/last``: keep one
     event per (user, item) pair; ``none``: keep everything."""
+    repeat_consumption: bool | None = None
+    """Whether users take items again (plays, re-orders, one item rated in several contexts): then items a
+    user has are still recommended and evaluated. Default: true when, after ``dedupe``, some user has an
+    item more than once (said in the notes), else false."""
     format: FileFormat = "auto"
     delimiter: str | None = None
     encoding: str = "utf-8"
@@ -307,6 +311,16 @@ def read_dataset(
     if df.empty:
         raise DataError(f"{src}: no events left after filtering: {'; '.join(notes)}")
 
+    repeats = cfg.repeat_consumption
+    if repeats is None:
+        again = df.duplicated(subset=[Columns.USER, Columns.ITEM])
+        repeats = bool(again.any())
+        if repeats:  # else a held-out item the user had is excluded from the ranking: unreachable, scored 0
+            _note(notes, f"{int(again.sum()):,} event(s) repeat a (user, item) pair of {src} "
+                  f"({df.loc[again.to_numpy(), Columns.USER].nunique():,} users): repeat_consumption = true, so items "
+                  "a user has stay in recommendations and evaluation; set repeat_consumption = false in the mapping to "
+                  "leave them out, or dedupe = \"user_item_last\" to keep one event per pair", drop=False)
+
     if users is not None and cfg.users is not None:
         absent = ~df[Columns.USER].isin(users.index)
         if absent.any():
@@ -321,6 +335,7 @@ def read_dataset(
         user_attribute_fields=cfg.users.attribute_fields if cfg.users else (),
         has_timestamps=cfg.timestamp_column is not None,
         order=cfg.order,
+        repeat_consumption=repeats,
     )
     return Dataset.from_frames(
         df.reset_index(drop=True), items=items, users=users, schema=schema, name=name, notes=tuple(notes),

@@ -26,8 +26,9 @@ if TYPE_CHECKING:
 
     from ctxrec.data.sources import Source
 
-SUSPECT_NA = ("NULL", "null", "Null", "NA", "N/A", "n/a", "#N/A", "NaN", "nan", "None", "-", "?")
-"""Cells that usually mean "missing"; an error until the mapping says what they are (``na_values``)."""
+SUSPECT_NA = ("NULL", "null", "Null", "NA", "N/A", "n/a", "#N/A", "NaN", "nan", "None", "-", "?", "\\N")
+"""Cells that usually mean "missing" (``\\N``: a MySQL or PostgreSQL dump's NULL); an error until the mapping
+says what they are (``na_values``)."""
 
 UNIX_FORMATS = ("unix_s", "unix_ms")
 NAMED_FORMATS = ("unix_s", "unix_ms", "iso")

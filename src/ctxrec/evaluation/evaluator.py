@@ -81,13 +81,15 @@ class Evaluator:
         return res
 
 
-def validation_fn(model: Ranker, valid: EvalSet | None, monitor: EvalSet | None = None
-                  ) -> Callable[[], dict[str, float]] | None:
+def validation_fn(model: Ranker, valid: EvalSet | None, monitor: EvalSet | None = None, *,
+                  exclude_seen: bool = True) -> Callable[[], dict[str, float]] | None:
     """Per-epoch validation for training loops: NDCG@10 and HR@10 on ``valid`` (used for model
-    selection), plus the same on ``monitor`` logged as ``monitor_*`` for curves only."""
+    selection), plus the same on ``monitor`` logged as ``monitor_*`` for curves only. ``exclude_seen``
+    as the test will rank: where users repeat items, a held-out item is often one they had, and
+    excluding seen items would score every such case 0 and select on the rest."""
     if valid is None or not len(valid):
         return None
-    evaluator = Evaluator(EvalConfig(ks=(10,), metrics=("ndcg", "hr")))
+    evaluator = Evaluator(EvalConfig(ks=(10,), metrics=("ndcg", "hr"), exclude_seen=exclude_seen))
     keys = ("ndcg@10", "hr@10")
 
     def evaluate() -> dict[str, float]:

@@ -135,17 +135,24 @@ class Recommender(ABC):
         assert self.item_vocab is not None
         return len(self.item_vocab)
 
+    @property
+    def keeps_seen(self) -> bool:
+        """Whether this model's users take items again (its data's ``repeat_consumption``: plays, re-orders,
+        ratings of one item in several contexts): then seen items are recommended and evaluated by
+        default, else they are left out."""
+        return bool(self.schema is not None and self.schema.repeat_consumption)
+
     def recommend(
         self,
         queries: Sequence[RecQuery | str],
         k: int = 10,
         *,
-        exclude_seen: bool = True,
+        exclude_seen: bool | None = None,
         candidates: Sequence[str] | None = None,
         explain: bool = False,
     ) -> list[Recommendations]:
         """Top-``k`` items for each query (a :class:`RecQuery`, or a user id meaning ``RecQuery(user_id=...)``).
-        ``exclude_seen`` drops items in the query's history;
+        ``exclude_seen`` drops items in the query's history (default: unless :attr:`keeps_seen`);
         ``candidates`` restricts the result to those item ids. Unknown users with no history are
         scored from context alone (popularity-like for context-blind models). ``explain`` asks the
         model for an explanation of each result (models without one return ``None``)."""
@@ -161,7 +168,8 @@ class Recommender(ABC):
             typed.append(RecQuery(user_id=q) if isinstance(q, str) else q)
         batch = self.encode_queries(typed)
         cand = None if candidates is None else self.item_vocab.lookup(list(candidates))
-        idx, scores = self.recommend_indices(batch, k, exclude_seen=exclude_seen, candidates=cand)
+        exclude = not self.keeps_seen if exclude_seen is None else exclude_seen
+        idx, scores = self.recommend_indices(batch, k, exclude_seen=exclude, candidates=cand)
         explanations = self.explain(batch, idx) if explain else [None] * len(idx)
         out = []
         for row_i, row_s, expl in zip(idx, scores, explanations, strict=True):
@@ -332,6 +340,11 @@ class Recommender(ABC):
         if user < 0 or user + 1 >= len(self._hist_indptr):
             return np.zeros(0, np.int64)
         return self._hist_items[self._hist_indptr[user] : self._hist_indptr[user + 1]]
+
+    def known_history_events(self, user: int) -> list[tuple[str | None, dict[str, Any]]] | None:
+        """The type and context of each event of :meth:`known_history` as this model reads them, or None
+        when the model keeps no per-event inputs (an ID-only sequence model reads the items alone)."""
+        return None
 
     def _allows_unknown_users(self) -> bool:
         """Unknown user ids fall back to the context/no-history path (documented cold-start policy)."""

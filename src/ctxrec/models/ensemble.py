@@ -76,10 +76,10 @@ class EnsembleRecommender(Recommender):
         if auto is not None:
             self.fit_info["auto"] = auto
         if valid is not None and len(valid):
-            from ctxrec.evaluation.evaluator import Evaluator
+            from ctxrec.evaluation.evaluator import EvalConfig, Evaluator
 
             key = self.config.member.train.valid_metric
-            self.fit_info["best_valid"] = Evaluator().evaluate(self, valid).get(key)
+            self.fit_info["best_valid"] = Evaluator(EvalConfig(exclude_seen=not self.keeps_seen)).evaluate(self, valid).get(key)
             self.fit_info["valid_metric"] = key
 
     def _adopt(self, member: FusionRecommender) -> None:

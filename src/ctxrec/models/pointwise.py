@@ -362,7 +362,7 @@ class PointwiseRecommender(Recommender):
             batches, n_batches = self._sampled_batches(data)
             from ctxrec.evaluation.evaluator import validation_fn
 
-            evaluate = validation_fn(self, valid, self._monitor)
+            evaluate = validation_fn(self, valid, self._monitor, exclude_seen=not self.keeps_seen)
         tables = [m.weight for m in net.modules() if isinstance(m, (nn.Embedding, nn.EmbeddingBag))]
 
         def loss_fn(batch: dict[str, torch.Tensor]) -> torch.Tensor:

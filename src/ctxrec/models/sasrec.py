@@ -144,7 +144,7 @@ class SASRecRecommender(Recommender):
                 return full_ce(hidden, net.item_emb.weight, targets)
             return sampled_ce(hidden, net.item_emb.weight, targets, n_negatives=cfg.n_negatives, log_q=log_q, generator=gen)
 
-        evaluate = validation_fn(self, valid, self._monitor)
+        evaluate = validation_fn(self, valid, self._monitor, exclude_seen=not self.keeps_seen)
 
         n_batches = math.ceil(len(seqs) / tc.batch_size)
         result = train_loop(net, batches=batches, loss_fn=loss_fn, evaluate=evaluate, cfg=tc, run_dir=run_dir,

@@ -27,11 +27,12 @@ from ctxrec.serving import engine
 from ctxrec.serving.deps import Admin, Read, Write
 from ctxrec.serving.engine import ModelHandle, RecRequest, RequestError
 from ctxrec.serving.schemas import (
+    UNION_TAGS,
     EventBatch,
-    EventIn,
+    EventsBody,
     EventsResponse,
     ItemBatch,
-    ItemIn,
+    ItemsBody,
     ItemsResponse,
     ModelInfo,
     ModelSwapRequest,
@@ -189,8 +190,17 @@ def _exception_handlers(app: FastAPI, state: ServiceState) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
-        errors = [{"loc": list(e.get("loc", ())), "msg": e.get("msg", ""), "type": e.get("type", "")} for e in exc.errors()]
+        errors = [{"loc": _loc(e.get("loc", ())), "msg": e.get("msg", ""), "type": e.get("type", "")} for e in exc.errors()]
         return JSONResponse({"detail": errors}, status_code=422)
+
+
+def _loc(loc: Any) -> list[Any]:
+    """An error's location without the tag of a one-or-many body: ``body.item_id``, as the route's own
+    422s name it."""
+    out = list(loc)
+    if len(out) > 1 and out[0] == "body" and out[1] in UNION_TAGS:
+        del out[1]
+    return out
 
 
 def _check_k(k: int, settings: ServingSettings, field: str) -> None:
@@ -222,14 +232,14 @@ def _routes(app: FastAPI, state: ServiceState) -> None:
             user_id=pseudonymise(body.user_id, state.secret) if body.user_id is not None else None,
             history=body.history, history_timestamps=body.history_timestamps, context=ctx.context,
             timestamp=body.timestamp if body.timestamp is not None else time.time(), k=body.k,
-            exclude_seen=body.exclude_seen, attributes=f.attributes if f else {}, allow=f.allow if f else None,
+            exclude_seen=not h.model.keeps_seen if body.exclude_seen is None else body.exclude_seen, attributes=f.attributes if f else {}, allow=f.allow if f else None,
             deny=f.deny if f else [], text=body.text, explain=body.explain)
         res = await state.batcher.submit(req)
         return {**res, "context_used": ctx.used, "context_unknown_values": ctx.unknown_values,
                 "context_unused_fields": ctx.unused_fields}
 
     @app.post("/v1/events", response_model=EventsResponse, tags=["events"])
-    async def events(body: EventBatch | EventIn, who: Write) -> Any:
+    async def events(body: EventsBody, who: Write) -> Any:
         """Store one event or a batch durably (committed before the answer); the user's next
         recommendation reflects them without retraining."""
         # async: the checks below are a few microseconds per event, and the commit is awaited, not
@@ -254,7 +264,7 @@ def _routes(app: FastAPI, state: ServiceState) -> None:
         return {"stored": stored, "duplicates": len(rows) - stored, "event_types_unknown": unknown}
 
     @app.post("/v1/items", response_model=ItemsResponse, tags=["items"])
-    async def add_items(body: ItemBatch | ItemIn, who: Write) -> Any:
+    async def add_items(body: ItemsBody, who: Write) -> Any:
         """Add or update items (text + attributes); they are encoded and recommendable on return."""
         items = body.items if isinstance(body, ItemBatch) else [body]
         if len(items) > s.max_items_per_request:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Discriminator, Field, Tag
 
 MIN_TIMESTAMP, MAX_TIMESTAMP = 0.0, 4_102_444_800.0
 """Plausible event times, Unix seconds: 1970-01-01 .. 2100-01-01."""
@@ -86,7 +86,8 @@ class RecommendRequest(_Strict):
     timestamp: Timestamp | None = Field(default=None, description="Request time, Unix seconds (default: now).")
     k: int = Field(default=10, ge=1, description="How many items (at most the service's max_k); an integer "
                                                  "(true or 2.0 are errors).")
-    exclude_seen: bool = True
+    exclude_seen: bool | None = Field(default=None, description="Leave out items in the user's history; default: "
+                                       "yes, unless the model's users take items again (its data's repeat_consumption).")
     filters: Filters | None = None
     text: Annotated[str, _checked(2000)] | None = Field(default=None, max_length=2000, description="Optional free-text query.")
     explain: bool = False
@@ -124,6 +125,23 @@ class EventBatch(_Strict):
     events: list[EventIn] = Field(min_length=1)
 
 
+def _one_or_many(batch_key: str) -> Any:
+    """A body is the batch form when it carries ``batch_key``, else the one-object form: a 422 then
+    names the fields of the form the client sent, not both forms' (``Field required: events`` for a
+    single event)."""
+    def pick(v: Any) -> str:
+        return "many" if isinstance(v, dict) and batch_key in v else "one"
+    return Discriminator(pick)
+
+
+UNION_TAGS = ("one", "many")
+"""The tags of the one-or-many bodies below; the service drops them from an error's location
+(``body.item_id``, ``body.events.0.item_id``)."""
+
+EventsBody = Annotated[Annotated[EventBatch, Tag("many")] | Annotated[EventIn, Tag("one")], _one_or_many("events")]
+"""``POST /v1/events``: one event, or ``{"events": [...]}``."""
+
+
 class EventsResponse(BaseModel):
     stored: int
     """Events newly stored."""
@@ -143,6 +161,10 @@ class ItemIn(_Strict):
 
 class ItemBatch(_Strict):
     items: list[ItemIn] = Field(min_length=1)
+
+
+ItemsBody = Annotated[Annotated[ItemBatch, Tag("many")] | Annotated[ItemIn, Tag("one")], _one_or_many("items")]
+"""``POST /v1/items``: one item, or ``{"items": [...]}``."""
 
 
 class ItemsResponse(BaseModel):

@@ -76,7 +76,8 @@ def add_web_routes(app: FastAPI, state: Service) -> None:
     @app.get("/v1/users/{user_id}/history", tags=["users"])
     def user_history(user_id: str, _: Read, limit: Annotated[int, Query(ge=1, le=1000)] = 50) -> Any:
         """What the service scores this user with, newest first: the model's training history
-        (``source: "model"``) followed by the events stored since (``source: "event"``)."""
+        (``source: "model"``, with each event's type and context as the model reads them; their times
+        are not kept) followed by the events stored since (``source: "event"``)."""
         h = state.handle
         model = h.model
         vocab, users_v = model.item_vocab, model.user_vocab
@@ -86,10 +87,12 @@ def add_web_routes(app: FastAPI, state: Service) -> None:
         if u >= 0 and h.erased and user_tombstone(uid) in h.erased:
             u = -1  # erased
         base = [str(x) for x in vocab.external(model.known_history(u))] if u >= 0 else []
+        kept = model.known_history_events(u) if base else None  # (type, context) of each trained event
         events = state.store.user_events(uid, state.settings.max_history)
         titles = model.item_titles
-        rows: list[dict[str, Any]] = [{"item_id": i, "title": titles.get(i), "source": "model", "type": None, "timestamp": None,
-                 "context": {}} for i in base]
+        rows: list[dict[str, Any]] = [{"item_id": i, "title": titles.get(i), "source": "model",
+                                       "type": kept[n][0] if kept else None, "timestamp": None,
+                                       "context": kept[n][1] if kept else {}} for n, i in enumerate(base)]
         rows += [{"item_id": e.item_id, "title": titles.get(e.item_id), "source": "event", "type": e.event_type,
                   "timestamp": e.timestamp, "context": e.context} for e in events]
         rows.reverse()

@@ -61,7 +61,8 @@ class TrainConfig:
     """Rows (users, for the sequence models) per step, drawn at random (:mod:`ctxrec.training.batching`)."""
     max_epochs: int = 200
     patience: int = 10
-    """Stop after this many evaluations without a new best ``valid_metric``."""
+    """Stop after this many evaluations without a new best ``valid_metric`` (and at least
+    :data:`MIN_PATIENCE_STEPS` optimizer steps since the best)."""
     valid_metric: str = "ndcg@10"
     grad_clip: float = 5.0
     lr_decay: float = 1.0
@@ -146,6 +147,19 @@ def pick_device(pref: str) -> torch.device:
             raise RuntimeError("device='cuda' was requested but torch.cuda.is_available() is False; use device='cpu'")
         return torch.device("cuda")
     return torch.device("cpu")
+
+
+MIN_PATIENCE_STEPS = 50
+"""Early stopping also waits this many optimizer steps without a new best. On a small log an epoch is a
+step or two, and ``patience`` epochs of them barely move the weights while a few dozen validation cases
+jitter: on InCarMusic (42 users, one step per epoch) the fusion model stopped after 24 steps at test
+NDCG@10 0.15 where SASRec, luckier on the same noise, went on to 75 steps and 0.28."""
+
+
+def patience_epochs(cfg: TrainConfig, steps_per_epoch: int) -> int:
+    """Evaluations without a new best before stopping: ``cfg.patience``, or more where an epoch is so few
+    steps that they would not add up to :data:`MIN_PATIENCE_STEPS`."""
+    return max(cfg.patience, math.ceil(MIN_PATIENCE_STEPS / max(1, steps_per_epoch)))
 
 
 def train_loop(
@@ -258,7 +272,7 @@ def train_loop(
                     bar.set_postfix(loss=f"{np.mean(losses[-20:]):.4f}")
             mean_loss = dist_.mean_across_ranks(losses, ctx) if ctx else (float(np.mean(losses)) if losses else float("nan"))
             record: dict[str, float] = {"epoch": epoch, "loss": mean_loss, "train_seconds": time.perf_counter() - t_epoch,
-                                        "lr": optimizer.param_groups[0]["lr"]}
+                                        "lr": optimizer.param_groups[0]["lr"], "steps": len(losses)}
             raw = ema.swap_in() if ema is not None else None  # validate (and keep) the averaged weights
             if evaluate is not None and main:
                 module.eval()
@@ -298,7 +312,7 @@ def train_loop(
             heap.floor = None  # the next step measures the heap anew (validation has come and gone)
             if (report := _EPOCH_REPORTER.get()) is not None and f"valid_{cfg.valid_metric}" in record:
                 report(epoch, score)
-            if evaluate is not None and bad_evals >= cfg.patience:
+            if evaluate is not None and bad_evals >= patience_epochs(cfg, len(losses)):
                 stopped_by = "early_stopping"
                 break
             if cfg.max_seconds is not None and record["elapsed"] > cfg.max_seconds:
@@ -324,7 +338,8 @@ def train_loop(
 
 def _stopped_before(history: list[dict[str, float]], bad_evals: int, cfg: TrainConfig, validated: bool) -> str | None:
     """Why a resumed run's training had already ended at its last checkpoint (None: it had not)."""
-    if validated and bad_evals >= cfg.patience:
+    steps = history[-1].get("steps") if history else None  # a checkpoint of an older version has none
+    if validated and bad_evals >= (patience_epochs(cfg, int(steps)) if steps else cfg.patience):
         return "early_stopping"
     if cfg.max_seconds is not None and history and history[-1]["elapsed"] > cfg.max_seconds:
         return "time_budget"

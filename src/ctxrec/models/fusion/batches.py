@@ -263,6 +263,15 @@ def _history_inputs(m: FusionInputs, batch: QueryBatch, b: int, hist: np.ndarray
             np.concatenate([p[2] for p in parts]))
 
 
+def decode_event_inputs(m: FusionInputs, stored: Arrays) -> list[tuple[str | None, dict[str, Any]]]:
+    """Each event's type (None: unknown, or a model trained on one type) and context back from the
+    stored inputs (:meth:`~ctxrec.context.ContextEncoder.decode`; their times are not kept)."""
+    ci, cd, ev = stored
+    names = {i: t for t, i in m.event_types.items()}
+    contexts = m.ctx_encoder.decode(ci, cd) if m.ctx_encoder is not None else [{} for _ in range(len(ev))]
+    return [(names.get(e), c) for e, c in zip(ev.tolist(), contexts, strict=True)]
+
+
 # ------------------------------------------------------------------------------------ context prior
 def prior_training_inputs(m: FusionInputs, data: Dataset, ev: TrainingEvents) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The context head's training cases: every training event's context as a request with no history

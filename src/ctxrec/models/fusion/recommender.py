@@ -29,6 +29,7 @@ from ctxrec.models.features import (
 from ctxrec.models.fusion.batches import (
     Arrays,
     anonymous_requests,
+    decode_event_inputs,
     history_tensors,
     prior_cases,
     prior_training_inputs,
@@ -164,6 +165,10 @@ class FusionRecommender(Recommender):
         sl = slice(self._hist_indptr[user], self._hist_indptr[user + 1])
         return self.hist_ctx_ids[sl], self.hist_ctx_dense[sl], self.hist_events[sl]
 
+    def known_history_events(self, user: int) -> list[tuple[str | None, dict[str, Any]]] | None:
+        stored = self.stored_event_inputs(user, self.known_history(user)) if user >= 0 else None
+        return None if stored is None else decode_event_inputs(self, stored)
+
     # ================================================================================ training
     def _fit(self, data: Dataset, *, valid: EvalSet | None, run_dir: Path | None) -> None:
         from ctxrec.models.fusion.auto import resolve
@@ -265,7 +270,7 @@ class FusionRecommender(Recommender):
                                            mixture=cfg.mixture_on, generator=gen)
             return mixture_nll(vecs, log_w, out_table, targets, mixture=cfg.mixture_on, exclude=exclude)
 
-        evaluate = validation_fn(self, valid, self._monitor)
+        evaluate = validation_fn(self, valid, self._monitor, exclude_seen=not self.keeps_seen)
         n_batches = math.ceil(len(events.users) / tc.batch_size)
         result = train_loop(net, batches=training_batches(events, tc.batch_size, cfg.max_len), loss_fn=loss_fn,
                             evaluate=evaluate, cfg=tc, run_dir=run_dir, n_batches=n_batches,
@@ -281,7 +286,7 @@ class FusionRecommender(Recommender):
                 net.context_head, table, prior_training_inputs(self, data, events),
                 prior_cases(self, valid) if valid is not None and len(valid) else None, seed=tc.seed, exclude=exclude)
             self.fit_info["context_head"].update(choose_prior_weight(net.context_head, cfg.context_prior_weight,
-                                                                     validation_fn(self, valid)))
+                                                                     validation_fn(self, valid, exclude_seen=not self.keeps_seen)))
 
     # ================================================================================ inference
     def encode_batch(self, batch: QueryBatch) -> dict[str, torch.Tensor]:

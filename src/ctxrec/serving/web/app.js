@@ -273,6 +273,9 @@ async function loadHistory() {
       const when = it.timestamp ? new Date(it.timestamp * 1000).toLocaleString() : "";
       li.title = `${it.type} event ${when}`;
       li.append(el("span", "muted", ` · ${it.type}`));
+    } else {  // a trained event: its type and context as the model reads them (times are not kept)
+      const ctx = Object.entries(it.context || {}).map(([k, v]) => `${k}=${v}`).join(", ");
+      li.title = `trained ${it.type || "event"}${ctx ? ` in ${ctx}` : ""}`;
     }
     list.append(li);
   }
