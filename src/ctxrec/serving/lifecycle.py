@@ -51,7 +51,8 @@ def _cases(events: list[Any], known_history: Any) -> tuple[list[Any], list[str]]
 
 
 def evaluate_cases(model: Any, queries: list[Any], targets: list[str], k: int = 10) -> dict[str, float]:
-    """HR@k and NDCG@k of ``model`` on the held-out events (full ranking, seen items excluded)."""
+    """HR@k and NDCG@k of ``model`` on the held-out events (full ranking; seen items excluded unless the
+    model's users take items again, :attr:`~ctxrec.models.base.Recommender.keeps_seen`)."""
     if not queries:
         return {"hr@10": float("nan"), "ndcg@10": float("nan"), "cases": 0}
     vocab = model.item_vocab
