@@ -55,9 +55,16 @@ def data_info(
     summary = data.summary()
     summary.pop("context_fields")
     width = max(len(k) for k in summary)
+    notes = summary.pop("notes")
     for k, v in summary.items():
         shown = f"{v:,}" if isinstance(v, int) else (", ".join(map(str, v)) or "-") if isinstance(v, list) else v
         typer.echo(f"{k:<{width}}  {shown}")
+    typer.echo("notes:" + ("" if notes else " none"))
+    for note in notes if isinstance(notes, list) else []:  # one per line: each is a sentence, some long
+        typer.echo(f"  - {note}")
+    typer.echo(f"{'repeats':<{width}}  " + ("users take items again (repeat_consumption): seen items are recommended and "
+                                           "evaluated" if data.schema.repeat_consumption else
+                                           "no: items a user has are left out of their recommendations and evaluation"))
     typer.echo("context schema:" + ("" if data.schema.context else " none (no context fields)"))
     for line in _context_lines(data):
         typer.echo(f"  {line}")

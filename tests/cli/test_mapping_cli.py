@@ -206,6 +206,7 @@ def test_data_info_reports_schema_order_and_target_support(tmp_path: Path) -> No
     assert re.search(r"weather\s+categorical\s+4 values \(.*\); \d+% missing", out), out
     assert re.search(r"order\s+time \(timestamps\)", out)
     assert re.search(r"targets\s+\d+\.\d% of the 60 leave-one-out test targets", out)
+    assert re.search(r"repeats\s+no: items a user has are left out", out) and "notes: none" in out
 
     # no timestamps, each user's events sorted by item: the order is the file's only if the mapping says so
     sorted_log = tmp_path / "sorted"

@@ -49,14 +49,16 @@ def test_event_is_reflected_in_the_users_next_recommendation(client: TestClient)
     before = ids(rec(client, user_id="u05", context=CTX, k=5))
     top = before[0]
     r = client.post("/v1/events", json={"user_id": "u05", "item_id": top, "type": "view", "context": CTX})
-    assert r.status_code == 200 and r.json() == {"stored": 1, "duplicates": 0, "event_types_unknown": []}
+    assert r.status_code == 200 and r.json() == {"stored": 1, "duplicates": 0, "event_types_unknown": [],
+                                  "context_unused_fields": [], "context_unknown_values": {}}
     after = ids(rec(client, user_id="u05", context=CTX, k=5))
     assert top not in after  # now seen (exclude_seen), read back from the store
     assert after != before
     # a brand-new user: cold (context-only) before, history-driven after a batch of events
     cold = ids(rec(client, user_id="new-user", context=CTX, k=5))
     batch = [{"user_id": "new-user", "item_id": i, "timestamp": 1.7e9 + n} for n, i in enumerate(cold[:3])]
-    assert client.post("/v1/events", json={"events": batch}).json() == {"stored": 3, "duplicates": 0, "event_types_unknown": []}
+    assert client.post("/v1/events", json={"events": batch}).json() == {"stored": 3, "duplicates": 0, "event_types_unknown": [],
+                                  "context_unused_fields": [], "context_unknown_values": {}}
     warm = ids(rec(client, user_id="new-user", context=CTX, k=5))
     assert not set(cold[:3]) & set(warm)
 
@@ -308,3 +310,18 @@ def test_seen_items_are_left_out_by_default_unless_the_models_users_repeat_items
             assert (seen <= got) if repeats else not (seen & got)
             assert not seen & {i["item_id"] for i in rec(c, user_id=user, k=20, exclude_seen=True)["items"]}
             assert seen <= {i["item_id"] for i in rec(c, user_id=user, k=20, exclude_seen=False)["items"]}
+
+
+def test_what_the_model_cannot_read_of_an_event_is_said(client: TestClient) -> None:
+    """An event's context field the serving model does not read, and a value it never saw, are stored and said
+    in the answer (before: a 200 with nothing said, while the same context in a recommend is a 422 or said)."""
+    r = client.post("/v1/events", json={"events": [
+        {"user_id": "u01", "item_id": "i01", "context": {"colour": "red", "device": "toaster", "daypart": "evening"}},
+        {"user_id": "u02", "item_id": "i02", "context": {"device": "tv", "weather": "hail"}}]})
+    assert r.status_code == 200, r.text
+    got = r.json()
+    assert got["stored"] == 2
+    assert got["context_unused_fields"] == ["colour"]
+    assert got["context_unknown_values"] == {"device": ["toaster"], "weather": ["hail"]}
+    clean = client.post("/v1/events", json={"user_id": "u03", "item_id": "i03", "context": CTX}).json()
+    assert clean["context_unused_fields"] == [] and clean["context_unknown_values"] == {}

@@ -100,3 +100,38 @@ def test_cli_new_key_prints_once_and_stores_only_the_hash(tmp_path: Path) -> Non
     assert json.loads(keys.read_text())["keys"][0]["scopes"] == ["read", "write"]
     res = CliRunner().invoke(app, ["serve", "--model", "x", "--keys", str(keys), "--new-key", "bad", "--scopes", "root"])
     assert res.exit_code == 2
+
+
+def test_retrain_warm_starts_when_the_events_bring_what_training_never_saw(tmp_path: Path) -> None:
+    """A fusion model trained on a log without timestamps (a survey, as DePaulMovie) and served events
+    that carry timestamps, a context value and an event type it never saw. Before, the new version fitted
+    its own encoders on the combined data: time features and a larger context vocabulary changed the
+    weights' shapes, and retrain refit from scratch, without validation, for train.max_epochs (200 epochs,
+    174 s, on DePaulMovie instead of 3). Now it reads them with the current encoders and warm-starts."""
+    from dataclasses import replace
+
+    from ctxrec.models import load_model
+    from ctxrec.models.fusion import FusionConfig, FusionRecommender
+    from ctxrec.text.encoders import TextEncoderConfig
+    from ctxrec.training.loop import TrainConfig
+
+    sim = simulate(SimulatorConfig(n_users=40, n_items=30, n_genres=3, events_per_user=8, seed=2))
+    frame = sim.interactions.drop(columns=["timestamp", "_order"])
+    frame["event_type"] = ["buy" if n % 2 else "view" for n in range(len(frame))]
+    data = Dataset.from_frames(frame, items=sim.items, schema=replace(sim.schema, has_timestamps=False, order="file"),
+                               name="survey")
+    cfg = FusionConfig(d_model=16, n_layers=1, max_len=16, dropout=0.0, text=TextEncoderConfig(model="hashing:32"),
+                       train=TrainConfig(max_epochs=2, lr=1e-2, progress=False, seed=2))
+    current = FusionRecommender(cfg).fit(data)
+    current.save(tmp_path / "run" / "model")
+    assert not current.ctx_encoder.use_time
+    store = EventStore(str(tmp_path / "s.sqlite"))
+    store.add_events([(f"u{u:02d}", f"i{(u + j) % 30:02d}", "share" if j else "buy", 1.9e9 + 60 * j,
+                       {"device": "watch" if j else "tv", "daypart": "evening"}) for u in range(10) for j in range(3)])
+    store.close()
+    report = retrain(tmp_path / "run", str(tmp_path / "s.sqlite"), tmp_path / "v2", epochs=1, data=data)
+    assert report["training"] == "warm-start", report["training"]
+    new = load_model(tmp_path / "v2")
+    assert len(json.loads((tmp_path / "v2" / "history.json").read_text())) == 1  # the one epoch asked for
+    assert new.ctx_encoder.to_dict() == current.ctx_encoder.to_dict() and new.event_types == current.event_types
+    assert "watch" not in new.ctx_encoder.vocabs["device"]  # unknown to this version, as when served

@@ -93,7 +93,8 @@ def test_erasing_a_user_leaves_nothing_of_them(fusion_run: Path, tmp_path: Path,
         for needle in ("u05", pseudonymise("u05", SECRET)):
             assert needle not in text
         # a re-sent old event id is stored again (the erased event is gone, not remembered)
-        assert c.post("/v1/events", json=events[0]).json() == {"stored": 1, "duplicates": 0, "event_types_unknown": []}
+        assert c.post("/v1/events", json=events[0]).json() == {"stored": 1, "duplicates": 0, "event_types_unknown": [],
+                                  "context_unused_fields": [], "context_unknown_values": {}}
     with TestClient(create_app(ServingSettings(model=str(fusion_run), store=str(db), pseudonym_secret=secret))) as c:
         c.delete("/v1/users/u05")
         assert _same(c.post("/v1/recommend", json=body).json()["items"], cold)  # after a restart as well

@@ -120,7 +120,8 @@ def test_event_route_answers_503_with_retry_after_when_the_store_does_not_commit
     db = tmp_path / "events.sqlite"
     with TestClient(create_app(ServingSettings(model=str(fusion_run), store=str(db), store_deadline=0.5))) as c:
         assert c.post("/v1/events", json={"user_id": "u01", "item_id": "i01", "event_id": "a"}).json() == \
-            {"stored": 1, "duplicates": 0, "event_types_unknown": []}
+            {"stored": 1, "duplicates": 0, "event_types_unknown": [],
+                                  "context_unused_fields": [], "context_unknown_values": {}}
         other = sqlite3.connect(db, isolation_level=None)
         other.execute("BEGIN IMMEDIATE")
         try:

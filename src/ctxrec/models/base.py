@@ -83,6 +83,7 @@ class Recommender(ABC):
         self.fit_info: dict[str, Any] = {}
         self._monitor: EvalSet | None = None
         self._warm_start: TrainState | None = None
+        self._encoders_from: Recommender | None = None
         self.item_titles: dict[str, str] = {}
         """Display titles (external id -> title) for CLI and service output; saved as items.json."""
 
@@ -95,18 +96,24 @@ class Recommender(ABC):
         run_dir: str | Path | None = None,
         monitor: EvalSet | None = None,
         warm_start: TrainState | None = None,
+        encoders_from: Recommender | None = None,
     ) -> Self:
         """Train on ``data`` (and early-stop on ``valid`` where the model supports it).
 
         ``monitor`` (e.g. the test cases, for benchmark curves such as time-to-quality) is evaluated
         after each epoch by iterative models and logged as ``monitor_*``; it never influences model
         selection, which uses ``valid`` only. ``warm_start`` starts training from those weights instead of
-        fresh ones (models with ``supports_warm_start``).
+        fresh ones (models with ``supports_warm_start``). ``encoders_from``, a fitted model of the same kind
+        (the one whose weights ``warm_start`` holds), reads ``data`` with that model's encoders (context
+        values, time features, event types, profile and attribute vocabularies) instead of fitting new
+        ones: the weights then fit, and values it never saw read as unknown, as they do when served.
         """
         if warm_start is not None and not self.supports_warm_start:
             raise UnsupportedError(f"{self.kind} models do not train from given weights; fit them without warm_start "
                                    "(sasrec, fusion and pointwise models can)")
-        self._monitor, self._warm_start = monitor, warm_start
+        if encoders_from is not None and encoders_from.kind != self.kind:
+            raise ValueError(f"encoders_from is a {encoders_from.kind!r} model; this is a {self.kind!r} model")
+        self._monitor, self._warm_start, self._encoders_from = monitor, warm_start, encoders_from
         self.item_vocab = Vocab(data.item_vocab.ids, kind="item")
         self.user_vocab = Vocab(data.user_vocab.ids, kind="user")
         self.schema = data.schema

@@ -52,9 +52,11 @@ def attribute_values(v: Any) -> list[Any]:
     return [] if v is None or (isinstance(v, float) and np.isnan(v)) else [v]
 
 
-def attribute_matrix(data: Dataset, vocab: dict[str, int] | None = None) -> tuple[np.ndarray, int]:
+def attribute_matrix(data: Dataset, vocab: dict[str, int] | None = None, *, frozen: bool = False,
+                     width: int | None = None) -> tuple[np.ndarray, int]:
     """(n_items + 1, A) attribute ids (row 0 and unused slots = padding 0) over the schema's item
-    attribute fields, and the number of ids. ``vocab`` ("field=value" -> id) is filled in place."""
+    attribute fields, and the number of ids. ``vocab`` ("field=value" -> id) is filled in place, or with
+    ``frozen`` only read (a value it lacks is left out); ``width`` fixes A (extra ids are cut)."""
     vocab = {} if vocab is None else vocab
     rows: list[list[int]] = [[] for _ in range(data.n_items)]
     items = data.items.reindex(data.item_vocab.ids)
@@ -63,11 +65,16 @@ def attribute_matrix(data: Dataset, vocab: dict[str, int] | None = None) -> tupl
             continue
         for i, v in enumerate(items[f].tolist()):
             for x in attribute_values(v):
-                rows[i].append(vocab.setdefault(f"{f}={x}", len(vocab) + 1))
-    width = max((len(r) for r in rows), default=0)
-    mat = np.zeros((data.n_items + 1, max(width, 1)), dtype=np.int64)
+                key = f"{f}={x}"
+                if not frozen:
+                    rows[i].append(vocab.setdefault(key, len(vocab) + 1))
+                elif key in vocab:
+                    rows[i].append(vocab[key])
+    if width is None:
+        width = max(max((len(r) for r in rows), default=0), 1)
+    mat = np.zeros((data.n_items + 1, width), dtype=np.int64)
     for i, r in enumerate(rows):
-        mat[i + 1, : len(r)] = r
+        mat[i + 1, : min(len(r), width)] = r[:width]
     return mat, len(vocab)
 
 
@@ -86,21 +93,29 @@ def new_item_attributes(frame: pd.DataFrame, fields: Sequence[str], vocab: dict[
 
 
 # ------------------------------------------------------------------------------------ users
-def profile_matrix(data: Dataset, use_profile: bool) -> tuple[np.ndarray, dict[str, dict[str, int]]]:
+def profile_matrix(data: Dataset, use_profile: bool, vocabs: dict[str, dict[str, int]] | None = None
+                   ) -> tuple[np.ndarray, dict[str, dict[str, int]]]:
     """(n_users, Fu) profile ids (0 = unknown) over the schema's user attribute fields, and each field's
-    value vocabulary (value -> id, sorted values from 1). ``use_profile=False`` gives no fields."""
+    value vocabulary (value -> id, sorted values from 1). ``use_profile=False`` gives no fields. Given
+    ``vocabs`` (a fitted model's), exactly their fields are read with them (a field the data lacks, and a
+    value they lack, read as unknown)."""
     fields = [f for f in data.schema.user_attribute_fields if data.users is not None and f in data.users.columns]
     if not use_profile:
         fields = []
+    if vocabs is not None:
+        fields = list(vocabs)
     users = data.users.reindex(data.user_vocab.ids) if data.users is not None else None
     mat = np.zeros((data.n_users, len(fields)), dtype=np.int64)
-    vocabs: dict[str, dict[str, int]] = {}
+    out: dict[str, dict[str, int]] = {}
     for j, f in enumerate(fields):
-        assert users is not None
+        if users is None or f not in users.columns:
+            out[f] = dict(vocabs[f]) if vocabs is not None else {}
+            continue
         col = users[f].astype("string").fillna("").astype(str)
-        vocab = vocabs[f] = {v: k + 1 for k, v in enumerate(sorted(v for v in col.unique() if v))}
+        vocab = out[f] = dict(vocabs[f]) if vocabs is not None else \
+            {v: k + 1 for k, v in enumerate(sorted(v for v in col.unique() if v))}
         mat[:, j] = col.map(lambda v, vocab=vocab: vocab.get(v, 0)).to_numpy()
-    return mat, vocabs
+    return mat, out
 
 
 def query_profiles(user_profile: np.ndarray, users: np.ndarray) -> np.ndarray:

@@ -258,10 +258,14 @@ def _routes(app: FastAPI, state: ServiceState) -> None:
             rows.append((pseudonymise(e.user_id, state.secret), e.item_id, e.type,
                          e.timestamp if e.timestamp is not None else now, dict(e.context), e.event_id))
         stored = await state.store.add_events_async(rows)
-        # a model that tells event types apart reads an unseen one as unknown: said, not silent
-        types: dict[str, int] = getattr(state.handle.model, "event_types", None) or {}
+        # what the serving model cannot read of them is stored and said, not silent: an event type it does not
+        # tell apart, a context field it does not use, a context value it never saw (each read as unknown)
+        h = state.handle
+        types: dict[str, int] = getattr(h.model, "event_types", None) or {}
         unknown = sorted({e.type for e in evs if types and e.type not in types})
-        return {"stored": stored, "duplicates": len(rows) - stored, "event_types_unknown": unknown}
+        unused, unseen = h.context_report([e.context for e in evs])
+        return {"stored": stored, "duplicates": len(rows) - stored, "event_types_unknown": unknown,
+                "context_unused_fields": unused, "context_unknown_values": unseen}
 
     @app.post("/v1/items", response_model=ItemsResponse, tags=["items"])
     async def add_items(body: ItemsBody, who: Write) -> Any:

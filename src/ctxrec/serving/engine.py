@@ -14,7 +14,7 @@ import logging
 import math
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -89,6 +89,23 @@ class ModelHandle:
     """Tombstones of erased users (store.user_tombstone): their trained history is never used."""
     failed_items: dict[str, str] = field(default_factory=dict)
     """Item ids the model refused in the last item update (quarantined), with the reason."""
+    context_values: dict[str, set[str] | None] = field(default_factory=dict)
+    """The context fields the model reads, each with its known categorical values (None: numeric, or
+    hashed: any value), for saying what of a stored event's context the model cannot use."""
+
+    def context_report(self, contexts: Sequence[Mapping[str, Any]]) -> tuple[list[str], dict[str, list[str]]]:
+        """(fields the model does not read, {field: values it never saw}) over ``contexts``."""
+        from ctxrec.context import is_missing
+
+        unused: set[str] = set()
+        unseen: dict[str, set[str]] = {}
+        for ctx in contexts:
+            for key, value in ctx.items():
+                if key not in self.context_values:
+                    unused.add(key)
+                elif (known := self.context_values[key]) is not None and not is_missing(value) and str(value) not in known:
+                    unseen.setdefault(key, set()).add(str(value))
+        return sorted(unused), {k: sorted(v) for k, v in sorted(unseen.items())}
 
     @property
     def n_items(self) -> int:
@@ -120,6 +137,8 @@ def load_handle(path: str | Path, settings: ServingSettings, store: EventStore) 
     st = model_dir.stat()
     version = meta.get("version") or f"{model.kind}-{p.resolve().name}-{int(st.st_mtime)}"
     h = ModelHandle(model=model, version=str(version), path=p.resolve(), watermark=int(meta.get("event_watermark", 0)))
+    h.context_values = {f: (set(map(str, spec["values"])) if spec["kind"] == "categorical" and spec["values"] is not None
+                            else None) for f, spec in model.context_schema().items()}
     h.grow()
     if settings.items_file:
         _load_items_file(h, settings.items_file)

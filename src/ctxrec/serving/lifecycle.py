@@ -6,8 +6,10 @@ Policy (``ctxrec retrain``; docs/serving.md):
    dropped and counted; items added through the API are part of the catalogue), with each user's
    *last stored event held out* for evaluation.
 2. Warm start: the new model starts from the current weights (``fit(warm_start=...)``, a training
-   loop ``TrainState``) and trains ``epochs`` more epochs; models without a warm start (non-neural, or a
-   catalogue whose shapes changed) are refit from scratch. The report says which happened.
+   loop ``TrainState``) and reads the data with the current model's encoders (``encoders_from``: a context
+   value or event type first seen in the new events is unknown to it, as it is when served), and trains
+   ``epochs`` more epochs; models without a warm start (non-neural, or weights that still do not fit) are
+   refit from scratch for the current version's best epoch count. The report says which happened.
 3. Evaluation: leave-one-out on the held-out new events (HR@10 / NDCG@10, full ranking, history =
    everything before the held-out event), for the current and the new model on the same cases.
 4. Promotion: the new version is promoted when its NDCG@10 is at least the current one's minus
@@ -163,15 +165,21 @@ def retrain(run_dir: str | Path, store_url: str, out: str | Path, *, epochs: int
         cfg_w = json.loads(json.dumps(cfg_dict))
         cfg_w["train"].update({"resume": False, "max_epochs": epochs})
         try:
-            model = build_model(model_kind, cfg_w).fit(combined, run_dir=out, warm_start=TrainState(weights=net.state_dict()))
+            # the current encoders read the new events, so the weights fit (a new context value or event type is
+            # unknown to this version, as it is when served; the next full training learns it)
+            model = build_model(model_kind, cfg_w).fit(combined, run_dir=out, warm_start=TrainState(weights=net.state_dict()),
+                                                       encoders_from=current)
             warm = "warm-start"
-        except RuntimeError as exc:  # shapes changed (e.g. new attribute values): refit below
-            warm = f"refit (warm start impossible: {str(exc).splitlines()[0][:200]})"
+        except RuntimeError as exc:  # the weights still do not fit (e.g. context rendered as text): refit below
+            warm = f"refit (warm start impossible: {' '.join(str(exc).split())[:500]})"
             model = None
     if model is None:
         cfg_r = json.loads(json.dumps(cfg_dict))
         if "train" in cfg_r:
             cfg_r["train"]["resume"] = False
+            best = current.fit_info.get("best_epoch")
+            if isinstance(best, int) and best >= 0:  # no validation here: as many epochs as the current version's chose
+                cfg_r["train"]["max_epochs"] = best + 1
         model = build_model(model_kind, cfg_r).fit(combined, run_dir=out)
     shutil.rmtree(out / "checkpoints", ignore_errors=True)  # training scratch; the new version is out/model
     # the new version keeps the training config (no resume flag) for later retrains

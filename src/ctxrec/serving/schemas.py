@@ -150,6 +150,10 @@ class EventsResponse(BaseModel):
     event_types_unknown: list[str] = []
     """Event types the serving model was not trained on (stored; the model reads them as an unknown type).
     Empty when the model does not tell event types apart (its training data had one)."""
+    context_unused_fields: list[str] = []
+    """Context fields of these events that the serving model does not read (stored, for a later model)."""
+    context_unknown_values: dict[str, list[str]] = {}
+    """Context values the serving model never saw in training, by field (stored; read as unknown)."""
 
 
 class ItemIn(_Strict):
