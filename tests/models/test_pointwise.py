@@ -177,3 +177,14 @@ def test_history_match_field_counts_the_candidate_in_the_history() -> None:
         counts = torch.tensor([[0, 2, 1, 0], [4, 0, 0, 0]])  # items 1, 3, 5, 7
         edges = torch.tensor([1, 2, 3, 5, 10])
         assert torch.bucketize(counts, edges, right=True).tolist() == [[0, 2, 1, 0], [3, 0, 0, 0]]
+
+
+def test_reading_data_with_another_models_encoders_is_refused_not_ignored() -> None:
+    """``fit(encoders_from=...)`` is a fusion/sasrec ability (``ctxrec retrain``); a pointwise model grows its
+    user table with new users, so it says so instead of silently fitting its own encoders."""
+    from ctxrec.data.synthetic import SimulatorConfig, simulate
+    from ctxrec.errors import UnsupportedError
+
+    data = simulate(SimulatorConfig(n_users=10, n_items=8, n_genres=2, events_per_user=4, seed=0))
+    with pytest.raises(UnsupportedError, match="cannot read data with the encoders"):
+        PointwiseRecommender(tiny()).fit(data, encoders_from=PointwiseRecommender(tiny()))

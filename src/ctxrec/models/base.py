@@ -62,6 +62,8 @@ class Recommender(ABC):
     :meth:`add_items` works. Callers test this flag instead of comparing methods."""
     supports_warm_start: ClassVar[bool] = False
     """True when :meth:`fit` can start from given weights (``warm_start``; ``ctxrec retrain``)."""
+    reads_with_encoders_of: ClassVar[bool] = False
+    """True when :meth:`fit` can read the data with a fitted model's encoders (``encoders_from``)."""
     context_blind: ClassVar[bool] = False
     """True when scores depend only on the user's history (not on request context, time or text)."""
     supports_state: ClassVar[bool] = False
@@ -111,8 +113,9 @@ class Recommender(ABC):
         if warm_start is not None and not self.supports_warm_start:
             raise UnsupportedError(f"{self.kind} models do not train from given weights; fit them without warm_start "
                                    "(sasrec, fusion and pointwise models can)")
-        if encoders_from is not None and encoders_from.kind != self.kind:
-            raise ValueError(f"encoders_from is a {encoders_from.kind!r} model; this is a {self.kind!r} model")
+        if encoders_from is not None and (encoders_from.kind != self.kind or not self.reads_with_encoders_of):
+            raise UnsupportedError(f"{self.kind} models cannot read data with the encoders of a {encoders_from.kind!r} "
+                                   "model; fit without encoders_from (fusion and sasrec models can, each with its own kind)")
         self._monitor, self._warm_start, self._encoders_from = monitor, warm_start, encoders_from
         self.item_vocab = Vocab(data.item_vocab.ids, kind="item")
         self.user_vocab = Vocab(data.user_vocab.ids, kind="user")

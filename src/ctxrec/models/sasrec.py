@@ -100,7 +100,7 @@ class SASRecRecommender(Recommender):
     config_class: ClassVar[type] = SASRecConfig
     context_blind = True
     supports_state = True  # the user vector (Recommender.encode_state's default)
-    supports_warm_start = True
+    supports_warm_start = reads_with_encoders_of = True  # item ids are its only encoding (given by the data's vocabulary)
 
     def __init__(self, config: SASRecConfig | None = None) -> None:
         super().__init__(config)

@@ -168,7 +168,7 @@ def retrain(run_dir: str | Path, store_url: str, out: str | Path, *, epochs: int
             # the current encoders read the new events, so the weights fit (a new context value or event type is
             # unknown to this version, as it is when served; the next full training learns it)
             model = build_model(model_kind, cfg_w).fit(combined, run_dir=out, warm_start=TrainState(weights=net.state_dict()),
-                                                       encoders_from=current)
+                                                       encoders_from=current if current.reads_with_encoders_of else None)
             warm = "warm-start"
         except RuntimeError as exc:  # the weights still do not fit (e.g. context rendered as text): refit below
             warm = f"refit (warm start impossible: {' '.join(str(exc).split())[:500]})"

@@ -81,7 +81,7 @@ class FusionRecommender(Recommender):
     config_class = FusionConfig
 
     supports_add_items = True
-    supports_warm_start = True
+    supports_warm_start = reads_with_encoders_of = True
     supports_state = True
 
     def __init__(self, config: FusionConfig | None = None) -> None:
