@@ -18,13 +18,9 @@ from ctxrec.context import ContextEncoder
 from ctxrec.errors import ConfigError, QueryError, UnsupportedError
 from ctxrec.models.base import QueryBatch, Recommender, encoder_context_schema
 from ctxrec.models.features import (
-    attribute_matrix,
     encode_texts,
     fill_item_inputs,
-    item_text_vectors,
-    load_item_vectors,
     new_item_attributes,
-    profile_matrix,
 )
 from ctxrec.models.fusion.batches import (
     Arrays,
@@ -40,6 +36,7 @@ from ctxrec.models.fusion.batches import (
 )
 from ctxrec.models.fusion.config import RETIRED_OPTIONS, FusionConfig
 from ctxrec.models.fusion.context_head import choose_prior_weight, fit_context_head
+from ctxrec.models.fusion.encoders import fit_encoders
 from ctxrec.models.fusion.explain import explain
 from ctxrec.models.fusion.net import (
     EncodeLast,
@@ -191,41 +188,9 @@ class FusionRecommender(Recommender):
         self.device = pick_device(tc.device)
         self.popularity = np.bincount(data.item_idx, minlength=data.n_items).astype(np.float32)
 
-        text = item_text_vectors(data, self._text_encoder_instance(), cfg.text, cfg.item_text,
-                                 progress=tc.progress) if cfg.use_text else None
         src = self._encoders_from if isinstance(self._encoders_from, FusionRecommender) else None
-        if src is not None:  # continue src: read the data with its encoders (the weights' shapes)
-            self.attr_vocab = dict(src.attr_vocab)
-        if cfg.use_attributes:
-            attrs, n_attr = attribute_matrix(data, self.attr_vocab, frozen=src is not None,
-                                             width=src.spec.attr_width if src is not None and src.spec is not None else None)
-        else:
-            attrs, n_attr = np.zeros((data.n_items + 1, 1), np.int64), 0
-        extra = load_item_vectors(cfg.item_vectors, data.item_vocab.ids) if cfg.item_vectors else None
-        self.lexical = None
-        if cfg.lexical_dim:  # the lexical vectors join the item_vectors file's (one projection of both)
-            from ctxrec.text.lexical import LexicalEncoder
-            from ctxrec.text.templates import item_texts
-
-            texts = item_texts(data, cfg.item_text)
-            if src is not None and src.lexical is not None:
-                self.lexical, lex = src.lexical, src.lexical.transform(texts)
-            else:
-                self.lexical = LexicalEncoder(cfg.lexical_dim)
-                lex = self.lexical.fit_transform(texts)
-            extra = lex if extra is None else np.hstack([extra, lex])
-        self.ctx_encoder = ContextEncoder.from_dict(src.ctx_encoder.to_dict()) if src is not None and src.ctx_encoder \
-            else ContextEncoder(cfg.context).fit(data)
-        self.user_profile, self.profile_vocabs = profile_matrix(data, cfg.use_profile,
-                                                                 vocabs=src.profile_vocabs if src is not None else None)
-        self.user_text_vectors = None
-        if cfg.use_profile and data.schema.user_text_fields:
-            from ctxrec.text.templates import user_texts
-
-            self.user_text_vectors = self._encode_texts(user_texts(data, cfg.user_text))
-        types = sorted(data.interactions["event_type"].astype(str).unique())
-        self.event_types = dict(src.event_types) if src is not None else \
-            ({t: i + 1 for i, t in enumerate(types)} if len(types) > 1 else {})
+        text, attrs, n_attr, extra = fit_encoders(self, data, src)
+        assert self.ctx_encoder is not None
         # Every training event's context, encoded once (rendered contexts too, before the net exists).
         self.ctx_texts, self._pending_ctx_vectors, self.net = {}, None, None
         events = training_events(self, data)
