@@ -31,22 +31,45 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parent
 
+POOLS: dict[str, int] = {"new": 16}
+"""Recipes trained on length-bucketed batches: batches per sorted pool (``ctxrec.training.batching.POOL_BATCHES``,
+not a config field yet); the others train on random batches."""
+
 RECIPES: dict[str, list[str]] = {
     # the ml-1m fusion headline of benchmarks/results/ml-1m/fusion.json, without its time budget, in fp32: it was
     # recorded with train.bf16=true on a CPU with bf16 instructions; on one without (AVX2 only) bf16 is emulated and
-    # 16x slower than fp32 (benchmarks/results/ml-1m/step_cost_avx2.json), and train.bf16 warns there
-    "current": ["d_model=256", "n_heads=4", "mixture=false", "max_len=200", "dropout=0.2", "train.batch_size=128",
-                "train.lr=0.001", "train.patience=10", "train.max_epochs=200"],
+    # 16x slower than fp32 (benchmarks/results/ml-1m/step_cost_avx2.json), and train.bf16 warns there. It had text
+    # and no context prior (neither "auto" pilots nor the prior existed then): both said, as the headline ran
+    "current": ["d_model=256", "n_heads=4", "mixture=false", "use_text=true", "max_len=200", "dropout=0.2",
+                "train.batch_size=128", "train.lr=0.001", "train.patience=10", "train.max_epochs=200",
+                "context_head=false"],
     # issue 18's cheaper recipe: no attention dropout (CPU attention takes its fused kernel), a sampled
     # softmax over 1,024 log-Q-corrected negatives instead of all 3,416 items, no text (on ml-1m it cost
     # 6.6% at equal time), so no "auto" pilot runs either; twice the steps per epoch (batch 64) at twice the
     # learning rate, since at batch 128 and lr 0.001 it gained only ~0.004 validation NDCG@10 an epoch
-    # (0.1286 after 6 epochs, 20 minutes); run it with --budget new=1800 (the issue's 30 minutes). fp32, as
-    # "current". Both recipes now train on length-bucketed batches (ctxrec.training.batching), which is code,
-    # not a flag: what it saves alone is benchmarks/results/BATCHING_COST.md
-    "new": ["d_model=256", "n_heads=4", "mixture=false", "use_text=false", "max_len=200", "dropout=0.2",
+    # (0.1286 after 6 epochs, 20 minutes); constant learning rate, random batches, fp32 as "current" (it was
+    # "new" until session 25: 0.1648 at 30 minutes, benchmarks/results/ml-1m/cost-new-attempt.json and git history)
+    "constant-d256": ["d_model=256", "n_heads=4", "mixture=false", "use_text=false", "max_len=200", "dropout=0.2",
+                      "attention_dropout=0", "loss=sampled", "n_negatives=1024", "train.batch_size=64",
+                      "train.lr=0.002", "train.patience=10", "train.max_epochs=200"],
+    # "new" planned as a fixed number of epochs: the learning rate decays along a cosine to ~0 over them
+    # (train.lr_schedule), and no context prior is fitted after training (on ml-1m it added 0.0006 validation
+    # NDCG@10 for ~8 minutes of fitting and weight choice; it runs after the last probe, so only the
+    # recipe's total time sees it)
+    "cosine": ["d_model=256", "n_heads=4", "mixture=false", "use_text=false", "max_len=200", "dropout=0.2",
+               "attention_dropout=0", "loss=sampled", "n_negatives=1024", "train.batch_size=64", "train.lr=0.002",
+               "train.lr_schedule=cosine", "train.max_epochs=9", "context_head=false"],
+    # the same at half the width (about half the step cost, benchmarks/results/ml-1m/step_cost.json) for
+    # about twice the epochs
+    "cosine-d128": ["d_model=128", "n_heads=2", "mixture=false", "use_text=false", "max_len=200", "dropout=0.2",
+                    "attention_dropout=0", "loss=sampled", "n_negatives=1024", "train.batch_size=64",
+                    "train.lr=0.002", "train.lr_schedule=cosine", "train.max_epochs=16", "context_head=false"],
+    # issue 18's cheaper recipe, third form: d 128 under the cosine schedule (the width and the schedule
+    # measured above), on length-bucketed batches (training.batching: sorted pools of 16 batches, 1.4x less
+    # padding work on ml-1m) so that about 30 epochs fit in the 30 minutes
+    "new": ["d_model=128", "n_heads=2", "mixture=false", "use_text=false", "max_len=200", "dropout=0.2",
             "attention_dropout=0", "loss=sampled", "n_negatives=1024", "train.batch_size=64", "train.lr=0.002",
-            "train.patience=10", "train.max_epochs=200"],
+            "train.lr_schedule=cosine", "train.max_epochs=30", "context_head=false"],
     # tiny recipes for tests and smoke runs (the simulator, ml-100k)
     "smoke-a": ["d_model=16", "n_layers=1", "n_heads=1", "use_text=false", "mixture=false", "train.max_epochs=3"],
     "smoke-b": ["d_model=32", "n_layers=1", "n_heads=1", "use_text=false", "mixture=false", "train.max_epochs=3"],
@@ -70,8 +93,10 @@ def run_recipe(dataset: str, name: str, target: float, stop: bool, data_dir: str
     from ctxrec.evaluation.evaluator import EvalConfig, Evaluator
     from ctxrec.experiment import peak_rss_mib
     from ctxrec.models import build_model
+    from ctxrec.training import batching
     from ctxrec.training.loop import epoch_reporter
 
+    batching.POOL_BATCHES = POOLS.get(name, 1)
     overrides = [*RECIPES[name], "train.progress=false"]
     data = load_dataset(dataset, data_dir)
     split = make_split(data, "leave-one-out")
@@ -90,6 +115,7 @@ def run_recipe(dataset: str, name: str, target: float, stop: bool, data_dir: str
         clock = time.perf_counter() - t0 - probe_s
         curve.append({"epoch": epoch, "seconds": round(clock, 1), "valid_ndcg@10": round(valid, 4),
                       "test_ndcg@10": round(test["ndcg@10"], 4), "test_hr@10": round(test["hr@10"], 4)})
+        print(f"{name} {curve[-1]}", flush=True)
         if not reached and test["ndcg@10"] >= target:
             reached.update(epoch=epoch, seconds=round(clock, 1))
             if stop:
@@ -107,7 +133,8 @@ def run_recipe(dataset: str, name: str, target: float, stop: bool, data_dir: str
             budget_spent = True
     fit_s = time.perf_counter() - t0 - probe_s
     row: dict[str, Any] = {
-        "recipe": name, "overrides": RECIPES[name], "budget_s": budget_s, "budget_spent": budget_spent,
+        "recipe": name, "overrides": RECIPES[name], "batch_pool": batching.POOL_BATCHES, "budget_s": budget_s,
+        "budget_spent": budget_spent,
         f"time_to_{target:g}_s": reached.get("seconds"),
         "epoch_reaching_target": reached.get("epoch"), "stopped_at_target": stopped_at_target,
         "fit_seconds_without_probe": round(fit_s, 1), "probe_seconds": round(probe_s, 1),
@@ -175,8 +202,28 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         result = _result(args, rows, command, names)
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(json.dumps(result, indent=2) + "\n")  # after each recipe: a cut run keeps what it measured
+        write_table(result, out.with_suffix(".md"))
     print(f"-> {out}")
     return result
+
+
+def write_table(result: dict[str, Any], path: Path) -> None:
+    """One row per recipe: what it changes, its epochs and clock, when it reached the target, its test figures."""
+    target = result["target_test_ndcg@10"]
+    m = result["machine"]
+    lines = [f"# Training cost on {result['dataset']}: time to test NDCG@10 {target:g}", "",
+             (f"Machine: {m.get('cpu')}, {m.get('cores')} cores, torch {m.get('torch')}, {m.get('torch_threads')} thread(s). "
+             f"Command: `{result['command']}`. Clocks exclude the per-epoch test probe."), "",
+             (f"| recipe | overrides | batch pool | epochs | clock s | time to {target:g} s | test NDCG@10 | test HR@10 "
+             "| peak RSS MiB |"), "|---|---|---|---|---|---|---|---|---|"]
+    for name, r in result["recipes"].items():
+        tm = r.get("test_metrics", {})
+        clock = r["curve"][-1]["seconds"] if r.get("curve") else r.get("fit_seconds_without_probe")
+        lines.append(f"| {name} | {' '.join(r['overrides'])} | {r.get('batch_pool', 1)} | {r['epochs']} | {clock} | "
+                     f"{r[f'time_to_{target:g}_s']} | {tm.get('ndcg@10')} | {tm.get('hr@10')} | {r['peak_rss_mib']} |")
+    if "incomplete" in result:
+        lines += ["", f"Incomplete: {result['incomplete']}."]
+    path.write_text("\n".join(lines) + "\n")
 
 
 def _result(args: argparse.Namespace, rows: dict[str, Any], command: str, names: list[str]) -> dict[str, Any]:

@@ -25,6 +25,7 @@ def test_recipes_side_by_side(load_bench, tmp_path: Path) -> None:
         secs = [c["seconds"] for c in r["curve"]]
         assert secs == sorted(secs) and r["time_to_0.01_s"] == secs[r["epoch_reaching_target"]]
         assert r["peak_rss_mib"] > 0 and r["fit_seconds_without_probe"] >= secs[-1] - 1.0
+        assert r["batch_pool"] == 1  # random batches: only the recipes in POOLS train on bucketed ones
     assert "current" not in result and "new" not in result  # only rows of those names fill the issue's keys
     assert "incomplete" not in result
 
@@ -35,13 +36,21 @@ def test_the_file_is_written_after_each_recipe(load_bench, tmp_path: Path, monke
     out = tmp_path / "cost.json"
     calls = []
 
-    def fake_child(cmd: list[str], check: bool) -> None:  # stands in for the child process of each recipe
+    real_run = cost.subprocess.run
+
+    def fake_child(cmd: list[str], check: bool = False, **kw: object) -> object:
+        """Stands in for the child process of each recipe; any other command (``platform.processor()`` runs
+        ``uname -p`` once a process) runs: the test passed alone only after another test had run it."""
+        if "--one" not in cmd:
+            return real_run(cmd, check=check, **kw)
         name = cmd[cmd.index("--one") + 1]
         calls.append(name)
         if name == "smoke-b":
             raise KeyboardInterrupt
         Path(cmd[cmd.index("--row-out") + 1]).write_text(json.dumps(
-            {"recipe": name, "time_to_0.5_s": 1.0, "epoch_reaching_target": 0, "peak_rss_mib": 1.0, "overrides": []}))
+            {"recipe": name, "time_to_0.5_s": 1.0, "epoch_reaching_target": 0, "peak_rss_mib": 1.0, "overrides": [],
+             "epochs": 1, "curve": [{"seconds": 1.0}]}))
+        return None
 
     monkeypatch.setattr(cost.subprocess, "run", fake_child)
     with pytest.raises(KeyboardInterrupt):

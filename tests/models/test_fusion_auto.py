@@ -24,6 +24,17 @@ def _cfg(**kw: object) -> FusionConfig:
     return FusionConfig(**{**base, **kw})
 
 
+def test_pilots_say_what_they_run_when_progress_is_on(capsys: pytest.CaptureFixture[str]) -> None:
+    """A user's terminal stayed silent for minutes while the pilots trained (``ctxrec train`` on
+    ml-latest-small): each pilot now says what it runs and what it scored."""
+    sp = make_split(context_dataset(), "leave-one-out")
+    FusionRecommender(_cfg(train=TrainConfig(max_epochs=1, lr=1e-2, batch_size=16, progress=True))).fit(
+        sp.train, valid=sp.valid)
+    err = capsys.readouterr().err
+    assert "auto: pilot 1 of up to 3, 2 epochs with use_text=false, mixture=false (deciding use_text, mixture" in err
+    assert err.count("auto: pilot 3: validation ndcg@10 ") == 1
+
+
 def test_defaults_are_auto_and_bad_values_are_refused() -> None:
     cfg = FusionConfig()
     assert cfg.use_text == "auto" and cfg.mixture == "auto"

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from ctxrec.errors import ConfigError
-from ctxrec.training.loop import MIN_PATIENCE_STEPS, TrainConfig, train_loop
+from ctxrec.training.loop import MIN_PATIENCE_STEPS, TrainConfig, cosine_lr, train_loop
 
 
 def _run(scores: list[float], **cfg: float) -> tuple[torch.nn.Module, object]:
@@ -65,6 +65,39 @@ def test_constant_lr_by_default_and_best_weights_restored() -> None:
     assert [h["lr"] for h in result.history] == pytest.approx([0.1] * 3)
     assert result.best_epoch == 0
     assert module.weight.item() == pytest.approx(seen[0])  # weights of the best evaluation, not the last
+
+
+def test_cosine_schedule_sets_the_lr_of_every_step_by_hand_values() -> None:
+    """Two epochs of two steps, lr 0.1 -> min_lr 0: the steps run at fractions 0, 1/4, 1/2, 3/4 of the
+    schedule, i.e. 0.05 (1 + cos(pi f)) = 0.1, 0.08536, 0.05, 0.01464; read inside the loss."""
+    module = torch.nn.Linear(1, 1, bias=False)
+    optimizer_lrs: list[float] = []
+
+    def batches(rng: np.random.Generator) -> Iterator[dict[str, torch.Tensor]]:
+        for _ in range(2):
+            yield {"x": torch.ones(2, 1)}
+
+    tc = TrainConfig(max_epochs=2, patience=5, lr=0.1, min_lr=0.0, lr_schedule="cosine", valid_metric="auc",
+                     progress=False)
+    real_step = torch.optim.AdamW.step
+
+    def step(self: torch.optim.AdamW, *a: object, **k: object) -> object:
+        optimizer_lrs.append(self.param_groups[0]["lr"])
+        return real_step(self, *a, **k)
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(torch.optim.AdamW, "step", step)
+        train_loop(module, batches=batches, loss_fn=lambda b: module(b["x"]).pow(2).mean(),
+                   evaluate=lambda: {"auc": 0.5}, cfg=tc, n_batches=2)
+    assert optimizer_lrs == pytest.approx([0.1, 0.0853553, 0.05, 0.0146447], rel=1e-5)
+    assert cosine_lr(tc, 2.0) == 0.0 and cosine_lr(tc, 5.0) == 0.0  # past the horizon: min_lr
+
+
+def test_cosine_schedule_refuses_a_second_lr_rule_and_a_floor_above_lr() -> None:
+    with pytest.raises(ConfigError, match="lr_decay"):
+        TrainConfig(lr_schedule="cosine", lr_decay=0.5)
+    with pytest.raises(ConfigError, match="min_lr"):
+        TrainConfig(lr_schedule="cosine", lr=1e-3, min_lr=1e-2)
 
 
 @pytest.mark.parametrize("bad", [0.0, 1.5, -0.1])

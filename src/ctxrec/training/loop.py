@@ -71,6 +71,10 @@ class TrainConfig:
     test AUC 0.9866 with 0.1 vs 0.9857 without (one seed each; benchmarks/results/frappe/); amazon-scientific
     fusion -1.9% NDCG@10 at 0.5. Kept for the pointwise CTR recipe; off by default."""
     min_lr: float = 1e-6
+    lr_schedule: Literal["constant", "cosine"] = "constant"
+    """``cosine``: the learning rate falls from ``lr`` to ``min_lr`` along a half cosine over ``max_epochs``
+    epochs, step by step, so a run planned for a fixed number of epochs ends at a small step size instead
+    of stopping mid-stride (see ``benchmarks/results/ml-1m/cost.json``)."""
     ema: float = 0.0
     """Per-step decay of an exponential moving average of the weights (Polyak averaging), e.g. 0.99;
     0 = off. When on, validation, the kept best weights and the ``best`` checkpoint are the averaged
@@ -108,6 +112,12 @@ class TrainConfig:
             raise ConfigError(f"TrainConfig.ema must be in [0, 1) (0 = off, e.g. 0.99), got {self.ema}")
         if not 0.0 < self.lr_decay <= 1.0:
             raise ConfigError(f"TrainConfig.lr_decay must be in (0, 1] (1 = off), got {self.lr_decay}")
+        if self.lr_schedule == "cosine" and self.lr_decay != 1.0:
+            raise ConfigError(f"TrainConfig.lr_schedule='cosine' and lr_decay={self.lr_decay} both set the learning "
+                              "rate: keep one (lr_decay=1 with the cosine schedule, or lr_schedule='constant')")
+        if self.lr_schedule == "cosine" and self.min_lr >= self.lr:
+            raise ConfigError(f"TrainConfig.lr_schedule='cosine' decays lr={self.lr} to min_lr={self.min_lr}: "
+                              "min_lr must be smaller")
 
 
 @dataclass(frozen=True)
@@ -160,6 +170,12 @@ def patience_epochs(cfg: TrainConfig, steps_per_epoch: int) -> int:
     """Evaluations without a new best before stopping: ``cfg.patience``, or more where an epoch is so few
     steps that they would not add up to :data:`MIN_PATIENCE_STEPS`."""
     return max(cfg.patience, math.ceil(MIN_PATIENCE_STEPS / max(1, steps_per_epoch)))
+
+
+def cosine_lr(cfg: TrainConfig, epochs_done: float) -> float:
+    """The learning rate after ``epochs_done`` (fractional) of ``cfg.max_epochs`` under the cosine schedule."""
+    frac = min(max(epochs_done / cfg.max_epochs, 0.0), 1.0)
+    return cfg.min_lr + 0.5 * (cfg.lr - cfg.min_lr) * (1.0 + math.cos(math.pi * frac))
 
 
 def train_loop(
@@ -254,7 +270,11 @@ def train_loop(
             shown_progress = cfg.progress and main
             bar = _progress(_device_batches(batches(rng), device, rank, world), total=n_batches,
                             desc=f"epoch {epoch}", enabled=shown_progress)
-            for batch, weight in bar:
+            steps_in_epoch = n_batches or (int(history[-1]["steps"]) if history else 0)
+            for i, (batch, weight) in enumerate(bar):
+                if cfg.lr_schedule == "cosine" and steps_in_epoch:
+                    for group in optimizer.param_groups:
+                        group["lr"] = cosine_lr(cfg, epoch + min(i / steps_in_epoch, 1.0))
                 with amp:
                     loss = step_loss(batch)
                     if weight != 1.0:

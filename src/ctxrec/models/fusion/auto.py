@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import sys
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
@@ -155,17 +156,25 @@ def resolve_pilots(cfg: FusionConfig, data: Dataset, valid: EvalSet | None,
         return dataclasses.replace(cfg, **fallback), {"fields": fields, "chosen": fallback, "pilots": [],
                                                       "why": "no validation cases: the fallback (true)"}
     budget = cfg.train.max_seconds  # a time budget bounds the whole fit: the pilots share a quarter of it
-    pilot_train = dataclasses.replace(cfg.train, max_epochs=cfg.auto_epochs, progress=False, resume=False,
+    pilot_train = dataclasses.replace(cfg.train, max_epochs=cfg.auto_epochs, resume=False,
                                       max_seconds=None if budget is None else budget / (4 * (1 + len(order))))
     pilots: list[dict[str, Any]] = []
     t0 = time.perf_counter()
+    say = cfg.train.progress  # the pilots are minutes of work before the real fit: say what runs, and why
 
     def pilot(cand: dict[str, Any]) -> dict[str, Any]:
+        if say:
+            print(f"auto: pilot {len(pilots) + 1} of up to {1 + len(order)}, {cfg.auto_epochs} epochs with "
+                  f"{', '.join(f'{k}={str(v).lower()}' for k, v in cand.items())} (deciding {', '.join(order)}; "
+                  "set them to true or false to skip the pilots)", file=sys.stderr, flush=True)
         model = make(dataclasses.replace(cfg, **cand, train=pilot_train, context_head=False))  # the net alone is judged
         model.fit(data, valid=valid)
         pilots.append({**cand, "valid": round(float(model.fit_info["best_valid"]), 6),
                        "seconds": round(float(model.fit_info["train_seconds"]), 2),
                        "stopped_by": model.fit_info.get("stopped_by")})
+        if say:
+            print(f"auto: pilot {len(pilots)}: validation {cfg.train.valid_metric} {pilots[-1]['valid']:.4f} "
+                  f"({pilots[-1]['seconds']:.0f} s)", file=sys.stderr, flush=True)
         return pilots[-1]
 
     best = pilot(base)
