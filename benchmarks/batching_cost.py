@@ -72,16 +72,11 @@ def run_recipe(name: str, epochs: int, data_dir: str | None, valid: bool = False
     lengths = lengths[lengths > 0]
     batch_size = int(cfg.get("train", {}).get("batch_size", 128))
     row: dict[str, Any] = {"recipe": name, "dataset": dataset, "model": kind, "overrides": flags, "epochs": epochs}
-    default_pool = batching.POOL_BATCHES
     for label, pool in (("random", 1), ("bucketed", batching.SORTED_POOL)):
-        batching.POOL_BATCHES = pool
-        try:
-            model = build_model(kind, cfg)
-            t0 = time.perf_counter()
-            model.fit(split.train, valid=split.valid if valid else None)
-            wall = time.perf_counter() - t0
-        finally:
-            batching.POOL_BATCHES = default_pool
+        model = build_model(kind, apply_overrides(cfg, [f"train.length_pool={pool}"]))
+        t0 = time.perf_counter()
+        model.fit(split.train, valid=split.valid if valid else None)
+        wall = time.perf_counter() - t0
         secs = [h["train_seconds"] for h in model.fit_info["history"]]
         row[label] = {"pool": pool, "epoch_seconds": [round(s, 1) for s in secs],
                       "median_epoch_s": round(statistics.median(secs), 1), "fit_wall_s": round(wall, 1),

@@ -31,10 +31,6 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parent
 
-POOLS: dict[str, int] = {"new": 16}
-"""Recipes trained on length-bucketed batches: batches per sorted pool (``ctxrec.training.batching.POOL_BATCHES``,
-not a config field yet); the others train on random batches."""
-
 RECIPES: dict[str, list[str]] = {
     # the ml-1m fusion headline of benchmarks/results/ml-1m/fusion.json, without its time budget, in fp32: it was
     # recorded with train.bf16=true on a CPU with bf16 instructions; on one without (AVX2 only) bf16 is emulated and
@@ -65,11 +61,11 @@ RECIPES: dict[str, list[str]] = {
                     "attention_dropout=0", "loss=sampled", "n_negatives=1024", "train.batch_size=64",
                     "train.lr=0.002", "train.lr_schedule=cosine", "train.max_epochs=16", "context_head=false"],
     # issue 18's cheaper recipe, third form: d 128 under the cosine schedule (the width and the schedule
-    # measured above), on length-bucketed batches (training.batching: sorted pools of 16 batches, 1.4x less
+    # measured above), on length-bucketed batches (train.length_pool: sorted pools of 16 batches, 1.4x less
     # padding work on ml-1m) so that about 30 epochs fit in the 30 minutes
     "new": ["d_model=128", "n_heads=2", "mixture=false", "use_text=false", "max_len=200", "dropout=0.2",
             "attention_dropout=0", "loss=sampled", "n_negatives=1024", "train.batch_size=64", "train.lr=0.002",
-            "train.lr_schedule=cosine", "train.max_epochs=30", "context_head=false"],
+            "train.lr_schedule=cosine", "train.max_epochs=30", "train.length_pool=16", "context_head=false"],
     # tiny recipes for tests and smoke runs (the simulator, ml-100k)
     "smoke-a": ["d_model=16", "n_layers=1", "n_heads=1", "use_text=false", "mixture=false", "train.max_epochs=3"],
     "smoke-b": ["d_model=32", "n_layers=1", "n_heads=1", "use_text=false", "mixture=false", "train.max_epochs=3"],
@@ -93,10 +89,8 @@ def run_recipe(dataset: str, name: str, target: float, stop: bool, data_dir: str
     from ctxrec.evaluation.evaluator import EvalConfig, Evaluator
     from ctxrec.experiment import peak_rss_mib
     from ctxrec.models import build_model
-    from ctxrec.training import batching
     from ctxrec.training.loop import epoch_reporter
 
-    batching.POOL_BATCHES = POOLS.get(name, 1)
     overrides = [*RECIPES[name], "train.progress=false"]
     data = load_dataset(dataset, data_dir)
     split = make_split(data, "leave-one-out")
@@ -133,8 +127,7 @@ def run_recipe(dataset: str, name: str, target: float, stop: bool, data_dir: str
             budget_spent = True
     fit_s = time.perf_counter() - t0 - probe_s
     row: dict[str, Any] = {
-        "recipe": name, "overrides": RECIPES[name], "batch_pool": batching.POOL_BATCHES, "budget_s": budget_s,
-        "budget_spent": budget_spent,
+        "recipe": name, "overrides": RECIPES[name], "budget_s": budget_s, "budget_spent": budget_spent,
         f"time_to_{target:g}_s": reached.get("seconds"),
         "epoch_reaching_target": reached.get("epoch"), "stopped_at_target": stopped_at_target,
         "fit_seconds_without_probe": round(fit_s, 1), "probe_seconds": round(probe_s, 1),
@@ -214,12 +207,12 @@ def write_table(result: dict[str, Any], path: Path) -> None:
     lines = [f"# Training cost on {result['dataset']}: time to test NDCG@10 {target:g}", "",
              (f"Machine: {m.get('cpu')}, {m.get('cores')} cores, torch {m.get('torch')}, {m.get('torch_threads')} thread(s). "
              f"Command: `{result['command']}`. Clocks exclude the per-epoch test probe."), "",
-             (f"| recipe | overrides | batch pool | epochs | clock s | time to {target:g} s | test NDCG@10 | test HR@10 "
-             "| peak RSS MiB |"), "|---|---|---|---|---|---|---|---|---|"]
+             (f"| recipe | overrides | epochs | clock s | time to {target:g} s | test NDCG@10 | test HR@10 "
+             "| peak RSS MiB |"), "|---|---|---|---|---|---|---|---|"]
     for name, r in result["recipes"].items():
         tm = r.get("test_metrics", {})
         clock = r["curve"][-1]["seconds"] if r.get("curve") else r.get("fit_seconds_without_probe")
-        lines.append(f"| {name} | {' '.join(r['overrides'])} | {r.get('batch_pool', 1)} | {r['epochs']} | {clock} | "
+        lines.append(f"| {name} | {' '.join(r['overrides'])} | {r['epochs']} | {clock} | "
                      f"{r[f'time_to_{target:g}_s']} | {tm.get('ndcg@10')} | {tm.get('hr@10')} | {r['peak_rss_mib']} |")
     if "incomplete" in result:
         lines += ["", f"Incomplete: {result['incomplete']}."]

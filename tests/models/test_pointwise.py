@@ -188,3 +188,14 @@ def test_reading_data_with_another_models_encoders_is_refused_not_ignored() -> N
     data = simulate(SimulatorConfig(n_users=10, n_items=8, n_genres=2, events_per_user=4, seed=0))
     with pytest.raises(UnsupportedError, match="cannot read data with the encoders"):
         PointwiseRecommender(tiny()).fit(data, encoders_from=PointwiseRecommender(tiny()))
+
+
+@pytest.mark.parametrize("kind", ["pointwise", "fm"])
+def test_length_pool_is_refused_where_there_are_no_sequences(kind: str) -> None:
+    """train.length_pool batches sequences by length; these models train on single events, so a value other
+    than 1 would be silently ignored: it is an error naming the field, before any data loads."""
+    from ctxrec.config import apply_overrides
+    from ctxrec.models import build_model
+
+    with pytest.raises(ConfigError, match=r"train\.length_pool=16 groups training sequences"):
+        build_model(kind, apply_overrides({}, ["train.length_pool=16"]))

@@ -64,3 +64,36 @@ def test_one_sequence_and_bad_sizes() -> None:
     assert only.tolist() == [0]
     with pytest.raises(ValueError, match="got 0"):
         length_bucketed_batches(np.ones(3), 0, np.random.default_rng(0))
+
+
+@pytest.mark.parametrize("kind", ["sasrec", "fusion"])
+def test_train_length_pool_reaches_each_models_batches(kind: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``train.length_pool`` is what both sequence models hand to the batcher (the ml-1m cost recipe trains
+    with 16): each epoch's batches are drawn with it, and with 16 they hold less padding than random ones."""
+    import pandas as pd
+
+    from ctxrec.config import apply_overrides
+    from ctxrec.data.dataset import Dataset
+    from ctxrec.models import build_model
+    from ctxrec.models.fusion import batches as fusion_batches
+    from ctxrec.training import batching
+
+    rng = np.random.default_rng(0)
+    rows = [{"user_id": f"u{u}", "item_id": f"i{int(rng.integers(30))}", "timestamp": float(t)}
+            for u in range(120) for t in range(2 + int(rng.geometric(1 / 8)))]
+    data = Dataset.from_frames(pd.DataFrame(rows), name="lengths")
+    padded: dict[int, list[int]] = {}
+
+    def spy(lengths: np.ndarray, batch_size: int, rng: np.random.Generator, pool: int = 1) -> list[np.ndarray]:
+        out = length_bucketed_batches(lengths, batch_size, rng, pool)
+        padded.setdefault(pool, []).append(padded_positions(lengths, out))
+        return out
+
+    monkeypatch.setattr(batching, "length_bucketed_batches", spy)
+    monkeypatch.setattr(fusion_batches, "length_bucketed_batches", spy)
+    tiny = ["d_model=8", "n_layers=1", "n_heads=1", "max_len=20", "train.max_epochs=2", "train.batch_size=8",
+            "train.progress=false"] + (["use_text=false", "mixture=false", "context_head=false"] if kind == "fusion" else [])
+    for pool in (1, 16):
+        build_model(kind, apply_overrides({}, [*tiny, f"train.length_pool={pool}"])).fit(data)
+    assert sorted(padded) == [1, 16] and len(padded[16]) == 2  # one draw per epoch, with the configured pool
+    assert max(padded[16]) < min(padded[1])

@@ -43,6 +43,9 @@ class FMConfig:
     def __post_init__(self) -> None:
         if self.variant not in ("fm", "deepfm"):
             raise ConfigError(f"FMConfig.variant must be 'fm' or 'deepfm', got {self.variant!r}")
+        if self.train.length_pool != 1:
+            raise ConfigError(f"train.length_pool={self.train.length_pool} groups training sequences of similar length (sasrec, fusion); "
+                              "this model trains on single events: leave it at 1")
 
 
 class FMRecommender(PointwiseRecommender):

@@ -112,6 +112,9 @@ class PointwiseConfig:
             raise ConfigError(f"PointwiseConfig.emb_l2_scope must be 'batch' or 'table', got {self.emb_l2_scope!r}")
         if self.n_negatives < 1:
             raise ConfigError(f"PointwiseConfig.n_negatives must be >= 1, got {self.n_negatives}")
+        if self.train.length_pool != 1:
+            raise ConfigError(f"train.length_pool={self.train.length_pool} groups training sequences of similar length (sasrec, fusion); "
+                              "this model trains on single events: leave it at 1")
 
 
 @dataclass

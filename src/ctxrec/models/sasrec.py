@@ -130,7 +130,7 @@ class SASRecRecommender(Recommender):
         lengths = np.array([min(len(s) - 1, cfg.max_len) for s in seqs])
 
         def batches(rng: np.random.Generator) -> Iterator[dict[str, torch.Tensor]]:
-            for chosen in length_bucketed_batches(lengths, tc.batch_size, rng):  # random by default (batching.py)
+            for chosen in length_bucketed_batches(lengths, tc.batch_size, rng, tc.length_pool):  # 1: random
                 chunk = [seqs[i][-(cfg.max_len + 1) :] for i in chosen]
                 inp, _ = right_pad([c[:-1] for c in chunk], cfg.max_len)
                 tgt, _ = right_pad([c[1:] for c in chunk], cfg.max_len)

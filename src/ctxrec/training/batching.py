@@ -5,7 +5,7 @@ A batch is padded to its longest sequence. Drawn at random, nearly every batch h
 ml-1m (max_len 200), 85% on amazon-beauty (max_len 50). Sorting whole epochs by length would fix the
 padding but give the same batches every epoch. So ("sortish", as in fastai's SortishSampler): shuffle,
 cut into pools of ``pool`` batches, sort each pool by length, cut it into batches, and shuffle the
-batches. It is measured, not yet the default: see :data:`POOL_BATCHES`.
+batches. It is measured, not yet the default: ``train.length_pool`` (:class:`ctxrec.training.loop.TrainConfig`).
 
 A sorted pool is cut into batches of equal *event* counts (``batch_size`` x the mean length), not equal
 row counts: a batch of 256 one-event users would otherwise weigh as much in the mean loss as a batch of
@@ -18,24 +18,17 @@ from __future__ import annotations
 
 import numpy as np
 
-POOL_BATCHES = 1
-"""Batches per sorted pool in training: 1 = random batches, the default. Bucketing (``SORTED_POOL``) trains
-amazon-scientific as well 1.5x faster per epoch, but on ml-1m it learned less per epoch (validation NDCG@10
-0.146 against 0.1505 after 6 epochs), which its 1.4x faster epochs only offset; on amazon-beauty one seed
-scored 0.0587 against 0.0595. Until its converged ml-1m and beauty figures are in, it is not the default
-(benchmarks/results/ml-1m/batching_cost.json)."""
 SORTED_POOL = 16
 """The pool size ``benchmarks/batching_cost.py`` measures bucketing with."""
 
 
 def length_bucketed_batches(lengths: np.ndarray, batch_size: int, rng: np.random.Generator,
-                            pool: int | None = None) -> list[np.ndarray]:
+                            pool: int = 1) -> list[np.ndarray]:
     """Indices of the sequences of each batch of one epoch, in the order to train them. ``lengths`` (n,):
-    each sequence's number of target events. ``pool``: batches per sorted pool (default :data:`POOL_BATCHES`,
-    read at call time; 1 gives random batches of ``batch_size`` rows, which ``benchmarks/batching_cost.py``
+    each sequence's number of target events. ``pool``: batches per sorted pool (``train.length_pool``;
+    1 gives random batches of ``batch_size`` rows, which ``benchmarks/batching_cost.py``
     measures against). Every index appears once, in about ``n / batch_size`` batches of about ``batch_size``
     x ``lengths.mean()`` events each (more rows when short, fewer when long)."""
-    pool = POOL_BATCHES if pool is None else pool
     if batch_size < 1 or pool < 1:
         raise ValueError(f"batch_size and pool must be >= 1, got {batch_size} and {pool}")
     lengths = np.asarray(lengths)

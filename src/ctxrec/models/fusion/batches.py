@@ -109,17 +109,17 @@ def training_events(m: FusionInputs, data: Dataset) -> TrainingEvents:
                           users=[u for u in range(data.n_users) if offsets[u + 1] > offsets[u]])
 
 
-def training_batches(ev: TrainingEvents, batch_size: int, max_len: int
+def training_batches(ev: TrainingEvents, batch_size: int, max_len: int, pool: int = 1
                      ) -> Callable[[np.random.Generator], Iterator[dict[str, torch.Tensor]]]:
     """Batches of users' last ``max_len`` events as targets, each predicted from the event before it (the
     user's first event from BOS) with its own context as the request context; which users share a batch:
-    :mod:`ctxrec.training.batching` (random by default). CPU tensors: the training loop shards them across ranks, pins
+    :mod:`ctxrec.training.batching` (``pool`` 1: random). CPU tensors: the training loop shards them across ranks, pins
     and copies them."""
     items, ctx_ids, ctx_dense, events, offsets = ev.items, ev.ctx_ids, ev.ctx_dense, ev.events, ev.offsets
     lengths = np.minimum(np.diff(offsets)[ev.users], max_len)
 
     def batches(rng: np.random.Generator) -> Iterator[dict[str, torch.Tensor]]:
-        for chosen in length_bucketed_batches(lengths, batch_size, rng):
+        for chosen in length_bucketed_batches(lengths, batch_size, rng, pool):
             us = [ev.users[i] for i in chosen]
             sl = [np.arange(offsets[u], offsets[u + 1])[-max_len:] for u in us]  # target positions
             T = max(len(s) for s in sl)
