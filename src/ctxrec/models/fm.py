@@ -14,7 +14,7 @@ from typing import ClassVar, Literal
 
 from ctxrec.context import ContextConfig
 from ctxrec.errors import ConfigError
-from ctxrec.models.pointwise import PointwiseConfig, PointwiseRecommender
+from ctxrec.models.pointwise import PointwiseConfig, PointwiseRecommender, refuse_length_pool
 from ctxrec.training.loop import TrainConfig
 
 
@@ -43,9 +43,7 @@ class FMConfig:
     def __post_init__(self) -> None:
         if self.variant not in ("fm", "deepfm"):
             raise ConfigError(f"FMConfig.variant must be 'fm' or 'deepfm', got {self.variant!r}")
-        if self.train.length_pool != 1:
-            raise ConfigError(f"train.length_pool={self.train.length_pool} groups training sequences of similar length (sasrec, fusion); "
-                              "this model trains on single events: leave it at 1")
+        refuse_length_pool(self.train)
 
 
 class FMRecommender(PointwiseRecommender):

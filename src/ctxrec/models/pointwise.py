@@ -112,9 +112,15 @@ class PointwiseConfig:
             raise ConfigError(f"PointwiseConfig.emb_l2_scope must be 'batch' or 'table', got {self.emb_l2_scope!r}")
         if self.n_negatives < 1:
             raise ConfigError(f"PointwiseConfig.n_negatives must be >= 1, got {self.n_negatives}")
-        if self.train.length_pool != 1:
-            raise ConfigError(f"train.length_pool={self.train.length_pool} groups training sequences of similar length (sasrec, fusion); "
-                              "this model trains on single events: leave it at 1")
+        refuse_length_pool(self.train)
+
+
+def refuse_length_pool(train: TrainConfig) -> None:
+    """``train.length_pool`` groups training sequences by length; these models train on single events, so
+    another value than 1 would be ignored: an error instead, raised when the config is built."""
+    if train.length_pool != 1:
+        raise ConfigError(f"train.length_pool={train.length_pool} groups training sequences of similar length "
+                          "(sasrec, fusion); this model trains on single events: leave it at 1")
 
 
 @dataclass
