@@ -55,7 +55,7 @@ def test_experiment_config_merges_file_options_and_overrides(tmp_path: Path) -> 
 
 
 @pytest.mark.parametrize(("change", "message"), [
-    ({"model_config": {"train": {"lr_schedule": "cosine"}}}, r"unknown config key train\.'lr_schedule' for TrainConfig"),
+    ({"model_config": {"train": {"warmup_steps": 100}}}, r"unknown config key train\.'warmup_steps' for TrainConfig"),
     ({"model_config": {"d_model": "wide"}}, "d_model"),
     ({"model": "sasrek"}, "unknown model kind 'sasrek'"),
     ({"split": "by-moon"}, "unknown split 'by-moon'"),
