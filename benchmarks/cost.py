@@ -81,7 +81,7 @@ class BudgetSpent(Exception):
 
 
 def run_recipe(dataset: str, name: str, target: float, stop: bool, data_dir: str | None,
-               budget_s: float | None = None) -> dict[str, Any]:
+               budget_s: float | None = None, seed: int | None = None) -> dict[str, Any]:
     """Train one recipe in this process with the per-epoch test probe; returns its row."""
     from ctxrec.config import apply_overrides
     from ctxrec.data.datasets import load_dataset
@@ -91,7 +91,7 @@ def run_recipe(dataset: str, name: str, target: float, stop: bool, data_dir: str
     from ctxrec.models import build_model
     from ctxrec.training.loop import epoch_reporter
 
-    overrides = [*RECIPES[name], "train.progress=false"]
+    overrides = [*RECIPES[name], "train.progress=false", *([f"train.seed={seed}"] if seed is not None else [])]
     data = load_dataset(dataset, data_dir)
     split = make_split(data, "leave-one-out")
     model = build_model("fusion", apply_overrides({}, overrides))
@@ -127,7 +127,7 @@ def run_recipe(dataset: str, name: str, target: float, stop: bool, data_dir: str
             budget_spent = True
     fit_s = time.perf_counter() - t0 - probe_s
     row: dict[str, Any] = {
-        "recipe": name, "overrides": RECIPES[name], "budget_s": budget_s, "budget_spent": budget_spent,
+        "recipe": name, "overrides": RECIPES[name], "seed": model.config.train.seed, "budget_s": budget_s, "budget_spent": budget_spent,
         f"time_to_{target:g}_s": reached.get("seconds"),
         "epoch_reaching_target": reached.get("epoch"), "stopped_at_target": stopped_at_target,
         "fit_seconds_without_probe": round(fit_s, 1), "probe_seconds": round(probe_s, 1),
@@ -156,6 +156,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap.add_argument("--stop-at-target", default="", help="recipes that end once they reach the target")
     ap.add_argument("--budget", action="append", default=[], metavar="NAME=SECONDS",
                     help="end recipe NAME once its clock (probe excluded) passes SECONDS; repeatable")
+    ap.add_argument("--seed", type=int, default=None,
+                    help="train.seed for every recipe (default: the model's, 42): the seed spread of a time to target")
     ap.add_argument("--data-dir", default=None)
     ap.add_argument("--out", default=None, help="default benchmarks/results/<dataset>/cost.json")
     ap.add_argument("--one", default=None, help=argparse.SUPPRESS)  # a child process: train this recipe
@@ -170,7 +172,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         except ValueError:
             raise SystemExit(f"--budget {spec!r}: expected NAME=SECONDS, e.g. new=1800") from None
     if args.one:
-        row = run_recipe(args.dataset, args.one, args.target, args.one in stop, args.data_dir, budgets.get(args.one))
+        row = run_recipe(args.dataset, args.one, args.target, args.one in stop, args.data_dir, budgets.get(args.one),
+                         args.seed)
         Path(args.row_out).write_text(json.dumps(row) + "\n")
         return row
     names = [n for n in args.recipes.split(",") if n]
@@ -186,6 +189,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             cmd = [sys.executable, str(Path(__file__).resolve()), "--dataset", args.dataset, "--target", str(args.target),
                    "--one", name, "--row-out", f.name, "--stop-at-target", args.stop_at_target,
                    *[a for spec in args.budget for a in ("--budget", spec)],
+                   *(["--seed", str(args.seed)] if args.seed is not None else []),
                    *(["--data-dir", args.data_dir] if args.data_dir else [])]
             subprocess.run(cmd, check=True)
             rows[name] = json.loads(Path(f.name).read_text())
@@ -207,12 +211,12 @@ def write_table(result: dict[str, Any], path: Path) -> None:
     lines = [f"# Training cost on {result['dataset']}: time to test NDCG@10 {target:g}", "",
              (f"Machine: {m.get('cpu')}, {m.get('cores')} cores, torch {m.get('torch')}, {m.get('torch_threads')} thread(s). "
              f"Command: `{result['command']}`. Clocks exclude the per-epoch test probe."), "",
-             (f"| recipe | overrides | epochs | clock s | time to {target:g} s | test NDCG@10 | test HR@10 "
-             "| peak RSS MiB |"), "|---|---|---|---|---|---|---|---|"]
+             (f"| recipe | overrides | seed | epochs | clock s | time to {target:g} s | test NDCG@10 | test HR@10 "
+             "| peak RSS MiB |"), "|---|---|---|---|---|---|---|---|---|"]
     for name, r in result["recipes"].items():
         tm = r.get("test_metrics", {})
         clock = r["curve"][-1]["seconds"] if r.get("curve") else r.get("fit_seconds_without_probe")
-        lines.append(f"| {name} | {' '.join(r['overrides'])} | {r['epochs']} | {clock} | "
+        lines.append(f"| {name} | {' '.join(r['overrides'])} | {r.get('seed', 42)} | {r['epochs']} | {clock} | "
                      f"{r[f'time_to_{target:g}_s']} | {tm.get('ndcg@10')} | {tm.get('hr@10')} | {r['peak_rss_mib']} |")
     if "incomplete" in result:
         lines += ["", f"Incomplete: {result['incomplete']}."]

@@ -44,6 +44,7 @@ def test_the_file_is_written_after_each_recipe(load_bench, tmp_path: Path, monke
             return real_run(cmd, check=check, **kw)
         name = cmd[cmd.index("--one") + 1]
         calls.append(name)
+        assert cmd[cmd.index("--seed") + 1] == "7"  # each child gets the run's seed
         if name == "smoke-b":
             raise KeyboardInterrupt
         Path(cmd[cmd.index("--row-out") + 1]).write_text(json.dumps(
@@ -53,7 +54,8 @@ def test_the_file_is_written_after_each_recipe(load_bench, tmp_path: Path, monke
 
     monkeypatch.setattr(cost.subprocess, "run", fake_child)
     with pytest.raises(KeyboardInterrupt):
-        cost.main(["--dataset", "synthetic", "--target", "0.5", "--recipes", "smoke-a,smoke-b", "--out", str(out)])
+        cost.main(["--dataset", "synthetic", "--target", "0.5", "--recipes", "smoke-a,smoke-b", "--seed", "7",
+                   "--out", str(out)])
     written = json.loads(out.read_text())
     assert calls == ["smoke-a", "smoke-b"] and list(written["recipes"]) == ["smoke-a"]
     assert "smoke-b" in written["incomplete"]
@@ -67,8 +69,9 @@ def test_unknown_recipe_is_an_error(load_bench) -> None:
 @pytest.mark.slow
 def test_a_budget_ends_a_recipe_and_it_is_judged_at_its_best_validation_epoch(load_bench, tmp_path: Path) -> None:
     result = load_bench("cost").main(["--dataset", "synthetic", "--target", "0.99", "--recipes", "smoke-b",
-                                      "--budget", "smoke-b=0", "--out", str(tmp_path / "cost.json")])
+                                      "--budget", "smoke-b=0", "--seed", "43", "--out", str(tmp_path / "cost.json")])
     row = result["recipes"]["smoke-b"]
+    assert row["seed"] == 43  # the child trained with train.seed=43
     assert row["budget_spent"] and row["budget_s"] == 0.0 and row["epochs"] == 1  # the clock passed 0 at epoch 0
     assert row["test_metrics"]["ndcg@10"] == row["curve"][0]["test_ndcg@10"] and row["time_to_0.99_s"] is None
 
