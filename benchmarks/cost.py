@@ -66,6 +66,12 @@ RECIPES: dict[str, list[str]] = {
     "new": ["d_model=128", "n_heads=2", "mixture=false", "use_text=false", "max_len=200", "dropout=0.2",
             "attention_dropout=0", "loss=sampled", "n_negatives=1024", "train.batch_size=64", "train.lr=0.002",
             "train.lr_schedule=cosine", "train.max_epochs=30", "train.length_pool=16", "context_head=false"],
+    # "new" with a random window of each long history as the epoch's targets (window=random): on ml-1m the last
+    # 200 events leave a third of the training events never a target
+    "new-window": ["d_model=128", "n_heads=2", "mixture=false", "use_text=false", "max_len=200", "dropout=0.2",
+                   "attention_dropout=0", "loss=sampled", "n_negatives=1024", "train.batch_size=64", "train.lr=0.002",
+                   "train.lr_schedule=cosine", "train.max_epochs=30", "train.length_pool=16", "context_head=false",
+                   "window=random"],
     # tiny recipes for tests and smoke runs (the simulator, ml-100k)
     "smoke-a": ["d_model=16", "n_layers=1", "n_heads=1", "use_text=false", "mixture=false", "train.max_epochs=3"],
     "smoke-b": ["d_model=32", "n_layers=1", "n_heads=1", "use_text=false", "mixture=false", "train.max_epochs=3"],
@@ -160,6 +166,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                     help="train.seed for every recipe (default: the model's, 42): the seed spread of a time to target")
     ap.add_argument("--data-dir", default=None)
     ap.add_argument("--out", default=None, help="default benchmarks/results/<dataset>/cost.json")
+    ap.add_argument("--gather-seeds", default=None, metavar="RECIPE",
+                    help="train nothing: RECIPE's rows from the --out file and from cost_seeds/RECIPE-seed*.json "
+                         "(runs with --seed) -> mean +- std of its time to target, test figures and peak RSS")
     ap.add_argument("--one", default=None, help=argparse.SUPPRESS)  # a child process: train this recipe
     ap.add_argument("--row-out", default=None, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
@@ -171,6 +180,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             budgets[name] = float(secs)
         except ValueError:
             raise SystemExit(f"--budget {spec!r}: expected NAME=SECONDS, e.g. new=1800") from None
+    out = Path(args.out) if args.out else ROOT / "results" / args.dataset / "cost.json"
+    if args.gather_seeds:
+        return gather_seeds(out, args.gather_seeds, args.target)
     if args.one:
         row = run_recipe(args.dataset, args.one, args.target, args.one in stop, args.data_dir, budgets.get(args.one),
                          args.seed)
@@ -183,7 +195,6 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     command = "python benchmarks/cost.py " + " ".join(shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:]))
     rows: dict[str, Any] = {}
     result: dict[str, Any] = {}
-    out = Path(args.out) if args.out else ROOT / "results" / args.dataset / "cost.json"
     for name in names:
         with tempfile.NamedTemporaryFile(suffix=".json") as f:
             cmd = [sys.executable, str(Path(__file__).resolve()), "--dataset", args.dataset, "--target", str(args.target),
@@ -202,6 +213,59 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         write_table(result, out.with_suffix(".md"))
     print(f"-> {out}")
     return result
+
+
+def gather_seeds(out: Path, recipe: str, target: float) -> dict[str, Any]:
+    """The seed spread of one recipe: its row in ``out`` (a side-by-side run) and its rows in
+    ``cost_seeds/<recipe>-seed<S>.json`` beside it (runs with ``--seed S``), one per seed, into
+    ``cost_seeds/<recipe>.json`` / ``.md`` and the ``seeds`` entry of ``out``'s ``recipe`` block."""
+    import statistics
+
+    key = f"time_to_{target:g}_s"
+    main_result = json.loads(out.read_text())
+    files = [out, *sorted((out.parent / "cost_seeds").glob(f"{recipe}-seed*.json"))]
+    rows = [json.loads(f.read_text())["recipes"][recipe] for f in files if recipe in json.loads(f.read_text())["recipes"]]
+    per_seed = [{"seed": r.get("seed", 42), key: r[key], "epoch_reaching_target": r["epoch_reaching_target"],
+                 "test_metrics": r.get("test_metrics"), "peak_rss_mib": r["peak_rss_mib"]} for r in rows]
+    if len({p["seed"] for p in per_seed}) != len(per_seed):
+        raise SystemExit(f"two rows of {recipe} have the same seed: {[p['seed'] for p in per_seed]}")
+
+    def spread(values: list[float]) -> dict[str, float]:
+        return {"mean": round(statistics.mean(values), 4), "std": round(statistics.stdev(values), 4) if len(values) > 1 else 0.0}
+
+    reached = [p[key] for p in per_seed if p[key] is not None]
+    summary: dict[str, Any] = {
+        "recipe": recipe, "seeds": [p["seed"] for p in per_seed], "files": [str(f.relative_to(out.parent)) for f in files],
+        "reached_target": f"{len(reached)} of {len(per_seed)}",
+        key: spread(reached) if reached else None, "max_" + key: max(reached) if reached else None,
+        "test_ndcg@10": spread([p["test_metrics"]["ndcg@10"] for p in per_seed]),
+        "test_hr@10": spread([p["test_metrics"]["hr@10"] for p in per_seed]),
+        "peak_rss_mib": spread([p["peak_rss_mib"] for p in per_seed]), "max_peak_rss_mib": max(p["peak_rss_mib"] for p in per_seed),
+        "per_seed": per_seed,
+    }
+    dest = out.parent / "cost_seeds" / f"{recipe}.json"
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    dest.write_text(json.dumps(summary, indent=2) + "\n")
+    lines = [f"# {recipe}: time to test NDCG@10 {target:g}, by seed", "", (f"Gathered by `python benchmarks/cost.py "
+             f"--dataset {main_result['dataset']} --target {target:g} --gather-seeds {recipe}` from {', '.join(summary['files'])}."),
+             "", f"| seed | time to {target:g} s | epoch | test NDCG@10 | test HR@10 | peak RSS MiB |", "|---|---|---|---|---|---|"]
+    for p in per_seed:
+        tm = p["test_metrics"] or {}
+        lines.append(f"| {p['seed']} | {p[key]} | {p['epoch_reaching_target']} | {tm.get('ndcg@10')} | {tm.get('hr@10')} "
+                     f"| {p['peak_rss_mib']} |")
+    t = summary[key]
+    lines.append(f"| mean +- std | {t['mean'] if t else None} +- {t['std'] if t else None} | | "
+                 f"{summary['test_ndcg@10']['mean']} +- {summary['test_ndcg@10']['std']} | "
+                 f"{summary['test_hr@10']['mean']} +- {summary['test_hr@10']['std']} | max {summary['max_peak_rss_mib']} |")
+    lines += ["", f"Reached the target: {summary['reached_target']} seeds."]
+    dest.with_suffix(".md").write_text("\n".join(lines) + "\n")
+    if recipe in main_result:
+        main_result[recipe]["seeds"] = {k: summary[k] for k in ("seeds", "reached_target", key, "max_" + key,
+                                                                 "test_ndcg@10", "test_hr@10", "max_peak_rss_mib")}
+        main_result[recipe]["seeds"]["file"] = f"cost_seeds/{recipe}.json"
+        out.write_text(json.dumps(main_result, indent=2) + "\n")
+    print(f"{recipe}: {summary['reached_target']} seeds reached {target:g}; time {t}; -> {dest}")
+    return summary
 
 
 def write_table(result: dict[str, Any], path: Path) -> None:

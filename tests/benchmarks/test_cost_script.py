@@ -79,3 +79,35 @@ def test_a_budget_ends_a_recipe_and_it_is_judged_at_its_best_validation_epoch(lo
 def test_a_malformed_budget_is_an_error(load_bench) -> None:
     with pytest.raises(SystemExit, match="NAME=SECONDS"):
         load_bench("cost").main(["--dataset", "synthetic", "--target", "0.1", "--budget", "smoke-b"])
+
+
+def _cost_file(path: Path, seed: int | None, seconds: float | None, ndcg: float) -> None:
+    row = {"recipe": "new", "time_to_0.19_s": seconds, "epoch_reaching_target": None if seconds is None else 20,
+           "test_metrics": {"ndcg@10": ndcg, "hr@10": 2 * ndcg}, "peak_rss_mib": 1000.0 + ndcg * 1000,
+           **({"seed": seed} if seed is not None else {})}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"dataset": "ml-1m", "recipes": {"new": row}, "new": {"time_to_0.19_s": seconds}}))
+
+
+def test_seed_runs_are_gathered_into_a_spread(load_bench, tmp_path: Path) -> None:
+    """The side-by-side run (seed 42, no seed key: the default) and two --seed runs: mean +- sample std by
+    hand; a seed that missed the target counts in the test figures and not in the time."""
+    out = tmp_path / "cost.json"
+    _cost_file(out, None, 1600.0, 0.19)
+    _cost_file(tmp_path / "cost_seeds" / "new-seed43.json", 43, 1400.0, 0.20)
+    _cost_file(tmp_path / "cost_seeds" / "new-seed44.json", 44, None, 0.18)
+    s = load_bench("cost").main(["--dataset", "ml-1m", "--target", "0.19", "--gather-seeds", "new", "--out", str(out)])
+    assert s["seeds"] == [42, 43, 44] and s["reached_target"] == "2 of 3"
+    assert s["time_to_0.19_s"] == {"mean": 1500.0, "std": 141.4214} and s["max_time_to_0.19_s"] == 1600.0
+    assert s["test_ndcg@10"] == {"mean": 0.19, "std": 0.01} and s["max_peak_rss_mib"] == 1200.0
+    assert json.loads(out.read_text())["new"]["seeds"]["reached_target"] == "2 of 3"
+    table = (tmp_path / "cost_seeds" / "new.md").read_text()
+    assert "| 44 | None |" in table and "1500.0 +- 141.4214" in table
+
+
+def test_two_rows_of_one_seed_are_an_error(load_bench, tmp_path: Path) -> None:
+    out = tmp_path / "cost.json"
+    _cost_file(out, 43, 1600.0, 0.19)
+    _cost_file(tmp_path / "cost_seeds" / "new-seed43.json", 43, 1400.0, 0.20)
+    with pytest.raises(SystemExit, match=r"same seed: \[43, 43\]"):
+        load_bench("cost").main(["--dataset", "ml-1m", "--target", "0.19", "--gather-seeds", "new", "--out", str(out)])
