@@ -96,7 +96,14 @@ def test_seed_runs_are_gathered_into_a_spread(load_bench, tmp_path: Path) -> Non
     _cost_file(out, None, 1600.0, 0.19)
     _cost_file(tmp_path / "cost_seeds" / "new-seed43.json", 43, 1400.0, 0.20)
     _cost_file(tmp_path / "cost_seeds" / "new-seed44.json", 44, None, 0.18)
+    seed43 = json.loads((tmp_path / "cost_seeds" / "new-seed43.json").read_text())
+    seed43["recipes"]["new"]["curve"] = [  # validation peaked at epoch 19, whose test figure was below the target
+        {"epoch": e, "valid_ndcg@10": v, "test_ndcg@10": t} for e, v, t in [(18, 0.18, 0.17), (19, 0.195, 0.185),
+                                                                              (20, 0.194, 0.20), (21, 0.2, 0.21)]]
+    (tmp_path / "cost_seeds" / "new-seed43.json").write_text(json.dumps(seed43))
     s = load_bench("cost").main(["--dataset", "ml-1m", "--target", "0.19", "--gather-seeds", "new", "--out", str(out)])
+    assert s["per_seed"][1]["selected_then"] == {"epoch": 19, "valid_ndcg@10": 0.195, "test_ndcg@10": 0.185}
+    assert s["per_seed"][0]["selected_then"] is None  # no curve in that file
     assert s["seeds"] == [42, 43, 44] and s["reached_target"] == "2 of 3"
     assert s["time_to_0.19_s"] == {"mean": 1500.0, "std": 141.4214} and s["max_time_to_0.19_s"] == 1600.0
     assert s["test_ndcg@10"] == {"mean": 0.19, "std": 0.01} and s["max_peak_rss_mib"] == 1200.0
