@@ -66,12 +66,6 @@ RECIPES: dict[str, list[str]] = {
     "new": ["d_model=128", "n_heads=2", "mixture=false", "use_text=false", "max_len=200", "dropout=0.2",
             "attention_dropout=0", "loss=sampled", "n_negatives=1024", "train.batch_size=64", "train.lr=0.002",
             "train.lr_schedule=cosine", "train.max_epochs=30", "train.length_pool=16", "context_head=false"],
-    # "new" with a random window of each long history as the epoch's targets (window=random): on ml-1m the last
-    # 200 events leave a third of the training events never a target
-    "new-window": ["d_model=128", "n_heads=2", "mixture=false", "use_text=false", "max_len=200", "dropout=0.2",
-                   "attention_dropout=0", "loss=sampled", "n_negatives=1024", "train.batch_size=64", "train.lr=0.002",
-                   "train.lr_schedule=cosine", "train.max_epochs=30", "train.length_pool=16", "context_head=false",
-                   "window=random"],
     # tiny recipes for tests and smoke runs (the simulator, ml-100k)
     "smoke-a": ["d_model=16", "n_layers=1", "n_heads=1", "use_text=false", "mixture=false", "train.max_epochs=3"],
     "smoke-b": ["d_model=32", "n_layers=1", "n_heads=1", "use_text=false", "mixture=false", "train.max_epochs=3"],
@@ -222,9 +216,15 @@ def gather_seeds(out: Path, recipe: str, target: float) -> dict[str, Any]:
     import statistics
 
     key = f"time_to_{target:g}_s"
+    if not out.exists():
+        raise SystemExit(f"--gather-seeds: no {out} (the side-by-side run's file); run the recipes first or pass --out")
     main_result = json.loads(out.read_text())
-    files = [out, *sorted((out.parent / "cost_seeds").glob(f"{recipe}-seed*.json"))]
-    rows = [json.loads(f.read_text())["recipes"][recipe] for f in files if recipe in json.loads(f.read_text())["recipes"]]
+    files = [f for f in [out, *sorted((out.parent / "cost_seeds").glob(f"{recipe}-seed*.json"))]
+             if recipe in json.loads(f.read_text())["recipes"]]
+    if not files:
+        raise SystemExit(f"--gather-seeds {recipe!r}: no row of that recipe in {out} or {out.parent / 'cost_seeds'}; "
+                         f"recipes in {out.name}: {sorted(main_result['recipes'])}")
+    rows = [json.loads(f.read_text())["recipes"][recipe] for f in files]
     per_seed = [{"seed": r.get("seed", 42), key: r[key], "epoch_reaching_target": r["epoch_reaching_target"],
                  "test_metrics": r.get("test_metrics"), "peak_rss_mib": r["peak_rss_mib"],
                  "selected_then": _selected_then(r)} for r in rows]
