@@ -517,18 +517,34 @@ def test_served_events_after_the_trained_history_keep_every_input() -> None:
     assert int(x2["ev"][0, L - 1]) == 0
 
 
-
-def test_training_targets_are_each_users_last_max_len_events() -> None:
-    """A 10-event user at max_len 4 is trained on events 7-10, each predicted from its predecessor; a
-    3-event user on all three, the first from BOS (-1), padded. (A random window per epoch was measured and
-    removed: benchmarks/results/ml-1m/cost_levers/new-window.json.)"""
+@pytest.mark.parametrize("window", ["last", "random"])
+def test_training_windows_are_contiguous_and_random_ones_reach_every_event(window: str) -> None:
+    """A 10-event user at max_len 4: ``last`` always targets events 7-10; ``random`` draws a window end in
+    4..10 each epoch, so every event is a target in some epoch; each target is predicted from its
+    predecessor, the first event from BOS (-1)."""
     from ctxrec.models.fusion.batches import TrainingEvents, training_batches
 
     n = np.array([10, 3])
     ev = TrainingEvents(items=np.concatenate([np.arange(1, 11), np.arange(11, 14)]), ctx_ids=np.zeros((13, 1), np.int64),
                         ctx_dense=np.zeros((13, 0), np.float32), events=np.zeros(13, np.int64),
                         offsets=np.concatenate([[0], np.cumsum(n)]), users=[0, 1])
-    (b,) = list(training_batches(ev, batch_size=2, max_len=4)(np.random.default_rng(0)))
-    rows = {int(u): r for r, u in enumerate(b["users"].tolist())}
-    assert b["tgt"][rows[0]].tolist() == [7, 8, 9, 10] and b["inp"][rows[0]].tolist() == [6, 7, 8, 9]
-    assert b["tgt"][rows[1]].tolist() == [11, 12, 13, 0] and b["inp"][rows[1]].tolist() == [-1, 11, 12, 0]
+    make = training_batches(ev, batch_size=2, max_len=4, window=window)
+    rng = np.random.default_rng(0)
+    ends, targets = set(), set()
+    for _ in range(60):
+        (b,) = list(make(rng))
+        row = int((b["users"] == 0).nonzero()[0, 0])
+        tgt, inp = b["tgt"][row].tolist(), b["inp"][row].tolist()
+        assert tgt == list(range(tgt[0], tgt[0] + 4))  # contiguous, in order
+        assert inp == [-1 if t == 1 else t - 1 for t in tgt][:1] + tgt[:3]  # predecessor, BOS for the first event
+        other = b["tgt"][1 - row].tolist()
+        assert other == [11, 12, 13, 0]  # a short history is all targets, padded
+        ends.add(tgt[-1])
+        targets.update(tgt)
+    assert ends == ({10} if window == "last" else set(range(4, 11)))
+    assert targets == (set(range(7, 11)) if window == "last" else set(range(1, 11)))
+
+
+def test_an_unknown_window_is_a_config_error() -> None:
+    with pytest.raises(ConfigError, match="window must be 'last' or 'random', got 'all'"):
+        FusionConfig(window="all")  # type: ignore[arg-type]
