@@ -122,7 +122,7 @@ def test_two_rows_of_one_seed_are_an_error(load_bench, tmp_path: Path) -> None:
 
 def test_gathering_a_recipe_that_never_ran_names_the_ones_that_did(load_bench, tmp_path: Path) -> None:
     out = tmp_path / "cost.json"
-    with pytest.raises(SystemExit, match="no .*cost.json"):
+    with pytest.raises(SystemExit, match=r"no .*cost\.json"):
         load_bench("cost").main(["--dataset", "ml-1m", "--target", "0.19", "--gather-seeds", "new", "--out", str(out)])
     _cost_file(out, None, 1600.0, 0.19)
     with pytest.raises(SystemExit, match=r"no row of that recipe .* recipes in cost.json: \['new'\]"):
