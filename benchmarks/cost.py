@@ -225,12 +225,12 @@ def gather_seeds(out: Path, recipe: str, target: float) -> dict[str, Any]:
     if not out.exists():
         raise SystemExit(f"--gather-seeds: no {out} (the side-by-side run's file); run the recipes first or pass --out")
     main_result = json.loads(out.read_text())
-    files = [f for f in [out, *sorted((out.parent / "cost_seeds").glob(f"{recipe}-seed*.json"))]
-             if recipe in json.loads(f.read_text())["recipes"]]
+    found = {f: json.loads(f.read_text())["recipes"] for f in [out, *sorted((out.parent / "cost_seeds").glob(f"{recipe}-seed*.json"))]}
+    files = [f for f, recipes in found.items() if recipe in recipes]
     if not files:
         raise SystemExit(f"--gather-seeds {recipe!r}: no row of that recipe in {out} or {out.parent / 'cost_seeds'}; "
                          f"recipes in {out.name}: {sorted(main_result['recipes'])}")
-    rows = [json.loads(f.read_text())["recipes"][recipe] for f in files]
+    rows = [found[f][recipe] for f in files]
     per_seed = [{"seed": r.get("seed", 42), key: r[key], "epoch_reaching_target": r["epoch_reaching_target"],
                  "test_metrics": r.get("test_metrics"), "peak_rss_mib": r["peak_rss_mib"],
                  "selected_then": _selected_then(r)} for r in rows]
