@@ -66,12 +66,6 @@ RECIPES: dict[str, list[str]] = {
     "new": ["d_model=128", "n_heads=2", "mixture=false", "use_text=false", "max_len=200", "dropout=0.2",
             "attention_dropout=0", "loss=sampled", "n_negatives=1024", "train.batch_size=64", "train.lr=0.002",
             "train.lr_schedule=cosine", "train.max_epochs=30", "train.length_pool=16", "context_head=false"],
-    # "new" with a random window of each long history as the epoch's targets (window=random): on ml-1m the last
-    # 200 events leave a third of the training events never a target
-    "new-window": ["d_model=128", "n_heads=2", "mixture=false", "use_text=false", "max_len=200", "dropout=0.2",
-                   "attention_dropout=0", "loss=sampled", "n_negatives=1024", "train.batch_size=64", "train.lr=0.002",
-                   "train.lr_schedule=cosine", "train.max_epochs=30", "train.length_pool=16", "context_head=false",
-                   "window=random"],
     # tiny recipes for tests and smoke runs (the simulator, ml-100k)
     "smoke-a": ["d_model=16", "n_layers=1", "n_heads=1", "use_text=false", "mixture=false", "train.max_epochs=3"],
     "smoke-b": ["d_model=32", "n_layers=1", "n_heads=1", "use_text=false", "mixture=false", "train.max_epochs=3"],

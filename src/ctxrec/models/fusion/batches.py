@@ -109,22 +109,19 @@ def training_events(m: FusionInputs, data: Dataset) -> TrainingEvents:
                           users=[u for u in range(data.n_users) if offsets[u + 1] > offsets[u]])
 
 
-def training_batches(ev: TrainingEvents, batch_size: int, max_len: int, pool: int = 1, window: str = "last"
+def training_batches(ev: TrainingEvents, batch_size: int, max_len: int, pool: int = 1
                      ) -> Callable[[np.random.Generator], Iterator[dict[str, torch.Tensor]]]:
-    """Batches of ``max_len`` events of each user as targets (the last ones, or with ``window="random"`` a
-    window whose end is drawn each epoch), each predicted from the event before it (the user's first event
-    from BOS) with its own context as the request context; which users share a batch:
+    """Batches of users' last ``max_len`` events as targets, each predicted from the event before it (the
+    user's first event from BOS) with its own context as the request context; which users share a batch:
     :mod:`ctxrec.training.batching` (``pool`` 1: random). CPU tensors: the training loop shards them across ranks, pins
     and copies them."""
     items, ctx_ids, ctx_dense, events, offsets = ev.items, ev.ctx_ids, ev.ctx_dense, ev.events, ev.offsets
-    counts = np.diff(offsets)[ev.users]
-    lengths = np.minimum(counts, max_len)
+    lengths = np.minimum(np.diff(offsets)[ev.users], max_len)
 
     def batches(rng: np.random.Generator) -> Iterator[dict[str, torch.Tensor]]:
-        ends = counts if window == "last" else lengths + rng.integers(0, counts - lengths + 1)  # (n_users,)
         for chosen in length_bucketed_batches(lengths, batch_size, rng, pool):
             us = [ev.users[i] for i in chosen]
-            sl = [np.arange(offsets[u] + e - n, offsets[u] + e) for u, e, n in zip(us, ends[chosen], lengths[chosen], strict=True)]
+            sl = [np.arange(offsets[u], offsets[u + 1])[-max_len:] for u in us]  # target positions
             T = max(len(s) for s in sl)
             B = len(us)
             tgt = np.zeros((B, T), np.int64)

@@ -35,13 +35,6 @@ class FusionConfig:
     at 3.1 instead of 4.1 GiB (benchmarks/results/ml-1m/STEP_COST.md). Quality: on amazon-scientific (the
     headline config, 3 seeds) 0 gave NDCG@10 0.0891 +- 0.0006 against 0.0895 +- 0.0003 (within noise) and
     no speed-up at 50 positions; not yet measured on ml-1m, so the default is unchanged."""
-    window: Literal["last", "random"] = "last"
-    """Which ``max_len`` events of a longer history are the targets of an epoch: the user's ``last``, or a
-    ``random`` window (its end drawn uniformly each epoch), so that older events are targets too (on ml-1m
-    the last 200 leave a third of the training events never a target). Same cost per epoch. Measured once (ml-1m,
-    the fast d-128 recipe, seed 42; benchmarks/results/ml-1m/cost_levers/new-window.json): validation NDCG@10
-    ahead of the last-window seeds from epoch 18 (0.198 at 22 against 0.1905-0.1917), behind at epochs 4-7; its
-    best-validation weights score test 0.1906 against 0.1911 +- 0.0003. One seed, so not the default."""
     use_id: bool = True
     """Learned ID embedding per item (items without one rely on text and attributes)."""
     use_text: bool | Literal["auto"] = "auto"
@@ -173,8 +166,6 @@ class FusionConfig:
                 raise ConfigError(f"{name} must be true, false or \"auto\", got {getattr(self, name)!r}")
         if self.attention_dropout is not None and not 0.0 <= self.attention_dropout < 1.0:
             raise ConfigError(f"attention_dropout must be in [0, 1) or None (the same as dropout), got {self.attention_dropout}")
-        if self.window not in ("last", "random"):
-            raise ConfigError(f"window must be 'last' or 'random', got {self.window!r}")
         if self.auto_epochs < 1:
             raise ConfigError(f"auto_epochs must be >= 1, got {self.auto_epochs}")
         drop: object = self.id_dropout  # a TOML/CLI value may be any type

@@ -248,7 +248,7 @@ class FusionRecommender(Recommender):
 
         evaluate = validation_fn(self, valid, self._monitor, exclude_seen=not self.keeps_seen)
         n_batches = math.ceil(len(events.users) / tc.batch_size)
-        result = train_loop(net, batches=training_batches(events, tc.batch_size, cfg.max_len, tc.length_pool, cfg.window), loss_fn=loss_fn,
+        result = train_loop(net, batches=training_batches(events, tc.batch_size, cfg.max_len, tc.length_pool), loss_fn=loss_fn,
                             evaluate=evaluate, cfg=tc, run_dir=run_dir, n_batches=n_batches,
                             initial=self._warm_start)
         net.eval()
