@@ -49,11 +49,10 @@ def committed(dataset: str, name: str, metric: str) -> float | None:
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     from seeds import combine, seed_list
 
-    from ctxrec.config import apply_overrides
+    from ctxrec.config import apply_overrides, flatten
     from ctxrec.experiment import machine_description
     from ctxrec.tuning import TuneConfig, finish, parse_duration, retrain_seed, run_study
     from ctxrec.tuning.report import best_experiment
-    from ctxrec.tuning.spaces import flatten_overrides
     from ctxrec.tuning.study import task_space
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -80,7 +79,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     run_dir = Path(args.run_dir) if args.run_dir else ROOT.parent / "runs" / "tune" / label
     cfg = TuneConfig(dataset=args.dataset, model=args.model, trials=args.trials, out=str(run_dir),
                      data_dir=args.data_dir, timeout_s=parse_duration(args.timeout) if args.timeout else None,
-                     jobs=args.jobs, space_file=args.space, confirm=args.confirm, overrides=flatten_overrides(apply_overrides({}, args.set)),
+                     jobs=args.jobs, space_file=args.space, confirm=args.confirm, overrides=flatten(apply_overrides({}, args.set)),
                      command=command)
     cpu0, t0 = _cpu_s(), time.time()
     study = run_study(cfg)

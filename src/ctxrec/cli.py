@@ -249,11 +249,10 @@ def tune(
     """
     import sys
 
-    from ctxrec.config import apply_overrides
+    from ctxrec.config import apply_overrides, flatten
     from ctxrec.errors import CtxrecError
     from ctxrec.tuning import TuneConfig, parse_duration
     from ctxrec.tuning import tune as run_tune
-    from ctxrec.tuning.spaces import flatten_overrides
 
     if (dataset is None) == (mapping is None):
         _fail("give --dataset NAME or --mapping FILE (a column mapping of your data; `ctxrec data init` writes one)")
@@ -263,7 +262,7 @@ def tune(
                          data_dir=data_dir, mapping=str(mapping) if mapping else None, split=split, metric=metric, timeout_s=parse_duration(timeout) if timeout else None,
                          jobs=jobs, storage=storage, study=study, seed=seed, confirm=confirm, confirm_seeds=confirm_seeds,
                          space_file=str(space) if space else None,
-                         overrides=flatten_overrides(apply_overrides({}, set_)),
+                         overrides=flatten(apply_overrides({}, set_)),
                          command=" ".join(shlex.quote(a) for a in ["ctxrec", *sys.argv[1:]]))
         summary = run_tune(cfg, echo=typer.echo)
     except CtxrecError as exc:
@@ -305,6 +304,33 @@ def evaluate(
     except (CtxrecError, FileNotFoundError) as exc:
         _fail(str(exc))
     print_metrics({m.kind: res})
+
+
+@app.command()
+def ensemble(
+    runs: Annotated[list[Path], typer.Argument(help="Run folders of one fusion experiment trained with different "
+                                               "train.seed values (e.g. side by side: `ctxrec train ... --set "
+                                               "train.seed=S -o runs/S`).")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Run folder to write the ensemble to.")],
+) -> None:
+    """Average fusion runs trained apart into one seed ensemble, evaluated on their test cases.
+
+    The same model as `ctxrec train --model ensemble`, whose members train one after the other; here they
+    trained in parallel processes or on several machines. `ctxrec evaluate` and `ctxrec serve` read the
+    folder written."""
+    from ctxrec.errors import CtxrecError
+    from ctxrec.experiment import combine_runs
+    from ctxrec.reports import print_metrics
+
+    if len(runs) < 2:
+        _fail(f"give at least two run folders to average, got {len(runs)}")
+    try:
+        result = combine_runs(runs, out, command=" ".join(shlex.quote(str(a)) for a in ["ctxrec", "ensemble", *runs, "-o", out]))
+    except (CtxrecError, FileNotFoundError) as exc:
+        _fail(str(exc))
+    print_metrics({f"ensemble of {len(runs)}": result["metrics"],
+                   **{f"member seed {m['seed']}": m["metrics"] for m in result["members"] if m["metrics"]}})
+    typer.echo(f"run folder: {out}")
 
 
 @app.command()

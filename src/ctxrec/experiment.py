@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ctxrec.config import apply_overrides, from_dict, load_file, to_dict
+from ctxrec.config import apply_overrides, flatten, from_dict, load_file, to_dict
 from ctxrec.errors import ConfigError, DataError
 
 if TYPE_CHECKING:
@@ -449,3 +449,64 @@ def copy_data_record(src_run: str | Path, dst_run: str | Path) -> None:
         record = json.loads((src / DATA_RECORD).read_text())
         shutil.copyfile(src / record["mapping"], dst / record["mapping"])
         shutil.copyfile(src / DATA_RECORD, dst / DATA_RECORD)
+
+
+def combine_runs(runs: Sequence[str | Path], out: str | Path, *, command: str | None = None) -> dict[str, Any]:
+    """A seed ensemble (kind ``ensemble``) of fusion runs trained apart from one experiment but
+    ``train.seed`` (``ctxrec train --set train.seed=S`` in parallel processes or on several machines),
+    written as a run folder that ``ctxrec evaluate`` and ``ctxrec serve`` read, and evaluated on the
+    runs' test cases: ``metrics.json`` holds the ensemble's metrics next to each member's."""
+    from ctxrec.data.splits import make_split
+    from ctxrec.evaluation.evaluator import EvalConfig, Evaluator
+    from ctxrec.models import load_model
+    from ctxrec.models.ensemble import RUN_ONLY_FIELDS, EnsembleRecommender
+    from ctxrec.privacy import pseudonym_secret, pseudonymise_dataset
+
+    t0 = time.perf_counter()
+    paths = [Path(r) for r in runs]
+    cfgs = []
+    for p in paths:
+        if not (p / "config.json").is_file() or not (p / "model").is_dir():
+            raise ConfigError(f"{str(p)!r} is not a run folder written by `ctxrec train` (it has no config.json and "
+                              "model/); pass the --out folders of the member runs")
+        cfgs.append(json.loads((p / "config.json").read_text()))
+    if cfgs[0].get("model") != "fusion":
+        raise ConfigError(f"run {str(paths[0])!r} trained a {cfgs[0].get('model')!r} model; an ensemble's members are fusion runs")
+    base = {k: v for k, v in flatten(cfgs[0]).items() if k.removeprefix("model_config.") not in RUN_ONLY_FIELDS}
+    for p, c in zip(paths[1:], cfgs[1:], strict=True):
+        flat = {k: v for k, v in flatten(c).items() if k.removeprefix("model_config.") not in RUN_ONLY_FIELDS}
+        differ = sorted(k for k in base.keys() | flat.keys() if base.get(k) != flat.get(k))
+        if differ:
+            raise ConfigError(f"run {str(p)!r} is not the experiment of run {str(paths[0])!r} with another seed: they "
+                              f"differ in {', '.join(differ[:5])}")
+    ens = EnsembleRecommender.from_members([load_model(p) for p in paths])
+    exp = experiment_from_dict(cfgs[0])
+    data = run_data(paths[0])
+    if data is None:
+        raise DataError(f"run {str(paths[0])!r} records no data to evaluate on (no dataset, no data record)")
+    data = pseudonymise_dataset(data, pseudonym_secret())  # as the members were trained
+    exclude_seen = exp.exclude_seen if exp.exclude_seen is not None else not data.schema.repeat_consumption
+    metrics = Evaluator(EvalConfig(ks=exp.ks, exclude_seen=exclude_seen)).evaluate(ens, make_split(data, exp.split).test)
+    members = []
+    for p, member in zip(paths, ens.members, strict=True):
+        m = json.loads((p / "metrics.json").read_text()) if (p / "metrics.json").is_file() else {}
+        members.append({"run": str(p), "seed": member.config.train.seed, "metrics": m.get("metrics"),
+                        "command": m.get("command"), "fit_seconds": m.get("fit_seconds")})
+    result = {
+        "dataset": exp.dataset, "model": "ensemble", "split": exp.split,
+        "metrics": {k: round(float(v), 6) for k, v in metrics.items()},
+        "dataset_stats": {"users": data.n_users, "items": data.n_items, "events": data.n_events},
+        "command": command or " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]),
+        "members": members,
+        "seconds": round(time.perf_counter() - t0, 2),
+        "fit_seconds": round(sum(m["fit_seconds"] or 0.0 for m in members), 2),  # the members', trained apart
+        "peak_rss_mib": peak_rss_mib(), "exclude_seen": exclude_seen, "model_config": to_dict(ens.config),
+        "fit_info": ens.fit_info, "machine": machine_description(), "code": code_version(),
+    }
+    with staged_folder(out) as stage:
+        (stage / "config.json").write_text(json.dumps({**cfgs[0], "model": "ensemble", "model_config": to_dict(ens.config)},
+                                                      indent=2) + "\n")
+        copy_data_record(paths[0], stage)
+        ens.save(stage / "model")
+        (stage / "metrics.json").write_text(json.dumps(result, indent=2) + "\n")
+    return result

@@ -10,6 +10,7 @@ from test_fusion import context_dataset, tiny
 from ctxrec.errors import ConfigError
 from ctxrec.models.base import RecQuery
 from ctxrec.models.ensemble import EnsembleConfig, EnsembleRecommender
+from ctxrec.models.fusion import FusionRecommender
 from ctxrec.training.loop import TrainConfig
 
 
@@ -52,3 +53,37 @@ def test_ensemble_round_trips_with_every_member(ensemble: EnsembleRecommender, t
 def test_seeds_must_be_two_or_more_different(seeds: tuple[int, ...]) -> None:
     with pytest.raises(ConfigError, match="seeds"):
         EnsembleConfig(seeds=seeds)
+
+
+def _member(seed: int, **kw: object) -> FusionRecommender:
+    return FusionRecommender(tiny(train=TrainConfig(max_epochs=10, lr=1e-2, batch_size=16, progress=False, seed=seed), **kw))
+
+
+def test_members_trained_apart_make_the_ensemble_fit_trains(ensemble: EnsembleRecommender, tmp_path) -> None:
+    """Three fusion models trained one by one (as parallel processes would) average to the fitted
+    ensemble of the same seeds, and the result saves and loads as any ensemble."""
+    data = context_dataset(n_users=40)
+    apart = EnsembleRecommender.from_members([_member(s).fit(data) for s in (3, 4, 5)])
+    assert apart.config.seeds == (3, 4, 5) and len(apart.fit_info["members"]) == 3
+    batch = ensemble.encode_queries([RecQuery(history=["A1", "A2"], context={"device": "tv"}),
+                                     RecQuery(user_id=ensemble.user_vocab.ids[0])])
+    np.testing.assert_allclose(apart.score(batch), ensemble.score(batch), rtol=1e-4, atol=1e-5)
+    apart.save(tmp_path / "e")
+    np.testing.assert_allclose(EnsembleRecommender.load(tmp_path / "e").score(batch), apart.score(batch), rtol=1e-5)
+
+
+def test_members_that_are_not_one_config_on_one_data_are_refused() -> None:
+    from ctxrec.models.popularity import PopularityRecommender
+
+    data = context_dataset(n_users=40)
+    a, b = _member(3).fit(data), _member(4).fit(data)
+    with pytest.raises(ConfigError, match="at least two members"):
+        EnsembleRecommender.from_members([a])
+    with pytest.raises(ConfigError, match=r"member 1 is a 'popularity' model"):
+        EnsembleRecommender.from_members([a, PopularityRecommender().fit(data)])
+    with pytest.raises(ConfigError, match=r"member 1's config differs from member 0's in d_model \(16 against 8\)"):
+        EnsembleRecommender.from_members([a, _member(4, d_model=8).fit(data)])
+    with pytest.raises(ConfigError, match="member 2 was trained on other data"):
+        EnsembleRecommender.from_members([a, b, _member(5).fit(context_dataset(n_users=40, seed=1))])
+    with pytest.raises(ConfigError, match="seeds"):  # the same seed twice is one model twice
+        EnsembleRecommender.from_members([a, _member(3).fit(data)])

@@ -430,7 +430,7 @@ def test_removed_options_are_unknown_keys(retired: str) -> None:
 
 
 def test_a_model_saved_before_the_redesign_names_the_keys_to_delete(tmp_path) -> None:
-    """Saved before issue 17: config.json holds the removed options and the state the cold prior's offset.
+    """Saved before issue 17 (or before window went): config.json holds the removed options and the state the cold prior's offset.
     Loading says which keys to delete (and whether the model used them); once deleted, it loads as it was."""
     import json
 
@@ -440,18 +440,18 @@ def test_a_model_saved_before_the_redesign_names_the_keys_to_delete(tmp_path) ->
     model.save(tmp_path / "m")
     cfg_path = tmp_path / "m" / "config.json"
     meta = json.loads(cfg_path.read_text())
-    meta["config"].update(label_smoothing=0.0, cold_prior="none", text_adapter="linear", n_experts=4)
+    meta["config"].update(label_smoothing=0.0, cold_prior="none", text_adapter="linear", n_experts=4, window="last")
     cfg_path.write_text(json.dumps(meta))
     tensors = load_file(str(tmp_path / "m" / "model.safetensors"))
     tensors["state.net.cold_bias"] = np.zeros(1, np.float32)
     save_file(tensors, str(tmp_path / "m" / "model.safetensors"))
-    with pytest.raises(ConfigError, match=r"\['cold_prior', 'label_smoothing', 'n_experts', 'text_adapter'\].*changes nothing"):
+    with pytest.raises(ConfigError, match=r"\['cold_prior', 'label_smoothing', 'n_experts', 'text_adapter', 'window'\].*changes nothing"):
         FusionRecommender.load(tmp_path / "m")
     meta["config"]["cold_prior"] = "fit"
     cfg_path.write_text(json.dumps(meta))
     with pytest.raises(ConfigError, match=r"trained with \{'cold_prior': 'fit'\}.*retrain"):
         FusionRecommender.load(tmp_path / "m")
-    for k in ("label_smoothing", "cold_prior", "text_adapter", "n_experts"):
+    for k in ("label_smoothing", "cold_prior", "text_adapter", "n_experts", "window"):
         del meta["config"][k]
     cfg_path.write_text(json.dumps(meta))
     q = [RecQuery(history=["A1"], context={"device": "tv"})]

@@ -13,12 +13,14 @@ weights, saved side by side in the one ``model.safetensors`` (``m0.*``, ``m1.*``
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
+from ctxrec.config import flatten, to_dict
 from ctxrec.errors import ConfigError
 from ctxrec.models.base import QueryBatch, Recommender
 from ctxrec.models.fusion import FusionConfig, FusionRecommender
@@ -82,6 +84,41 @@ class EnsembleRecommender(Recommender):
             self.fit_info["best_valid"] = Evaluator(EvalConfig(exclude_seen=not self.keeps_seen)).evaluate(self, valid).get(key)
             self.fit_info["valid_metric"] = key
 
+    @classmethod
+    def from_members(cls, members: Sequence[Recommender]) -> EnsembleRecommender:
+        """The ensemble of fusion models trained apart (in parallel processes, or on several machines) from
+        one config but ``train.seed``, on the same data: what :meth:`fit` would have trained one after the
+        other. Anything else (another kind, another config, other data) is a :class:`ConfigError` naming it."""
+        if len(members) < 2:
+            raise ConfigError(f"an ensemble needs at least two members, got {len(members)}")
+        for i, m in enumerate(members):
+            if not isinstance(m, FusionRecommender) or not m.is_fitted:
+                what = f"a {m.kind!r} model" if not isinstance(m, FusionRecommender) else "an unfitted fusion model"
+                raise ConfigError(f"member {i} is {what}; an ensemble's members are fitted fusion models")
+        fusion = [m for m in members if isinstance(m, FusionRecommender)]
+        first = fusion[0]
+        base = flatten(to_dict(first.config))
+        for i, m in enumerate(fusion[1:], 1):
+            flat = flatten(to_dict(m.config))
+            differ = sorted(k for k in base.keys() | flat.keys() if k not in RUN_ONLY_FIELDS and base.get(k) != flat.get(k))
+            if differ:
+                shown = ", ".join(f"{k} ({base.get(k)!r} against {flat.get(k)!r})" for k in differ[:5])
+                raise ConfigError(f"member {i}'s config differs from member 0's in {shown}; members are one config "
+                                  "trained with different train.seed values")
+            if not _same_data(m, first):
+                raise ConfigError(f"member {i} was trained on other data than member 0 (its items, users or histories "
+                                  "differ); train every member on the same data and split")
+        ens = cls(EnsembleConfig(member=first.config, seeds=tuple(m.config.train.seed for m in fusion)))
+        ens.item_vocab, ens.user_vocab, ens.schema = first.item_vocab, first.user_vocab, first.schema
+        ens._hist_indptr, ens._hist_items, ens.item_titles = first._hist_indptr, first._hist_items, dict(first.item_titles)
+        ens.members = list(fusion)
+        for m in ens.members:
+            ens._adopt(m)
+        ens.fit_info = {"members": [{k: v for k, v in m.fit_info.items() if k != "history"} for m in fusion],
+                        "epochs_run": sum(m.fit_info.get("epochs_run", 0) for m in fusion),
+                        "train_seconds": sum(m.fit_info.get("train_seconds", 0.0) for m in fusion)}
+        return ens
+
     def _adopt(self, member: FusionRecommender) -> None:
         """Give a member the ensemble's vocabularies and histories (they are not saved per member)."""
         member.item_vocab, member.user_vocab, member.schema = self.item_vocab, self.user_vocab, self.schema
@@ -122,3 +159,15 @@ class EnsembleRecommender(Recommender):
             self._adopt(member)  # histories are set by now (load() reads them before the state)
             prefix = f"m{i}."
             member._load_state({k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)})
+
+
+RUN_ONLY_FIELDS = frozenset({"train.seed", "train.resume", "train.progress"})
+"""Config fields that say how a member's run went, not what it is: members may differ in them."""
+
+
+def _same_data(a: Recommender, b: Recommender) -> bool:
+    """Fitted on the same items, users and histories (so on the same data and split)."""
+    assert a.item_vocab is not None and a.user_vocab is not None and b.item_vocab is not None and b.user_vocab is not None
+    assert a._hist_indptr is not None and a._hist_items is not None and b._hist_indptr is not None and b._hist_items is not None
+    return (a.item_vocab.ids == b.item_vocab.ids and a.user_vocab.ids == b.user_vocab.ids
+            and np.array_equal(a._hist_indptr, b._hist_indptr) and np.array_equal(a._hist_items, b._hist_items))

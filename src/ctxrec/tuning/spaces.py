@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
+from ctxrec.config import flatten
 from ctxrec.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -284,7 +285,7 @@ def space_from_dict(model: str, data: dict[str, Any], base: SearchSpace | None =
     fixed = data.get("fixed", {})
     if not isinstance(fixed, dict):
         raise ConfigError(f"search space 'fixed' must be a table of model-config keys, got {fixed!r}")
-    return SearchSpace(model=model, params=tuple(params.values()), fixed={**base.fixed, **_flatten(fixed)})
+    return SearchSpace(model=model, params=tuple(params.values()), fixed={**base.fixed, **flatten(fixed)})
 
 
 def load_space(model: str, path: str | Path | None = None, overrides: dict[str, Any] | None = None,
@@ -314,19 +315,3 @@ def _check_labelled(space: SearchSpace) -> None:
     if given != "auc":
         raise ConfigError(f"train.valid_metric = {given!r} in an AUC study: the CTR task selects epochs on validation "
                           "AUC itself; drop train.valid_metric from --set / the space file")
-
-
-def _flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    """``{"train": {"lr": 1}}`` and ``{"train.lr": 1}`` both become ``{"train.lr": 1}``."""
-    out: dict[str, Any] = {}
-    for k, v in d.items():
-        if isinstance(v, dict):
-            out.update(_flatten(v, f"{prefix}{k}."))
-        else:
-            out[f"{prefix}{k}"] = v
-    return out
-
-
-def flatten_overrides(d: dict[str, Any]) -> dict[str, Any]:
-    """Nested override dict (as ``apply_overrides`` builds from ``--set``) to dotted keys."""
-    return _flatten(d)

@@ -214,6 +214,8 @@ class FusionConfig:
 RETIRED_OPTIONS: dict[str, object] = {
     "label_smoothing": 0.0, "contrastive": 0.0, "contrastive_temperature": 0.1, "cold_prior": "none",
     "cold_prior_min_cases": 20, "text_adapter": "linear", "n_experts": 4,
+    "window": "last",  # removed in session 27 (random training windows: no gain over 3 paired ml-1m seeds)
 }
-"""Options removed in the redesign (issue 17), with the value that meant "off". A model saved before
-then names them in its config.json; ``FusionRecommender.load`` says which to delete."""
+"""Options removed because they measured no gain (the redesign of issue 17, and later), with the value that
+meant "off" (the behaviour that stayed). A model saved before then names them in its config.json;
+``FusionRecommender.load`` says which to delete."""

@@ -501,8 +501,8 @@ class FusionRecommender(Recommender):
     # ================================================================================ persistence
     @classmethod
     def load(cls, path: str | Path) -> Self:
-        """As :meth:`Recommender.load`; a model saved with an option removed in the redesign is refused
-        with the keys to delete (harmless when they hold the value that meant "off")."""
+        """As :meth:`Recommender.load`; a model saved with an option since removed is refused with the
+        keys to delete (harmless when they hold the value that meant "off")."""
         cfg = Path(path) / "config.json"
         saved = json.loads(cfg.read_text()).get("config", {}) if cfg.exists() else {}
         retired = sorted(k for k in saved if k in RETIRED_OPTIONS)
@@ -510,7 +510,7 @@ class FusionRecommender(Recommender):
             used = {k: saved[k] for k in retired if saved[k] != RETIRED_OPTIONS[k]}
             why = (f"it was trained with {used}, which no longer exists: retrain it" if used else
                    "they held the values that meant 'off', so deleting them changes nothing")
-            raise ConfigError(f"{str(cfg)!r} names fusion options removed in the redesign (issue 17): {retired}; {why}. "
+            raise ConfigError(f"{str(cfg)!r} names fusion options removed since it was saved (they measured no gain): {retired}; {why}. "
                               f"Delete those keys from its 'config' to load it.")
         return super().load(path)
 
