@@ -85,5 +85,5 @@ def test_members_that_are_not_one_config_on_one_data_are_refused() -> None:
         EnsembleRecommender.from_members([a, _member(4, d_model=8).fit(data)])
     with pytest.raises(ConfigError, match="member 2 was trained on other data"):
         EnsembleRecommender.from_members([a, b, _member(5).fit(context_dataset(n_users=40, seed=1))])
-    with pytest.raises(ConfigError, match="seeds"):  # the same seed twice is one model twice
+    with pytest.raises(ConfigError, match=r"members \[0, 1\] have the same train.seed 3"):  # one model twice
         EnsembleRecommender.from_members([a, _member(3).fit(data)])

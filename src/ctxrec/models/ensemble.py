@@ -108,7 +108,12 @@ class EnsembleRecommender(Recommender):
             if not _same_data(m, first):
                 raise ConfigError(f"member {i} was trained on other data than member 0 (its items, users or histories "
                                   "differ); train every member on the same data and split")
-        ens = cls(EnsembleConfig(member=first.config, seeds=tuple(m.config.train.seed for m in fusion)))
+        seeds = [m.config.train.seed for m in fusion]
+        twice = sorted({s for s in seeds if seeds.count(s) > 1})
+        if twice:
+            raise ConfigError(f"members {[i for i, s in enumerate(seeds) if s == twice[0]]} have the same train.seed "
+                              f"{twice[0]}: the same model twice (or one run given twice); give runs of different seeds")
+        ens = cls(EnsembleConfig(member=first.config, seeds=tuple(seeds)))
         ens.item_vocab, ens.user_vocab, ens.schema = first.item_vocab, first.user_vocab, first.schema
         ens._hist_indptr, ens._hist_items, ens.item_titles = first._hist_indptr, first._hist_items, dict(first.item_titles)
         ens.members = list(fusion)
