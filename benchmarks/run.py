@@ -6,7 +6,8 @@
 ``--seeds N`` trains with ``train.seed`` = 42, 43, ... and writes the mean as ``metrics`` with
 ``metrics_std`` and ``per_seed`` (benchmarks/seeds.py). Long seed runs, in parallel or over several
 sittings: ``--only-seed S`` trains one seed into its run folder, and ``--reuse-seeds`` takes each seed whose
-folder finished with the same experiment config instead of training it again:
+folder finished with the same experiment config instead of training it again (a finished ``--seeds 1``
+run of the same flags counts as seed 42):
 
     OMP_NUM_THREADS=1 python benchmarks/run.py --dataset ml-1m --model fusion --name fusion-default --seeds 3 --only-seed 43 &
     python benchmarks/run.py --dataset ml-1m --model fusion --name fusion-default --seeds 3 --reuse-seeds
@@ -33,9 +34,13 @@ ROOT = Path(__file__).resolve().parent
 
 def _without_resume(config: dict) -> dict:
     """An experiment config as compared between runs: ``train.resume`` says how a run was continued, not
-    what it trains."""
+    what it trains; a seed left unset is the training default (a ``--seeds 1`` run is seed 42 of ``--seeds N``)."""
+    from ctxrec.training.loop import TrainConfig
+
     train = dict((config.get("model_config") or {}).get("train") or {})
     train.pop("resume", None)
+    if train.get("seed") is None:
+        train["seed"] = TrainConfig().seed
     return {**config, "model_config": {**(config.get("model_config") or {}), "train": train}}
 
 
@@ -104,11 +109,13 @@ def main(argv: list[str] | None = None) -> dict:
                                 overrides=[*args.set, *extra])
         out = run_dir / f"seed-{seed}" if args.seeds > 1 else run_dir
         if args.reuse_seeds or args.resume:
-            done = _finished_run(out, cfg)
-            if done is not None:
-                at = (done.get("code") or {}).get("commit") or "an unrecorded commit"
-                print(f"seed {seed}: reusing the finished run in {out} (trained at {at})", flush=True)
-                return done
+            # the first seed may have finished as a --seeds 1 run, in the run folder itself
+            for folder in [out, *([run_dir] if args.seeds > 1 and seed == seed_list(args.seeds)[0] else [])]:
+                done = _finished_run(folder, cfg)
+                if done is not None:
+                    at = (done.get("code") or {}).get("commit") or "an unrecorded commit"
+                    print(f"seed {seed}: reusing the finished run in {folder} (trained at {at})", flush=True)
+                    return done
         return run_experiment(cfg, out, command=command)
 
     if args.only_seed is not None:

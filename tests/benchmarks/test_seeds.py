@@ -69,6 +69,23 @@ def test_reuse_seeds_takes_only_a_finished_run_of_the_same_config(load_bench, tm
     assert run._finished_run(tmp_path, resumed) == {"metrics": {"ndcg@10": 0.1}}  # --resume: how, not what
 
 
+def test_reuse_seeds_reads_an_unset_seed_as_the_default(load_bench, tmp_path) -> None:
+    """A --seeds 1 run (its config leaves train.seed unset) is seed 42 of a --seeds N run, not seed 43."""
+    import json
+
+    from ctxrec.config import to_dict
+    from ctxrec.experiment import experiment_config
+
+    run = load_bench("run")
+    single = experiment_config(dataset="ml-100k", model="sasrec", overrides=["train.max_epochs=2"])
+    (tmp_path / "config.json").write_text(json.dumps(to_dict(single)))
+    (tmp_path / "metrics.json").write_text(json.dumps({"metrics": {"ndcg@10": 0.1}}))
+    seed42 = experiment_config(dataset="ml-100k", model="sasrec", overrides=["train.max_epochs=2", "train.seed=42"])
+    seed43 = experiment_config(dataset="ml-100k", model="sasrec", overrides=["train.max_epochs=2", "train.seed=43"])
+    assert run._finished_run(tmp_path, seed42) == {"metrics": {"ndcg@10": 0.1}}
+    assert run._finished_run(tmp_path, seed43) is None
+
+
 def test_only_seed_must_be_one_of_the_seeds(load_bench) -> None:
     import pytest
 
