@@ -138,5 +138,17 @@ def main(argv: list[str] | None = None) -> dict:
     return result
 
 
+def cli() -> None:
+    """``main`` for a person at a terminal: a ctxrec error (a bad ``--set`` key or value, a dataset that
+    is not there) is one line that names the value and the fix, not a traceback."""
+    from ctxrec.errors import CtxrecError
+
+    try:
+        main()
+    except CtxrecError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
+
+
 if __name__ == "__main__":
-    main()
+    cli()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 import pytest
 
 
@@ -114,3 +116,14 @@ def test_seed_overrides_per_model_kind(load_bench) -> None:
         run.seed_overrides("ensemble", 42, True)
     with pytest.raises(SystemExit, match="--seeds sets seeds itself"):
         run.main(["--dataset", "ml-100k", "--model", "ensemble", "--seeds", "3", "--set", "seeds=[1,2]"])
+
+
+def test_a_bad_set_key_is_one_line_that_names_it_not_a_traceback(load_bench, monkeypatch, capsys) -> None:
+    run = load_bench("run")
+    monkeypatch.setattr(sys, "argv", ["run.py", "--dataset", "ml-1m", "--model", "fusion", "--set", "train.max_epoch=40"])
+    with pytest.raises(SystemExit) as exit_:
+        run.cli()
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "max_epoch" in err and "max_epochs" in err  # the bad key and the known ones
+    assert "Traceback" not in err
