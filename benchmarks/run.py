@@ -13,7 +13,8 @@ run of the same flags counts as seed 42):
     python benchmarks/run.py --dataset ml-1m --model fusion --name fusion-default --seeds 3 --reuse-seeds
 
 A seed stopped before it finished (killed, or the sitting ended) continues from its last checkpoint with
-the same command plus ``--resume``.
+the same command plus ``--resume``. A ``--seeds 1`` run publishes by replacing its whole run folder, where
+the seed folders live, so it is refused while seed runs of its name are there, and they while it trains.
 
 The same front door as ``ctxrec train`` (``ctxrec.experiment.experiment_config`` then ``run_experiment``):
 the config, model config included, is checked before any data is read. Results use the schema of
@@ -69,6 +70,24 @@ def _finished_run(out: Path, cfg: object) -> dict | None:
     return json.loads((out / "metrics.json").read_text()) if same else None
 
 
+def _check_layout(run_dir: Path, n_seeds: int) -> None:
+    """Refuse a run that would delete another: a ``--seeds 1`` run is published by replacing its whole run
+    folder, where the seed folders of a ``--seeds N`` run of the same name live (``seed-S``, and
+    ``.seed-S.partial`` while one trains)."""
+    if n_seeds == 1:
+        seeds = sorted(p.name for p in run_dir.glob("seed-*")) + sorted(p.name for p in run_dir.glob(".seed-*.partial"))
+        if seeds:
+            raise SystemExit(f"{run_dir} holds the seed runs of a --seeds N run ({', '.join(seeds)}); a --seeds 1 "
+                             "run is published by replacing that folder and would delete them: train it as a seed "
+                             "(--seeds N --only-seed 42) or give it another --name")
+    else:
+        stage = run_dir.with_name(f".{run_dir.name}.partial")
+        if stage.is_dir():
+            raise SystemExit(f"a --seeds 1 run of this --name is training or was stopped ({stage}); when it finishes "
+                             f"it replaces {run_dir}, this seed's folder with it: let it finish (or remove {stage}) "
+                             "first, or give this run another --name")
+
+
 def main(argv: list[str] | None = None) -> dict:
     from seeds import run_seeds, seed_list
 
@@ -102,6 +121,7 @@ def main(argv: list[str] | None = None) -> dict:
         raise SystemExit(f"--only-seed {args.only_seed} is not one of the --seeds {args.seeds} runs: {seed_list(args.seeds)}")
     command = "python benchmarks/run.py " + " ".join(shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:]))
     run_dir = ROOT.parent / "runs" / "bench" / args.dataset / name
+    _check_layout(run_dir, args.seeds)
 
     def run_one(seed: int) -> dict:
         extra = seed_overrides(args.model, seed if args.seeds > 1 else None, args.resume)

@@ -127,3 +127,17 @@ def test_a_bad_set_key_is_one_line_that_names_it_not_a_traceback(load_bench, mon
     err = capsys.readouterr().err
     assert err.startswith("error: ") and "max_epoch" in err and "max_epochs" in err  # the bad key and the known ones
     assert "Traceback" not in err
+
+
+def test_a_seeds_1_run_and_seed_runs_of_one_name_never_delete_each_other(load_bench, tmp_path, monkeypatch) -> None:
+    run = load_bench("run")
+    monkeypatch.setattr(run, "ROOT", tmp_path / "benchmarks")
+    run_dir = tmp_path / "runs" / "bench" / "ml-1m" / "x"
+    args = ["--dataset", "ml-1m", "--model", "fusion", "--name", "x"]
+    (run_dir / ".seed-43.partial").mkdir(parents=True)  # seed 43 of a --seeds 3 run is training
+    with pytest.raises(SystemExit, match=r"\.seed-43\.partial.*would delete them"):
+        run.main(args)  # a --seeds 1 run would replace run_dir on publishing
+    (run_dir / ".seed-43.partial").rmdir()
+    run_dir.with_name(".x.partial").mkdir()  # a --seeds 1 run is training
+    with pytest.raises(SystemExit, match="let it finish"):
+        run.main([*args, "--seeds", "3", "--only-seed", "43"])
