@@ -310,14 +310,15 @@ def evaluate(
 def ensemble(
     runs: Annotated[list[Path], typer.Argument(help="Run folders of one fusion experiment trained with different "
                                                "train.seed values (e.g. side by side: `ctxrec train ... --set "
-                                               "train.seed=S -o runs/S`).")],
+                                               "train.seed=S -o runs/S`); they may also differ in how they were "
+                                               "trained (loss, n_negatives, train.*), not in the network.")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Run folder to write the ensemble to.")],
 ) -> None:
     """Average fusion runs trained apart into one seed ensemble, evaluated on their test cases.
 
     The same model as `ctxrec train --model ensemble`, whose members train one after the other; here they
-    trained in parallel processes or on several machines. `ctxrec evaluate` and `ctxrec serve` read the
-    folder written."""
+    trained in parallel processes or on several machines, and may have been trained two ways (a full and a
+    sampled softmax). `ctxrec evaluate` and `ctxrec serve` read the folder written."""
     from ctxrec.errors import CtxrecError
     from ctxrec.experiment import combine_runs
     from ctxrec.reports import print_metrics

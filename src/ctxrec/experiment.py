@@ -455,11 +455,12 @@ def combine_runs(runs: Sequence[str | Path], out: str | Path, *, command: str | 
     """A seed ensemble (kind ``ensemble``) of fusion runs trained apart from one experiment but
     ``train.seed`` (``ctxrec train --set train.seed=S`` in parallel processes or on several machines),
     written as a run folder that ``ctxrec evaluate`` and ``ctxrec serve`` read, and evaluated on the
-    runs' test cases: ``metrics.json`` holds the ensemble's metrics next to each member's."""
+    runs' test cases: ``metrics.json`` holds the ensemble's metrics next to each member's. The runs may also
+    differ in how they were trained (another loss, another schedule), not in the network or the data."""
     from ctxrec.data.splits import make_split
     from ctxrec.evaluation.evaluator import EvalConfig, Evaluator
     from ctxrec.models import load_model
-    from ctxrec.models.ensemble import RUN_ONLY_FIELDS, EnsembleRecommender
+    from ctxrec.models.ensemble import EnsembleRecommender, training_only
     from ctxrec.privacy import pseudonym_secret, pseudonymise_dataset
 
     t0 = time.perf_counter()
@@ -472,13 +473,19 @@ def combine_runs(runs: Sequence[str | Path], out: str | Path, *, command: str | 
         cfgs.append(json.loads((p / "config.json").read_text()))
     if cfgs[0].get("model") != "fusion":
         raise ConfigError(f"run {str(paths[0])!r} trained a {cfgs[0].get('model')!r} model; an ensemble's members are fusion runs")
-    base = {k: v for k, v in flatten(cfgs[0]).items() if k.removeprefix("model_config.") not in RUN_ONLY_FIELDS}
+
+    def network(cfg: dict[str, Any]) -> dict[str, Any]:  # the run's config less how its model was trained
+        return {k: v for k, v in flatten(cfg).items()
+                if not (k.startswith("model_config.") and training_only(k.removeprefix("model_config.")))}
+
+    base = network(cfgs[0])
     for p, c in zip(paths[1:], cfgs[1:], strict=True):
-        flat = {k: v for k, v in flatten(c).items() if k.removeprefix("model_config.") not in RUN_ONLY_FIELDS}
+        flat = network(c)
         differ = sorted(k for k in base.keys() | flat.keys() if base.get(k) != flat.get(k))
         if differ:
             raise ConfigError(f"run {str(p)!r} is not the experiment of run {str(paths[0])!r} with another seed: they "
-                              f"differ in {', '.join(differ[:5])}")
+                              f"differ in {', '.join(differ[:5])} (members may differ only in how they were trained: "
+                              "model_config.train.*, loss, n_negatives, sampled_above)")
     ens = EnsembleRecommender.from_members([load_model(p) for p in paths])
     exp = experiment_from_dict(cfgs[0])
     data = run_data(paths[0])

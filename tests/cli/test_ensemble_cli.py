@@ -71,3 +71,18 @@ def test_runs_that_are_not_one_experiment_are_refused_naming_the_difference(memb
     code, out = invoke("ensemble", str(members[0]), "-o", str(tmp_path / "ens"))
     assert code != 0 and "at least two" in out
     assert not (tmp_path / "ens").exists()  # a refused command writes nothing
+
+
+def test_runs_of_one_network_trained_with_another_loss_become_one_ensemble(members: list[Path], tmp_path: Path) -> None:
+    """A full-softmax run and a sampled-softmax run of the same network (say the two best recipes) average
+    like seeds; the ensemble run folder records each member's loss and serves after a load."""
+    from ctxrec.models import load_model
+
+    sampled = train(tmp_path / "sampled", "--set", "train.seed=3", "--set", "loss=sampled", "--set", "n_negatives=8",
+                    "--set", "train.max_epochs=3")
+    code, out = invoke("ensemble", str(members[0]), str(sampled), "-o", str(tmp_path / "ens"))
+    assert code == 0, out
+    ens = load_model(tmp_path / "ens")
+    assert [(m.config.train.seed, m.config.loss, m.config.train.max_epochs) for m in ens.members] == [
+        (1, load_model(members[0]).config.loss, 2), (3, "sampled", 3)]
+    assert ens.recommend([RecQuery(user_id=ens.user_vocab.ids[0])], k=5)[0].item_ids

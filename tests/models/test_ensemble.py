@@ -87,3 +87,23 @@ def test_members_that_are_not_one_config_on_one_data_are_refused() -> None:
         EnsembleRecommender.from_members([a, b, _member(5).fit(context_dataset(n_users=40, seed=1))])
     with pytest.raises(ConfigError, match=r"members \[0, 1\] have the same train.seed 3"):  # one model twice
         EnsembleRecommender.from_members([a, _member(3).fit(data)])
+
+
+def test_members_trained_with_another_loss_join_and_keep_their_own_config(tmp_path) -> None:
+    """One network trained two ways (full softmax, sampled softmax) is an ensemble; each member's own
+    training config survives a save and load, and the network still may not differ."""
+    data = context_dataset(n_users=40)
+    ce = _member(3, loss="ce").fit(data)
+    sampled = FusionRecommender(tiny(loss="sampled", n_negatives=4,
+                                     train=TrainConfig(max_epochs=6, lr=1e-2, batch_size=16, progress=False, seed=4))).fit(data)
+    ens = EnsembleRecommender.from_members([ce, sampled])
+    batch = ens.encode_queries([RecQuery(history=["A1", "A2"], context={"device": "tv"})])
+    probs = np.stack([np.exp(m.score(batch)) for m in (ce, sampled)])
+    np.testing.assert_allclose(np.exp(ens.score(batch)), probs.mean(0), rtol=1e-5, atol=1e-7)
+    ens.save(tmp_path / "e")
+    again = EnsembleRecommender.load(tmp_path / "e")
+    assert [(m.config.loss, m.config.n_negatives, m.config.train.max_epochs) for m in again.members] == [
+        ("ce", ce.config.n_negatives, 10), ("sampled", 4, 6)]
+    np.testing.assert_allclose(again.score(batch), ens.score(batch), rtol=1e-5)
+    with pytest.raises(ConfigError, match=r"differs from member 0's in n_layers"):
+        EnsembleRecommender.from_members([ce, _member(4, loss="ce", n_layers=2).fit(data)])

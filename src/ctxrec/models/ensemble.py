@@ -7,7 +7,10 @@ members recover most of it (benchmarks/results/amazon-scientific/). The price is
 training time, memory and scoring time, which is why this is its own model kind, not a fusion default.
 
 Members share the vocabularies and histories of the ensemble; each keeps its own config (its seed) and
-weights, saved side by side in the one ``model.safetensors`` (``m0.*``, ``m1.*``, ...).
+weights, saved side by side in the one ``model.safetensors`` (``m0.*``, ``m1.*``, ...). Members trained
+apart (:meth:`EnsembleRecommender.from_members`) may also differ in how they were trained (the loss, its
+negatives, the schedule: :func:`training_only`), never in the network they compute with; each member's
+own config is then saved with it.
 """
 
 from __future__ import annotations
@@ -100,11 +103,12 @@ class EnsembleRecommender(Recommender):
         base = flatten(to_dict(first.config))
         for i, m in enumerate(fusion[1:], 1):
             flat = flatten(to_dict(m.config))
-            differ = sorted(k for k in base.keys() | flat.keys() if k not in RUN_ONLY_FIELDS and base.get(k) != flat.get(k))
+            differ = sorted(k for k in base.keys() | flat.keys() if not training_only(k) and base.get(k) != flat.get(k))
             if differ:
                 shown = ", ".join(f"{k} ({base.get(k)!r} against {flat.get(k)!r})" for k in differ[:5])
-                raise ConfigError(f"member {i}'s config differs from member 0's in {shown}; members are one config "
-                                  "trained with different train.seed values")
+                raise ConfigError(f"member {i}'s config differs from member 0's in {shown}; members are one network "
+                                  "trained with different train.seed values (and, if you like, another loss, "
+                                  "n_negatives or train.* schedule)")
             if not _same_data(m, first):
                 raise ConfigError(f"member {i} was trained on other data than member 0 (its items, users or histories "
                                   "differ); train every member on the same data and split")
@@ -143,17 +147,27 @@ class EnsembleRecommender(Recommender):
 
     # ------------------------------------------------------------------ persistence
     def _meta(self) -> dict[str, Any]:
-        return {"members": [m._meta() for m in self.members]}
+        # Each member's own config: members trained apart may differ from config.member in training fields.
+        return {"members": [{"config": to_dict(m.config), **m._meta()} for m in self.members]}
 
     def _load_meta(self, meta: dict[str, Any]) -> None:
+        from ctxrec.config import from_dict
+
         metas = meta.get("members", [])
         cfgs = self._member_configs()
         if len(metas) != len(cfgs):
             raise ConfigError(f"saved ensemble has {len(metas)} members but its config lists {len(cfgs)} seeds")
         self.members = []
-        for cfg, m_meta in zip(cfgs, metas, strict=True):
+        for i, (derived, m_meta) in enumerate(zip(cfgs, metas, strict=True)):
+            cfg = derived
+            if "config" in m_meta:  # saved since members may differ in training fields; older folders lack it
+                cfg = from_dict(FusionConfig, m_meta["config"])
+                base, flat = flatten(to_dict(derived)), flatten(to_dict(cfg))
+                if any(not training_only(k) and base.get(k) != flat.get(k) for k in base.keys() | flat.keys()):
+                    raise ConfigError(f"saved ensemble member {i}'s network differs from the ensemble's config; "
+                                      "the model folder was edited or mixed from two saves: save the ensemble again")
             member = FusionRecommender(cfg)
-            member._load_meta(m_meta)
+            member._load_meta({k: v for k, v in m_meta.items() if k != "config"})
             self.members.append(member)
 
     def _state(self) -> dict[str, np.ndarray]:
@@ -166,8 +180,14 @@ class EnsembleRecommender(Recommender):
             member._load_state({k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)})
 
 
-RUN_ONLY_FIELDS = frozenset({"train.seed", "train.resume", "train.progress"})
-"""Config fields that say how a member's run went, not what it is: members may differ in them."""
+TRAINING_FIELDS = frozenset({"loss", "n_negatives", "sampled_above"})
+"""FusionConfig fields that only shape training (the loss and its negatives), besides every ``train.*``."""
+
+
+def training_only(key: str) -> bool:
+    """Whether a flattened FusionConfig key says how a member was trained rather than what it computes:
+    members trained apart may differ in these (their seed, their loss, their schedule), not in the network."""
+    return key.startswith("train.") or key in TRAINING_FIELDS
 
 
 def _same_data(a: Recommender, b: Recommender) -> bool:
