@@ -116,7 +116,9 @@ class EnsembleRecommender(Recommender):
         twice = sorted({s for s in seeds if seeds.count(s) > 1})
         if twice:
             raise ConfigError(f"members {[i for i, s in enumerate(seeds) if s == twice[0]]} have the same train.seed "
-                              f"{twice[0]}: the same model twice (or one run given twice); give runs of different seeds")
+                              f"{twice[0]}: the same model twice (or one run given twice), or one network trained "
+                              "two ways from the same initial weights and batch order, which averages away little; "
+                              "give runs of different seeds")
         ens = cls(EnsembleConfig(member=first.config, seeds=tuple(seeds)))
         ens.item_vocab, ens.user_vocab, ens.schema = first.item_vocab, first.user_vocab, first.schema
         ens._hist_indptr, ens._hist_items, ens.item_titles = first._hist_indptr, first._hist_items, dict(first.item_titles)
