@@ -107,3 +107,19 @@ def test_members_trained_with_another_loss_join_and_keep_their_own_config(tmp_pa
     np.testing.assert_allclose(again.score(batch), ens.score(batch), rtol=1e-5)
     with pytest.raises(ConfigError, match=r"differs from member 0's in n_layers"):
         EnsembleRecommender.from_members([ce, _member(4, loss="ce", n_layers=2).fit(data)])
+
+
+def test_a_folder_saved_before_members_kept_their_own_config_still_loads(ensemble: EnsembleRecommender, tmp_path) -> None:
+    """Older ensemble folders have no per-member config in state.json: members are config.member with their seed."""
+    import json
+
+    ensemble.save(tmp_path / "e")
+    meta = json.loads((tmp_path / "e" / "state.json").read_text())
+    assert all("config" in m for m in meta["members"])
+    for m in meta["members"]:
+        del m["config"]
+    (tmp_path / "e" / "state.json").write_text(json.dumps(meta))
+    again = EnsembleRecommender.load(tmp_path / "e")
+    assert [m.config.train.seed for m in again.members] == [3, 4, 5]
+    batch = ensemble.encode_queries([RecQuery(history=["A1"], context={"device": "tv"})])
+    np.testing.assert_allclose(again.score(batch), ensemble.score(batch), rtol=1e-5)

@@ -160,14 +160,10 @@ class EnsembleRecommender(Recommender):
         if len(metas) != len(cfgs):
             raise ConfigError(f"saved ensemble has {len(metas)} members but its config lists {len(cfgs)} seeds")
         self.members = []
-        for i, (derived, m_meta) in enumerate(zip(cfgs, metas, strict=True)):
-            cfg = derived
-            if "config" in m_meta:  # saved since members may differ in training fields; older folders lack it
-                cfg = from_dict(FusionConfig, m_meta["config"])
-                base, flat = flatten(to_dict(derived)), flatten(to_dict(cfg))
-                if any(not training_only(k) and base.get(k) != flat.get(k) for k in base.keys() | flat.keys()):
-                    raise ConfigError(f"saved ensemble member {i}'s network differs from the ensemble's config; "
-                                      "the model folder was edited or mixed from two saves: save the ensemble again")
+        for derived, m_meta in zip(cfgs, metas, strict=True):
+            # The config the member's weights were saved with; folders saved before members could differ in
+            # training fields lack it, and their members are config.member with their seed.
+            cfg = from_dict(FusionConfig, m_meta["config"]) if "config" in m_meta else derived
             member = FusionRecommender(cfg)
             member._load_meta({k: v for k, v in m_meta.items() if k != "config"})
             self.members.append(member)
