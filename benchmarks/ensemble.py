@@ -80,7 +80,8 @@ def main(argv: list[str] | None = None) -> dict:
                          f"run; leave --size out")
     else:
         parts = pairings(seed_list(args.seeds), args.runs)
-    missing = [f"{r}/seed-{s}" for g in parts for r, s in g if member_dir(bench / r, s) is None]
+    found = {(r, s): member_dir(bench / r, s) for g in parts for r, s in g}
+    missing = [f"{r}/seed-{s}" for (r, s), folder in found.items() if folder is None]
     if missing:
         raise SystemExit(f"{', '.join(missing)} under {bench} have no finished run: train them with benchmarks/run.py "
                          f"--name RUN --seeds {args.seeds} --only-seed S first")
@@ -88,7 +89,7 @@ def main(argv: list[str] | None = None) -> dict:
     for g in parts:
         label = "-".join(f"{r}-{s}" for r, s in g) if len(args.runs) > 1 else f"seeds-{g[0][1]}-{g[-1][1]}"
         out = bench / args.name / label
-        folders = [member_dir(bench / r, s) for r, s in g]  # all found: checked above
+        folders = [found[m] for m in g]  # none missing: checked above
         results.append(combine_runs([f for f in folders if f is not None], out, command=command))
         print(f"ensemble {g}: ndcg@10 {results[-1]['metrics']['ndcg@10']:.4f} hr@10 {results[-1]['metrics']['hr@10']:.4f}",
               flush=True)
